@@ -1,0 +1,110 @@
+"""Error-budget and burn-rate arithmetic from the SRE package. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """'1h30m' -> 5400.0 seconds (Prometheus duration syntax)."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_S[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 5m, 1h, 28d)")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """5400 -> '1h30m'; rounds to whole seconds."""
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
+    if math.isinf(seconds):
+        return "never"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    if seconds and len(parts) < 2:
+        parts.append(f"{seconds}s")
+    return "".join(parts[:2])
+
+
+def error_ratio(errors: float, total: float) -> float | None:
+    """errors / total, or None when there was no traffic (a ratio of nothing is not 0)."""
+    if total is None or errors is None or total <= 0 or math.isnan(total) or math.isnan(errors):
+        return None
+    return max(0.0, errors / total)
+
+
+def error_budget(objective: float) -> float:
+    """The allowed error ratio: 1 - objective (0.001 for 99.9 %)."""
+    if not 0 < objective < 1:
+        raise ValueError(f"objective must be between 0 and 1, got {objective}")
+    return 1.0 - objective
+
+
+def burn_rate(ratio: float | None, objective: float) -> float | None:
+    """How many times faster than sustainable the budget burns (1.44 % at 99.9 % -> 14.4)."""
+    if ratio is None:
+        return None
+    return ratio / error_budget(objective)
+
+
+def budget_remaining(ratio_over_window: float | None, objective: float) -> float | None:
+    """Share of the window's error budget left: 1 - consumed. Negative when overspent."""
+    if ratio_over_window is None:
+        return None
+    return 1.0 - ratio_over_window / error_budget(objective)
+
+
+def time_to_exhaustion(burn: float | None, remaining: float, window_s: float) -> float:
+    """Seconds until the remaining budget is gone at this burn rate (inf when not burning)."""
+    if burn is None or burn <= 0:
+        return math.inf
+    return max(0.0, remaining) * window_s / burn
+
+
+@dataclass(frozen=True)
+class BurnVerdict:
+    verdict: str  # ok / warning / critical
+    action: str
+
+
+def burn_verdict(burn: float | None, page: float = 14.4, ticket: float = 6.0, slow: float = 3.0) -> BurnVerdict:
+    """The package's burn-rate table: 14.4x page, 6x and 3x investigate, below that normal."""
+    if burn is None:
+        return BurnVerdict("unchecked", "no traffic in the window: burn rate undefined")
+    if burn >= page:
+        return BurnVerdict("critical", f">= {page:g}x: budget gone in about 2 hours; immediate incident response")
+    if burn >= ticket:
+        return BurnVerdict("warning", f">= {ticket:g}x: budget gone in about 5 hours; investigate within 30 min")
+    if burn >= slow:
+        return BurnVerdict("warning", f">= {slow:g}x: budget gone in about 10 hours; investigate within 1 hour")
+    return BurnVerdict("ok", f"< {slow:g}x: within normal burn")
+
+
+def budget_policy(remaining: float | None) -> str:
+    """The package's error-budget policy for the share of budget left."""
+    if remaining is None:
+        return "unknown (no data)"
+    if remaining > 0.5:
+        return "normal operations, deploy freely"
+    if remaining > 0.25:
+        return "caution: slow down deploys, prioritise reliability work"
+    if remaining > 0.10:
+        return "deploy freeze (emergency fixes only), all hands on reliability"
+    return "full incident response, cancel all feature work"

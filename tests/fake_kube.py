@@ -1,0 +1,374 @@
+"""An HTTP-level fake Kubernetes API server, for the real ``kubernetes`` client.
+
+It serves the REST shapes of the endpoints the runbooks use (deployments, replicasets, pods,
+pod logs, the scale subresource, metrics.k8s.io pod metrics), answers errors as
+``kind: Status``, requires a bearer token, applies JSON patches and merge patches, and
+emulates the deployment controller's one behaviour that rollbacks depend on: when the pod
+template changes to an existing ReplicaSet's, that ReplicaSet becomes the newest revision.
+Every request is recorded for assertions.
+
+Used by the tests and, through ``runbook demo``, by the loopback sandbox.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def _ts(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+class FakeKube:
+    def __init__(self, token: str = "fake-token") -> None:
+        self.token = token
+        self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
+        self.replicasets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str], str] = {}
+        self.metrics: dict[tuple[str, str], dict[str, Any]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scenario ----------------------------------------------------------------------------
+    def add_api_gateway(
+        self,
+        namespace: str,
+        rollout_at: datetime,
+        name: str = "api-gateway",
+        images: tuple[str, ...] = (
+            "omnihub/api-gateway:1.41.0",
+            "omnihub/api-gateway:1.42.0",
+            "omnihub/api-gateway:1.43.0",
+        ),
+        replicas: int = 3,
+        cpu_usage: str = "480m",
+        error_lines: int = 40,
+    ) -> None:
+        """A deployment with one ReplicaSet per image (revisions 5, 6, 7...), the newest rolled
+        out at ``rollout_at``; its pods log errors and run near their CPU limit."""
+        uid = f"uid-{name}"
+        labels = {"app": name}
+        first_rev = 5
+        for i, image in enumerate(images):
+            rev = first_rev + i
+            created = rollout_at - timedelta(days=2 * (len(images) - 1 - i))
+            template = self._template(labels, image, f"hash{rev}")
+            rs_name = f"{name}-hash{rev}"
+            current = i == len(images) - 1
+            self.replicasets[(namespace, rs_name)] = {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": rs_name,
+                    "namespace": namespace,
+                    "uid": f"uid-{rs_name}",
+                    "creationTimestamp": _ts(created),
+                    "labels": {**labels, "pod-template-hash": f"hash{rev}"},
+                    "annotations": {
+                        REVISION: str(rev),
+                        "deployment.kubernetes.io/desired-replicas": str(replicas),
+                        "kubernetes.io/change-cause": f"deploy {image}",
+                    },
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": name,
+                            "uid": uid,
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": {
+                    "replicas": replicas if current else 0,
+                    "selector": {"matchLabels": labels},
+                    "template": template,
+                },
+                "status": {"replicas": replicas if current else 0},
+            }
+        newest = first_rev + len(images) - 1
+        self.deployments[(namespace, name)] = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+                "generation": 12,
+                "creationTimestamp": _ts(rollout_at - timedelta(days=30)),
+                "annotations": {REVISION: str(newest)},
+                "labels": labels,
+            },
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": self._template(labels, images[-1], None),
+            },
+            "status": {"replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas},
+        }
+        for p in range(replicas):
+            pod_name = f"{name}-hash{newest}-pod{p}"
+            self.pods[(namespace, pod_name)] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": namespace,
+                    "labels": {**labels, "pod-template-hash": f"hash{newest}"},
+                    "creationTimestamp": _ts(rollout_at),
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "api",
+                            "image": images[-1],
+                            "resources": {
+                                "limits": {"cpu": "500m", "memory": "512Mi"},
+                                "requests": {"cpu": "250m", "memory": "256Mi"},
+                            },
+                        }
+                    ]
+                },
+                "status": {"phase": "Running"},
+            }
+            lines = []
+            for n in range(120):
+                if n % 3 == 0 and len([x for x in lines if "ERROR" in x]) < error_lines:
+                    lines.append(
+                        f"2026-11-26T14:{n % 60:02d}:00Z ERROR POST /api/v1/workflows/execute 500 "
+                        f"upstream executor: connection refused (pool exhausted)"
+                    )
+                else:
+                    lines.append(f"2026-11-26T14:{n % 60:02d}:00Z INFO GET /api/v1/workflows 200 12ms")
+            self.logs[(namespace, pod_name)] = "\n".join(lines) + "\n"
+            self.metrics[(namespace, pod_name)] = {
+                "kind": "PodMetrics",
+                "apiVersion": "metrics.k8s.io/v1beta1",
+                "metadata": {"name": pod_name, "namespace": namespace, "labels": {**labels}},
+                "timestamp": _ts(datetime.now(UTC)),
+                "window": "30s",
+                "containers": [{"name": "api", "usage": {"cpu": cpu_usage, "memory": "300Mi"}}],
+            }
+
+    @staticmethod
+    def _template(labels: dict[str, str], image: str, pod_hash: str | None) -> dict[str, Any]:
+        lab = dict(labels)
+        if pod_hash:
+            lab["pod-template-hash"] = pod_hash
+        return {
+            "metadata": {"labels": lab},
+            "spec": {
+                "containers": [
+                    {"name": "api", "image": image, "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}}}
+                ]
+            },
+        }
+
+    # -- server --------------------------------------------------------------------------------
+    def start(self) -> str:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.url
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def write_kubeconfig(self, path: Path, namespace: str) -> Path:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": self.token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    # -- request handling ------------------------------------------------------------------------
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: bytes
+    ) -> tuple[int, Any, str]:
+        with self.lock:
+            self.requests.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "query": query,
+                    "content_type": headers.get("Content-Type", ""),
+                    "body": json.loads(body) if body else None,
+                }
+            )
+            if headers.get("Authorization") != f"Bearer {self.token}":
+                return 401, status(401, "Unauthorized", "Unauthorized"), "application/json"
+            selector = _parse_selector((query.get("labelSelector") or [""])[0])
+            m = re.fullmatch(r"/apis/apps/v1/namespaces/([^/]+)/deployments/([^/]+)(/scale)?", path)
+            if m:
+                ns, name, scale = m.groups()
+                dep = self.deployments.get((ns, name))
+                if dep is None:
+                    return 404, status(404, "NotFound", f'deployments.apps "{name}" not found'), "application/json"
+                if method == "GET" and not scale:
+                    return 200, dep, "application/json"
+                if method == "PATCH" and scale:
+                    dep["spec"]["replicas"] = int(json.loads(body)["spec"]["replicas"])
+                    return (
+                        200,
+                        {
+                            "kind": "Scale",
+                            "apiVersion": "autoscaling/v1",
+                            "metadata": {"name": name, "namespace": ns},
+                            "spec": {"replicas": dep["spec"]["replicas"]},
+                            "status": {"replicas": dep["status"]["replicas"]},
+                        },
+                        "application/json",
+                    )
+                if method == "PATCH":
+                    if headers.get("Content-Type") != "application/json-patch+json":
+                        return 415, status(415, "UnsupportedMediaType", "expected a JSON patch"), "application/json"
+                    try:
+                        _apply_json_patch(dep, json.loads(body))
+                    except (KeyError, ValueError, TypeError) as exc:
+                        return 422, status(422, "Invalid", f"patch could not be applied: {exc}"), "application/json"
+                    self._controller(ns, name)
+                    return 200, dep, "application/json"
+                return 405, status(405, "MethodNotAllowed", "method not allowed"), "application/json"
+            m = re.fullmatch(r"/apis/apps/v1/namespaces/([^/]+)/replicasets", path)
+            if m and method == "GET":
+                items = [rs for (ns, _), rs in self.replicasets.items() if ns == m.group(1) and _matches(rs, selector)]
+                return (
+                    200,
+                    {"kind": "ReplicaSetList", "apiVersion": "apps/v1", "metadata": {}, "items": items},
+                    "application/json",
+                )
+            m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods", path)
+            if m and method == "GET":
+                items = [p for (ns, _), p in self.pods.items() if ns == m.group(1) and _matches(p, selector)]
+                return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}, "application/json"
+            m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path)
+            if m and method == "GET":
+                text = self.logs.get((m.group(1), m.group(2)))
+                if text is None:
+                    return 404, status(404, "NotFound", f'pods "{m.group(2)}" not found'), "application/json"
+                tail = int((query.get("tailLines") or ["0"])[0] or 0)
+                lines = text.splitlines(keepends=True)
+                return 200, "".join(lines[-tail:] if tail else lines), "text/plain"
+            m = re.fullmatch(r"/apis/metrics.k8s.io/v1beta1/namespaces/([^/]+)/pods", path)
+            if m and method == "GET":
+                items = [x for (ns, _), x in self.metrics.items() if ns == m.group(1) and _matches(x, selector)]
+                return (
+                    200,
+                    {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items},
+                    "application/json",
+                )
+            return 404, status(404, "NotFound", "the server could not find the requested resource"), "application/json"
+
+    def _controller(self, ns: str, name: str) -> None:
+        """After a template change: the ReplicaSet with the same template becomes the newest
+        revision (what the deployment controller does on `rollout undo`)."""
+        dep = self.deployments[(ns, name)]
+        want = _strip_hash(dep["spec"]["template"])
+        owned = [
+            rs
+            for (n, _), rs in self.replicasets.items()
+            if n == ns
+            and any(r.get("uid") == dep["metadata"]["uid"] for r in rs["metadata"].get("ownerReferences", []))
+        ]
+        newest = max(int(rs["metadata"]["annotations"][REVISION]) for rs in owned)
+        for rs in owned:
+            if _strip_hash(rs["spec"]["template"]) == want:
+                if int(rs["metadata"]["annotations"][REVISION]) != newest:
+                    rs["metadata"]["annotations"][REVISION] = str(newest + 1)
+                    dep["metadata"].setdefault("annotations", {})[REVISION] = str(newest + 1)
+                break
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeKube
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        code, payload, ctype = self.fake.handle(self.command, parts.path, parse_qs(parts.query), self.headers, body)
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _serve
+
+
+def _parse_selector(text: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, text.split(",")):
+        k, _, v = part.partition("=")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _matches(obj: dict[str, Any], selector: dict[str, str]) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _strip_hash(template: dict[str, Any]) -> dict[str, Any]:
+    t = copy.deepcopy(template)
+    (t.get("metadata", {}).get("labels") or {}).pop("pod-template-hash", None)
+    return t
+
+
+def _apply_json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> None:
+    if not isinstance(ops, list):
+        raise ValueError("a JSON patch is a list of operations")
+    for op in ops:
+        if op.get("op") not in ("replace", "add"):
+            raise ValueError(f"unsupported op {op.get('op')!r}")
+        keys = [k.replace("~1", "/").replace("~0", "~") for k in op["path"].split("/")[1:]]
+        target = doc
+        for key in keys[:-1]:
+            target = target[key]
+        if op["op"] == "replace" and keys[-1] not in target:
+            raise KeyError(f"path {op['path']} does not exist")
+        target[keys[-1]] = copy.deepcopy(op["value"])
