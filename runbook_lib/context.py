@@ -154,6 +154,8 @@ def load_alert_text(text: str | bytes, fingerprint: str | None = None) -> tuple[
     From a payload, pick the alert with ``fingerprint``, else the first firing one.
     """
     try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AlertError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None

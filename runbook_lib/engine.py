@@ -292,19 +292,25 @@ def _read_or_fallback(out_path: Path, source: Path, params: dict[str, Any]) -> n
 
 
 def _locate_failed_cell(nb: nbformat.NotebookNode, failure: dict[str, Any]) -> None:
-    """Find the failing (or timed-out) cell from papermill's per-cell metadata."""
-    last_started = None
-    for index, cell in enumerate(nb.cells):
+    """Find the failing (or timed-out) cell from papermill's per-cell metadata. ``index`` is the
+    cell's position in the runbook notebook itself (papermill's injected-parameters and error
+    marker cells not counted), so it points at the cell a runbook author would edit."""
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    failed = last_started = None
+    source_index = -1
+    for cell in nb.cells:
+        if added & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        source_index += 1
         pm_meta = cell.get("metadata", {}).get("papermill", {})
         if pm_meta.get("exception"):
-            failure.setdefault("index", index)
-            failure.setdefault("execution_count", cell.get("execution_count"))
-            failure.setdefault("source", _first_lines(cell.get("source", "")))
-            return
+            failed = (source_index, cell)
+            break
         if pm_meta.get("start_time"):
-            last_started = (index, cell)
-    if last_started and "index" not in failure:
-        index, cell = last_started
+            last_started = (source_index, cell)
+    found = failed or last_started
+    if found:
+        index, cell = found
         failure["index"] = index
         failure["execution_count"] = cell.get("execution_count")
         failure["source"] = _first_lines(cell.get("source", ""))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -43,7 +44,7 @@ class Kubernetes:
             k8s_config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=cfg, persist_config=False
             )
-        except (ConfigException, OSError, ValueError) as exc:
+        except (ConfigException, OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
             raise SourceError(NAME, f"kubeconfig {kubeconfig} cannot be used: {str(exc).splitlines()[0]}") from None
         cfg.retries = 0  # fail fast; the runbook reports and goes on
         self.where = cfg.host

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh machine of this kind (Debian, Python 3.11+):
+# Debian's prometheus + prometheus-alertmanager, a virtualenv with the package and its dev
+# and lab extras. Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -q
+  # --no-install-recommends: no node exporter and friends; policy-rc.d keeps services from starting
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
+fi
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  log "need Python 3.11 or newer ($PYTHON is $("$PYTHON" -V 2>&1))"; exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+log "installing the package with its dev and lab extras into $VENV"
+pip_install() {
+  if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$VENV/pip.log" 2>&1; then
+    grep -v '^WARNING: Location' "$VENV/pip.log" | tail -30 >&2; log "pip install $* failed"; exit 1
+  fi
+}
+pip_install --upgrade pip
+pip_install -e '.[dev,lab]'
+"$VENV/bin/python" -c 'import runbook_lib, papermill, nbconvert, kubernetes, psycopg, httpx, pandas, nbval, fastapi' \
+  || { log "the virtualenv is incomplete"; exit 1; }
+log "ok: $("$VENV/bin/python" -V), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), alertmanager $(prometheus-alertmanager --version 2>&1 | head -1 | awk '{print $3}')"
