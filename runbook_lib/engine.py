@@ -191,6 +191,7 @@ class Engine:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         duration = time.monotonic() - t0
+        t_exec = duration
 
         nb = _read_or_fallback(out_path, source_nb, params)
         if failure is not None:
@@ -219,6 +220,7 @@ class Engine:
             "notes": list(request.notes),
             "intake": request.intake,
             "versions": _versions(),
+            "timings": {"execute_s": round(t_exec, 3)},
         }
         if route is not None and slug == TRIAGE and route.slug == TRIAGE:
             record["notes"].append(f"no dedicated runbook for {route.alertname} ({route.reason}); triage ran")
@@ -231,6 +233,7 @@ class Engine:
     ) -> RunResult:
         from .render import render_record_html
 
+        t0 = time.monotonic()
         red = self.redactor
         record = red.data(record)
         nb = nbformat.from_dict(red.data(nb))
@@ -238,6 +241,7 @@ class Engine:
         (staging / "notebook.ipynb").write_text(nb_text, encoding="utf-8")
         html = red.text(render_record_html(nb, record))
         (staging / "record.html").write_text(html, encoding="utf-8")
+        record.setdefault("timings", {})["render_s"] = round(time.monotonic() - t0, 3)
         record["files"] = {name: sha256_file(staging / name) for name in ("notebook.ipynb", "record.html")}
         (staging / "record.json").write_text(
             red.text(json.dumps(record, indent=2, ensure_ascii=False)) + "\n", encoding="utf-8"
