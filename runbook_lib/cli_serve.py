@@ -1,4 +1,5 @@
-"""Parsers for the commands that start long-running things (demo; serve comes next)."""
+"""Parsers for the commands that start long-running things: serve (the Alertmanager
+receiver) and demo (the loopback sandbox end to end)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,29 @@ from typing import Any
 
 
 def add_serve_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        formatter_class=fmt,
+        help="the Alertmanager webhook receiver: auto-run diagnoses",
+        description="Receive Alertmanager webhook notifications (POST /alerts), journal each one durably\n"
+        "(SQLite, WAL) before answering 200, and run the matching runbook in diagnose mode for each new\n"
+        "alert on a pool of worker processes. Repeats of (fingerprint, startsAt, status) start no run;\n"
+        "a resolved notification appends a 'resolved' event to the firing alert's record.\n\n"
+        "Endpoints: POST /alerts, GET /healthz, GET /metrics, GET /records/{id}.\n\n"
+        "Credentials (what Alertmanager's http_config sends): RUNBOOK_WEBHOOK_TOKEN[_FILE] for\n"
+        "'authorization' (Bearer), and/or RUNBOOK_WEBHOOK_USER + RUNBOOK_WEBHOOK_PASSWORD[_FILE] for\n"
+        "basic_auth. Without credentials the receiver refuses to start, unless --insecure-no-auth is\n"
+        "given on a loopback address.",
+    )
+    p.add_argument("--host", default=None, help="address to listen on (default: receiver.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: receiver.port, 9095)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: receiver.workers / RUNBOOK_WORKERS)"
+    )
+    p.add_argument("--insecure-no-auth", action="store_true", help="allow no credentials (loopback addresses only)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser(
         "demo",
         parents=[common],
@@ -33,3 +57,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     workdir = args.workdir or home / ".sandbox"
     alert = args.alert or home / "examples" / "alerts" / "high-error-rate.json"
     return run_direct(home, workdir, alert)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import sys
+
+    import uvicorn
+
+    from .errors import ConfigError
+    from .intake import JournalLock
+    from .settings import load_settings
+    from .webhook import auth_configured, create_app
+    from .worker import Supervisor
+
+    overrides: dict[str, Any] = {}
+    if args.workers is not None:
+        overrides["receiver.workers"] = args.workers
+    settings = load_settings(env=args.env, overrides=overrides)
+    host = args.host or settings.receiver.host
+    port = args.port if args.port is not None else settings.receiver.port
+    has_auth = auth_configured(settings)
+    if not has_auth:
+        if not args.insecure_no_auth:
+            raise ConfigError(
+                "no webhook credentials configured: set RUNBOOK_WEBHOOK_TOKEN (or _FILE), or RUNBOOK_WEBHOOK_USER with "
+                "RUNBOOK_WEBHOOK_PASSWORD (or _FILE); --insecure-no-auth is accepted on loopback addresses only"
+            )
+        if not _is_loopback(host):
+            raise ConfigError(f"--insecure-no-auth only works on a loopback address, not {host}")
+    lock = JournalLock(settings.journal_path)
+    lock.acquire()
+    try:
+        supervisor = Supervisor(settings, args.env, overrides, settings.receiver.workers)
+        app = create_app(settings, require_auth=has_auth, supervisor=supervisor)
+        auth = "bearer/basic auth" if has_auth else "NO AUTH (loopback only)"
+        print(
+            f"runbook serve: http://{host}:{port}/alerts ({auth}); {settings.receiver.workers} workers; "
+            f"journal {settings.journal_path}; archive {settings.archive_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    finally:
+        lock.release()
+    return 0

@@ -50,6 +50,8 @@ class RunRequest:
     notes: list[str] = field(default_factory=list)
     origin: str = "cli"
     intake: dict[str, Any] | None = None
+    # When set, do not execute: write a record with status "interrupted" saying why.
+    skip_execution: str | None = None
 
 
 @dataclass
@@ -151,6 +153,8 @@ class Engine:
         workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
         out_path = staging / "notebook.ipynb"
         try:
+            if request.skip_execution:
+                raise _Skipped(request.skip_execution)
             pm.execute_notebook(
                 str(source_nb),
                 str(out_path),
@@ -164,6 +168,9 @@ class Engine:
                 request_save_on_cell_execute=True,
                 kernel_manager_class="runbook_lib.kernels.QuietKernelManager",
             )
+        except _Skipped as exc:
+            status = "interrupted"
+            failure = {"ename": "Interrupted", "evalue": str(exc), "detail": "not executed again"}
         except PapermillExecutionError as exc:
             status = "failed"
             failure = {
@@ -256,6 +263,10 @@ class Engine:
             record["duration_s"],
         )
         return RunResult(record["id"], record["status"], final, record)
+
+
+class _Skipped(Exception):
+    pass
 
 
 def collect(nb: nbformat.NotebookNode) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
