@@ -36,12 +36,15 @@ def add_serve_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argpa
         "demo",
         parents=[common],
         formatter_class=fmt,
-        help="run the loopback sandbox end to end and print the record path",
-        description="Start the loopback sandbox (Prometheus backfilled with a synthetic incident by promtool,\n"
-        "a seeded PostgreSQL database, local Redis, a fake Kubernetes API), run the high-error-rate\n"
-        "runbook for the sample alert, print the HTML record's path, and stop everything it started.\n"
-        "Needs Debian's prometheus package and the local PostgreSQL/Redis (make bootstrap).",
+        help="run the loopback chain end to end and print the record paths",
+        description="The real chain on loopback: Prometheus (a synthetic incident backfilled by promtool, the\n"
+        "catalog's alerting rules) -> Alertmanager -> `runbook serve` -> runbook notebooks -> records in\n"
+        "the archive; then the burn-rate rule stops firing and the resolution is chained onto its record.\n"
+        "Backends: a seeded PostgreSQL database, local Redis, a fake Kubernetes API. Prints the HTML\n"
+        "record paths (the HighErrorBudgetBurnRate one first) and stops everything it started.\n"
+        "--direct skips Prometheus rules/Alertmanager/receiver and runs the sample alert through the engine.",
     )
+    p.add_argument("--direct", action="store_true", help="engine only: no Alertmanager, no receiver")
     p.add_argument("--workdir", type=Path, default=None, help="sandbox working directory (default .sandbox/)")
     p.add_argument(
         "--alert", type=Path, default=None, help="alert payload (default examples/alerts/high-error-rate.json)"
@@ -50,13 +53,14 @@ def add_serve_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argpa
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .sandbox.demo import run_direct
+    from .sandbox.demo import run_chain, run_direct
     from .settings import load_settings
 
     home = load_settings(env=args.env).home
-    workdir = args.workdir or home / ".sandbox"
-    alert = args.alert or home / "examples" / "alerts" / "high-error-rate.json"
-    return run_direct(home, workdir, alert)
+    workdir = (args.workdir or home / ".sandbox").resolve()
+    if args.direct:
+        return run_direct(home, workdir, args.alert or home / "examples" / "alerts" / "high-error-rate.json")
+    return run_chain(home, workdir)
 
 
 def _is_loopback(host: str) -> bool:

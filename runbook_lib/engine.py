@@ -167,6 +167,7 @@ class Engine:
                 execution_timeout=int(self.settings.engine.cell_timeout_s),
                 request_save_on_cell_execute=True,
                 kernel_manager_class="runbook_lib.kernels.QuietKernelManager",
+                shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
             )
         except _Skipped as exc:
             status = "interrupted"

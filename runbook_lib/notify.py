@@ -30,14 +30,8 @@ class Notifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         cfg = settings.notify
-        self.slack_url = cfg.slack_webhook_url.get_secret_value() if (cfg.slack and cfg.slack_webhook_url) else None
-        self.pd_key = (
-            cfg.pagerduty_routing_key.get_secret_value() if (cfg.pagerduty and cfg.pagerduty_routing_key) else None
-        )
-        if cfg.slack and not self.slack_url:
-            log.warning("notify.slack is on but RUNBOOK_SLACK_WEBHOOK_URL is not set: Slack notifications are off")
-        if cfg.pagerduty and not self.pd_key:
-            log.warning("notify.pagerduty is on but RUNBOOK_PAGERDUTY_ROUTING_KEY is not set: PagerDuty is off")
+        self.slack_url = cfg.slack_webhook_url.get_secret_value() if cfg.slack_webhook_url else None
+        self.pd_key = cfg.pagerduty_routing_key.get_secret_value() if cfg.pagerduty_routing_key else None
 
     @property
     def enabled(self) -> bool:

@@ -109,14 +109,13 @@ class ReceiverSettings(_Section):
     journal: str | None = None
     poll_interval_s: float = 0.2
     max_attempts: int = Field(default=2, ge=1)
+    journal_busy_timeout_s: float = Field(default=5.0, gt=0)
     token: SecretStr | None = None
     basic_user: str | None = None
     basic_password: SecretStr | None = None
 
 
 class NotifySettings(_Section):
-    slack: bool = False
-    pagerduty: bool = False
     slack_webhook_url: SecretStr | None = None
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     pagerduty_routing_key: SecretStr | None = None

@@ -116,7 +116,7 @@ def create_app(
     supervisor: Any = None,
 ) -> FastAPI:
     """The ASGI app. ``supervisor`` (worker processes) is started and stopped with the app."""
-    intake = Intake(settings.journal_path)
+    intake = Intake(settings.journal_path, settings.receiver.journal_busy_timeout_s)
     archive = Archive(settings.archive_path)
     metrics = Metrics(intake)
     limit = settings.receiver.max_body_bytes

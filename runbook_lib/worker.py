@@ -43,7 +43,7 @@ class JobRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = Engine(settings)
-        self.intake = Intake(settings.journal_path)
+        self.intake = Intake(settings.journal_path, settings.receiver.journal_busy_timeout_s)
         self.notifier = Notifier(settings)
 
     def process(self, job: Job) -> str:
@@ -170,7 +170,7 @@ class Supervisor:
         self.n = n
         self.ctx = multiprocessing.get_context("spawn")
         self.procs: list[multiprocessing.process.BaseProcess] = []
-        self.intake = Intake(settings.journal_path)
+        self.intake = Intake(settings.journal_path, settings.receiver.journal_busy_timeout_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.restarts = 0

@@ -1,30 +1,122 @@
-"""`runbook demo`: the sandbox on loopback, one alert, one record."""
+"""`runbook demo`: the loopback chain end to end.
+
+Prometheus (backfilled incident + the catalog's rules) -> Alertmanager -> `runbook serve`
+-> runbook notebooks -> archived records; then the incident is resolved (the burn-rate rule
+stops firing) and the resolution is chained onto the record. Prints the record paths and
+stops everything it started.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
+
+from ..archive import Archive
 from ..settings import load_settings
+from . import services
 from .stack import Sandbox
 
+MAIN_ALERT = "HighErrorBudgetBurnRate"
 
-def run_direct(home: Path, workdir: Path, alert_file: Path) -> int:
-    """Start the sandbox, run high-error-rate for the sample alert via the engine, print the record."""
-    from ..context import load_alert_text
-    from ..engine import Engine, RunRequest
 
+def _say_factory() -> Callable[[str], None]:
     t0 = time.monotonic()
 
     def say(msg: str) -> None:
         print(f"[demo {time.monotonic() - t0:5.1f}s] {msg}", file=sys.stderr, flush=True)
 
+    return say
+
+
+def _wait(what: str, check: Callable[[], object], timeout: float, say: Callable[[str], None]) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise services.SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def run_chain(home: Path, workdir: Path) -> int:
+    say = _say_factory()
+    settings = load_settings()
+    archive = Archive(settings.archive_path)
+    token = secrets.token_urlsafe(24)
     with Sandbox(workdir, home, say) as sb:
-        sb.start_prometheus()
+        sb.prepare_incident()
+        sb.start_database()
+        sb.start_kube()
+        journal = workdir / "intake.sqlite3"
+        env = {**sb.env(), "RUNBOOK_WEBHOOK_TOKEN": token, "RUNBOOK_JOURNAL": str(journal)}
+        receiver = services.start_receiver(workdir / "receiver", env)
+        try:
+            say(f"receiver: runbook serve on {receiver.url} (bearer token, journal {journal.name})")
+            am = sb.start_alertmanager(f"{receiver.url}/alerts", token)
+            prom = sb.start_prometheus(alertmanager_url=am)
+
+            def firing() -> list[str]:
+                alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+                return sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "firing"})
+
+            names = _wait(
+                "Prometheus to fire the burn-rate alert", lambda: MAIN_ALERT in firing() and firing(), 60, say
+            )
+            say(f"prometheus fires: {', '.join(names)}; Alertmanager posts them to the receiver")
+
+            def recorded() -> dict[str, str]:
+                with sqlite3.connect(journal) as db:
+                    rows = db.execute(
+                        "SELECT alertname, record_id FROM jobs WHERE state = 'done' AND status = 'firing'"
+                    )
+                    return dict(rows.fetchall())
+
+            done = _wait(
+                "a record for every firing alert", lambda: (r := recorded()) and set(names) <= set(r) and r, 180, say
+            )
+            for name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT):
+                rec = archive.load(rid)
+                say(
+                    f"record {rid}: {name} -> runbook {rec['runbook']}, {rec['status']}, {len(rec['findings'])} findings"
+                )
+            main = archive.load(done[MAIN_ALERT])
+            for f in main["findings"]:
+                say(f"  {f['verdict'].upper():<9} {f['check']}: {f['summary'][:140]}")
+
+            say(f"resolving: the {MAIN_ALERT} rule stops firing (rules reloaded)")
+            sb.write_rules(drop=(MAIN_ALERT,))
+            sb.reload_prometheus()
+            rid = done[MAIN_ALERT]
+            _wait("the resolved event", lambda: archive.load(rid)["events"], 90, say)
+            event = archive.load(rid)["events"][0]
+            say(f"resolved after {event['data']['duration_s']:.0f}s: event chained onto {rid} (record files unchanged)")
+            count, problems = archive.verify()
+            say(f"runbook verify: {count} records, {'chain intact' if not problems else problems}")
+        finally:
+            say("stopping receiver, Alertmanager, Prometheus, fake Kubernetes; dropping the sandbox database")
+            receiver.stop()
+    for _name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT):
+        print(archive.record_dir(rid) / "record.html")
+    return 0 if not problems else 1
+
+
+def run_direct(home: Path, workdir: Path, alert_file: Path) -> int:
+    """Without Alertmanager: start the sandbox and run high-error-rate for the sample alert."""
+    from ..context import load_alert_text
+    from ..engine import Engine, RunRequest
+
+    say = _say_factory()
+    with Sandbox(workdir, home, say) as sb:
+        sb.start_prometheus(rules=False)
         sb.start_database()
         sb.start_kube()
         os.environ.update(sb.env())

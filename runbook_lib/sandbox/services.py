@@ -182,3 +182,35 @@ def start_alertmanager(
         "--cluster.listen-address=",
     ]
     return _spawn("alertmanager", argv, workdir, port, "/-/ready")
+
+
+def start_receiver(
+    workdir: Path, env: dict[str, str], port: int | None = None, workers: int | None = None, timeout: float = 60.0
+) -> Service:
+    """`runbook serve` as a subprocess (the same command operators run), ready on /healthz."""
+    import sys
+
+    port = port or free_port()
+    argv = [str(Path(sys.executable).parent / "runbook"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers:
+        argv += ["--workers", str(workers)]
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "receiver.log"
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env={**os.environ, **env}, start_new_session=True
+    )
+    log.close()
+    svc = Service("receiver", proc, port, workdir, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SandboxError(f"runbook serve exited with {proc.returncode}:\n{svc.log_tail()}")
+        try:
+            if httpx.get(f"{svc.url}/healthz", timeout=1.0).status_code == 200:
+                return svc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    svc.stop()
+    raise SandboxError(f"runbook serve not healthy on {svc.url} within {timeout:.0f}s:\n{svc.log_tail()}")

@@ -47,6 +47,9 @@ class Sandbox:
         self.kubeconfig: Path | None = None
         self.dbname: str | None = None
         self.dsn: str | None = None
+        # Chosen up front: the receiver must know Prometheus' URL before Prometheus (which needs
+        # Alertmanager, which needs the receiver) is started.
+        self.prometheus_port = services.free_port()
 
     def __enter__(self) -> Sandbox:
         if self.workdir.exists():
@@ -57,29 +60,49 @@ class Sandbox:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def start_prometheus(
-        self, alertmanager_url: str | None = None, rules: bool = True, now: datetime | None = None
-    ) -> str:
-        now = now or datetime.now(UTC)
-        self.scenario = Scenario.default(now)
-        s = self.scenario
+    def prepare_incident(self, now: datetime | None = None) -> Scenario:
+        """Generate the synthetic incident and backfill it into a TSDB with promtool."""
+        self.scenario = s = Scenario.default(now or datetime.now(UTC))
         om = self.workdir / "incident.om"
         n = write_file(s, om)
-        self.say(
-            f"incident: {s.history} of {s.job} traffic, {len(s.endpoints)} endpoints; 5xx spike on "
-            f"{s.incident_endpoint} since {s.incident_start:%H:%M:%S} UTC ({n} samples)"
-        )
         services.backfill(om, self.workdir / "tsdb")
-        rule_files = []
-        if rules:
-            catalog = Catalog.load(self.home / "parameters" / "catalog.yaml", self.home / "runbooks")
-            path = self.workdir / "rules.yml"
-            path.write_text(rules_yaml(catalog, for_override="0s", interval="1s"))
-            rule_files.append(path)
-        self.prometheus = services.start_prometheus(
-            self.workdir / "prometheus", self.workdir / "tsdb", rule_files, alertmanager_url
+        self.say(
+            f"incident: {s.history} of {s.job} traffic over {len(s.endpoints)} endpoints, 5xx spike on "
+            f"{s.incident_endpoint} since {s.incident_start:%H:%M:%S} UTC; {n} samples backfilled with promtool"
         )
-        self.say(f"prometheus: {self.prometheus.url} (backfilled with promtool; catalog rules with for: 0s)")
+        return s
+
+    @property
+    def rules_path(self) -> Path:
+        return self.workdir / "rules.yml"
+
+    def write_rules(self, drop: tuple[str, ...] = ()) -> Path:
+        """The catalog's alerting rules with for: 0s (backfilled incidents fire at once). Alerts in
+        ``drop`` get an expression that is never true, which resolves them on the next reload."""
+        import yaml
+
+        catalog = Catalog.load(self.home / "parameters" / "catalog.yaml", self.home / "runbooks")
+        doc = yaml.safe_load(rules_yaml(catalog, for_override="0s", interval="1s"))
+        for rule in doc["groups"][0]["rules"]:
+            if rule["alert"] in drop:
+                rule["expr"] = "vector(0) > 1"
+        self.rules_path.write_text(yaml.safe_dump(doc, sort_keys=False, width=120))
+        return self.rules_path
+
+    def reload_prometheus(self) -> None:
+        import httpx
+
+        assert self.prometheus
+        httpx.post(f"{self.prometheus.url}/-/reload", timeout=10).raise_for_status()
+
+    def start_prometheus(self, alertmanager_url: str | None = None, rules: bool = True) -> str:
+        if self.scenario is None:
+            self.prepare_incident()
+        rule_files = [self.write_rules()] if rules else []
+        self.prometheus = services.start_prometheus(
+            self.workdir / "prometheus", self.workdir / "tsdb", rule_files, alertmanager_url, port=self.prometheus_port
+        )
+        self.say(f"prometheus: {self.prometheus.url}" + (" (catalog rules, for: 0s)" if rules else ""))
         return self.prometheus.url
 
     def start_alertmanager(self, webhook_url: str, token: str) -> str:
@@ -96,6 +119,8 @@ class Sandbox:
     def start_kube(self, rollout_before_spike: timedelta = timedelta(minutes=4)) -> Path:
         module = load_fake_kube(self.home)
         self.kube = module.FakeKube()
+        if self.scenario is None:
+            self.prepare_incident()
         assert self.scenario and self.scenario.incident_start
         self.kube.add_api_gateway(self.namespace, self.scenario.incident_start - rollout_before_spike)
         self.kube.start()
@@ -105,8 +130,8 @@ class Sandbox:
 
     def env(self) -> dict[str, str]:
         out = {"RUNBOOK_REDIS_URL": REDIS_URL, "RUNBOOK_KUBE_NAMESPACE": self.namespace}
-        if self.prometheus:
-            out["RUNBOOK_PROMETHEUS_URL"] = self.prometheus.url
+        if self.scenario is not None:
+            out["RUNBOOK_PROMETHEUS_URL"] = f"http://127.0.0.1:{self.prometheus_port}"
         if self.dsn:
             out["RUNBOOK_POSTGRES_DSN"] = self.dsn
         if self.kubeconfig:
