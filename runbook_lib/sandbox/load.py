@@ -54,7 +54,12 @@ def burst_payloads(n: int, alertname: str = "BurstAlert", prefix: str | None = N
 
 
 async def _post_all(
-    url: str, payloads: list[dict[str, Any]], headers: dict[str, str], concurrency: int, retry_for_s: float
+    url: str,
+    payloads: list[dict[str, Any]],
+    headers: dict[str, str],
+    concurrency: int,
+    retry_for_s: float,
+    pace_s: float,
 ) -> list[PostResult]:
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -85,11 +90,17 @@ async def _post_all(
 
 
 def post_all(
-    url: str, payloads: list[dict[str, Any]], token: str | None = None, concurrency: int = 50, retry_for_s: float = 0.0
+    url: str,
+    payloads: list[dict[str, Any]],
+    token: str | None = None,
+    concurrency: int = 50,
+    retry_for_s: float = 0.0,
+    pace_s: float = 0.0,
 ) -> list[PostResult]:
-    """POST every payload (``concurrency`` at a time); retry 5xx/connection errors for ``retry_for_s``."""
+    """POST every payload (``concurrency`` at a time, each slot waiting ``pace_s`` first); retry
+    5xx and connection errors for ``retry_for_s``, as Alertmanager does."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return asyncio.run(_post_all(url, payloads, headers, concurrency, retry_for_s))
+    return asyncio.run(_post_all(url, payloads, headers, concurrency, retry_for_s, pace_s))
 
 
 def percentile(values: list[float], p: float) -> float:
