@@ -136,6 +136,7 @@ def start_prometheus(
         f"--config.file={cfg_path}",
         f"--storage.tsdb.path={tsdb}",
         f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.external-url=http://127.0.0.1:{port}",
         f"--rules.alert.resend-delay={resend_delay}",
         "--web.enable-lifecycle",
         "--storage.tsdb.retention.time=30d",
@@ -179,13 +180,19 @@ def start_alertmanager(
         f"--config.file={cfg_path}",
         f"--storage.path={workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.external-url=http://127.0.0.1:{port}",
         "--cluster.listen-address=",
     ]
     return _spawn("alertmanager", argv, workdir, port, "/-/ready")
 
 
 def start_receiver(
-    workdir: Path, env: dict[str, str], port: int | None = None, workers: int | None = None, timeout: float = 60.0
+    workdir: Path,
+    env: dict[str, str],
+    port: int | None = None,
+    workers: int | None = None,
+    timeout: float = 60.0,
+    extra_args: list[str] | None = None,
 ) -> Service:
     """`runbook serve` as a subprocess (the same command operators run), ready on /healthz."""
     import sys
@@ -194,6 +201,7 @@ def start_receiver(
     argv = [str(Path(sys.executable).parent / "runbook"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers:
         argv += ["--workers", str(workers)]
+    argv += extra_args or []
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / "receiver.log"
     log = log_path.open("ab")
