@@ -237,6 +237,8 @@ class Actions:
             status, reason = "done", "executed"
         except SourceError as exc:
             status, reason = "failed", f"the change failed: {exc}"
+        except Exception as exc:  # outcome unknown: still audit it and show it
+            status, reason = "failed", f"the change may or may not have happened: {type(exc).__name__}: {exc}"
         try:
             with rb.postgres.connect(read_only=False) as conn:
                 action["audit_ids"].append(

@@ -215,9 +215,15 @@ class Archive:
         if not self.index_path.exists():
             return
         with self.index_path.open("rb") as fh:
-            for raw in fh:
+            for n, raw in enumerate(fh, start=1):
                 if raw.strip():
-                    yield json.loads(raw)
+                    try:
+                        entry = json.loads(raw)
+                    except ValueError:
+                        entry = None
+                    if not isinstance(entry, dict):
+                        raise ArchiveError(f"{self.index_path} line {n} is not a JSON object; run `runbook verify`")
+                    yield entry
 
     def is_indexed(self, record_id: str) -> bool:
         return any(e.get("type") == "record" and e.get("id") == record_id for e in self.entries())
@@ -253,9 +259,14 @@ class Archive:
         problems: list[Problem] = []
         prev, seq, count = GENESIS, 0, 0
         indexed: dict[str, str] = {}
+        events: list[tuple[str, str, Any]] = []
         if not self.index_path.exists():
             if any(self._record_dirs()):
                 problems.append(Problem(INDEX, "missing, but record directories exist"))
+            if self._read_head() is not None:
+                problems.append(Problem(INDEX, "missing, but HEAD says the archive has entries"))
+            if expect_head:
+                problems.append(Problem(INDEX, f"missing; expected it to end at hash {expect_head[:16]}..."))
             return 0, problems
         with self.index_path.open("rb") as fh:
             raw_lines = fh.read().split(b"\n")
@@ -295,6 +306,8 @@ class Archive:
             seq = entry.get("seq") if isinstance(entry.get("seq"), int) else seq + 1
             prev = entry.get("hash")
             last_hash = prev or last_hash
+            if entry.get("type") == "event":
+                events.append((label, where, entry.get("record")))
             if entry.get("type") == "record":
                 count += 1
                 rid = str(entry.get("id"))
@@ -315,9 +328,18 @@ class Archive:
             )
         if expect_head and expect_head != last_hash:
             problems.append(Problem(HEAD, f"index ends at hash {last_hash[:16]}..., expected {expect_head[:16]}..."))
+        for label, where, record_id in events:
+            if record_id is not None and record_id not in indexed:
+                problems.append(
+                    Problem(f"{label} ({where})", f"refers to record {str(record_id)[:60]}, which is not in the index")
+                )
         for rid, path in self._record_dirs():
             if rid not in indexed:
                 problems.append(Problem(rid, f"record directory {path.relative_to(self.root)} is not in the index"))
+        for stray in self._stray_files():
+            problems.append(
+                Problem(str(stray.relative_to(self.root)), "unexpected file in the archive's date directories")
+            )
         return count, problems
 
     def _verify_record(self, rid: str, entry: dict[str, Any]) -> list[Problem]:
@@ -368,6 +390,15 @@ class Archive:
             for path in sorted(year.glob("[0-9][0-9]/[0-9][0-9]/*")):
                 if path.is_dir():
                     yield path.name, path
+
+    def _stray_files(self) -> Iterator[Path]:
+        if not self.root.exists():
+            return
+        for year in sorted(self.root.glob("[0-9][0-9][0-9][0-9]")):
+            for path in sorted(year.rglob("*")):
+                depth = len(path.relative_to(year).parts)
+                if (depth <= 3 and not path.is_dir()) or (depth == 3 and not RECORD_ID.fullmatch(path.name)):
+                    yield path
 
     def head(self) -> dict[str, Any] | None:
         return self._read_head()

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -288,19 +289,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def say(msg: str) -> None:
         if not args.quiet:
-            print(f"runbook: {msg}", file=sys.stderr, flush=True)
+            echo(f"runbook: {msg}", file=sys.stderr, flush=True)
 
     result = engine.run(request, progress=tty, say=say)
     rec = result.record
     if not args.quiet:
         counts = _verdict_counts(rec["findings"])
-        print(f"runbook: status {result.status}; findings: {counts or 'none'}", file=sys.stderr)
+        echo(f"runbook: status {result.status}; findings: {counts or 'none'}", file=sys.stderr)
         for f in _worst(rec["findings"], 5):
-            print(f"  {f['verdict'].upper():<9} {f['check']}: {f['summary']}", file=sys.stderr)
+            echo(f"  {f['verdict'].upper():<9} {f['check']}: {f['summary']}", file=sys.stderr)
         if rec.get("failed_cell"):
             fc = rec["failed_cell"]
-            print(f"  failed at cell {fc.get('index')}: {fc.get('ename')}: {fc.get('evalue')}", file=sys.stderr)
-    print(result.html_path)
+            echo(f"  failed at cell {fc.get('index')}: {fc.get('ename')}: {fc.get('evalue')}", file=sys.stderr)
+    echo(result.html_path)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -362,7 +363,7 @@ def cmd_records(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     if not rows:
-        print(f"no records in {settings.archive_path}")
+        echo(f"no records in {settings.archive_path}")
         return EXIT_OK
     _print_table(rows, ["id", "alert", "status", "worst", "resolved"])
     return EXIT_OK
@@ -408,7 +409,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     out.append(
         f"\nhtml      {folder / 'record.html'}\nnotebook  {folder / 'notebook.ipynb'}\njson      {folder / 'record.json'}"
     )
-    print("\n".join(out))
+    echo("\n".join(out))
     return EXIT_OK
 
 
@@ -429,6 +430,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # -- formatting ---------------------------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def echo(text: object = "", file: Any = None, flush: bool = False) -> None:
+    """print() for text that may hold alert labels: terminal control characters (escape
+    sequences) are shown as U+FFFD instead of being obeyed by the operator's terminal."""
+    print(_CONTROL.sub("\ufffd", str(text)), file=file or sys.stdout, flush=flush)
+
+
 _RANK = {"critical": 0, "warning": 1, "unchecked": 2, "info": 3, "ok": 4}
 
 
@@ -446,7 +456,7 @@ def _verdict_counts(findings: list[dict[str, Any]]) -> str:
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     width = shutil.get_terminal_size((120, 20)).columns
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    print("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for r in rows:
         line = "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip()
-        print(textwrap.shorten(line, width=max(width, 60), placeholder="...") if len(line) > width else line)
+        echo(textwrap.shorten(line, width=max(width, 60), placeholder="...") if len(line) > width else line)

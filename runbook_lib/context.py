@@ -18,7 +18,6 @@ from .errors import AlertError
 
 MAX_LABELS = 256
 MAX_VALUE_CHARS = 16_384
-ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def _check_strings(value: dict[str, str], what: str) -> dict[str, str]:
@@ -58,9 +57,21 @@ class Alert(BaseModel):
 
     @field_validator("startsAt", "endsAt")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+    def _aware(cls, value: datetime | None, info: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
+        if value.year <= 1:  # Alertmanager's zero time ("not ended"); any offset
+            if info.field_name == "startsAt":
+                raise ValueError("startsAt is the zero time")
+            return None
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
+        if not 1970 <= value.year <= 9999:
+            raise ValueError(f"year {value.year} is out of range")
         return value
 
     @field_validator("generatorURL", "fingerprint")
@@ -73,8 +84,6 @@ class Alert(BaseModel):
     def model_post_init(self, _context: Any) -> None:
         if not self.fingerprint:
             self.fingerprint = label_fingerprint(self.labels)
-        if self.endsAt is not None and self.endsAt <= ZERO_TIME:
-            self.endsAt = None
 
     @property
     def name(self) -> str:

@@ -33,6 +33,9 @@ from .settings import Settings, environment_secrets
 
 log = logging.getLogger("runbook.engine")
 
+# Values redaction must never rewrite: they are structure, not content.
+NOTEBOOK_STRUCTURE = frozenset({"cell_type", "output_type", "name", "id", "nbformat", "nbformat_minor"})
+RECORD_STRUCTURE = frozenset({"id", "runbook", "status", "verdict", "schema", "origin", "mode"})
 PARAMETER_NAMES = ("alert", "environment", "mode", "dry_run", "operator", "approve")
 STATUSES = ("succeeded", "failed", "timed_out", "interrupted")
 
@@ -150,8 +153,10 @@ class Engine:
         say(f"running {slug} for {request.alert.name if request.alert else 'no alert'} -> record {record_id}")
 
         status, failure, error_text = "succeeded", None, None
+        # papermill saves the notebook as it runs, unredacted: keep that in a private (0700)
+        # directory outside the archive; only redacted files ever reach the staging directory.
         workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
-        out_path = staging / "notebook.ipynb"
+        out_path = workdir / "executed.ipynb"
         try:
             if request.skip_execution:
                 raise _Skipped(request.skip_execution)
@@ -196,12 +201,12 @@ class Engine:
                 "evalue": str(exc).splitlines()[0] if str(exc) else "",
                 "detail": "the notebook could not be executed to the end",
             }
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
         duration = time.monotonic() - t0
         t_exec = duration
-
-        nb = _read_or_fallback(out_path, source_nb, params)
+        try:
+            nb = _read_or_fallback(out_path, source_nb, params)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
         if failure is not None:
             _locate_failed_cell(nb, failure)
         findings, actions = collect(nb)
@@ -243,8 +248,8 @@ class Engine:
 
         t0 = time.monotonic()
         red = self.redactor
-        record = red.data(record)
-        nb = nbformat.from_dict(red.data(nb))
+        record = red.data(record, keep=RECORD_STRUCTURE)
+        nb = nbformat.from_dict(red.data(nb, keep=NOTEBOOK_STRUCTURE))
         nb_text = red.text(nbformat.writes(nb))
         (staging / "notebook.ipynb").write_text(nb_text, encoding="utf-8")
         html = red.text(render_record_html(nb, record))

@@ -134,14 +134,28 @@ class Intake:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException:
+            # also when COMMIT itself failed (disk full, I/O error): never keep a transaction, and
+            # with it the write lock, open on this thread's connection
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -187,6 +201,8 @@ class Intake:
                 conn.execute("UPDATE notifications SET new_jobs = ? WHERE id = ?", (new, nid))
         except sqlite3.Error as exc:
             raise JournalError(f"intake journal {self.path}: {exc}") from exc
+        except OSError as exc:  # e.g. the journal's directory vanished
+            raise JournalError(f"intake journal {self.path}: {exc.strerror}") from exc
         assert nid is not None
         return Accepted(int(nid), new, dup)
 

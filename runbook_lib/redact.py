@@ -24,14 +24,15 @@ class Redactor:
                 value = value.replace(secret, MASK)
         return value
 
-    def data(self, value: Any) -> Any:
-        """Redact every string (keys included) of a JSON-like structure, in a new structure."""
+    def data(self, value: Any, keep: frozenset[str] = frozenset()) -> Any:
+        """Redact every string value of a JSON-like structure, in a new structure. Keys, and the
+        values of the keys in ``keep`` (structure such as a cell's type), are left alone."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {self.text(k) if isinstance(k, str) else k: self.data(v) for k, v in value.items()}
+            return {k: (v if k in keep and isinstance(v, str | int) else self.data(v, keep)) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.data(v) for v in value]
+            return [self.data(v, keep) for v in value]
         return value
 
     def found_in(self, value: str) -> bool:

@@ -10,12 +10,14 @@ read at import time: call :func:`load_settings`.
 from __future__ import annotations
 
 import copy
+import html
+import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -269,11 +271,33 @@ def load_settings(
     data["env"] = env_name
     data["home"] = home
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"setting {where}: {err['msg']} (check {env_file.name} and RUNBOOK_* variables)") from None
+    _reject_short_secrets(settings)
+    return settings
+
+
+MIN_SECRET_CHARS = 4
+
+
+def _reject_short_secrets(settings: Settings) -> None:
+    """A secret of one to three characters cannot be kept out of records (it is everywhere in
+    ordinary text); refuse it rather than leak it or mangle every record."""
+    for var, (section, key) in SECRET_ENV_MAP.items():
+        value = getattr(getattr(settings, section), key)
+        if value is None:
+            continue
+        raw = value.get_secret_value().strip()
+        url_like = (section, key) in _URL_SECRETS
+        pieces = _password_of(raw) if url_like else {raw}
+        if any(0 < len(p) < MIN_SECRET_CHARS for p in pieces):
+            raise ConfigError(
+                f"{var}: its secret is shorter than {MIN_SECRET_CHARS} characters and cannot be kept out of "
+                f"records and logs; use a real password or token"
+            )
 
 
 def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -288,63 +312,80 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
                 out.update(_secret_parts(Path(value).read_text().strip(), url_like=name[:-5] in _URL_SECRET_VARS))
             except OSError:
                 pass
-    return sorted((s for s in out if s), key=len, reverse=True)
+    # Values this short are ordinary text, not secrets we could find (configured secrets that
+    # short are refused at load time).
+    return sorted((s for s in out if len(s) >= MIN_SECRET_CHARS), key=len, reverse=True)
+
+
+_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
 
 
 def safe_endpoint(raw: str) -> str:
-    """host:port/path of a URL or DSN, with no user info. Used in every message about a backend."""
+    """scheme://host:port/path of a URL or DSN, never its user info. Used in every message about
+    a backend. Never raises: an unparseable value is described without any of its text."""
     raw = raw.strip()
-    if "://" in raw:
-        parts = urlsplit(raw)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-        path = parts.path if parts.path not in ("", "/") else ""
-        return f"{parts.scheme}://{host}{port}{path}"
+    m = _URL.match(raw)
+    if m:
+        after = m["rest"].rpartition("@")[2]
+        host = re.match(r"[^/?#]*", after).group(0)  # type: ignore[union-attr]
+        path = re.match(r"/[^?#]*", after[len(host) :])
+        shown = path.group(0) if path and path.group(0) != "/" else ""
+        return f"{m['scheme']}://{host or '?'}{shown}"
     if "=" in raw:  # libpq key=value DSN
         kv = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", raw))
         host = kv.get("host", "localhost").strip("'")
         port = kv.get("port", "5432").strip("'")
         db = kv.get("dbname", "").strip("'")
         return f"postgresql://{host}:{port}/{db}"
-    return raw if len(raw) < 200 else raw[:200] + "..."
+    return "(a value that is not a URL)"
 
 
 def _secret_parts(raw: str, url_like: bool = False) -> set[str]:
     """The strings to redact for one secret value: the whole value, plus the password inside
-    it when it is a URL or DSN. For a connection URL (``url_like``) only the password, unless
-    the value cannot be parsed, in which case all of it."""
+    it when it is a URL or DSN. For a connection URL (``url_like``) only the password; when a
+    URL-like value has no recognisable password field but is not a plain URL, all of it."""
     raw = raw.strip()
-    if url_like and ("://" in raw or "=" in raw):
-        parts = _password_of(raw)
+    passwords = _password_of(raw)
+    if url_like and _URL.match(raw):
+        parts = passwords
+    elif url_like and "=" in raw and passwords:
+        parts = passwords
     else:
-        parts = {raw} if raw else set()
-        parts.update(_password_of(raw))
-    # encoded forms in which a password may appear in a URL or a repr
+        parts = ({raw} if raw else set()) | passwords
+    # the encodings a secret shows up in: URL-encoded, Python repr, JSON string, HTML text
     for p in list(parts):
         parts.add(quote(p, safe=""))
         parts.add(p.encode("unicode_escape").decode("ascii", "replace"))
+        parts.add(json.dumps(p)[1:-1])
+        parts.add(html.escape(p, quote=True))
+        parts.add(html.escape(p, quote=False))
     return {p for p in parts if p}
 
 
 def _password_of(raw: str) -> set[str]:
+    """Every candidate password in a URL or DSN. libpq accepts unencoded '#', '?', '@', '/' in a
+    URL password, so each '@' is tried as the end of the user info: redacting one candidate too
+    many costs a little readability, one too few leaks the secret."""
     out: set[str] = set()
-    if "://" in raw:
-        try:
-            parts = urlsplit(raw)
-            if parts.password:
-                out.add(parts.password)
-                out.add(unquote(parts.password))
-            for value in parse_qs(parts.query).get("password", []):
-                out.add(value)
-        except ValueError:
-            pass
-        return out
-    for m in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", raw):
-        value = m.group(1)
+    m = _URL.match(raw)
+    if m:
+        rest = m["rest"]
+        for i, ch in enumerate(rest):
+            if ch == "@":
+                userinfo = rest[:i]
+                if ":" in userinfo:
+                    pw = userinfo.split(":", 1)[1]
+                    out.update({pw, unquote(pw)})
+        query = rest.split("?", 1)[1] if "?" in rest else ""
+        for value in parse_qs(query).get("password", []):
+            out.add(value)
+        return {p for p in out if p}
+    for km in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", raw):
+        value = km.group(1)
         if value.startswith("'"):
             value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
         out.add(value)
-    return out
+    return {p for p in out if p}
 
 
 def _secret_from_env(environ: Mapping[str, str], var: str) -> str | None:

@@ -174,16 +174,22 @@ def create_app(
             try:
                 text = bytes(body).decode("utf-8")
                 data = json.loads(text)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "body is not UTF-8"
-                return reject(400, "malformed", f"malformed JSON: {msg}")
+                # lone surrogates (valid JSON escapes) cannot be stored or rendered: refuse them now
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except json.JSONDecodeError as exc:
+                return reject(400, "malformed", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+            except UnicodeError:
+                return reject(400, "malformed", "malformed JSON: not valid UTF-8 (or contains lone surrogates)")
+            except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting
+                return reject(400, "malformed", f"malformed JSON: {type(exc).__name__}: {str(exc)[:100]}")
             if not isinstance(data, dict):
                 return reject(422, "invalid", f"payload: must be a JSON object, got {type(data).__name__}")
             try:
                 payload = WebhookPayload.model_validate(data)
             except ValidationError as exc:
                 return reject(422, "invalid", format_validation_error(exc))
-            except (ValueError, TypeError, RecursionError) as exc:
+            except Exception as exc:  # nothing in a payload may produce a 5xx
+                log.warning("payload could not be validated: %s", type(exc).__name__)
                 return reject(422, "invalid", f"payload could not be read: {type(exc).__name__}")
             try:
                 accepted = await asyncio.to_thread(intake.accept, payload, text)
@@ -191,6 +197,9 @@ def create_app(
                 log.error("journal write failed, answering 503 so Alertmanager retries: %s", exc)
                 metrics.rejected.labels("journal_error").inc()
                 return JSONResponse({"error": "could not persist the notification; retry"}, status_code=503)
+            except Exception as exc:  # a payload we cannot store: retrying would block its group forever
+                log.exception("notification could not be stored")
+                return reject(422, "unstorable", f"payload could not be stored: {type(exc).__name__}")
             return JSONResponse(
                 {"accepted": accepted.new, "duplicates": accepted.duplicates, "notification": accepted.notification_id}
             )

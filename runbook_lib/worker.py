@@ -21,7 +21,6 @@ from typing import Any
 from .archive import new_record_id
 from .context import parse_alert
 from .engine import Engine, RunRequest
-from .errors import RunbookError
 from .intake import Intake, Job
 from .notify import Notifier
 from .settings import Settings, load_settings
@@ -47,13 +46,25 @@ class JobRunner:
         self.notifier = Notifier(settings)
 
     def process(self, job: Job) -> str:
+        """Never raises: a job that cannot be processed is finished as "error" with a note, so
+        one poisoned job cannot kill workers in a loop."""
+        give_up_after = self.settings.receiver.max_attempts + 1  # the extra one writes the "interrupted" record
+        if job.attempts > give_up_after:
+            note = f"gave up after {job.attempts - 1} attempts that never finished"
+            log.error("job %s (%s): %s", job.id, job.alertname, note)
+            self.intake.finish(job.id, "error", note=note)
+            return "error"
         try:
             if job.status == "resolved":
                 return self._resolved(job)
             return self._firing(job)
-        except RunbookError as exc:
-            log.error("job %s (%s): %s", job.id, job.alertname, exc)
-            self.intake.finish(job.id, "error", note=f"could not run: {exc}")
+        except Exception as exc:
+            reason = self.engine.redactor.text(f"{type(exc).__name__}: {exc}")[:500]
+            log.error("job %s (%s) could not be processed: %s", job.id, job.alertname, reason)
+            try:
+                self.intake.finish(job.id, "error", note=f"could not run: {reason}")
+            except Exception:  # the journal itself failed: the job stays running and is requeued
+                log.exception("job %s: could not record the error in the journal", job.id)
             return "error"
 
     def _firing(self, job: Job) -> str:
@@ -61,13 +72,15 @@ class JobRunner:
         slug, _route = self.engine.resolve(alert, None)
         archive = self.engine.archive
         rid = job.record_id
+        recovered = None
         if rid and archive.is_indexed(rid):  # archived before a crash; only the journal missed it
-            self.intake.finish(job.id, archive.load(rid)["status"], rid, note="record found archived after a restart")
-            return "recovered"
-        if rid and archive.record_dir(rid).is_dir() and archive.adopt(rid):
-            self.intake.finish(
-                job.id, archive.load(rid)["status"], rid, note="record adopted into the index after a restart"
-            )
+            recovered = "record found archived after a restart"
+        elif rid and archive.record_dir(rid).is_dir() and archive.adopt(rid):
+            recovered = "record adopted into the index after a restart"
+        if rid and recovered:
+            record = archive.load(rid)
+            self.intake.finish(job.id, record["status"], rid, note=recovered)
+            self._notify(self.notifier.record_done, record, job=job)  # finish had not happened, so neither had this
             return "recovered"
         if not rid:
             rid = new_record_id(slug)
@@ -107,8 +120,11 @@ class JobRunner:
             "notification": job.notification_id,
             "received_at": _iso(job.received_at),
         }
+        data["job"] = job.id
         archive = self.engine.archive
-        if record_id and archive.is_indexed(record_id):
+        if any(e.get("type") == "event" and (e.get("data") or {}).get("job") == job.id for e in archive.entries()):
+            pass  # chained before a crash; only the journal missed it
+        elif record_id and archive.is_indexed(record_id):
             archive.append_event(record_id, "resolved", data)
         else:
             archive.append_event(None, "resolved-without-record", data)

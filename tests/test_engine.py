@@ -288,3 +288,46 @@ def test_open_prepares_parameters_without_executing(tmp_path: Path, archive_dir:
     assert len(injected) == 1 and "10.0.0.1:8080" in injected[0].source
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # prepared, not run
     assert list(Archive(archive_dir).entries()) == []  # an interactive copy is not a record
+
+
+def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir: Path, test_runbooks: Path) -> None:
+    """papermill saves the notebook after every cell, before redaction: that copy must live
+    outside the archive, so a crash mid-run cannot leave a secret in executed/."""
+    import subprocess
+    import sys
+    import time
+
+    canary = "CANARY-midrun-5e6f7a8b"
+    make_runbook(
+        test_runbooks, "slow", "import os\nprint(os.environ['RUNBOOK_PROMETHEUS_TOKEN'])", "import time\ntime.sleep(4)"
+    )
+    payload = write_json(tmp_path / "p.json", alert_payload())
+    env = {**__import__("os").environ, "RUNBOOK_PROMETHEUS_TOKEN": canary}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "runbook"), "run", "slow", "--alert", str(payload), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen_files = 0
+    while proc.poll() is None:
+        for f in archive_dir.rglob("*") if archive_dir.exists() else []:
+            if f.is_file():
+                seen_files += 1
+                assert canary not in f.read_text(errors="replace"), f
+        time.sleep(0.2)
+    assert proc.returncode == 0
+    text = (Path(proc.stdout.read().strip())).parent.joinpath("notebook.ipynb").read_text()
+    assert canary not in text and "[REDACTED]" in text
+    assert seen_files > 0
+
+
+def test_triage_with_a_range_expression_reports_instead_of_crashing(archive_dir: Path, prometheus) -> None:
+    payload = alert_payload(alertname="OddAlert")
+    payload["alerts"][0]["generatorURL"] = "http://prom.example:9090/graph?g0.expr=up%5B5m%5D&g0.tab=1"
+    res = runbook_cli("run", "--alert", "-", input=json.dumps(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
+    assert res.returncode == 0, res.stderr
+    record = load_record(res.stdout)
+    finding = next(f for f in record["findings"] if f["check"] == "Alert expression now")
+    assert finding["verdict"] == "unchecked" and "returns a matrix, not an instant vector" in finding["summary"]

@@ -253,3 +253,28 @@ def test_fuzz_post_alerts_never_5xx(tmp_path: Path) -> None:
         assert c.get("/healthz").status_code == 200  # still serving
     assert sum(seen.values()) >= 1000
     assert seen.get(200, 0) > 0 and seen.get(422, 0) > 0  # both paths exercised
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"[" * 100_000, 400),  # nesting deeper than the parser goes
+        (b'{"version": "4", "n": ' + b"9" * 5000 + b"}", 400),  # integer too long to convert
+        (b'{"version": "4", "groupKey": "\\udfff", "alerts": []}', 400),  # lone surrogate
+    ],
+)
+def test_poison_bodies_are_4xx_not_5xx(client: TestClient, body: bytes, status: int) -> None:
+    resp = client.post("/alerts", content=body, headers=bearer())
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"].startswith("malformed JSON")
+
+
+@pytest.mark.parametrize("starts", ["0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "1200-01-01T00:00:00Z"])
+def test_out_of_range_times_are_422(client: TestClient, tmp_path: Path, starts: str) -> None:
+    p = alert_payload()
+    p["alerts"][0]["startsAt"] = starts
+    resp = client.post("/alerts", json=p, headers=bearer())
+    assert resp.status_code == 422 and resp.json()["error"].startswith("alerts[0].startsAt")
+    p = alert_payload()
+    p["alerts"][0]["endsAt"] = "0001-01-01T00:00:00+01:00"  # zero time with an offset: still "not ended"
+    assert client.post("/alerts", json=p, headers=bearer()).status_code == 200

@@ -67,12 +67,15 @@ def routing(rb: Any) -> None:
 
 @check("Alert expression now", Reevaluation)
 def reevaluate(rb: Any) -> Reevaluation:
-    """Evaluate the alert's expression now: from its generatorURL, else from the catalog."""
+    """Evaluate the alert's expression now: from the catalog when the alert is in it, else from
+    its generatorURL (only the expression is taken; it runs against our Prometheus, with a
+    server-side timeout)."""
     title = "Alert expression now"
-    expr = expression_from_generator_url(rb.alert.generatorURL) if rb.alert else None
-    origin = "generatorURL"
-    if expr is None and rb.alert is not None and rb.alert.name in rb.catalog.alerts:
+    expr, origin = None, ""
+    if rb.alert is not None and rb.alert.name in rb.catalog.alerts:  # the catalog is the source of truth
         expr, origin = rb.catalog.alerts[rb.alert.name].expr, "catalog"
+    elif rb.alert is not None:
+        expr, origin = expression_from_generator_url(rb.alert.generatorURL), "generatorURL"
     if expr is None:
         rb.finding(
             title,

@@ -28,6 +28,9 @@ class Prometheus:
     ) -> None:
         self.url = url.rstrip("/")
         self.where = safe_endpoint(self.url)
+        # Prometheus aborts the evaluation itself at this point: an expensive expression (say from
+        # an alert's generatorURL) must not keep it busy after we gave up waiting
+        self._server_timeout = f"{int(max(1.0, timeout_s - 0.5) * 1000)}ms"
         headers = {"Accept": "application/json", "User-Agent": "omnihub-runbook"}
         if bearer_token:
             headers["Authorization"] = f"Bearer {bearer_token}"
@@ -57,8 +60,12 @@ class Prometheus:
             raise SourceUnavailable(NAME, f"{self.where} did not answer in time ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise SourceUnavailable(NAME, f"{self.where} unreachable ({type(exc).__name__}: {exc})") from None
+        except httpx.HTTPError as exc:
+            raise SourceError(NAME, f"request to {self.where} failed ({type(exc).__name__})") from None
         try:
             body = resp.json()
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
         except ValueError:
             snippet = resp.text[:200].strip().replace("\n", " ")
             raise SourceError(
@@ -71,13 +78,17 @@ class Prometheus:
 
     def query(self, expr: str, at: datetime | float | None = None) -> pd.DataFrame:
         """Instant query. One row per series: its labels as columns, plus ``value``."""
-        data = self._call("/api/v1/query", {"query": expr, "time": _ts(at)})
+        data = self._call("/api/v1/query", {"query": expr, "time": _ts(at), "timeout": self._server_timeout})
+        if not isinstance(data, dict) or data.get("resultType") not in ("vector", "scalar", "string"):
+            kind = data.get("resultType") if isinstance(data, dict) else type(data).__name__
+            raise SourceError(NAME, f"the expression returns a {kind}, not an instant vector: {expr[:120]}")
         return _instant_frame(data)
 
     def query_range(self, expr: str, start: datetime | float, end: datetime | float, step: float) -> pd.DataFrame:
         """Range query, long form: labels..., ``timestamp`` (UTC), ``value``."""
         data = self._call(
-            "/api/v1/query_range", {"query": expr, "start": _ts(start), "end": _ts(end), "step": f"{step:g}"}
+            "/api/v1/query_range",
+            {"query": expr, "start": _ts(start), "end": _ts(end), "step": f"{step:g}", "timeout": self._server_timeout},
         )
         rows = []
         for series in data.get("result", []):
