@@ -32,6 +32,7 @@ format: bootstrap
 
 bench: bootstrap services
 	$(BIN)/python benchmarks/run_latency.py
+	$(BIN)/python benchmarks/receiver_burst.py
 
 clean:
 	rm -rf .sandbox .pytest_cache .ruff_cache
