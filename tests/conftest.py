@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -100,22 +101,29 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, scenario: Scenario) -> 
     svc.stop()
 
 
+@contextmanager
+def temp_database(tag: str) -> Iterator[str]:
+    """A database of this run's own with the OmniHub schema and seed; dropped afterwards."""
+    name = f"rbtest_{os.getpid()}_{tag}_{uuid.uuid4().hex[:6]}"
+    dsn = database.create_database(name)
+    try:
+        yield dsn
+    finally:
+        database.drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
-    """This test run's own database with the OmniHub schema and seed (read-mostly tests)."""
-    name = f"rbtest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    dsn = database.create_database(name)
-    yield dsn
-    database.drop_database(name)
+    """Shared by read-mostly tests."""
+    with temp_database("shared") as dsn:
+        yield dsn
 
 
 @pytest.fixture
 def fresh_db() -> Iterator[str]:
-    """A database of its own for a test that changes rows."""
-    name = f"rbtest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    dsn = database.create_database(name)
-    yield dsn
-    database.drop_database(name)
+    """For a test that changes rows."""
+    with temp_database("fresh") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -24,22 +24,11 @@ from conftest import HOME, alert_payload
 from runbook_lib.archive import Archive
 from runbook_lib.sandbox.load import burst_payloads, post_all
 from runbook_lib.sandbox.minimal import write_minimal_collection
-from runbook_lib.sandbox.services import Service, free_port, start_receiver
+from runbook_lib.sandbox.services import Service, free_port, start_receiver, wait_for
 from runbook_lib.sandbox.stack import Sandbox
 
 pytestmark = pytest.mark.slow
 TOKEN = "e2e-token-" + os.urandom(6).hex()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, svc: Service | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    tail = svc.log_tail(30) if svc else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{tail}")
 
 
 def running(pid: str) -> bool:

@@ -37,16 +37,6 @@ def _say_factory() -> Callable[[str], None]:
     return say
 
 
-def _wait(what: str, check: Callable[[], object], timeout: float, say: Callable[[str], None]) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise services.SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def run_chain(home: Path, workdir: Path) -> int:
     say = _say_factory()
     settings = load_settings()
@@ -68,8 +58,8 @@ def run_chain(home: Path, workdir: Path) -> int:
                 alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
                 return sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "firing"})
 
-            names = _wait(
-                "Prometheus to fire the burn-rate alert", lambda: MAIN_ALERT in firing() and firing(), 60, say
+            names = services.wait_for(
+                "Prometheus to fire the burn-rate alert", lambda: MAIN_ALERT in firing() and firing(), 60, receiver
             )
             say(f"prometheus fires: {', '.join(names)}; Alertmanager posts them to the receiver")
 
@@ -80,8 +70,8 @@ def run_chain(home: Path, workdir: Path) -> int:
                     )
                     return dict(rows.fetchall())
 
-            done = _wait(
-                "a record for every firing alert", lambda: (r := recorded()) and set(names) <= set(r) and r, 180, say
+            done = services.wait_for(
+                "a record for every firing alert", lambda: (r := recorded()) and set(names) <= set(r) and r, 180, receiver
             )
             for name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT):
                 rec = archive.load(rid)
@@ -96,7 +86,7 @@ def run_chain(home: Path, workdir: Path) -> int:
             sb.write_rules(drop=(MAIN_ALERT,))
             sb.reload_prometheus()
             rid = done[MAIN_ALERT]
-            _wait("the resolved event", lambda: archive.load(rid)["events"], 90, say)
+            services.wait_for("the resolved event", lambda: archive.load(rid)["events"], 90, receiver)
             event = archive.load(rid)["events"][0]
             say(f"resolved after {event['data']['duration_s']:.0f}s: event chained onto {rid} (record files unchanged)")
             count, problems = archive.verify()

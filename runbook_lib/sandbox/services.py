@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,11 +74,39 @@ class Service:
             return ""
 
 
-def _spawn(name: str, argv: list[str], workdir: Path, port: int, ready_path: str, timeout: float = 30.0) -> Service:
+def wait_for(what: str, check: Callable[[], Any], timeout: float, svc: Service | None = None) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` (and the
+    service's log tail) when ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    tail = f"\n{svc.name} log:\n{svc.log_tail(30)}" if svc else ""
+    raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+
+
+def _spawn(
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    port: int,
+    ready_path: str,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> Service:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True)
+    log = log_path.open("ab")
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+        start_new_session=True,
+        env={**os.environ, **env} if env is not None else None,
+    )
     log.close()
     svc = Service(name, proc, port, workdir, log_path)
     deadline = time.monotonic() + timeout
@@ -202,23 +231,4 @@ def start_receiver(
     if workers:
         argv += ["--workers", str(workers)]
     argv += extra_args or []
-    workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "receiver.log"
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env={**os.environ, **env}, start_new_session=True
-    )
-    log.close()
-    svc = Service("receiver", proc, port, workdir, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SandboxError(f"runbook serve exited with {proc.returncode}:\n{svc.log_tail()}")
-        try:
-            if httpx.get(f"{svc.url}/healthz", timeout=1.0).status_code == 200:
-                return svc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    svc.stop()
-    raise SandboxError(f"runbook serve not healthy on {svc.url} within {timeout:.0f}s:\n{svc.log_tail()}")
+    return _spawn("receiver", argv, workdir, port, "/healthz", timeout, env=env)
