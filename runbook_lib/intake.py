@@ -12,10 +12,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
@@ -116,6 +118,8 @@ class Intake:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
+        self._queue: queue.SimpleQueue[tuple[WebhookPayload, str, Future[Accepted]]] | None = None
+        self._max_batch = 1
         self._conn().executescript(SCHEMA)  # executescript manages its own transaction
 
     # -- connections ------------------------------------------------------------------------
@@ -165,44 +169,85 @@ class Intake:
 
     # -- intake -------------------------------------------------------------------------------
     def accept(self, payload: WebhookPayload, body: str) -> Accepted:
-        """Persist a validated notification and one job per new alert, in one transaction."""
+        """Persist a validated notification and one job per new alert; returns after the commit.
+
+        With group commit on (the webhook's intake), concurrent notifications share one
+        transaction, so one fsync covers many answers; each caller still returns only after
+        the commit that holds its notification."""
+        if self._queue is None:
+            return self._write_batch([(payload, body)])[0]
+        done: Future[Accepted] = Future()
+        self._queue.put((payload, body, done))
+        return done.result()
+
+    def start_group_commit(self, max_batch: int = 256) -> None:
+        self._queue = queue.SimpleQueue()
+        self._max_batch = max_batch
+        threading.Thread(target=self._writer, name="intake-writer", daemon=True).start()
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                results = self._write_batch([(p, b) for p, b, _ in batch])
+            except JournalError as exc:
+                for _, _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            except Exception:  # one unstorable notification must not fail the others
+                for p, b, fut in batch:
+                    try:
+                        fut.set_result(self._write_batch([(p, b)])[0])
+                    except Exception as exc:
+                        fut.set_exception(exc)
+                continue
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                fut.set_result(result)
+
+    def _write_batch(self, items: list[tuple[WebhookPayload, str]]) -> list[Accepted]:
         now = time.time()
+        out = []
         try:
             with self._tx() as conn:
-                nid = conn.execute(
-                    "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, new_jobs, body)"
-                    " VALUES (?, ?, ?, ?, ?, 0, ?)",
-                    (now, payload.groupKey, payload.receiver, payload.status, len(payload.alerts), body),
-                ).lastrowid
-                new = dup = 0
-                for alert in payload.alerts:
-                    cur = conn.execute(
-                        "INSERT OR IGNORE INTO jobs (notification_id, fingerprint, starts_at, status, alertname, alert,"
-                        " received_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            nid,
-                            alert.fingerprint,
-                            starts_key(alert),
-                            alert.status,
-                            alert.name,
-                            alert.model_dump_json(),
-                            now,
-                            now,
-                        ),
-                    )
-                    if cur.rowcount:
-                        new += 1
-                    else:
-                        dup += 1
-                        conn.execute(
-                            "UPDATE jobs SET repeats = repeats + 1, last_seen = ? WHERE fingerprint = ? AND starts_at = ? AND status = ?",
-                            (now, alert.fingerprint, starts_key(alert), alert.status),
-                        )
-                conn.execute("UPDATE notifications SET new_jobs = ? WHERE id = ?", (new, nid))
+                for payload, body in items:
+                    out.append(self._insert(conn, payload, body, now))
         except sqlite3.Error as exc:
             raise JournalError(f"intake journal {self.path}: {exc}") from exc
         except OSError as exc:  # e.g. the journal's directory vanished
             raise JournalError(f"intake journal {self.path}: {exc.strerror}") from exc
+        return out
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, payload: WebhookPayload, body: str, now: float) -> Accepted:
+        nid = conn.execute(
+            "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, new_jobs, body)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (now, payload.groupKey, payload.receiver, payload.status, len(payload.alerts), body),
+        ).lastrowid
+        new = dup = 0
+        for alert in payload.alerts:
+            key = (alert.fingerprint, starts_key(alert), alert.status)
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO jobs (notification_id, fingerprint, starts_at, status, alertname, alert,"
+                " received_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (nid, *key, alert.name, alert.model_dump_json(), now, now),
+            )
+            if cur.rowcount:
+                new += 1
+            else:
+                dup += 1
+                conn.execute(
+                    "UPDATE jobs SET repeats = repeats + 1, last_seen = ? WHERE fingerprint = ? AND starts_at = ?"
+                    " AND status = ?",
+                    (now, *key),
+                )
+        conn.execute("UPDATE notifications SET new_jobs = ? WHERE id = ?", (new, nid))
         assert nid is not None
         return Accepted(int(nid), new, dup)
 

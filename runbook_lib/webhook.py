@@ -117,6 +117,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. ``supervisor`` (worker processes) is started and stopped with the app."""
     intake = Intake(settings.journal_path, settings.receiver.journal_busy_timeout_s)
+    intake.start_group_commit()
     archive = Archive(settings.archive_path)
     metrics = Metrics(intake)
     limit = settings.receiver.max_body_bytes

@@ -71,7 +71,10 @@ def run_chain(home: Path, workdir: Path) -> int:
                     return dict(rows.fetchall())
 
             done = services.wait_for(
-                "a record for every firing alert", lambda: (r := recorded()) and set(names) <= set(r) and r, 180, receiver
+                "a record for every firing alert",
+                lambda: (r := recorded()) and set(names) <= set(r) and r,
+                180,
+                receiver,
             )
             for name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT):
                 rec = archive.load(rid)
