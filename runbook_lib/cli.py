@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the archive's hash chain and every record's files",
         description="Recompute the index hash chain and every record file's sha256. Exits 1 and names the\n"
         "record when any byte of a record file changed, or a record or index line was deleted,\n"
-        "inserted or reordered. Pass --expect-head with a hash you kept elsewhere to also detect\n"
-        "a truncated index.",
+        "inserted or reordered; a truncated index shows against HEAD. A hash chain cannot catch a\n"
+        "whole archive rewritten consistently: keep the head hash elsewhere and pass --expect-head.",
     )
     p.add_argument("--expect-head", metavar="HASH", help="the index head hash you expect")
     p.set_defaults(func=cmd_verify)

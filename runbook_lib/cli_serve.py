@@ -59,8 +59,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = load_settings(env=args.env).home
     workdir = (args.workdir or home / ".sandbox").resolve()
     if args.direct:
-        return run_direct(home, workdir, args.alert or home / "examples" / "alerts" / "high-error-rate.json")
-    return run_chain(home, workdir)
+        return run_direct(home, workdir, args.alert or home / "examples" / "alerts" / "high-error-rate.json", args.env)
+    return run_chain(home, workdir, args.env)
 
 
 def _is_loopback(host: str) -> bool:

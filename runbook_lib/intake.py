@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import queue
 import sqlite3
@@ -26,6 +27,8 @@ from typing import Any
 
 from .context import Alert, WebhookPayload
 from .errors import RunbookError
+
+log = logging.getLogger("runbook.intake")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -107,6 +110,11 @@ class Job:
         )
 
 
+def _environmental(exc: JournalError) -> bool:
+    """Locked, busy, disk full, I/O error: the journal, not a notification, is the problem."""
+    return isinstance(exc.__cause__, sqlite3.OperationalError | OSError)
+
+
 def starts_key(alert: Alert) -> str:
     """startsAt normalised (UTC, microseconds) so that the same instant always dedups."""
     return alert.startsAt.astimezone(UTC).isoformat(timespec="microseconds")
@@ -120,6 +128,7 @@ class Intake:
         self._local = threading.local()
         self._queue: queue.SimpleQueue[tuple[WebhookPayload, str, Future[Accepted]]] | None = None
         self._max_batch = 1
+        self._writer_thread: threading.Thread | None = None
         self._conn().executescript(SCHEMA)  # executescript manages its own transaction
 
     # -- connections ------------------------------------------------------------------------
@@ -169,21 +178,31 @@ class Intake:
 
     # -- intake -------------------------------------------------------------------------------
     def accept(self, payload: WebhookPayload, body: str) -> Accepted:
-        """Persist a validated notification and one job per new alert; returns after the commit.
-
-        With group commit on (the webhook's intake), concurrent notifications share one
-        transaction, so one fsync covers many answers; each caller still returns only after
-        the commit that holds its notification."""
+        """Persist a validated notification and one job per new alert; returns after the commit."""
         if self._queue is None:
             return self._write_batch([(payload, body)])[0]
+        return self.submit(payload, body).result(timeout=self.busy_timeout_s * 4 + 5)
+
+    def submit(self, payload: WebhookPayload, body: str) -> Future[Accepted]:
+        """With group commit: hand the notification to the writer thread. The future resolves
+        after the commit that holds it (or fails with JournalError); concurrent notifications
+        share one transaction and one fsync. Await it with asyncio.wrap_future: no thread waits."""
+        if self._queue is None or not self.writer_alive():
+            raise JournalError(f"intake journal {self.path}: the journal writer is not running")
         done: Future[Accepted] = Future()
         self._queue.put((payload, body, done))
-        return done.result()
+        return done
 
     def start_group_commit(self, max_batch: int = 256) -> None:
+        if self._writer_thread is not None:
+            raise RuntimeError("group commit is already running for this journal")
         self._queue = queue.SimpleQueue()
         self._max_batch = max_batch
-        threading.Thread(target=self._writer, name="intake-writer", daemon=True).start()
+        self._writer_thread = threading.Thread(target=self._writer, name="intake-writer", daemon=True)
+        self._writer_thread.start()
+
+    def writer_alive(self) -> bool:
+        return self._writer_thread is not None and self._writer_thread.is_alive()
 
     def _writer(self) -> None:
         assert self._queue is not None
@@ -195,20 +214,35 @@ class Intake:
                 except queue.Empty:
                     break
             try:
-                results = self._write_batch([(p, b) for p, b, _ in batch])
-            except JournalError as exc:
+                self._write_group(batch)
+            except BaseException as exc:  # never leave a caller waiting, never let the writer die
+                log.exception("intake writer: unexpected failure")
                 for _, _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            except Exception:  # one unstorable notification must not fail the others
-                for p, b, fut in batch:
-                    try:
-                        fut.set_result(self._write_batch([(p, b)])[0])
-                    except Exception as exc:
-                        fut.set_exception(exc)
-                continue
+                    if not fut.done():
+                        fut.set_exception(JournalError(f"intake journal {self.path}: {type(exc).__name__}"))
+
+    def _write_group(self, batch: list[tuple[WebhookPayload, str, Future[Accepted]]]) -> None:
+        try:
+            results = self._write_batch([(p, b) for p, b, _ in batch])
+        except JournalError as exc:
+            if len(batch) == 1 or _environmental(exc):
+                for _, _, fut in batch:  # the journal itself is unwritable: everyone retries
+                    fut.set_exception(JournalError(str(exc)))
+                return
+            results = None  # one notification's data broke the batch: store the others one by one
+        except Exception:
+            results = None
+        if results is not None:
             for (_, _, fut), result in zip(batch, results, strict=True):
                 fut.set_result(result)
+            return
+        for p, b, fut in batch:
+            try:
+                fut.set_result(self._write_batch([(p, b)])[0])
+            except Exception as exc:
+                fut.set_exception(
+                    exc if isinstance(exc, JournalError) else JournalError(f"{type(exc).__name__}: {exc}")
+                )
 
     def _write_batch(self, items: list[tuple[WebhookPayload, str]]) -> list[Accepted]:
         now = time.time()
@@ -284,6 +318,11 @@ class Intake:
                 " WHERE id = ?",
                 (outcome, record_id, time.time(), seq, note, note, job_id),
             )
+
+    def note(self, job_id: int, note: str) -> None:
+        """Append a note to a job (e.g. a notification that could not be sent)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET notes = json_insert(notes, '$[#]', ?) WHERE id = ?", (note, job_id))
 
     def firing_record(self, fingerprint: str, starts_at: str) -> tuple[str | None, float | None]:
         row = (

@@ -1,6 +1,7 @@
-"""Optional notifications after a record is archived: a Slack incoming webhook and/or a
-PagerDuty Events v2 endpoint. Off by default; both URLs/keys are secrets from the environment.
-Best effort: a failed notification is logged and noted in the journal, never blocks a record."""
+"""Optional notifications after a record is archived: a Slack incoming webhook (every alert)
+and/or a PagerDuty Events v2 endpoint (critical alerts only, as the SRE package routes pages).
+Off unless their secret is set in the environment. Best effort, two tries: a failed
+notification is logged and noted on the job in the intake journal, never blocks a record."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .settings import Settings, safe_endpoint
 
 log = logging.getLogger("runbook.notify")
 _PD_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
+PAGE_SEVERITIES = {"critical"}  # the package pages for critical alerts only; Slack gets all
 _RANK = {"critical": 0, "warning": 1, "unchecked": 2, "info": 3, "ok": 4}
 
 
@@ -59,11 +61,13 @@ class Notifier:
             url,
         )
 
-    def resolved(self, alertname: str, fingerprint: str, record_id: str | None, duration_s: float | None) -> list[str]:
+    def resolved(
+        self, alertname: str, severity: str, fingerprint: str, record_id: str | None, duration_s: float | None
+    ) -> list[str]:
         took = f" after {duration_s:.0f} s" if duration_s is not None else ""
         url = record_url(self.settings, record_id) if record_id else None
         text = f"*{alertname}* resolved{took}." + (f"\nRecord: {url}" if url else "")
-        return self._send(text, alertname, "info", fingerprint, "resolve", {"record": record_id}, url)
+        return self._send(text, alertname, severity, fingerprint, "resolve", {"record": record_id}, url)
 
     def _send(
         self, text: str, name: str, severity: str, dedup: str, action: str, details: dict[str, Any], url: str | None
@@ -72,7 +76,7 @@ class Notifier:
         timeout = httpx.Timeout(self.settings.notify.timeout_s)
         if self.slack_url:
             errors += self._post("Slack", self.slack_url, {"text": text}, timeout)
-        if self.pd_key:
+        if self.pd_key and severity in PAGE_SEVERITIES:
             event: dict[str, Any] = {
                 "routing_key": self.pd_key,
                 "event_action": action,

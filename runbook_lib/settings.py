@@ -431,6 +431,15 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def _reject_yaml_secrets(data: Mapping[str, Any], env_file: Path) -> None:
+    for section, values in data.items():
+        if not isinstance(values, Mapping):
+            continue
+        for key in ("url", "dsn", "pagerduty_url", "record_base_url"):
+            if isinstance(values.get(key), str) and _password_of(values[key]):
+                raise ConfigError(
+                    f"{section}.{key} in defaults.yaml or {env_file.name} contains a password; "
+                    f"set it in the environment instead (see README, 'Settings')"
+                )
     for section, key in (p for p in _SECRET_KEYS if len(p) == 2):
         value = (data.get(section) or {}).get(key)
         if value and key in ("dsn", "url"):

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from .archive import RECORD_ID, Archive
 from .context import WebhookPayload, format_validation_error
 from .errors import ArchiveError
-from .intake import Intake, JournalError
+from .intake import Intake
 from .settings import Settings
 
 log = logging.getLogger("runbook.webhook")
@@ -118,6 +118,7 @@ def create_app(
     """The ASGI app. ``supervisor`` (worker processes) is started and stopped with the app."""
     intake = Intake(settings.journal_path, settings.receiver.journal_busy_timeout_s)
     intake.start_group_commit()
+    commit_timeout = settings.receiver.journal_busy_timeout_s * 4 + 5  # past this, 503 and let Alertmanager retry
     archive = Archive(settings.archive_path)
     metrics = Metrics(intake)
     limit = settings.receiver.max_body_bytes
@@ -193,14 +194,12 @@ def create_app(
                 log.warning("payload could not be validated: %s", type(exc).__name__)
                 return reject(422, "invalid", f"payload could not be read: {type(exc).__name__}")
             try:
-                accepted = await asyncio.to_thread(intake.accept, payload, text)
-            except JournalError as exc:
+                pending = asyncio.wrap_future(intake.submit(payload, text))
+                accepted = await asyncio.wait_for(pending, timeout=commit_timeout)
+            except Exception as exc:  # JournalError, a commit that takes too long, anything else
                 log.error("journal write failed, answering 503 so Alertmanager retries: %s", exc)
                 metrics.rejected.labels("journal_error").inc()
                 return JSONResponse({"error": "could not persist the notification; retry"}, status_code=503)
-            except Exception as exc:  # a payload we cannot store: retrying would block its group forever
-                log.exception("notification could not be stored")
-                return reject(422, "unstorable", f"payload could not be stored: {type(exc).__name__}")
             return JSONResponse(
                 {"accepted": accepted.new, "duplicates": accepted.duplicates, "notification": accepted.notification_id}
             )
@@ -218,6 +217,8 @@ def create_app(
             "queued": counts["states"].get("queued", 0),
             "running": counts["states"].get("running", 0),
         }
+        if not intake.writer_alive():
+            return JSONResponse({**body, "status": "journal writer stopped"}, status_code=503)
         if supervisor is not None:
             body["workers"] = supervisor.alive()
             if body["workers"] == 0:

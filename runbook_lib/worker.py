@@ -130,15 +130,17 @@ class JobRunner:
         else:
             archive.append_event(None, "resolved-without-record", data)
         self.intake.finish(job.id, "resolved", record_id)
-        self._notify(self.notifier.resolved, alert.name, alert.fingerprint, record_id, duration, job=job)
+        self._notify(
+            self.notifier.resolved, alert.name, alert.severity, alert.fingerprint, record_id, duration, job=job
+        )
         return "resolved"
 
     def _notify(self, fn: Any, *args: Any, job: Job) -> None:
         if not self.notifier.enabled:
             return
-        errors = fn(*args)
-        for err in errors:
+        for err in fn(*args):
             log.warning("job %s: %s", job.id, err)
+            self.intake.note(job.id, f"notification failed: {err}")
 
 
 def _die_with_parent() -> None:
@@ -192,6 +194,8 @@ class Supervisor:
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.intake = Intake(settings.journal_path, settings.receiver.journal_busy_timeout_s)
         self._stop = threading.Event()
+        self._started = threading.Event()
+        self._stop_timeout = 30.0
         self._thread: threading.Thread | None = None
         self.restarts = 0
 
@@ -205,21 +209,25 @@ class Supervisor:
         return len(jobs)
 
     def start(self) -> None:
+        """Spawn the workers from one long-lived thread: Linux's parent-death signal follows the
+        *thread* that forked a child, so the thread that starts workers must outlive them."""
         self.recover()
-        for _ in range(self.n):
-            self.procs.append(self._spawn())
-        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._own_workers, name="worker-supervisor", daemon=True)
         self._thread.start()
+        self._started.wait(60)
 
     def _spawn(self) -> multiprocessing.process.BaseProcess:
         proc = self.ctx.Process(target=worker_main, args=(self.env, self.overrides, os.getpid()), daemon=False)
         proc.start()
         return proc
 
-    def _watch(self) -> None:
+    def _own_workers(self) -> None:
+        for _ in range(self.n):
+            self.procs.append(self._spawn())
+        self._started.set()
         while not self._stop.wait(0.5):
             for i, proc in enumerate(self.procs):
-                if proc.is_alive() or self._stop.is_set():
+                if proc.is_alive():
                     continue
                 log.error("worker %s exited with %s; requeueing its job and restarting it", proc.pid, proc.exitcode)
                 for job in self.intake.interrupted(worker_id(proc.pid)):
@@ -228,12 +236,11 @@ class Supervisor:
                     )
                 self.procs[i] = self._spawn()
                 self.restarts += 1
+        self._shutdown(self._stop_timeout)
 
-    def alive(self) -> int:
-        return sum(1 for p in self.procs if p.is_alive())
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
+    def _shutdown(self, timeout: float) -> None:
+        """Graceful: each worker finishes its current job, then exits; stragglers are killed and
+        their jobs requeued at the next start."""
         for p in self.procs:
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGTERM)
@@ -243,3 +250,12 @@ class Supervisor:
             if p.is_alive():
                 p.kill()
                 p.join(5)
+
+    def alive(self) -> int:
+        return sum(1 for p in self.procs if p.is_alive())
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop_timeout = timeout
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 15)

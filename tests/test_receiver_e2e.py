@@ -229,6 +229,30 @@ def test_kill_9_mid_burst_loses_nothing_and_retries_interrupted_runs(
     assert Archive(archive).verify() == (60, [])
 
 
+def test_a_killed_worker_is_replaced_and_its_job_retried(tmp_path: Path, minimal_env, receiver_factory) -> None:
+    archive = Path(minimal_env["RUNBOOK_ARCHIVE"])
+    receiver = receiver_factory(minimal_env, workers=1)
+    payloads = burst_payloads(12)
+    assert {r.status for r in post_all(f"{receiver.url}/alerts", payloads, TOKEN)} == {200}
+    wait_for("two records", lambda: done_count(archive) >= 2, 60, receiver)
+    [worker] = subprocess.run(
+        ["pgrep", "-P", str(receiver.proc.pid), "-f", "multiprocessing.spawn"], capture_output=True, text=True
+    ).stdout.split()
+
+    def just_claimed() -> bool:  # a run takes about a second: kill it right after it started
+        rows = journal_rows(archive, "SELECT claimed_at FROM jobs WHERE state = 'running'")
+        return bool(rows) and time.time() - rows[0]["claimed_at"] < 0.2
+
+    wait_for("a job that has just started", just_claimed, 60, receiver)
+    os.kill(int(worker), signal.SIGKILL)
+    wait_for("12 records", lambda: done_count(archive) >= 12, 120, receiver)
+    recs = records(archive)
+    assert sorted(r["alert"]["fingerprint"] for r in recs) == sorted(p["alerts"][0]["fingerprint"] for p in payloads)
+    retried = [r for r in recs if r["attempt"] == 2]
+    assert len(retried) == 1 and f"worker {worker} died" in " ".join(retried[0]["notes"])
+    assert httpx.get(f"{receiver.url}/healthz").json()["workers"] == 1
+
+
 class Capture(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
 
@@ -259,26 +283,31 @@ def test_slack_and_pagerduty_notifications(tmp_path: Path, minimal_env, receiver
     archive = Path(env["RUNBOOK_ARCHIVE"])
     receiver = receiver_factory(env)
     try:
-        [payload] = burst_payloads(1)
-        assert post_all(f"{receiver.url}/alerts", [payload], TOKEN)[0].status == 200
-        wait_for("two notifications", lambda: len(Capture.received) >= 2, 60, receiver)
-        resolved = json.loads(json.dumps(payload))
+        critical, warning = burst_payloads(2)
+        critical["alerts"][0]["labels"]["severity"] = "critical"
+        assert post_all(f"{receiver.url}/alerts", [critical], TOKEN)[0].status == 200
+        wait_for("Slack and PagerDuty", lambda: len(Capture.received) >= 2, 60, receiver)
+        resolved = json.loads(json.dumps(critical))
         resolved["alerts"][0]["status"] = "resolved"
         resolved["alerts"][0]["endsAt"] = "2099-01-01T00:00:00Z"
         assert post_all(f"{receiver.url}/alerts", [resolved], TOKEN)[0].status == 200
         wait_for("resolve notifications", lambda: len(Capture.received) >= 4, 60, receiver)
+        assert post_all(f"{receiver.url}/alerts", [warning], TOKEN)[0].status == 200
+        wait_for("the warning's Slack message", lambda: len(Capture.received) >= 5, 60, receiver)
+        time.sleep(1)
     finally:
         server.shutdown()
     by_path: dict[str, list[dict[str, Any]]] = {}
     for path, body in Capture.received:
         by_path.setdefault(path, []).append(body)
     slack = by_path[f"/services/{slack_secret}"]
-    record_id = records(archive)[0]["id"]
-    assert "BurstAlert" in slack[0]["text"] and f"http://runbooks.test:9095/records/{record_id}" in slack[0]["text"]
-    assert "resolved" in slack[1]["text"]
+    first = next(r for r in records(archive) if r["alert"]["fingerprint"] == critical["alerts"][0]["fingerprint"])
+    assert "BurstAlert" in slack[0]["text"] and f"http://runbooks.test:9095/records/{first['id']}" in slack[0]["text"]
+    assert "resolved" in slack[1]["text"] and "(warning)" in slack[2]["text"]
     pd = by_path["/v2/enqueue"]
+    assert len(pd) == 2, "PagerDuty pages for critical alerts only"
     assert pd[0]["event_action"] == "trigger" and pd[0]["routing_key"] == "pd-routing-key-123456"
-    assert pd[0]["payload"]["severity"] == "warning" and pd[0]["links"][0]["href"].endswith(record_id)
+    assert pd[0]["payload"]["severity"] == "critical" and pd[0]["links"][0]["href"].endswith(first["id"])
     assert pd[1]["event_action"] == "resolve" and pd[1]["dedup_key"] == pd[0]["dedup_key"]
     for folder in Archive(archive).root.glob("20*/*/*/*"):
         for f in folder.iterdir():

@@ -58,6 +58,10 @@ def test_secret_from_file_and_never_from_yaml(tmp_path: Path) -> None:
         load_settings(environ={"RUNBOOK_HOME": str(bad)})
     assert "pw-in-yaml" not in str(exc.value)
 
+    url = make_home(tmp_path / "url", env_yaml="prometheus:\n  url: http://admin:hunter2x@prom:9090\n")
+    with pytest.raises(ConfigError, match=r"prometheus\.url .* contains a password"):
+        load_settings(environ={"RUNBOOK_HOME": str(url)})
+
     tok = make_home(tmp_path / "tok", env_yaml="receiver:\n  token: abc\n")
     with pytest.raises(ConfigError, match="receiver.token is a secret"):
         load_settings(environ={"RUNBOOK_HOME": str(tok)})

@@ -37,9 +37,9 @@ def _say_factory() -> Callable[[str], None]:
     return say
 
 
-def run_chain(home: Path, workdir: Path) -> int:
+def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
     say = _say_factory()
-    settings = load_settings()
+    settings = load_settings(env=env)
     archive = Archive(settings.archive_path)
     token = secrets.token_urlsafe(24)
     with Sandbox(workdir, home, say) as sb:
@@ -47,8 +47,14 @@ def run_chain(home: Path, workdir: Path) -> int:
         sb.start_database()
         sb.start_kube()
         journal = workdir / "intake.sqlite3"
-        env = {**sb.env(), "RUNBOOK_WEBHOOK_TOKEN": token, "RUNBOOK_JOURNAL": str(journal)}
-        receiver = services.start_receiver(workdir / "receiver", env)
+        receiver_env = {
+            **sb.env(),
+            "RUNBOOK_WEBHOOK_TOKEN": token,
+            "RUNBOOK_JOURNAL": str(journal),
+            "RUNBOOK_ARCHIVE": str(settings.archive_path),
+            "RUNBOOK_ENV": settings.env,
+        }
+        receiver = services.start_receiver(workdir / "receiver", receiver_env)
         try:
             say(f"receiver: runbook serve on {receiver.url} (bearer token, journal {journal.name})")
             am = sb.start_alertmanager(f"{receiver.url}/alerts", token)
@@ -102,7 +108,7 @@ def run_chain(home: Path, workdir: Path) -> int:
     return 0 if not problems else 1
 
 
-def run_direct(home: Path, workdir: Path, alert_file: Path) -> int:
+def run_direct(home: Path, workdir: Path, alert_file: Path, env: str | None = None) -> int:
     """Without Alertmanager: start the sandbox and run high-error-rate for the sample alert."""
     from ..context import load_alert_text
     from ..engine import Engine, RunRequest
@@ -113,7 +119,7 @@ def run_direct(home: Path, workdir: Path, alert_file: Path) -> int:
         sb.start_database()
         sb.start_kube()
         os.environ.update(sb.env())
-        settings = load_settings()
+        settings = load_settings(env=env)
         data = json.loads(alert_file.read_text())
         started = datetime.now(UTC) - timedelta(minutes=20)
         for a in data.get("alerts", []):
