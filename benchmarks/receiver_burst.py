@@ -30,6 +30,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--runbook", choices=("noop", "triage"), default="noop")
+    parser.add_argument(
+        "--answer-only",
+        action="store_true",
+        help="pause the workers (SIGSTOP) and measure the webhook's answer path alone at 1, 10 and 50 concurrent",
+    )
     args = parser.parse_args()
 
     from runbook_lib.archive import Archive
@@ -51,6 +56,8 @@ def main() -> int:
     alertname = "BurstAlert" if args.runbook == "noop" else "UnknownBurstAlert"
     payloads = burst_payloads(args.alerts, alertname=alertname)
     svc = start_receiver(work, env, workers=args.workers)
+    if args.answer_only:
+        return answer_only(svc, token)
     try:
         print(
             f"receiver {svc.url}, {args.workers} workers; posting {args.alerts} alerts, {args.concurrency} at a time",
@@ -103,6 +110,36 @@ def main() -> int:
     )
     print(f"archive verify            {count} records, {len(problems)} problems")
     return 0 if codes == {200} and jobs == args.alerts and not problems else 1
+
+
+def answer_only(svc, token: str) -> int:
+    """The webhook alone: workers frozen, so nothing but the receiver and this client use the CPU."""
+    import signal
+    import subprocess
+
+    from runbook_lib.sandbox.load import burst_payloads, percentile, post_all
+
+    workers = subprocess.run(["pgrep", "-P", str(svc.proc.pid)], capture_output=True, text=True).stdout.split()
+    for pid in workers:
+        os.kill(int(pid), signal.SIGSTOP)
+    try:
+        print("\n== webhook answer path alone (workers paused), 300 alerts per level ==")
+        for conc in (1, 10, 50):
+            payloads = burst_payloads(300)
+            t0 = time.monotonic()
+            results = post_all(f"{svc.url}/alerts", payloads, token, concurrency=conc)
+            took = time.monotonic() - t0
+            lat = [r.latency_s for r in results]
+            codes = sorted({r.status for r in results})
+            print(
+                f"concurrency {conc:>2}: {len(payloads) / took:6.0f} req/s  p50 {percentile(lat, 50) * 1000:7.1f} ms"
+                f"  p99 {percentile(lat, 99) * 1000:7.1f} ms  answers {codes}"
+            )
+    finally:
+        for pid in workers:
+            os.kill(int(pid), signal.SIGCONT)
+        svc.stop()
+    return 0
 
 
 if __name__ == "__main__":
