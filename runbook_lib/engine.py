@@ -157,53 +157,53 @@ class Engine:
         # directory outside the archive; only redacted files ever reach the staging directory.
         workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
         out_path = workdir / "executed.ipynb"
-        try:
-            if request.skip_execution:
-                raise _Skipped(request.skip_execution)
-            pm.execute_notebook(
-                str(source_nb),
-                str(out_path),
-                parameters=params,
-                kernel_name=self.settings.engine.kernel_name,
-                progress_bar=progress,
-                log_output=False,
-                cwd=str(workdir),
-                start_timeout=int(self.settings.engine.start_timeout_s),
-                execution_timeout=int(self.settings.engine.cell_timeout_s),
-                request_save_on_cell_execute=True,
-                kernel_manager_class="runbook_lib.kernels.QuietKernelManager",
-                shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
-            )
-        except _Skipped as exc:
-            status = "interrupted"
-            failure = {"ename": "Interrupted", "evalue": str(exc), "detail": "not executed again"}
-        except PapermillExecutionError as exc:
-            status = "failed"
-            failure = {
-                "index": exc.cell_index,
-                "execution_count": exc.exec_count,
-                "ename": exc.ename,
-                "evalue": exc.evalue,
-                "source": _first_lines(exc.source),
-            }
-        except CellTimeoutError as exc:
-            status = "timed_out"
-            failure = {
-                "ename": "CellTimeoutError",
-                "evalue": f"a cell ran longer than {self.settings.engine.cell_timeout_s:g} s",
-                "detail": str(exc).splitlines()[0] if str(exc) else "",
-            }
-        except Exception as exc:  # kernel died, could not start, ...: still a record
-            status = "failed"
-            error_text = f"{type(exc).__name__}: {exc}"
-            failure = {
-                "ename": type(exc).__name__,
-                "evalue": str(exc).splitlines()[0] if str(exc) else "",
-                "detail": "the notebook could not be executed to the end",
-            }
-        duration = time.monotonic() - t0
-        t_exec = duration
-        try:
+        try:  # whatever happens (even Ctrl-C), the unredacted copy does not outlive the run
+            try:
+                if request.skip_execution:
+                    raise _Skipped(request.skip_execution)
+                pm.execute_notebook(
+                    str(source_nb),
+                    str(out_path),
+                    parameters=params,
+                    kernel_name=self.settings.engine.kernel_name,
+                    progress_bar=progress,
+                    log_output=False,
+                    cwd=str(workdir),
+                    start_timeout=int(self.settings.engine.start_timeout_s),
+                    execution_timeout=int(self.settings.engine.cell_timeout_s),
+                    request_save_on_cell_execute=True,
+                    kernel_manager_class="runbook_lib.kernels.QuietKernelManager",
+                    shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
+                )
+            except _Skipped as exc:
+                status = "interrupted"
+                failure = {"ename": "Interrupted", "evalue": str(exc), "detail": "not executed again"}
+            except PapermillExecutionError as exc:
+                status = "failed"
+                failure = {
+                    "index": exc.cell_index,
+                    "execution_count": exc.exec_count,
+                    "ename": exc.ename,
+                    "evalue": exc.evalue,
+                    "source": _first_lines(exc.source),
+                }
+            except CellTimeoutError as exc:
+                status = "timed_out"
+                failure = {
+                    "ename": "CellTimeoutError",
+                    "evalue": f"a cell ran longer than {self.settings.engine.cell_timeout_s:g} s",
+                    "detail": str(exc).splitlines()[0] if str(exc) else "",
+                }
+            except Exception as exc:  # kernel died, could not start, ...: still a record
+                status = "failed"
+                error_text = f"{type(exc).__name__}: {exc}"
+                failure = {
+                    "ename": type(exc).__name__,
+                    "evalue": str(exc).splitlines()[0] if str(exc) else "",
+                    "detail": "the notebook could not be executed to the end",
+                }
+            duration = time.monotonic() - t0
+            t_exec = duration
             nb = _read_or_fallback(out_path, source_nb, params)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
