@@ -117,7 +117,6 @@ class Archive:
         """Move a finished staging directory into place and chain it into the index."""
         record_id = record["id"]
         final = self.record_dir(record_id)
-        record_json = staging / "record.json"
         with self._locked():
             if self.is_indexed(record_id):
                 raise ArchiveError(f"record {record_id} is already in the archive")
@@ -126,17 +125,18 @@ class Archive:
                 _fsync_file(staging / name)
             os.replace(staging, final)
             _fsync_dir(final.parent)
-            self._append(
-                {
-                    "type": "record",
-                    "id": record_id,
-                    "path": self.relpath_for(record_id),
-                    "record_sha256": sha256_file(final / record_json.name),
-                    "runbook": record.get("runbook"),
-                    "status": record.get("status"),
-                }
-            )
+            self._append(self._record_entry(record_id, record))
         return final
+
+    def _record_entry(self, record_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "record",
+            "id": record_id,
+            "path": self.relpath_for(record_id),
+            "record_sha256": sha256_file(self.record_dir(record_id) / "record.json"),
+            "runbook": record.get("runbook"),
+            "status": record.get("status"),
+        }
 
     def append_event(self, record_id: str | None, event: str, data: dict[str, Any]) -> dict[str, Any]:
         """Chain a later fact about a record (or about no record: record_id None)."""
@@ -154,16 +154,7 @@ class Archive:
             for name, digest in record.get("files", {}).items():
                 if sha256_file(final / name) != digest:
                     raise ArchiveError(f"record {record_id}: {name} does not match its record.json; not adopted")
-            self._append(
-                {
-                    "type": "record",
-                    "id": record_id,
-                    "path": self.relpath_for(record_id),
-                    "record_sha256": sha256_file(final / "record.json"),
-                    "runbook": record.get("runbook"),
-                    "status": record.get("status"),
-                }
-            )
+            self._append(self._record_entry(record_id, record))
             return True
 
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:

@@ -43,10 +43,7 @@ examples:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # jsonschema (imported by nbformat) loads rfc3987_syntax when it is installed (JupyterLab's
-    # extras bring it), which compiles a grammar at import: 1.1 s of every command on this
-    # machine. Notebook validation never uses its IRI format checks, so skip it in our process.
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    skip_slow_imports()
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
@@ -67,6 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("runbook: interrupted", file=sys.stderr)
         return 130
+
+
+def skip_slow_imports() -> None:
+    """jsonschema (imported by nbformat) loads rfc3987_syntax when it is installed (JupyterLab's
+    extras bring it), which compiles a grammar at import: 1.1 s of every process start on this
+    machine. Notebook validation never uses its IRI format checks, so our processes skip it."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -439,18 +443,19 @@ def echo(text: object = "", file: Any = None, flush: bool = False) -> None:
     print(_CONTROL.sub("\ufffd", str(text)), file=file or sys.stdout, flush=flush)
 
 
-_RANK = {"critical": 0, "warning": 1, "unchecked": 2, "info": 3, "ok": 4}
-
-
 def _worst(findings: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    return sorted(findings, key=lambda f: _RANK.get(f.get("verdict", ""), 9))[:n]
+    from .display import worst_first
+
+    return worst_first(findings)[:n]
 
 
 def _verdict_counts(findings: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for f in findings:
         counts[f["verdict"]] = counts.get(f["verdict"], 0) + 1
-    return ", ".join(f"{counts[v]} {v}" for v in sorted(counts, key=lambda v: _RANK.get(v, 9)))
+    from .display import VERDICTS
+
+    return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -27,6 +27,12 @@ VERDICT_LABEL = {
 }
 
 
+def worst_first(findings: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Findings ordered critical, warning, unchecked, info, ok (unknown verdicts last)."""
+    rank = {v: i for i, v in enumerate(VERDICTS)}
+    return sorted(findings, key=lambda f: rank.get(f.get("verdict", ""), len(rank)))
+
+
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 

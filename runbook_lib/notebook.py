@@ -191,8 +191,7 @@ class Runbook:
 
     def summary(self) -> None:
         """Show the findings so far, worst first (the record's summary is built the same way)."""
-        order = {v: i for i, v in enumerate(d.VERDICTS)}
-        rows = sorted(self.findings, key=lambda f: order[f["verdict"]])
+        rows = d.worst_first(self.findings)
         html = "".join(d.finding_html(f) for f in rows) or '<div class="rb-note">no findings</div>'
         text = "\n".join(d.finding_text(f) for f in rows) or "no findings"
         self._display({"text/html": f"<div><b>Summary of findings</b>{html}</div>", "text/plain": text})

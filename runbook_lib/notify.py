@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 
+from .display import worst_first
 from .settings import Settings, safe_endpoint
 
 log = logging.getLogger("runbook.notify")
 _PD_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 PAGE_SEVERITIES = {"critical"}  # the package pages for critical alerts only; Slack gets all
-_RANK = {"critical": 0, "warning": 1, "unchecked": 2, "info": 3, "ok": 4}
 
 
 def record_url(settings: Settings, record_id: str) -> str | None:
@@ -24,7 +24,7 @@ def record_url(settings: Settings, record_id: str) -> str | None:
 
 
 def summary_lines(record: dict[str, Any], top: int = 3) -> list[str]:
-    findings = sorted(record.get("findings", []), key=lambda f: _RANK.get(f.get("verdict"), 9))
+    findings = worst_first(record.get("findings", []))
     return [f"{f['verdict'].upper()}: {f['check']}: {f['summary'][:200]}" for f in findings[:top]]
 
 

@@ -20,7 +20,7 @@ from bleach.css_sanitizer import CSSSanitizer
 from nbconvert import HTMLExporter
 from pygments.formatters import HtmlFormatter
 
-from .display import VERDICT_LABEL, VERDICTS
+from .display import VERDICT_LABEL, worst_first
 
 TEMPLATES = Path(__file__).parent / "templates"
 ALLOWED_TAGS = {
@@ -126,11 +126,6 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def ordered_findings(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rank = {v: i for i, v in enumerate(VERDICTS)}
-    return sorted(findings, key=lambda f: rank.get(f.get("verdict"), 99))
-
-
 def summary_html(record: dict[str, Any]) -> str:
     """The first screen on-call reads: what fired, what was found, what was done. Every value
     is escaped here (alert labels are untrusted)."""
@@ -178,7 +173,7 @@ def summary_html(record: dict[str, Any]) -> str:
     findings = [f for f in record.get("findings", []) if f.get("verdict") != "unchecked"]
     parts.append(f"<h2>Findings ({len(findings)})</h2>")
     if findings:
-        for f in ordered_findings(findings):
+        for f in worst_first(findings):
             parts.append(_finding_line(f))
     else:
         parts.append('<div class="rb-note">No findings were recorded.</div>')

@@ -162,12 +162,10 @@ def worker_main(env: str | None, overrides: dict[str, Any], parent: int) -> None
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from .cli import _setup_logging
+    from .cli import _setup_logging, skip_slow_imports
 
     _setup_logging(False)
-    import sys
-
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # see cli.main
+    skip_slow_imports()
     settings = load_settings(env=env, overrides=overrides)
     runner = JobRunner(settings)
     me = worker_id()
