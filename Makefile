@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bootstrap-stamp
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap services demo test lint format bench clean
+.PHONY: bootstrap services demo test test-pure lint format bench clean
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -19,12 +19,21 @@ services:
 demo: bootstrap services
 	$(BIN)/runbook demo
 
+# Pure tests and the runbooks under nbval first, in a network namespace where nothing listens
+# (so they provably need no service), then everything that talks to PostgreSQL, Redis,
+# Prometheus or Alertmanager.
 test: bootstrap services lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS) tests --nbval-lax runbooks
+	scripts/offline.sh $(BIN)/python -m pytest $(PYTEST_ARGS) -m "not services" tests --nbval-lax runbooks
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m services tests
+
+# While working: the pure tests only, no services needed.
+test-pure: bootstrap
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not services" tests
 
 lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: bootstrap
 	$(BIN)/ruff format .

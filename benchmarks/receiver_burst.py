@@ -37,7 +37,8 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from runbook_lib.archive import Archive
+    from runbook_lib.record.archive import Archive
+    from runbook_lib.record.verify import verify
     from runbook_lib.sandbox.load import burst_payloads, percentile, post_all
     from runbook_lib.sandbox.minimal import write_minimal_collection
     from runbook_lib.sandbox.services import start_receiver
@@ -84,7 +85,7 @@ def main() -> int:
         with sqlite3.connect(journal) as db:
             rows = db.execute("SELECT finished_at - received_at, outcome FROM jobs").fetchall()
             jobs = len(rows)
-        count, problems = Archive(work / "executed").verify()
+        count, problems = verify(Archive(work / "executed"))
     finally:
         svc.stop()
     answers = [r.latency_s for r in results]

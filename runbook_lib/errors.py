@@ -1,18 +1,38 @@
-"""One error hierarchy. Messages say what failed, where, and what to do; never a secret."""
+"""One error hierarchy. Messages say what failed, where, and what to do; never a secret.
+
+Each class carries the exit code the ``runbook`` command ends with when it escapes a command,
+so ``cli.main`` has one ``except RunbookError``: 2 for bad input or configuration (the
+message names what to fix), 1 for everything that went wrong while doing the work.
+"""
 
 from __future__ import annotations
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 class RunbookError(Exception):
     """Base of every error this project raises on purpose."""
 
+    exit_code = EXIT_FAILED
+    label = "error"  # how the CLI introduces the message
+
 
 class ConfigError(RunbookError):
     """Settings, catalog or parameters are wrong; the message names the file and key."""
 
+    exit_code = EXIT_USAGE
+
 
 class AlertError(RunbookError):
     """An alert or webhook payload failed validation; the message names the field."""
+
+    exit_code = EXIT_USAGE
+
+
+class RunbookNotFound(RunbookError):
+    """No notebook exists for the requested runbook slug."""
+
+    exit_code = EXIT_USAGE
 
 
 class SourceError(RunbookError):
@@ -43,6 +63,16 @@ class ActionRefused(RunbookError):
 class ArchiveError(RunbookError):
     """The record archive could not be written or read."""
 
+    label = "archive error"
 
-class RunbookNotFound(RunbookError):
-    """No notebook exists for the requested runbook slug."""
+
+class JournalError(RunbookError):
+    """The intake journal could not be written (the webhook answers 503 so Alertmanager retries)."""
+
+    label = "journal error"
+
+
+class SandboxError(RunbookError):
+    """The loopback sandbox (demo, tests) could not start or reach one of its services."""
+
+    label = "sandbox error"

@@ -1,147 +1,217 @@
-"""Layered settings.
+"""Layered settings: the models (every field documented) and how they are loaded.
 
 defaults.yaml < environments/<env>.yaml < RUNBOOK_* environment variables < explicit overrides.
 
-Secrets (passwords, tokens, URLs with credentials) are accepted only from environment variables
-or from files named by ``<VAR>_FILE``; a secret found in a YAML file is a ConfigError. Nothing is
-read at import time: call :func:`load_settings`.
+Secrets come only from the environment or ``*_FILE`` paths (see :mod:`runbook_lib.credentials`).
+Nothing is read at import time: call :func:`load_settings`.
 """
 
 from __future__ import annotations
 
 import copy
-import html
-import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .credentials import (
+    SECRET_ENV_MAP,
+    URL_SECRETS,
+    reject_short_secrets,
+    reject_yaml_secrets,
+    safe_endpoint,
+    secret_from_env,
+    secret_parts,
+)
 from .errors import ConfigError
 
 PACKAGE_HOME = Path(__file__).resolve().parent.parent
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class PrometheusSettings(_Section):
     url: str | None = None
+    """Base URL of the Prometheus HTTP API (RUNBOOK_PROMETHEUS_URL); None: not configured."""
     timeout_s: float = 10.0
+    """Client timeout per request; Prometheus is told to give up 0.5 s earlier."""
     verify_tls: bool = True
+    """Verify the server's TLS certificate."""
     bearer_token: SecretStr | None = None
+    """Bearer token for a protected Prometheus (RUNBOOK_PROMETHEUS_TOKEN[_FILE] only)."""
 
 
 class PostgresSettings(_Section):
     dsn: SecretStr | None = None
+    """The OmniHub database, URL or key=value DSN (RUNBOOK_POSTGRES_DSN[_FILE]); may hold a password."""
     connect_timeout_s: float = 5.0
+    """Seconds to wait for a connection."""
     statement_timeout_ms: int = 5000
+    """Server-side statement_timeout for every runbook query."""
 
 
 class RedisSettings(_Section):
     url: SecretStr | None = None
+    """redis:// URL (RUNBOOK_REDIS_URL[_FILE]); may hold a password."""
     timeout_s: float = 3.0
-
-
-class AmqpSettings(_Section):
-    url: SecretStr | None = None
-    timeout_s: float = 5.0
+    """Connect and socket timeout."""
 
 
 class KubernetesSettings(_Section):
     kubeconfig: str | None = None
+    """Path of the kubeconfig (KUBECONFIG); no fallback to ~/.kube/config."""
     context: str | None = None
+    """kubeconfig context to use (RUNBOOK_KUBE_CONTEXT); None: the current one."""
     namespace: str = "omnihub-prod"
+    """Namespace of the OmniHub workloads (RUNBOOK_KUBE_NAMESPACE)."""
     timeout_s: float = 10.0
+    """Read timeout per API call (connect timeout is at most 5 s)."""
 
 
 class MetricNames(_Section):
     http_requests: str = "http_requests_total"
+    """Counter of HTTP requests."""
     status_label: str = "status"
+    """Label holding the HTTP status code."""
     endpoint_label: str = "endpoint"
+    """Label holding the endpoint (route)."""
     error_status_regex: str = "5.."
+    """Statuses that count as errors (a PromQL regex)."""
     job_label: str = "job"
+    """Label naming the scrape job."""
     api_job: str = "api-gateway"
+    """Job name of the API gateway."""
     latency_histogram: str = "http_request_duration_seconds"
+    """Histogram of request durations (base name, without _bucket)."""
 
 
 class ServiceSettings(_Section):
     name: str = "api-gateway"
+    """The service the HTTP runbooks diagnose."""
     deployment: str = "api-gateway"
+    """Its Kubernetes deployment."""
     log_tail_lines: int = 200
+    """Lines of each pod's log to scan for error patterns."""
     error_patterns: dict[str, str] = Field(default_factory=dict)
+    """Pattern name -> Python regex counted in pod logs."""
 
 
 class Thresholds(_Section):
     availability_objective: float = 0.999
+    """The API availability SLO."""
     burn_rate_page: float = 14.4
+    """Burn rate that pages (budget gone in about 2 hours)."""
     burn_rate_ticket: float = 6.0
+    """Burn rate to investigate within 30 minutes."""
     burn_rate_slow: float = 3.0
+    """Burn rate to investigate within an hour."""
     endpoint_dominance: float = 0.5
+    """One endpoint with at least this share of the 5xx 'dominates'."""
     rollout_suspect_window_s: float = 1800
+    """A rollout this long before the spike is a suspect."""
     spike_lookback_s: float = 10800
+    """How far back to look for the start of the spike."""
     pod_cpu_saturation: float = 0.85
+    """CPU usage / limit at or above this is saturated."""
     pod_memory_saturation: float = 0.9
+    """Memory usage / limit at or above this is saturated."""
     redis_latency_warn_ms: float = 50
+    """A slower Redis PING is a warning."""
     postgres_latency_warn_ms: float = 200
+    """A slower PostgreSQL health query is a warning."""
     postgres_connections_warn: float = 0.8
+    """Share of max_connections in use that is a warning."""
 
 
 class EngineSettings(_Section):
     kernel_name: str = "python3"
+    """Jupyter kernel that runs the runbooks."""
     cell_timeout_s: float = 120
+    """Longest a single cell may run (RUNBOOK_CELL_TIMEOUT); then the record is timed_out."""
     start_timeout_s: float = 60
+    """Longest a kernel may take to start."""
 
 
 class ArchiveSettings(_Section):
     path: str = "executed"
+    """Archive directory (RUNBOOK_ARCHIVE); relative paths are under the project home."""
 
 
 class ReceiverSettings(_Section):
     host: str = "127.0.0.1"
+    """Address `runbook serve` listens on."""
     port: int = 9095
+    """Port `runbook serve` listens on."""
     workers: int = Field(default=2, ge=1, le=64)
+    """Worker processes running diagnoses (RUNBOOK_WORKERS)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    """Largest webhook body accepted; larger is 413."""
     journal: str | None = None
+    """Intake journal path (RUNBOOK_JOURNAL); None: <archive>/intake.sqlite3."""
     poll_interval_s: float = 0.2
+    """How often an idle worker looks for a queued job."""
     max_attempts: int = Field(default=2, ge=1)
+    """Runs of one job before an interruption gives an 'interrupted' record."""
     journal_busy_timeout_s: float = Field(default=5.0, gt=0)
+    """A journal write waiting longer than this answers 503 (Alertmanager retries)."""
     token: SecretStr | None = None
+    """Bearer token Alertmanager sends (RUNBOOK_WEBHOOK_TOKEN[_FILE])."""
     basic_user: str | None = None
+    """Basic-auth user Alertmanager sends (RUNBOOK_WEBHOOK_USER)."""
     basic_password: SecretStr | None = None
+    """Basic-auth password (RUNBOOK_WEBHOOK_PASSWORD[_FILE])."""
 
 
 class NotifySettings(_Section):
     slack_webhook_url: SecretStr | None = None
+    """Slack incoming-webhook URL (RUNBOOK_SLACK_WEBHOOK_URL[_FILE]); None: no Slack messages."""
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    """PagerDuty Events v2 endpoint (RUNBOOK_PAGERDUTY_URL)."""
     pagerduty_routing_key: SecretStr | None = None
+    """PagerDuty routing key (RUNBOOK_PAGERDUTY_ROUTING_KEY[_FILE]); None: no pages."""
     record_base_url: str | None = None
+    """Base URL for record links in messages, e.g. http://runbooks.internal:9095 (RUNBOOK_RECORD_BASE_URL)."""
     timeout_s: float = 5.0
+    """Timeout per notification request."""
 
 
 class Settings(_Section):
     env: str = "local"
+    """Name of the environment file in parameters/environments/ (RUNBOOK_ENV)."""
     home: Path = PACKAGE_HOME
+    """Project home holding parameters/ and runbooks/ (RUNBOOK_HOME)."""
     runbooks_dir: Path | None = None
+    """Another runbook collection (RUNBOOK_RUNBOOKS_DIR); None: <home>/runbooks."""
     catalog_path: Path | None = None
+    """Another catalog (RUNBOOK_CATALOG); None: <home>/parameters/catalog.yaml."""
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    """Prometheus endpoint."""
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    """PostgreSQL endpoint."""
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+    """Redis endpoint."""
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    """Kubernetes API through a kubeconfig."""
     metrics: MetricNames = Field(default_factory=MetricNames)
+    """Metric and label names the runbooks query."""
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    """The service the HTTP runbooks look at."""
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    """Where a measurement becomes a warning or critical finding."""
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    """Notebook execution."""
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    """Where records are archived."""
     receiver: ReceiverSettings = Field(default_factory=ReceiverSettings)
+    """The Alertmanager receiver."""
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    """Optional Slack/PagerDuty notifications."""
 
     # -- derived paths -------------------------------------------------------------------
     @property
@@ -180,9 +250,9 @@ class Settings(_Section):
                     visit(value, name)
                 elif isinstance(value, SecretStr):
                     raw = value.get_secret_value()
-                    found.update(_secret_parts(raw, url_like=(section, name) in _URL_SECRETS))
+                    found.update(secret_parts(raw, url_like=(section, name) in URL_SECRETS))
                 elif isinstance(value, str) and name in ("url", "dsn", "record_base_url"):
-                    found.update(_secret_parts(value, url_like=True))
+                    found.update(secret_parts(value, url_like=True))
 
         visit(self, "")
         return sorted((s for s in found if s), key=len, reverse=True)
@@ -215,24 +285,6 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_RUNBOOKS_DIR": ("runbooks_dir",),
     "RUNBOOK_CATALOG": ("catalog_path",),
 }
-SECRET_ENV_MAP: dict[str, tuple[str, ...]] = {
-    "RUNBOOK_POSTGRES_DSN": ("postgres", "dsn"),
-    "RUNBOOK_REDIS_URL": ("redis", "url"),
-    "RUNBOOK_AMQP_URL": ("amqp", "url"),
-    "RUNBOOK_PROMETHEUS_TOKEN": ("prometheus", "bearer_token"),
-    "RUNBOOK_WEBHOOK_TOKEN": ("receiver", "token"),
-    "RUNBOOK_WEBHOOK_PASSWORD": ("receiver", "basic_password"),
-    "RUNBOOK_SLACK_WEBHOOK_URL": ("notify", "slack_webhook_url"),
-    "RUNBOOK_PAGERDUTY_ROUTING_KEY": ("notify", "pagerduty_routing_key"),
-}
-# Keys that must never carry a secret in a YAML file.
-_SECRET_KEYS = {path for path in SECRET_ENV_MAP.values()}
-# Secret settings that are connection URLs: only the password inside is secret (the host is
-# what every message about the backend names). Every other secret is secret as a whole.
-_URL_SECRETS = {("postgres", "dsn"), ("redis", "url"), ("amqp", "url")}
-_URL_SECRET_VARS = {var for var, path in SECRET_ENV_MAP.items() if path in _URL_SECRETS}
-# Environment variables whose values are redacted wherever they appear, whatever their use.
-_SECRET_ENV_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|API_KEY|ROUTING_KEY)$", re.I)
 
 
 def load_settings(
@@ -255,13 +307,13 @@ def load_settings(
         known = sorted(p.stem for p in (params / "environments").glob("*.yaml"))
         raise ConfigError(f"unknown environment {env_name!r}: no {env_file} (known: {', '.join(known)})")
     _merge(data, _read_yaml(env_file, required=True))
-    _reject_yaml_secrets(data, env_file)
+    reject_yaml_secrets(data, env_file)
 
     for var, path in ENV_MAP.items():
         if environ.get(var):
             _set(data, path, environ[var])
     for var, path in SECRET_ENV_MAP.items():
-        value = _secret_from_env(environ, var)
+        value = secret_from_env(environ, var)
         if value is not None:
             _set(data, path, value)
     if overrides:
@@ -276,129 +328,8 @@ def load_settings(
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"setting {where}: {err['msg']} (check {env_file.name} and RUNBOOK_* variables)") from None
-    _reject_short_secrets(settings)
+    reject_short_secrets(_configured_secrets(settings))
     return settings
-
-
-MIN_SECRET_CHARS = 4
-
-
-def _reject_short_secrets(settings: Settings) -> None:
-    """A secret of one to three characters cannot be kept out of records (it is everywhere in
-    ordinary text); refuse it rather than leak it or mangle every record."""
-    for var, (section, key) in SECRET_ENV_MAP.items():
-        value = getattr(getattr(settings, section), key)
-        if value is None:
-            continue
-        raw = value.get_secret_value().strip()
-        url_like = (section, key) in _URL_SECRETS
-        pieces = _password_of(raw) if url_like else {raw}
-        if any(0 < len(p) < MIN_SECRET_CHARS for p in pieces):
-            raise ConfigError(
-                f"{var}: its secret is shorter than {MIN_SECRET_CHARS} characters and cannot be kept out of "
-                f"records and logs; use a real password or token"
-            )
-
-
-def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of secret-looking environment variables (PGPASSWORD, *_TOKEN, ...) and *_FILE contents."""
-    environ = os.environ if environ is None else environ
-    out: set[str] = set()
-    for name, value in environ.items():
-        if name in SECRET_ENV_MAP or _SECRET_ENV_NAME.search(name):
-            out.update(_secret_parts(value, url_like=name in _URL_SECRET_VARS))
-        if name.endswith("_FILE") and name[:-5] in SECRET_ENV_MAP:
-            try:
-                out.update(_secret_parts(Path(value).read_text().strip(), url_like=name[:-5] in _URL_SECRET_VARS))
-            except OSError:
-                pass
-    # Values this short are ordinary text, not secrets we could find (configured secrets that
-    # short are refused at load time).
-    return sorted((s for s in out if len(s) >= MIN_SECRET_CHARS), key=len, reverse=True)
-
-
-_URL = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.S)
-
-
-def safe_endpoint(raw: str) -> str:
-    """scheme://host:port/path of a URL or DSN, never its user info. Used in every message about
-    a backend. Never raises: an unparseable value is described without any of its text."""
-    raw = raw.strip()
-    m = _URL.match(raw)
-    if m:
-        after = m["rest"].rpartition("@")[2]
-        host = re.match(r"[^/?#]*", after).group(0)  # type: ignore[union-attr]
-        path = re.match(r"/[^?#]*", after[len(host) :])
-        shown = path.group(0) if path and path.group(0) != "/" else ""
-        return f"{m['scheme']}://{host or '?'}{shown}"
-    if "=" in raw:  # libpq key=value DSN
-        kv = dict(re.findall(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", raw))
-        host = kv.get("host", "localhost").strip("'")
-        port = kv.get("port", "5432").strip("'")
-        db = kv.get("dbname", "").strip("'")
-        return f"postgresql://{host}:{port}/{db}"
-    return "(a value that is not a URL)"
-
-
-def _secret_parts(raw: str, url_like: bool = False) -> set[str]:
-    """The strings to redact for one secret value: the whole value, plus the password inside
-    it when it is a URL or DSN. For a connection URL (``url_like``) only the password; when a
-    URL-like value has no recognisable password field but is not a plain URL, all of it."""
-    raw = raw.strip()
-    passwords = _password_of(raw)
-    if url_like and _URL.match(raw):
-        parts = passwords
-    elif url_like and "=" in raw and passwords:
-        parts = passwords
-    else:
-        parts = ({raw} if raw else set()) | passwords
-    # the encodings a secret shows up in: URL-encoded, Python repr, JSON string, HTML text
-    for p in list(parts):
-        parts.add(quote(p, safe=""))
-        parts.add(p.encode("unicode_escape").decode("ascii", "replace"))
-        parts.add(json.dumps(p)[1:-1])
-        parts.add(html.escape(p, quote=True))
-        parts.add(html.escape(p, quote=False))
-    return {p for p in parts if p}
-
-
-def _password_of(raw: str) -> set[str]:
-    """Every candidate password in a URL or DSN. libpq accepts unencoded '#', '?', '@', '/' in a
-    URL password, so each '@' is tried as the end of the user info: redacting one candidate too
-    many costs a little readability, one too few leaks the secret."""
-    out: set[str] = set()
-    m = _URL.match(raw)
-    if m:
-        rest = m["rest"]
-        for i, ch in enumerate(rest):
-            if ch == "@":
-                userinfo = rest[:i]
-                if ":" in userinfo:
-                    pw = userinfo.split(":", 1)[1]
-                    out.update({pw, unquote(pw)})
-        query = rest.split("?", 1)[1] if "?" in rest else ""
-        for value in parse_qs(query).get("password", []):
-            out.add(value)
-        return {p for p in out if p}
-    for km in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", raw):
-        value = km.group(1)
-        if value.startswith("'"):
-            value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
-        out.add(value)
-    return {p for p in out if p}
-
-
-def _secret_from_env(environ: Mapping[str, str], var: str) -> str | None:
-    if environ.get(var):
-        return environ[var]
-    file_var = f"{var}_FILE"
-    if environ.get(file_var):
-        path = Path(environ[file_var]).expanduser()
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{file_var} names {path}, which cannot be read: {exc.strerror}") from None
-    return None
 
 
 def _read_yaml(path: Path, required: bool) -> dict[str, Any]:
@@ -430,26 +361,10 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _reject_yaml_secrets(data: Mapping[str, Any], env_file: Path) -> None:
-    for section, values in data.items():
-        if not isinstance(values, Mapping):
-            continue
-        for key in ("url", "dsn", "pagerduty_url", "record_base_url"):
-            if isinstance(values.get(key), str) and _password_of(values[key]):
-                raise ConfigError(
-                    f"{section}.{key} in defaults.yaml or {env_file.name} contains a password; "
-                    f"set it in the environment instead (see README, 'Settings')"
-                )
-    for section, key in (p for p in _SECRET_KEYS if len(p) == 2):
-        value = (data.get(section) or {}).get(key)
-        if value and key in ("dsn", "url"):
-            if _password_of(str(value)):
-                raise ConfigError(
-                    f"{section}.{key} in defaults.yaml or {env_file.name} contains a password; "
-                    f"set it in the environment instead (see README, 'Settings')"
-                )
-        elif value:
-            raise ConfigError(
-                f"{section}.{key} is a secret and may not be set in defaults.yaml or {env_file.name}; "
-                f"use the environment variable or its _FILE form"
-            )
+def _configured_secrets(settings: Settings) -> list[tuple[str, str]]:
+    out = []
+    for var, (section, key) in SECRET_ENV_MAP.items():
+        value = getattr(getattr(settings, section), key)
+        if value is not None:
+            out.append((var, value.get_secret_value()))
+    return out

@@ -1,36 +1,29 @@
 """Fixtures on real services: Prometheus (Debian's package, backfilled by promtool), the local
-PostgreSQL and Redis, and the real kubernetes client against tests/fake_kube.py.
+PostgreSQL and Redis, and the real kubernetes client against the fake API server
+(runbook_lib/sandbox/fake_kube.py).
 
 A missing service is a failure, never a skip: CI must not count an untested path as passing.
+Tests that need services are marked `services` (automatically when they use a service
+fixture); `pytest -m "not services"` runs the pure ones without any.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-HOME = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(HOME / "tests"))
+from runbook_lib.sandbox import services
+from runbook_lib.sandbox.fake_kube import FakeKube
+from runbook_lib.sandbox.incident import Scenario, write_file
+from tests.helpers import NAMESPACE, REDIS_URL, temp_database
 
-from fake_kube import FakeKube  # noqa: E402
-
-from runbook_lib.sandbox import database, services  # noqa: E402
-from runbook_lib.sandbox.incident import Scenario, write_file  # noqa: E402
-
-NAMESPACE = "omnihub-prod"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# Fixtures that reach a real service; a test using one is marked `services` automatically.
+SERVICE_FIXTURES = {"prometheus", "pg_dsn", "fresh_db", "full_env"}
 # Variables that would point a test at something other than what it set up.
 OUR_VARS = [
     "RUNBOOK_ENV",
@@ -60,7 +53,19 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses a service fixture; slow tests always use services."""
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.services)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When any selected test needs the services, all of them must be there: a missing service
+    stops the run with an error, never a skip. Pure tests (-m "not services") need none."""
+    if not any(item.get_closest_marker("services") for item in session.items):
+        return
     missing = [
         f"{name} on 127.0.0.1:{port}" for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _port_open(port)
     ]
@@ -99,17 +104,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, scenario: Scenario) -> 
     svc = services.start_prometheus(work, work / "tsdb")
     yield svc
     svc.stop()
-
-
-@contextmanager
-def temp_database(tag: str) -> Iterator[str]:
-    """A database of this run's own with the OmniHub schema and seed; dropped afterwards."""
-    name = f"rbtest_{os.getpid()}_{tag}_{uuid.uuid4().hex[:6]}"
-    dsn = database.create_database(name)
-    try:
-        yield dsn
-    finally:
-        database.drop_database(name)
 
 
 @pytest.fixture(scope="session")
@@ -158,61 +152,3 @@ def full_env(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
-
-
-def alert_payload(
-    alertname: str = "HighErrorBudgetBurnRate",
-    starts_at: datetime | None = None,
-    labels: dict[str, str] | None = None,
-    status: str = "firing",
-    fingerprint: str | None = None,
-    severity: str = "critical",
-) -> dict[str, Any]:
-    starts = (starts_at or datetime.now(UTC) - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
-    lab = {"alertname": alertname, "severity": severity, **(labels or {})}
-    alert = {
-        "status": status,
-        "labels": lab,
-        "annotations": {"summary": f"{alertname} summary", "description": "test alert"},
-        "startsAt": starts,
-        "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://127.0.0.1:9/graph?g0.expr=vector%281%29&g0.tab=1",
-        "fingerprint": fingerprint or uuid.uuid4().hex[:16],
-    }
-    return {
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="{alertname}"}}',
-        "truncatedAlerts": 0,
-        "status": status,
-        "receiver": "runbooks",
-        "groupLabels": {"alertname": alertname},
-        "commonLabels": dict(lab),
-        "commonAnnotations": dict(alert["annotations"]),
-        "externalURL": "http://127.0.0.1:9093",
-        "alerts": [alert],
-    }
-
-
-def write_json(path: Path, data: Any) -> Path:
-    path.write_text(json.dumps(data))
-    return path
-
-
-def runbook_cli(
-    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    """The real `runbook` command, in a subprocess, with the test's environment."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "runbook"), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        input=input,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def load_record(html_path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(str(html_path).strip()).parent / "record.json").read_text())

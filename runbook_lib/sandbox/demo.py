@@ -20,7 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from ..archive import Archive
+from ..record.archive import Archive
+from ..record.verify import verify
 from ..settings import load_settings
 from . import services
 from .stack import Sandbox
@@ -98,7 +99,7 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
             services.wait_for("the resolved event", lambda: archive.load(rid)["events"], 90, receiver)
             event = archive.load(rid)["events"][0]
             say(f"resolved after {event['data']['duration_s']:.0f}s: event chained onto {rid} (record files unchanged)")
-            count, problems = archive.verify()
+            count, problems = verify(archive)
             say(f"runbook verify: {count} records, {'chain intact' if not problems else problems}")
         finally:
             say("stopping receiver, Alertmanager, Prometheus, fake Kubernetes; dropping the sandbox database")
@@ -110,8 +111,8 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
 
 def run_direct(home: Path, workdir: Path, alert_file: Path, env: str | None = None) -> int:
     """Without Alertmanager: start the sandbox and run high-error-rate for the sample alert."""
-    from ..context import load_alert_text
-    from ..engine import Engine, RunRequest
+    from ..alertmanager import load_alert_text
+    from ..run.engine import Engine, RunRequest
 
     say = _say_factory()
     with Sandbox(workdir, home, say) as sb:

@@ -21,11 +21,7 @@ from typing import Any
 import httpx
 import yaml
 
-from ..errors import RunbookError
-
-
-class SandboxError(RunbookError):
-    pass
+from ..errors import SandboxError
 
 
 def free_port() -> int:

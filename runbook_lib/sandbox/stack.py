@@ -1,35 +1,22 @@
 """The whole loopback sandbox, started and stopped as one: Prometheus with a backfilled
 incident (and the catalog's rules), optionally Alertmanager, a seeded PostgreSQL database,
-local Redis, and the fake Kubernetes API from tests/fake_kube.py."""
+local Redis, and the fake Kubernetes API (:mod:`.fake_kube`)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from ..catalog import Catalog
 from ..monitoring import rules_yaml
 from . import database, services
+from .fake_kube import FakeKube
 from .incident import Scenario, write_file
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def load_fake_kube(home: Path) -> ModuleType:
-    """tests/fake_kube.py from the checkout (the sandbox only runs from a checkout)."""
-    path = home / "tests" / "fake_kube.py"
-    if not path.exists():
-        raise services.SandboxError(f"{path} not found: the sandbox runs from a source checkout")
-    spec = importlib.util.spec_from_file_location("runbook_fake_kube", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Sandbox:
@@ -117,8 +104,7 @@ class Sandbox:
         return self.dsn
 
     def start_kube(self, rollout_before_spike: timedelta = timedelta(minutes=4)) -> Path:
-        module = load_fake_kube(self.home)
-        self.kube = module.FakeKube()
+        self.kube = FakeKube()
         if self.scenario is None:
             self.prepare_incident()
         assert self.scenario and self.scenario.incident_start

@@ -1,0 +1,74 @@
+"""The ``runbook`` command: one module per command group (:mod:`.runs`, :mod:`.records`,
+:mod:`.serve`); :mod:`.common` holds what they share."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .. import process
+from ..errors import EXIT_USAGE, RunbookError
+
+DESCRIPTION = """\
+OmniHub executable runbooks. Every alert's runbook is a parameterised Jupyter notebook;
+`run` executes it with the alert's context and archives the executed notebook, rendered to
+HTML, as a hash-chained incident record under the archive (executed/ by default).
+
+Settings come from parameters/defaults.yaml < parameters/environments/<env>.yaml <
+RUNBOOK_* environment variables (RUNBOOK_PROMETHEUS_URL, RUNBOOK_POSTGRES_DSN, RUNBOOK_REDIS_URL,
+KUBECONFIG, RUNBOOK_KUBE_NAMESPACE, RUNBOOK_ARCHIVE, ...). Secrets only from the environment
+or *_FILE paths."""
+
+EPILOG = """\
+exit codes: 0 success, 1 the runbook failed / timed out / verification failed,
+            2 bad input or configuration (the message names what is wrong)
+
+examples:
+  runbook list
+  runbook run --alert payload.json                 # route by alertname, diagnose only
+  runbook run high-error-rate --alert - < alert.json
+  runbook open high-error-rate --alert payload.json # prepare and open in JupyterLab
+  runbook records && runbook show 20261126T1403
+  runbook verify"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    process.prepare()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    process.setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except RunbookError as exc:
+        print(f"runbook: {exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("runbook: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`runbook records | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import records, runs, serve
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more on stderr")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more on stderr")
+    common.add_argument(
+        "--env",
+        metavar="ENV",
+        help="settings environment: parameters/environments/ENV.yaml (default: $RUNBOOK_ENV or local)",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for group in (runs, records, serve):
+        group.add_parsers(sub, common, fmt)
+    return parser

@@ -1,0 +1,78 @@
+"""What every command shares: settings from --env, the alert input, one terminal output
+function that neutralises control characters, and a plain table printer."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from ..contract import VERDICTS, worst_first
+from ..errors import AlertError
+from ..present import finding_text
+
+MAX_ALERT_BYTES = 1_048_576
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def settings_for(args: argparse.Namespace) -> Any:
+    from ..settings import load_settings
+
+    return load_settings(env=args.env)
+
+
+def read_alert_input(path: str, fingerprint: str | None) -> Any:
+    """The alert from --alert FILE (or '-' for stdin): a webhook payload or one alert object."""
+    from ..alertmanager import load_alert_text
+
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_ALERT_BYTES + 1)
+        where = "stdin"
+    else:
+        try:
+            with Path(path).open("rb") as fh:
+                data = fh.read(MAX_ALERT_BYTES + 1)
+        except OSError as exc:
+            raise AlertError(f"--alert {path}: {exc.strerror}") from None
+        where = path
+    if len(data) > MAX_ALERT_BYTES:
+        raise AlertError(f"--alert {where}: larger than {MAX_ALERT_BYTES} bytes")
+    try:
+        alert, _payload = load_alert_text(data, fingerprint)
+    except AlertError as exc:
+        raise AlertError(f"--alert {where}: {exc}") from None
+    return alert
+
+
+def echo(text: object = "", file: Any = None, flush: bool = False) -> None:
+    """print() for text that may hold alert labels: terminal control characters (escape
+    sequences) are shown as U+FFFD instead of being obeyed by the operator's terminal."""
+    print(_CONTROL.sub("\ufffd", str(text)), file=file or sys.stdout, flush=flush)
+
+
+def worst(findings: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    return worst_first(findings)[:n]
+
+
+def finding_lines(findings: list[dict[str, Any]], indent: str = "  ") -> list[str]:
+    return [indent + finding_text(f, step=False) for f in findings]
+
+
+def verdict_counts(findings: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f["verdict"]] = counts.get(f["verdict"], 0) + 1
+    return ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    width = shutil.get_terminal_size((120, 20)).columns
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        line = "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip()
+        echo(textwrap.shorten(line, width=max(width, 60), placeholder="...") if len(line) > width else line)

@@ -1,0 +1,150 @@
+"""Commands that read the archive: records, show, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_FAILED, EXIT_OK, ArchiveError
+from .common import echo, finding_lines, print_table, settings_for, worst
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "records",
+        parents=[common],
+        formatter_class=fmt,
+        help="list incident records",
+        description="List the archive's records, newest first, with status and worst finding.",
+    )
+    p.add_argument("--limit", type=int, default=30, metavar="N", help="show at most N (default 30; 0 = all)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_records)
+
+    p = sub.add_parser(
+        "show",
+        parents=[common],
+        formatter_class=fmt,
+        help="summary of one record: findings, status, paths",
+        description="Show one record: alert, status, findings (worst first), what could not be checked,\n"
+        "actions, later events (e.g. resolved), and its file paths. ID may be a unique prefix or suffix.",
+    )
+    p.add_argument("id", metavar="ID", help="record id, or a unique part of it")
+    p.add_argument("--json", action="store_true", help="print record.json (with events)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "verify",
+        parents=[common],
+        formatter_class=fmt,
+        help="check the archive's hash chain and every record's files",
+        description="Recompute the index hash chain and every record file's sha256. Exits 1 and names the\n"
+        "record when any byte of a record file changed, or a record or index line was deleted,\n"
+        "inserted or reordered; a truncated index shows against HEAD. A hash chain cannot catch a\n"
+        "whole archive rewritten consistently: keep the head hash elsewhere and pass --expect-head.",
+    )
+    p.add_argument("--expect-head", metavar="HASH", help="the index head hash you expect")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_records(args: argparse.Namespace) -> int:
+    from ..record.archive import Archive
+
+    settings = settings_for(args)
+    archive = Archive(settings.archive_path)
+    entries = list(archive.entries())
+    resolved = {e["record"] for e in entries if e.get("type") == "event" and e.get("event") == "resolved"}
+    ids = [e["id"] for e in entries if e.get("type") == "record"][::-1]
+    if args.limit:
+        ids = ids[: args.limit]
+    rows = []
+    for rid in ids:
+        try:
+            rec = archive.load(rid)
+        except (ArchiveError, ValueError, OSError) as exc:
+            rows.append({"id": rid, "status": "UNREADABLE", "alert": str(exc)[:60]})
+            continue
+        top = worst(rec.get("findings", []), 1)
+        rows.append(
+            {
+                "id": rid,
+                "runbook": rec.get("runbook"),
+                "alert": ((rec.get("alert") or {}).get("labels") or {}).get("alertname", "-"),
+                "status": rec.get("status"),
+                "started": str(rec.get("started_at", ""))[:19],
+                "worst": f"{top[0]['verdict']}: {top[0]['check']}" if top else "-",
+                "resolved": "yes" if rid in resolved else "",
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        echo(f"no records in {settings.archive_path}")
+        return EXIT_OK
+    print_table(rows, ["id", "alert", "status", "worst", "resolved"])
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ..record.archive import Archive
+
+    settings = settings_for(args)
+    archive = Archive(settings.archive_path)
+    rec = archive.load(archive.find(args.id))
+    if args.json:
+        print(json.dumps(rec, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    alert = rec.get("alert") or {}
+    labels = alert.get("labels") or {}
+    out = [
+        f"record    {rec['id']}",
+        f"alert     {labels.get('alertname', '(none)')}  severity={labels.get('severity', '')}  "
+        f"fingerprint={alert.get('fingerprint', '')}",
+        f"runbook   {rec['runbook']}  mode={rec['mode']}  environment={rec['environment']}  origin={rec.get('origin')}",
+        f"status    {rec['status'].upper()}  started {rec['started_at']}  duration {rec['duration_s']:.1f} s"
+        + (f"  attempt {rec['attempt']}" if rec.get("attempt", 1) > 1 else ""),
+    ]
+    if rec.get("failed_cell"):
+        fc = rec["failed_cell"]
+        out.append(f"failed    cell {fc.get('index')}: {fc.get('ename')}: {fc.get('evalue')}")
+    for note in rec.get("notes") or []:
+        out.append(f"note      {note}")
+    checked = [f for f in rec.get("findings", []) if f["verdict"] != "unchecked"]
+    out.append(f"\nfindings ({len(checked)}):")
+    out += finding_lines(worst(checked, len(checked)))
+    unchecked = [f for f in rec.get("findings", []) if f["verdict"] == "unchecked"]
+    out.append(f"\ncould not be checked ({len(unchecked)}):")
+    out += [f"  {f['check']}: {f['summary']}" for f in unchecked]
+    out.append(f"\nactions ({len(rec.get('actions', []))}):")
+    out += [f"  {a['status'].upper():<11} {a['title']} ({a.get('target')}): {a.get('reason')}" for a in rec["actions"]]
+    if rec.get("events"):
+        out.append("\nevents:")
+        for e in rec["events"]:
+            out.append(f"  {e['at']}  {e['event']}  {json.dumps(e.get('data', {}), ensure_ascii=False)}")
+    folder = Path(rec["dir"])
+    out.append(
+        f"\nhtml      {folder / 'record.html'}\nnotebook  {folder / 'notebook.ipynb'}\njson      {folder / 'record.json'}"
+    )
+    echo("\n".join(out))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..record.archive import Archive
+    from ..record.verify import verify
+
+    settings = settings_for(args)
+    archive = Archive(settings.archive_path)
+    count, problems = verify(archive, expect_head=args.expect_head)
+    if problems:
+        echo(f"runbook verify: FAILED: {len(problems)} problem(s) in {archive.root}", file=sys.stderr)
+        for p in problems:
+            echo(f"  {p}", file=sys.stderr)
+        return EXIT_FAILED
+    head = archive.read_head()
+    print(f"ok: {count} records verified in {archive.root}; chain intact; head {head['hash'] if head else '(empty)'}")
+    return EXIT_OK

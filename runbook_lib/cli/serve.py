@@ -1,0 +1,119 @@
+"""Commands that start long-running things: serve (the Alertmanager receiver) and demo (the
+loopback sandbox end to end)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        formatter_class=fmt,
+        help="the Alertmanager webhook receiver: auto-run diagnoses",
+        description="Receive Alertmanager webhook notifications (POST /alerts), journal each one durably\n"
+        "(SQLite, WAL) before answering 200, and run the matching runbook in diagnose mode for each new\n"
+        "alert on a pool of worker processes. Repeats of (fingerprint, startsAt, status) start no run;\n"
+        "a resolved notification appends a 'resolved' event to the firing alert's record.\n\n"
+        "Endpoints: POST /alerts, GET /healthz, GET /metrics, GET /records/{id}.\n\n"
+        "Credentials (what Alertmanager's http_config sends): RUNBOOK_WEBHOOK_TOKEN[_FILE] for\n"
+        "'authorization' (Bearer), and/or RUNBOOK_WEBHOOK_USER + RUNBOOK_WEBHOOK_PASSWORD[_FILE] for\n"
+        "basic_auth. Without credentials the receiver refuses to start, unless --insecure-no-auth is\n"
+        "given on a loopback address.",
+    )
+    p.add_argument("--host", default=None, help="address to listen on (default: receiver.host, 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: receiver.port, 9095)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: receiver.workers / RUNBOOK_WORKERS)"
+    )
+    p.add_argument("--insecure-no-auth", action="store_true", help="allow no credentials (loopback addresses only)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        formatter_class=fmt,
+        help="run the loopback chain end to end and print the record paths",
+        description="The real chain on loopback: Prometheus (a synthetic incident backfilled by promtool, the\n"
+        "catalog's alerting rules) -> Alertmanager -> `runbook serve` -> runbook notebooks -> records in\n"
+        "the archive; then the burn-rate rule stops firing and the resolution is chained onto its record.\n"
+        "Backends: a seeded PostgreSQL database, local Redis, a fake Kubernetes API. Prints the HTML\n"
+        "record paths (the HighErrorBudgetBurnRate one first) and stops everything it started.\n"
+        "--direct skips Prometheus rules/Alertmanager/receiver and runs the sample alert through the engine.",
+    )
+    p.add_argument("--direct", action="store_true", help="engine only: no Alertmanager, no receiver")
+    p.add_argument("--workdir", type=Path, default=None, help="sandbox working directory (default .sandbox/)")
+    p.add_argument(
+        "--alert", type=Path, default=None, help="alert payload (default examples/alerts/high-error-rate.json)"
+    )
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..sandbox.demo import run_chain, run_direct
+    from ..settings import load_settings
+
+    home = load_settings(env=args.env).home
+    workdir = (args.workdir or home / ".sandbox").resolve()
+    if args.direct:
+        return run_direct(home, workdir, args.alert or home / "examples" / "alerts" / "high-error-rate.json", args.env)
+    return run_chain(home, workdir, args.env)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import sys
+
+    import uvicorn
+
+    from ..errors import ConfigError
+    from ..receiver.app import create_app
+    from ..receiver.auth import auth_configured
+    from ..receiver.intake import JournalLock
+    from ..receiver.supervisor import Supervisor
+    from ..settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if args.workers is not None:
+        overrides["receiver.workers"] = args.workers
+    settings = load_settings(env=args.env, overrides=overrides)
+    host = args.host or settings.receiver.host
+    port = args.port if args.port is not None else settings.receiver.port
+    has_auth = auth_configured(settings)
+    if not has_auth:
+        if not args.insecure_no_auth:
+            raise ConfigError(
+                "no webhook credentials configured: set RUNBOOK_WEBHOOK_TOKEN (or _FILE), or RUNBOOK_WEBHOOK_USER with "
+                "RUNBOOK_WEBHOOK_PASSWORD (or _FILE); --insecure-no-auth is accepted on loopback addresses only"
+            )
+        if not _is_loopback(host):
+            raise ConfigError(f"--insecure-no-auth only works on a loopback address, not {host}")
+    lock = JournalLock(settings.journal_path)
+    lock.acquire()
+    try:
+        supervisor = Supervisor(settings, args.env, overrides, settings.receiver.workers)
+        app = create_app(settings, require_auth=has_auth, supervisor=supervisor)
+        auth = "bearer/basic auth" if has_auth else "NO AUTH (loopback only)"
+        print(
+            f"runbook serve: http://{host}:{port}/alerts ({auth}); {settings.receiver.workers} workers; "
+            f"journal {settings.journal_path}; archive {settings.archive_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    finally:
+        lock.release()
+    return 0

@@ -1,0 +1,68 @@
+"""The contract between a runbook notebook and the host that runs it.
+
+Papermill injects the parameters below (fixed names: nothing is ever named after an alert
+label). Inside the kernel, findings and actions are displayed as outputs carrying their JSON
+under their own MIME types; the host reads them back out of the executed notebook into
+record.json. This module is the one place those names live.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# The parameters cell of every runbook: these names, these safe defaults.
+PARAMETERS: dict[str, Any] = {
+    "alert": {},
+    "environment": "local",
+    "mode": "diagnose",
+    "dry_run": True,
+    "operator": "",
+    "approve": [],
+}
+MODES = ("diagnose", "resolve")
+
+
+def parameters_source() -> str:
+    """The parameters cell of a runbook with the safe defaults, as source code."""
+    return "\n".join(f"{name} = {value!r}" for name, value in PARAMETERS.items())
+
+
+# The guarded resolution options, as an operator names them in ``approve`` / ``--approve``.
+APPROVALS = ("rollback", "scale", "safe_mode")
+
+FINDING_MIME = "application/vnd.runbook.finding+json"
+ACTION_MIME = "application/vnd.runbook.action+json"
+
+VERDICTS = ("critical", "warning", "unchecked", "info", "ok")
+VERDICT_LABEL = {
+    "critical": "CRITICAL",
+    "warning": "WARNING",
+    "unchecked": "NOT CHECKED",
+    "info": "INFO",
+    "ok": "OK",
+}
+
+
+def worst_first(findings: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Findings ordered critical, warning, unchecked, info, ok (unknown verdicts last)."""
+    rank = {v: i for i, v in enumerate(VERDICTS)}
+    return sorted(findings, key=lambda f: rank.get(f.get("verdict", ""), len(rank)))
+
+
+def jsonable(value: Any) -> Any:
+    """Make details JSON-safe: timestamps as ISO text, NaN as None, sets as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return jsonable(value.item())
+    return str(value)

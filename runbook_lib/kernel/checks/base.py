@@ -1,0 +1,41 @@
+"""What every check shares: the result base class and the decorator that turns an unreachable
+or unconfigured backend into an "unchecked" finding instead of an exception."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ...errors import SourceError
+from ..protocol import RunbookLike
+
+R = TypeVar("R", bound="Result")
+
+
+@dataclass
+class Result:
+    checked: bool = True
+    reason: str = ""
+
+    @classmethod
+    def unchecked(cls: type[R], reason: str) -> R:
+        return cls(checked=False, reason=reason)
+
+
+def check(title: str, result: type[R]) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Turn SourceError (not configured, unreachable, API error) into an unchecked finding."""
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(fn)
+        def wrapper(rb: RunbookLike, *args: Any, **kwargs: Any) -> R:
+            try:
+                return fn(rb, *args, **kwargs)
+            except SourceError as exc:
+                rb.unchecked(title, exc)
+                return result.unchecked(str(exc))
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,229 @@
+"""HTTP SLI checks on Prometheus: 5xx by endpoint, error ratio and burn rate, spike start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from .. import slo
+from ..promql import label_name, selector
+from ..protocol import RunbookLike
+from .base import Result, check
+
+
+@dataclass
+class EndpointErrors(Result):
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    top_endpoint: str | None = None
+    top_share: float | None = None
+    top_ratio: float | None = None
+    dominant: bool = False
+
+
+@dataclass
+class ErrorBudget(Result):
+    objective: float = 0.999
+    ratio_5m: float | None = None
+    ratio_1h: float | None = None
+    burn_rate_5m: float | None = None
+    burn_rate_1h: float | None = None
+    budget_remaining_28d: float | None = None
+    spike_start: datetime | None = None
+    series: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _selectors(rb: RunbookLike) -> tuple[str, str]:
+    m = rb.metrics
+    errors = selector(m.http_requests, **{label_name(m.status_label): ("=~", m.error_status_regex)})
+    return errors, selector(m.http_requests)
+
+
+def _window(window: str) -> str:
+    slo.parse_duration(window)  # refuse anything that is not a plain duration
+    return window
+
+
+def ratio_expr(rb: RunbookLike, window: str) -> str:
+    errors, everything = _selectors(rb)
+    w = _window(window)
+    return f"sum(rate({errors}[{w}])) / sum(rate({everything}[{w}]))"
+
+
+@check("5xx rate by endpoint", EndpointErrors)
+def errors_by_endpoint(rb: RunbookLike, window: str = "5m") -> EndpointErrors:
+    """Rank endpoints by 5xx rate; say whether one endpoint dominates the errors."""
+    w = _window(window)
+    title = "5xx rate by endpoint"
+    frame = _endpoint_frame(rb, w)
+    if frame is None:
+        rb.finding(
+            title,
+            "unchecked",
+            f"Prometheus has no {rb.metrics.http_requests} series in the last {w} "
+            f"(is metrics.http_requests right, and is the service scraped?)",
+            reason="no data",
+        )
+        return EndpointErrors.unchecked("no data")
+    rb.table(frame.round(6), title=f"5xx rate by endpoint over {w}, worst first")
+    result = EndpointErrors(table=frame)
+    total_errors = float(frame["errors_per_s"].sum())
+    if total_errors <= 0:
+        rb.finding(title, "ok", f"No 5xx responses in the last {w} across {len(frame)} endpoints.")
+        return result
+    top = frame.iloc[0]
+    result.top_endpoint = str(top["endpoint"])
+    result.top_share = float(top["share_of_5xx"])
+    result.top_ratio = None if pd.isna(top["error_ratio"]) else float(top["error_ratio"])
+    result.dominant = result.top_share >= rb.thresholds.endpoint_dominance
+    overall = slo.error_ratio(total_errors, float(frame["requests_per_s"].sum()))
+    within_budget = overall is not None and overall < slo.error_budget(rb.thresholds.availability_objective)
+    if result.dominant:
+        ratio_text = (
+            f"{result.top_ratio:.2%} of its requests fail" if result.top_ratio is not None else "no traffic counted"
+        )
+        verdict = "info" if within_budget else "critical"
+        summary = (
+            f"{result.top_endpoint} returns {result.top_share:.0%} of all 5xx "
+            f"({top['errors_per_s']:.3g}/s; {ratio_text}). Start there."
+        )
+    else:
+        verdict = "info" if within_budget else "warning"
+        spread = int((frame["errors_per_s"] > 0).sum())
+        summary = (
+            f"5xx are spread over {spread} endpoints (worst: {result.top_endpoint}, {result.top_share:.0%} of 5xx); "
+            f"a shared dependency is more likely than one handler."
+        )
+    details = {"endpoint": result.top_endpoint, "share_of_5xx": result.top_share}
+    details |= {"endpoint_error_ratio": result.top_ratio, "overall_error_ratio": overall, "window": w}
+    rb.finding(title, verdict, summary, **details)
+    return result
+
+
+def _endpoint_frame(rb: RunbookLike, w: str) -> pd.DataFrame | None:
+    """Requests/s, 5xx/s, error ratio and share of all 5xx per endpoint, worst first; None
+    when Prometheus has no request series at all."""
+    ep = label_name(rb.metrics.endpoint_label)
+    errors_sel, all_sel = _selectors(rb)
+    errors = rb.prometheus.query(f"sum by ({ep}) (rate({errors_sel}[{w}]))", rb.now)
+    totals = rb.prometheus.query(f"sum by ({ep}) (rate({all_sel}[{w}]))", rb.now)
+    if totals.empty:
+        return None
+    totals = totals.rename(columns={"value": "requests_per_s"})
+    if ep not in totals:
+        totals[ep] = "(no endpoint label)"
+    frame = totals[[ep, "requests_per_s"]]
+    if not errors.empty:
+        if ep not in errors:
+            errors[ep] = "(no endpoint label)"
+        frame = frame.merge(errors[[ep, "value"]].rename(columns={"value": "errors_per_s"}), on=ep, how="left")
+    else:
+        frame = frame.assign(errors_per_s=0.0)
+    frame["errors_per_s"] = frame["errors_per_s"].fillna(0.0)
+    total_errors = float(frame["errors_per_s"].sum())
+    frame["error_ratio"] = frame["errors_per_s"] / frame["requests_per_s"].where(frame["requests_per_s"] > 0)
+    frame["share_of_5xx"] = frame["errors_per_s"] / total_errors if total_errors > 0 else 0.0
+    frame = frame.sort_values(["errors_per_s", "requests_per_s"], ascending=False).reset_index(drop=True)
+    return frame.rename(columns={ep: "endpoint"})
+
+
+@check("Error ratio and burn rate", ErrorBudget)
+def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget:
+    """Current 5xx ratio, burn rate against the availability SLO, 28-day budget, spike start."""
+    th = rb.thresholds
+    objective = objective or th.availability_objective
+    budget = slo.error_budget(objective)
+    prom = rb.prometheus
+    r5 = prom.scalar(ratio_expr(rb, "5m"), rb.now)
+    r1h = prom.scalar(ratio_expr(rb, "1h"), rb.now)
+    r28 = prom.scalar(ratio_expr(rb, "28d").replace("rate(", "increase("), rb.now)
+    result = ErrorBudget(objective=objective, ratio_5m=_finite(r5), ratio_1h=_finite(r1h))
+    result.burn_rate_5m = slo.burn_rate(result.ratio_5m, objective)
+    result.burn_rate_1h = slo.burn_rate(result.ratio_1h, objective)
+    result.budget_remaining_28d = slo.budget_remaining(_finite(r28), objective)
+
+    lookback = timedelta(seconds=th.spike_lookback_s)
+    series = prom.query_range(ratio_expr(rb, "5m"), rb.now - lookback, rb.now, step=60)
+    result.series = series
+    threshold = budget * th.burn_rate_slow
+    result.spike_start = spike_start(series, threshold)
+
+    verdict = slo.burn_verdict(result.burn_rate_1h, th.burn_rate_page, th.burn_rate_ticket, th.burn_rate_slow)
+    title = "Error ratio and burn rate"
+    if result.ratio_1h is None and result.ratio_5m is None:
+        rb.finding(title, "unchecked", "No traffic in the last hour: the error ratio is undefined.", reason="no data")
+        return result
+    summary = (
+        f"5xx ratio {_pct(result.ratio_5m)} (5m), {_pct(result.ratio_1h)} (1h); "
+        f"burn rate {_x(result.burn_rate_1h)} over 1h ({_x(result.burn_rate_5m)} over 5m) "
+        f"against the {objective:.1%} SLO: {verdict.action}"
+    )
+    rb.finding(
+        title,
+        verdict.verdict,
+        summary,
+        error_ratio_5m=result.ratio_5m,
+        error_ratio_1h=result.ratio_1h,
+        burn_rate_5m=result.burn_rate_5m,
+        burn_rate_1h=result.burn_rate_1h,
+        objective=objective,
+    )
+    if result.spike_start is not None:
+        lasted = slo.format_duration((rb.now - result.spike_start).total_seconds())
+        rb.finding(
+            "Start of the error spike",
+            "info",
+            f"5xx ratio above {threshold:.2%} (3x burn) since {result.spike_start:%Y-%m-%d %H:%M} UTC ({lasted}).",
+            spike_start=result.spike_start,
+            threshold=threshold,
+        )
+    if result.budget_remaining_28d is not None:
+        _budget_finding(rb, result.budget_remaining_28d)
+    return result
+
+
+def _budget_finding(rb: RunbookLike, remaining: float) -> None:
+    """The 28-day budget and its policy; provisional while Prometheus holds less than 90 % of 28 days."""
+    _, everything = _selectors(rb)
+    hours = rb.prometheus.scalar(f"count_over_time(sum({everything})[28d:1h])", rb.now) or 0.0
+    left = (
+        f"{remaining:.0%} of the 28-day error budget remains"
+        if remaining >= 0
+        else (f"the 28-day error budget is overspent ({-remaining:.0%} over)")
+    )
+    if hours < 28 * 24 * 0.9:
+        verdict = "info"
+        text = f"Provisional, from only {hours:.0f} h of data: {left}; policy would be: {slo.budget_policy(remaining)}."
+    else:
+        verdict = "ok" if remaining > 0.5 else "warning" if remaining > 0.1 else "critical"
+        text = f"{left}: {slo.budget_policy(remaining)}."
+    rb.finding("Error budget (28 days)", verdict, text, budget_remaining=remaining, data_hours=hours)
+
+
+def spike_start(series: pd.DataFrame, threshold: float) -> datetime | None:
+    """Start of the latest contiguous run of points above ``threshold`` that reaches the end."""
+    if series.empty or "value" not in series:
+        return None
+    s = series.sort_values("timestamp")
+    above = (s["value"] > threshold).tolist()
+    if not above or not above[-1]:
+        return None
+    i = len(above) - 1
+    while i > 0 and above[i - 1]:
+        i -= 1
+    return s["timestamp"].iloc[i].to_pydatetime()
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}x"

@@ -1,0 +1,256 @@
+"""What a runbook notebook calls. Runs inside the kernel.
+
+    rb = runbook_lib.start(alert=alert, environment=environment, mode=mode,
+                           dry_run=dry_run, operator=operator, approve=approve)
+    rb.step(1, "Which endpoints are failing")
+    errors = checks.http.errors_by_endpoint(rb)
+
+``rb.finding()`` emits a machine-readable finding (its own MIME type) that the engine reads
+back into record.json; ``rb.table()`` shows a DataFrame; ``rb.prometheus`` / ``rb.postgres`` /
+``rb.redis`` / ``rb.kubernetes`` are the configured clients (created on first use);
+``rb.actions`` holds the guarded remediations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from .. import present
+from ..alertmanager import Alert, parse_alert
+from ..catalog import Catalog, Route
+from ..contract import ACTION_MIME, FINDING_MIME, MODES, VERDICTS, jsonable, worst_first
+from ..errors import RunbookError, SourceError, SourceNotConfigured, SourceUnavailable
+from ..settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .actions import Actions
+    from .sources.kubernetes import Kubernetes
+    from .sources.postgres import Postgres
+    from .sources.prometheus import Prometheus
+    from .sources.redis import Redis
+
+
+def start(
+    alert: Mapping[str, Any] | None = None,
+    environment: str = "local",
+    mode: str = "diagnose",
+    dry_run: bool = True,
+    operator: str = "",
+    approve: Iterable[str] = (),
+    settings: Settings | None = None,
+) -> Runbook:
+    """Begin a runbook: validate the parameters, load settings, show what this run is."""
+    if mode not in MODES:
+        raise RunbookError(f"mode must be one of {MODES}, got {mode!r}")
+    settings = settings or load_settings(env=environment)
+    parsed = parse_alert(dict(alert)) if alert else None
+    rb = Runbook(
+        settings,
+        parsed,
+        mode=mode,
+        dry_run=bool(dry_run),
+        operator=str(operator or "").strip(),
+        approve=approve,
+    )
+    rb.show_context()
+    return rb
+
+
+class Runbook:
+    def __init__(
+        self,
+        settings: Settings,
+        alert: Alert | None,
+        mode: str = "diagnose",
+        dry_run: bool = True,
+        operator: str = "",
+        approve: Iterable[str] = (),
+    ) -> None:
+        self.settings = settings
+        self.alert = alert
+        self.mode = mode
+        self.dry_run = dry_run
+        self.operator = operator
+        self.approve = {str(a) for a in (approve or ())}
+        self.now = datetime.now(UTC)
+        self.findings: list[dict[str, Any]] = []
+        self.actions_taken: list[dict[str, Any]] = []
+        self.current_step: str = ""
+        self.current_title: str = ""
+        self._clients: dict[str, Any] = {}
+
+    # -- context ------------------------------------------------------------------------------
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.alert.labels) if self.alert else {}
+
+    @property
+    def alertname(self) -> str:
+        return self.alert.name if self.alert else "(no alert: interactive run)"
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog.load(self.settings.catalog_file, self.settings.runbooks_path)
+
+    @property
+    def route(self) -> Route | None:
+        return self.catalog.route(self.alert.name) if self.alert else None
+
+    @property
+    def service(self) -> Any:
+        return self.settings.service
+
+    @property
+    def thresholds(self) -> Any:
+        return self.settings.thresholds
+
+    @property
+    def metrics(self) -> Any:
+        return self.settings.metrics
+
+    def show_context(self) -> None:
+        backends = {
+            "Prometheus": self.settings.describe("prometheus"),
+            "PostgreSQL": self.settings.describe("postgres"),
+            "Redis": self.settings.describe("redis"),
+            "Kubernetes": (
+                f"{self.settings.kubernetes.kubeconfig} (namespace {self.settings.kubernetes.namespace})"
+                if self.settings.kubernetes.kubeconfig
+                else "not configured"
+            ),
+        }
+        info = {
+            "alert": self.alertname,
+            "status": self.alert.status if self.alert else "",
+            "severity": self.alert.severity if self.alert else "",
+            "starts_at": self.alert.startsAt.isoformat() if self.alert else "",
+            "fingerprint": self.alert.fingerprint if self.alert else "",
+            "environment": self.settings.env,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "operator": self.operator or "(none)",
+            "evaluated_at": self.now.isoformat(timespec="seconds"),
+        }
+        rows = [(k, v) for k, v in info.items()] + [(f"backend: {k}", v) for k, v in backends.items()]
+        html = present.table_html(["", ""], rows, title="Run context")
+        text = "\n".join(f"{k:>22}: {v}" for k, v in rows)
+        self._display({"text/html": html, "text/plain": text})
+
+    # -- steps and findings --------------------------------------------------------------------
+    def step(self, number: int | str, title: str) -> None:
+        """Mark the start of a diagnosis step; findings after this carry its label."""
+        self.current_step = f"Step {number}" if isinstance(number, int) else str(number)
+        self.current_title = title
+
+    def finding(self, check: str, verdict: str, summary: str, **details: Any) -> dict[str, Any]:
+        """Record one finding. verdict: critical / warning / unchecked / info / ok."""
+        if verdict not in VERDICTS:
+            raise RunbookError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        f = {
+            "step": self.current_step,
+            "check": check,
+            "verdict": verdict,
+            "summary": summary,
+            "details": jsonable(details),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.findings.append(f)
+        self._display({FINDING_MIME: f, "text/html": present.finding_html(f), "text/plain": present.finding_text(f)})
+        return f
+
+    def unchecked(self, check: str, error: BaseException | str) -> dict[str, Any]:
+        """A check that could not run: backend not configured, unreachable, or erroring."""
+        if isinstance(error, SourceNotConfigured):
+            summary = f"{error.source}: not configured ({error.how})"
+            reason = "not configured"
+        elif isinstance(error, SourceError):
+            summary = str(error)
+            reason = "unreachable" if isinstance(error, SourceUnavailable) else "error"
+        else:
+            summary, reason = str(error), "error"
+        return self.finding(check, "unchecked", summary, reason=reason)
+
+    def table(self, frame: pd.DataFrame, title: str | None = None, max_rows: int = 25) -> None:
+        """Show a DataFrame (first ``max_rows`` rows) in a form the record keeps."""
+        shown = frame.head(max_rows)
+        note = f"{len(frame) - max_rows} more rows not shown" if len(frame) > max_rows else ""
+        if frame.empty:
+            note = "no rows"
+        html = present.table_html(
+            [str(c) for c in shown.columns], shown.itertuples(index=False, name=None), title, note
+        )
+        text = (f"{title}\n" if title else "") + (shown.to_string(index=False) if not frame.empty else "(no rows)")
+        self._display({"text/html": html, "text/plain": text})
+
+    def note(self, text: str) -> None:
+        self._display({"text/html": present.note_html(text), "text/plain": text})
+
+    def summary(self) -> None:
+        """Show the findings so far, worst first (the record's summary is built the same way)."""
+        rows = worst_first(self.findings)
+        html = "".join(present.finding_html(f) for f in rows) or present.note_html("no findings")
+        text = "\n".join(present.finding_text(f) for f in rows) or "no findings"
+        self._display({"text/html": f"<div><b>Summary of findings</b>{html}</div>", "text/plain": text})
+
+    def record_action(self, action: dict[str, Any]) -> dict[str, Any]:
+        """Emit one resolution option's outcome (from :mod:`.actions`) into the notebook and the record."""
+        action = jsonable(action)
+        self.actions_taken.append(action)
+        self._display(
+            {ACTION_MIME: action, "text/html": present.action_html(action), "text/plain": present.action_text(action)}
+        )
+        return action
+
+    @staticmethod
+    def _display(bundle: dict[str, Any]) -> None:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+
+            if get_ipython() is not None:
+                display(bundle, raw=True)
+                return
+        except ImportError:
+            pass
+        print(bundle.get("text/plain", ""))
+
+    # -- backends (created on first use) --------------------------------------------------------
+    def _client(self, key: str, factory: Any) -> Any:
+        if key not in self._clients:
+            self._clients[key] = factory(self.settings)
+        return self._clients[key]
+
+    @property
+    def prometheus(self) -> Prometheus:
+        from .sources.prometheus import Prometheus
+
+        return self._client("prometheus", Prometheus.from_settings)
+
+    @property
+    def postgres(self) -> Postgres:
+        from .sources.postgres import Postgres
+
+        return self._client("postgres", Postgres.from_settings)
+
+    @property
+    def redis(self) -> Redis:
+        from .sources.redis import Redis
+
+        return self._client("redis", Redis.from_settings)
+
+    @property
+    def kubernetes(self) -> Kubernetes:
+        from .sources.kubernetes import Kubernetes
+
+        return self._client("kubernetes", Kubernetes.from_settings)
+
+    @cached_property
+    def actions(self) -> Actions:
+        from .actions import Actions
+
+        return Actions(self)

@@ -1,0 +1,58 @@
+"""What checks and actions may use of a running runbook (``rb``), as a typed protocol.
+
+:class:`runbook_lib.kernel.notebook.Runbook` implements it; checks and actions depend on this
+protocol rather than on the notebook module, so nothing imports back into it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..alertmanager import Alert
+    from ..catalog import Catalog, Route
+    from ..settings import MetricNames, ServiceSettings, Settings, Thresholds
+    from .sources.kubernetes import Kubernetes
+    from .sources.postgres import Postgres
+    from .sources.prometheus import Prometheus
+    from .sources.redis import Redis
+
+
+class RunbookLike(Protocol):
+    settings: Settings
+    alert: Alert | None
+    mode: str
+    dry_run: bool
+    operator: str
+    approve: set[str]
+    now: datetime
+
+    @property
+    def alertname(self) -> str: ...
+    @property
+    def catalog(self) -> Catalog: ...
+    @property
+    def route(self) -> Route | None: ...
+    @property
+    def service(self) -> ServiceSettings: ...
+    @property
+    def thresholds(self) -> Thresholds: ...
+    @property
+    def metrics(self) -> MetricNames: ...
+    @property
+    def prometheus(self) -> Prometheus: ...
+    @property
+    def postgres(self) -> Postgres: ...
+    @property
+    def redis(self) -> Redis: ...
+    @property
+    def kubernetes(self) -> Kubernetes: ...
+
+    def finding(self, check: str, verdict: str, summary: str, **details: Any) -> dict[str, Any]: ...
+    def unchecked(self, check: str, error: BaseException | str) -> dict[str, Any]: ...
+    def table(self, frame: pd.DataFrame, title: str | None = None, max_rows: int = 25) -> None: ...
+    def note(self, text: str) -> None: ...
+    def record_action(self, action: dict[str, Any]) -> dict[str, Any]: ...

@@ -1,0 +1,110 @@
+"""One way to present a finding, an action or a table: as HTML (notebook outputs, the record
+page) and as one line of text (notebook text, the CLI, Slack and PagerDuty).
+
+Every dynamic value is escaped here; alert labels and finding texts are untrusted. The HTML
+uses only tags and classes the record sanitiser keeps.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .contract import VERDICT_LABEL
+
+RECOMMENDED = {True: "yes", False: "no", None: "not assessed"}
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (None is empty), quotes included."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def verdict_label(verdict: str) -> str:
+    return VERDICT_LABEL.get(verdict, str(verdict).upper())
+
+
+def finding_text(f: Mapping[str, Any], *, step: bool = True, limit: int | None = None) -> str:
+    """``WARNING     [Step 1] check: summary`` (the summary cut to ``limit`` characters)."""
+    summary = str(f.get("summary", ""))
+    if limit is not None and len(summary) > limit:
+        summary = summary[: limit - 3] + "..."
+    where = f"[{f['step']}] " if step and f.get("step") else ""
+    return f"{verdict_label(f.get('verdict', '')):<11} {where}{f.get('check', '')}: {summary}"
+
+
+def finding_html(f: Mapping[str, Any]) -> str:
+    verdict = f.get("verdict", "info")
+    step = f'<span class="rb-step">{esc(f["step"])}</span> ' if f.get("step") else ""
+    return (
+        f'<div class="rb-finding rb-{esc(verdict)}"><span class="rb-verdict">{esc(verdict_label(verdict))}</span> '
+        f"{step}<b>{esc(f.get('check'))}</b>: {esc(f.get('summary'))}</div>"
+    )
+
+
+def action_text(a: Mapping[str, Any]) -> str:
+    lines = [f"ACTION {a.get('title')}: {str(a.get('status', '')).upper()} - {a.get('reason', '')}"]
+    if a.get("command"):
+        lines.append(f"  command: {a['command']}")
+    return "\n".join(lines)
+
+
+def action_html(a: Mapping[str, Any]) -> str:
+    rows = [
+        ("status", a.get("status")),
+        ("target", a.get("target", "")),
+        ("why", a.get("reason", "")),
+        ("recommended", RECOMMENDED.get(a.get("recommended"), "not assessed")),
+    ]
+    if a.get("operator"):
+        rows.append(("operator", a["operator"]))
+    if a.get("audit_ids"):
+        rows.append(("audit_logs ids", ", ".join(str(i) for i in a["audit_ids"])))
+    body = "".join(f"<tr><td><b>{esc(k)}</b></td><td>{esc(v)}</td></tr>" for k, v in rows if v not in ("", None))
+    command = f"<pre>{esc(a['command'])}</pre>" if a.get("command") else ""
+    plan = ""
+    if a.get("plan") is not None:
+        plan = f"<details><summary>exact change</summary><pre>{esc(json.dumps(a['plan'], indent=2, default=str))}</pre></details>"
+    return (
+        f'<div class="rb-action rb-action-{esc(a.get("status"))}"><b>Action: {esc(a.get("title"))}</b>'
+        f'<table class="rb-kv">{body}</table>{command}{plan}</div>'
+    )
+
+
+def note_html(text: str, label: str = "") -> str:
+    prefix = f"<b>{esc(label)}</b> " if label else ""
+    return f'<div class="rb-note">{prefix}{esc(text)}</div>'
+
+
+def kv_html(rows: Sequence[tuple[str, Any]]) -> str:
+    """A two-column key/value table; rows with an empty value are left out."""
+    body = "".join(f"<tr><td><b>{esc(k)}</b></td><td>{esc(v)}</td></tr>" for k, v in rows if v not in (None, ""))
+    return f'<table class="rb-kv">{body}</table>'
+
+
+def table_html(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None, note: str = "") -> str:
+    """A plain HTML table using only tags the record sanitiser keeps."""
+    head = "".join(f"<td><b>{esc(c)}</b></td>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{esc(cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+    caption = f"<b>{esc(title)}</b>" if title else ""
+    foot = note_html(note) if note else ""
+    return f'<div class="rb-tablewrap">{caption}<table class="rb-table"><tr class="rb-head">{head}</tr>{body}</table>{foot}</div>'
+
+
+def cell(value: Any) -> str:
+    """One table cell's text: floats to 6 significant digits, timestamps in UTC, NaN empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.6g}"
+    if hasattr(value, "isoformat"):
+        try:
+            return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+        except (ValueError, AttributeError):
+            return str(value)
+    return str(value)

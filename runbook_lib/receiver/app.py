@@ -1,0 +1,192 @@
+"""The Alertmanager receiver's HTTP app: validate -> persist to the intake journal -> answer.
+
+Alertmanager's semantics: 2xx is final, 5xx and connection errors are retried, 4xx is
+dropped for good. So a notification is answered 200 only after its journal commit, 503 when
+that commit fails, and 4xx (with a body saying what is wrong) when the payload itself is bad.
+Nothing in a payload can produce a 5xx. Work happens after the answer, in worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import generate_latest
+
+from ..alertmanager import WebhookPayload, parse_payload
+from ..errors import AlertError, ArchiveError
+from ..record.archive import RECORD_ID, Archive
+from ..record.events import with_events
+from ..settings import Settings
+from .auth import check_auth
+from .intake import Intake
+from .metrics import Metrics
+
+log = logging.getLogger("runbook.webhook")
+RECORD_HEADERS = {
+    "Content-Security-Policy": "sandbox",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class Rejected(Exception):
+    """A notification refused with a 4xx: status, metrics reason, message for the sender."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+async def read_payload(request: Request, limit: int) -> tuple[WebhookPayload, str]:
+    """The validated payload and its body text, or Rejected (400 / 413 / 422)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Rejected(413, "too_large", f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, "too_large", f"body larger than {limit} bytes")
+    try:
+        text = bytes(body).decode("utf-8")
+        data = json.loads(text)
+        # lone surrogates (valid JSON escapes) cannot be stored or rendered: refuse them now
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except json.JSONDecodeError as exc:
+        raise Rejected(400, "malformed", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeError:
+        raise Rejected(400, "malformed", "malformed JSON: not valid UTF-8 (or contains lone surrogates)") from None
+    except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting
+        raise Rejected(400, "malformed", f"malformed JSON: {type(exc).__name__}: {str(exc)[:100]}") from None
+    try:
+        return parse_payload(data), text
+    except AlertError as exc:
+        raise Rejected(422, "invalid", str(exc)) from None
+    except Exception as exc:  # nothing in a payload may produce a 5xx
+        log.warning("payload could not be validated: %s", type(exc).__name__)
+        raise Rejected(422, "invalid", f"payload could not be read: {type(exc).__name__}") from None
+
+
+def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any = None) -> FastAPI:
+    """The ASGI app. ``supervisor`` (worker processes) is started and stopped with the app."""
+    intake = Intake.from_settings(settings)
+    intake.start_group_commit()
+    metrics = Metrics(intake)
+    app = FastAPI(
+        title="OmniHub runbook receiver",
+        lifespan=_lifespan(metrics, supervisor),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    _alerts_route(app, settings, intake, metrics, require_auth)
+    _status_routes(app, intake, metrics, supervisor)
+    _records_route(app, settings, require_auth)
+    app.state.intake = intake
+    app.state.metrics = metrics
+    return app
+
+
+def _lifespan(metrics: Metrics, supervisor: Any) -> Any:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        stop = threading.Event()
+        watcher = threading.Thread(target=metrics.watch_finished, args=(stop,), name="metrics-watcher", daemon=True)
+        watcher.start()
+        if supervisor is not None:
+            supervisor.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if supervisor is not None:
+                await asyncio.to_thread(supervisor.stop)
+
+    return lifespan
+
+
+def _unauthorized(settings: Settings) -> Response:
+    headers = {"WWW-Authenticate": 'Basic realm="runbooks"'} if settings.receiver.basic_user else {}
+    return JSONResponse({"error": "missing or wrong credentials"}, status_code=401, headers=headers)
+
+
+def _alerts_route(app: FastAPI, settings: Settings, intake: Intake, metrics: Metrics, require_auth: bool) -> None:
+    commit_timeout = settings.receiver.journal_busy_timeout_s * 4 + 5  # past this, 503 and let Alertmanager retry
+
+    @app.post("/alerts")
+    async def alerts(request: Request) -> Response:
+        t0 = time.perf_counter()
+        try:
+            if require_auth and not check_auth(settings, request.headers.get("authorization")):
+                metrics.rejected.labels("unauthorized").inc()
+                return _unauthorized(settings)
+            try:
+                payload, text = await read_payload(request, settings.receiver.max_body_bytes)
+            except Rejected as exc:
+                metrics.rejected.labels(exc.reason).inc()
+                return JSONResponse({"error": exc.message}, status_code=exc.status)
+            try:
+                pending = asyncio.wrap_future(intake.submit(payload, text))
+                accepted = await asyncio.wait_for(pending, timeout=commit_timeout)
+            except Exception as exc:  # JournalError, a commit that takes too long, anything else
+                log.error("journal write failed, answering 503 so Alertmanager retries: %s", exc)
+                metrics.rejected.labels("journal_error").inc()
+                return JSONResponse({"error": "could not persist the notification; retry"}, status_code=503)
+            return JSONResponse(
+                {"accepted": accepted.new, "duplicates": accepted.duplicates, "notification": accepted.notification_id}
+            )
+        finally:
+            metrics.answer.observe(time.perf_counter() - t0)
+
+
+def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, supervisor: Any) -> None:
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        try:
+            counts = await asyncio.to_thread(intake.counts)
+        except Exception as exc:
+            return JSONResponse({"status": "journal unavailable", "error": type(exc).__name__}, status_code=503)
+        body = {
+            "status": "ok",
+            "queued": counts["states"].get("queued", 0),
+            "running": counts["states"].get("running", 0),
+        }
+        if not intake.writer_alive():
+            return JSONResponse({**body, "status": "journal writer stopped"}, status_code=503)
+        if supervisor is not None:
+            body["workers"] = supervisor.alive()
+            if body["workers"] == 0:
+                body["status"] = "no workers"
+                return JSONResponse(body, status_code=503)
+        return JSONResponse(body)
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        data = await asyncio.to_thread(generate_latest, metrics.registry)
+        return PlainTextResponse(data, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _records_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:
+    archive = Archive(settings.archive_path)
+
+    @app.get("/records/{record_id}")
+    async def record(record_id: str, request: Request) -> Response:
+        if require_auth and not check_auth(settings, request.headers.get("authorization")):
+            return _unauthorized(settings)
+        if not RECORD_ID.fullmatch(record_id):
+            return JSONResponse({"error": "not a record id"}, status_code=404, headers=RECORD_HEADERS)
+        try:
+            loaded = await asyncio.to_thread(archive.load, record_id)
+            page = (archive.record_dir(record_id) / "record.html").read_text(encoding="utf-8")
+        except (ArchiveError, OSError):
+            return JSONResponse({"error": "no such record"}, status_code=404, headers=RECORD_HEADERS)
+        return HTMLResponse(with_events(page, loaded.get("events", [])), headers=RECORD_HEADERS)

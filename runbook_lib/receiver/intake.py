@@ -1,0 +1,411 @@
+"""The durable intake journal: every accepted notification is committed here before the
+webhook answers 200. Embedded default: SQLite in WAL mode with synchronous=FULL.
+
+One row per (fingerprint, startsAt, status) in ``jobs`` is the deduplication key: a repeat
+(Alertmanager re-sends every repeat_interval and on every group change) only bumps
+``repeats``. Workers claim queued jobs in order; a job left ``running`` by a dead worker is
+interrupted: it is queued again once (attempts < max_attempts), and its record says so.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from ..alertmanager import Alert, WebhookPayload
+from ..errors import JournalError, RunbookError
+from ..settings import Settings
+
+log = logging.getLogger("runbook.intake")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS notifications (
+    id          INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    group_key   TEXT NOT NULL,
+    receiver    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    alerts      INTEGER NOT NULL,
+    new_jobs    INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id              INTEGER PRIMARY KEY,
+    notification_id INTEGER NOT NULL REFERENCES notifications (id),
+    fingerprint     TEXT NOT NULL,
+    starts_at       TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    alertname       TEXT NOT NULL,
+    alert           TEXT NOT NULL,
+    received_at     REAL NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'queued',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    worker          TEXT,
+    claimed_at      REAL,
+    record_id       TEXT,
+    outcome         TEXT,
+    finished_at     REAL,
+    finished_seq    INTEGER,
+    notes           TEXT NOT NULL DEFAULT '[]',
+    repeats         INTEGER NOT NULL DEFAULT 0,
+    last_seen       REAL,
+    UNIQUE (fingerprint, starts_at, status)
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_seq);
+"""
+
+
+@dataclass
+class Accepted:
+    notification_id: int
+    new: int
+    duplicates: int
+
+
+@dataclass
+class Job:
+    id: int
+    notification_id: int
+    fingerprint: str
+    starts_at: str
+    status: str
+    alertname: str
+    alert: dict[str, Any]
+    received_at: float
+    attempts: int
+    record_id: str | None
+    notes: list[str]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        return cls(
+            id=row["id"],
+            notification_id=row["notification_id"],
+            fingerprint=row["fingerprint"],
+            starts_at=row["starts_at"],
+            status=row["status"],
+            alertname=row["alertname"],
+            alert=json.loads(row["alert"]),
+            received_at=row["received_at"],
+            attempts=row["attempts"],
+            record_id=row["record_id"],
+            notes=json.loads(row["notes"]),
+        )
+
+
+def _environmental(exc: JournalError) -> bool:
+    """Locked, busy, disk full, I/O error: the journal, not a notification, is the problem."""
+    return isinstance(exc.__cause__, sqlite3.OperationalError | OSError)
+
+
+def starts_key(alert: Alert) -> str:
+    """startsAt normalised (UTC, microseconds) so that the same instant always dedups."""
+    return alert.startsAt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class Intake:
+    def __init__(self, path: Path, busy_timeout_s: float = 10.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._queue: queue.SimpleQueue[tuple[WebhookPayload, str, Future[Accepted]]] | None = None
+        self._max_batch = 1
+        self._writer_thread: threading.Thread | None = None
+        self._conn().executescript(SCHEMA)  # executescript manages its own transaction
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Intake:
+        """The journal the settings name (receiver.journal, or <archive>/intake.sqlite3)."""
+        return cls(settings.journal_path, settings.receiver.journal_busy_timeout_s)
+
+    # -- connections ------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=True)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            # also when COMMIT itself failed (disk full, I/O error): never keep a transaction, and
+            # with it the write lock, open on this thread's connection
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                self._drop_connection()
+            raise
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- intake -------------------------------------------------------------------------------
+    def accept(self, payload: WebhookPayload, body: str) -> Accepted:
+        """Persist a validated notification and one job per new alert; returns after the commit."""
+        if self._queue is None:
+            return self._write_batch([(payload, body)])[0]
+        return self.submit(payload, body).result(timeout=self.busy_timeout_s * 4 + 5)
+
+    def submit(self, payload: WebhookPayload, body: str) -> Future[Accepted]:
+        """With group commit: hand the notification to the writer thread. The future resolves
+        after the commit that holds it (or fails with JournalError); concurrent notifications
+        share one transaction and one fsync. Await it with asyncio.wrap_future: no thread waits."""
+        if self._queue is None or not self.writer_alive():
+            raise JournalError(f"intake journal {self.path}: the journal writer is not running")
+        done: Future[Accepted] = Future()
+        self._queue.put((payload, body, done))
+        return done
+
+    def start_group_commit(self, max_batch: int = 256) -> None:
+        if self._writer_thread is not None:
+            raise RuntimeError("group commit is already running for this journal")
+        self._queue = queue.SimpleQueue()
+        self._max_batch = max_batch
+        self._writer_thread = threading.Thread(target=self._writer, name="intake-writer", daemon=True)
+        self._writer_thread.start()
+
+    def writer_alive(self) -> bool:
+        return self._writer_thread is not None and self._writer_thread.is_alive()
+
+    def _writer(self) -> None:
+        assert self._queue is not None
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write_group(batch)
+            except BaseException as exc:  # never leave a caller waiting, never let the writer die
+                log.exception("intake writer: unexpected failure")
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(JournalError(f"intake journal {self.path}: {type(exc).__name__}"))
+
+    def _write_group(self, batch: list[tuple[WebhookPayload, str, Future[Accepted]]]) -> None:
+        try:
+            results = self._write_batch([(p, b) for p, b, _ in batch])
+        except JournalError as exc:
+            if len(batch) == 1 or _environmental(exc):
+                for _, _, fut in batch:  # the journal itself is unwritable: everyone retries
+                    fut.set_exception(JournalError(str(exc)))
+                return
+            results = None  # one notification's data broke the batch: store the others one by one
+        except Exception:
+            results = None
+        if results is not None:
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                fut.set_result(result)
+            return
+        for p, b, fut in batch:
+            try:
+                fut.set_result(self._write_batch([(p, b)])[0])
+            except Exception as exc:
+                fut.set_exception(
+                    exc if isinstance(exc, JournalError) else JournalError(f"{type(exc).__name__}: {exc}")
+                )
+
+    def _write_batch(self, items: list[tuple[WebhookPayload, str]]) -> list[Accepted]:
+        now = time.time()
+        out = []
+        try:
+            with self._tx() as conn:
+                for payload, body in items:
+                    out.append(self._insert(conn, payload, body, now))
+        except sqlite3.Error as exc:
+            raise JournalError(f"intake journal {self.path}: {exc}") from exc
+        except OSError as exc:  # e.g. the journal's directory vanished
+            raise JournalError(f"intake journal {self.path}: {exc.strerror}") from exc
+        return out
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, payload: WebhookPayload, body: str, now: float) -> Accepted:
+        nid = conn.execute(
+            "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, new_jobs, body)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (now, payload.groupKey, payload.receiver, payload.status, len(payload.alerts), body),
+        ).lastrowid
+        new = dup = 0
+        for alert in payload.alerts:
+            key = (alert.fingerprint, starts_key(alert), alert.status)
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO jobs (notification_id, fingerprint, starts_at, status, alertname, alert,"
+                " received_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (nid, *key, alert.name, alert.model_dump_json(), now, now),
+            )
+            if cur.rowcount:
+                new += 1
+            else:
+                dup += 1
+                conn.execute(
+                    "UPDATE jobs SET repeats = repeats + 1, last_seen = ? WHERE fingerprint = ? AND starts_at = ?"
+                    " AND status = ?",
+                    (now, *key),
+                )
+        conn.execute("UPDATE notifications SET new_jobs = ? WHERE id = ?", (new, nid))
+        assert nid is not None
+        return Accepted(int(nid), new, dup)
+
+    # -- work ---------------------------------------------------------------------------------
+    def claim(self, worker: str) -> Job | None:
+        """The oldest runnable job, marked running by ``worker``. A resolved job waits until its
+        firing job is finished (it updates that job's record)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT * FROM jobs j WHERE j.state = 'queued' AND NOT (j.status = 'resolved' AND EXISTS ("
+                "  SELECT 1 FROM jobs f WHERE f.fingerprint = j.fingerprint AND f.starts_at = j.starts_at"
+                "  AND f.status = 'firing' AND f.state IN ('queued', 'running')))"
+                " ORDER BY j.id LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?, claimed_at = ? WHERE id = ?",
+                (worker, time.time(), row["id"]),
+            )
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return Job.from_row(row)
+
+    def set_record_id(self, job_id: int, record_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET record_id = ? WHERE id = ?", (record_id, job_id))
+
+    def finish(self, job_id: int, outcome: str, record_id: str | None = None, note: str | None = None) -> None:
+        with self._tx() as conn:
+            seq = conn.execute("SELECT COALESCE(MAX(finished_seq), 0) + 1 FROM jobs").fetchone()[0]
+            conn.execute(
+                "UPDATE jobs SET state = 'done', outcome = ?, record_id = COALESCE(?, record_id), finished_at = ?,"
+                " finished_seq = ?, notes = CASE WHEN ? IS NULL THEN notes ELSE json_insert(notes, '$[#]', ?) END"
+                " WHERE id = ?",
+                (outcome, record_id, time.time(), seq, note, note, job_id),
+            )
+
+    def note(self, job_id: int, note: str) -> None:
+        """Append a note to a job (e.g. a notification that could not be sent)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET notes = json_insert(notes, '$[#]', ?) WHERE id = ?", (note, job_id))
+
+    def firing_record(self, fingerprint: str, starts_at: str) -> tuple[str | None, float | None]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT record_id, received_at FROM jobs WHERE fingerprint = ? AND starts_at = ? AND status = 'firing'"
+                " AND state = 'done'",
+                (fingerprint, starts_at),
+            )
+            .fetchone()
+        )
+        return (row["record_id"], row["received_at"]) if row else (None, None)
+
+    def running(self, worker: str | None = None) -> list[Job]:
+        """Jobs in state 'running' (claimed by ``worker``, or by anyone when None)."""
+        if worker is None:
+            rows = self._conn().execute("SELECT * FROM jobs WHERE state = 'running' ORDER BY id").fetchall()
+        else:
+            rows = (
+                self._conn()
+                .execute("SELECT * FROM jobs WHERE state = 'running' AND worker = ? ORDER BY id", (worker,))
+                .fetchall()
+            )
+        return [Job.from_row(r) for r in rows]
+
+    def requeue(self, job_id: int, note: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', worker = NULL, notes = json_insert(notes, '$[#]', ?) WHERE id = ?",
+                (note, job_id),
+            )
+
+    # -- observation --------------------------------------------------------------------------
+    def counts(self) -> dict[str, Any]:
+        conn = self._conn()
+        states = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+        outcomes = dict(
+            conn.execute("SELECT outcome, count(*) FROM jobs WHERE state = 'done' GROUP BY outcome").fetchall()
+        )
+        notifications, repeats = conn.execute(
+            "SELECT (SELECT count(*) FROM notifications), (SELECT COALESCE(SUM(repeats), 0) FROM jobs)"
+        ).fetchone()
+        return {"states": states, "outcomes": outcomes, "notifications": notifications, "deduplicated": repeats}
+
+    def finished_since(self, seq: int) -> list[sqlite3.Row]:
+        return (
+            self._conn()
+            .execute(
+                "SELECT finished_seq, outcome, received_at, finished_at FROM jobs WHERE finished_seq > ? ORDER BY finished_seq",
+                (seq,),
+            )
+            .fetchall()
+        )
+
+    def jobs(self) -> list[sqlite3.Row]:
+        return self._conn().execute("SELECT * FROM jobs ORDER BY id").fetchall()
+
+
+class JournalLock:
+    """One receiver per journal: an exclusive lock file beside it, held while serving."""
+
+    def __init__(self, journal: Path) -> None:
+        self.path = Path(str(journal) + ".lock")
+        self._fh: Any = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = self.path.open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise RunbookError(f"another receiver is already serving the journal {self.path.with_suffix('')}") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,78 @@
+"""The receiver's /metrics: counts that must survive restarts are read from the journal at
+scrape time; answer latency, rejections and receipt-to-record times live in the process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .intake import Intake
+
+log = logging.getLogger("runbook.receiver")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+RECORD_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+
+
+class JournalCollector(Collector):
+    """Counts that must survive restarts are read from the journal at scrape time."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    def collect(self) -> Any:
+        c = self.intake.counts()
+        yield CounterMetricFamily(
+            "runbook_notifications_received", "Notifications accepted and journaled.", value=c["notifications"]
+        )
+        yield CounterMetricFamily(
+            "runbook_alerts_deduplicated",
+            "Alerts that repeated a known (fingerprint, startsAt, status) and started no run.",
+            value=c["deduplicated"],
+        )
+        runs = CounterMetricFamily("runbook_runs", "Finished jobs by outcome.", labels=["status"])
+        for outcome, n in sorted(c["outcomes"].items()):
+            runs.add_metric([str(outcome)], n)
+        yield runs
+        depth = GaugeMetricFamily("runbook_queue_depth", "Jobs waiting or running.", labels=["state"])
+        for state in ("queued", "running"):
+            depth.add_metric([state], c["states"].get(state, 0))
+        yield depth
+
+
+class Metrics:
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+        self.registry = CollectorRegistry()
+        self.registry.register(JournalCollector(intake))
+        self.rejected = Counter(
+            "runbook_notifications_rejected", "Notifications refused, by reason.", ["reason"], registry=self.registry
+        )
+        self.answer = Histogram(
+            "runbook_webhook_answer_seconds",
+            "Time from request to the webhook's answer.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.to_record = Histogram(
+            "runbook_receipt_to_record_seconds",
+            "Time from a firing alert's receipt to its archived record.",
+            buckets=RECORD_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch_finished(self, stop: threading.Event, every_s: float = 0.5) -> None:
+        """Observe receipt -> record for each job the workers finish (run in a thread)."""
+        seq = max((r["finished_seq"] for r in self.intake.finished_since(0)), default=0)
+        while not stop.wait(every_s):
+            try:
+                for row in self.intake.finished_since(seq):
+                    seq = row["finished_seq"]
+                    if row["outcome"] != "resolved" and row["finished_at"]:
+                        self.to_record.observe(row["finished_at"] - row["received_at"])
+            except Exception as exc:
+                log.warning("metrics watcher: %s", exc)

@@ -1,0 +1,96 @@
+"""Keeps the worker processes alive and requeues what a dead worker left running."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from ..settings import Settings
+from .intake import Intake
+from .worker import worker_id, worker_main
+
+log = logging.getLogger("runbook.worker")
+
+
+class Supervisor:
+    """Keeps ``n`` worker processes alive; requeues what a dead worker left running."""
+
+    def __init__(self, settings: Settings, env: str | None, overrides: dict[str, Any], n: int) -> None:
+        self.settings = settings
+        self.env = env
+        self.overrides = overrides
+        self.n = n
+        self.ctx = multiprocessing.get_context("spawn")
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        self.intake = Intake.from_settings(settings)
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._stop_timeout = 30.0
+        self._thread: threading.Thread | None = None
+        self.restarts = 0
+
+    def recover(self) -> int:
+        """At start: every job left running was interrupted (no worker of ours exists yet)."""
+        jobs = self.intake.running()
+        for job in jobs:
+            self.intake.requeue(job.id, f"attempt {job.attempts} was interrupted (receiver stopped mid-run); retried")
+        if jobs:
+            log.warning("requeued %d interrupted job(s) after a restart", len(jobs))
+        return len(jobs)
+
+    def start(self) -> None:
+        """Spawn the workers from one long-lived thread: Linux's parent-death signal follows the
+        *thread* that forked a child, so the thread that starts workers must outlive them."""
+        self.recover()
+        self._thread = threading.Thread(target=self._own_workers, name="worker-supervisor", daemon=True)
+        self._thread.start()
+        self._started.wait(60)
+
+    def _spawn(self) -> multiprocessing.process.BaseProcess:
+        proc = self.ctx.Process(target=worker_main, args=(self.env, self.overrides, os.getpid()), daemon=False)
+        proc.start()
+        return proc
+
+    def _own_workers(self) -> None:
+        for _ in range(self.n):
+            self.procs.append(self._spawn())
+        self._started.set()
+        while not self._stop.wait(0.5):
+            for i, proc in enumerate(self.procs):
+                if proc.is_alive():
+                    continue
+                log.error("worker %s exited with %s; requeueing its job and restarting it", proc.pid, proc.exitcode)
+                for job in self.intake.running(worker_id(proc.pid)):
+                    self.intake.requeue(
+                        job.id, f"attempt {job.attempts} was interrupted (worker {proc.pid} died); retried"
+                    )
+                self.procs[i] = self._spawn()
+                self.restarts += 1
+        self._shutdown(self._stop_timeout)
+
+    def _shutdown(self, timeout: float) -> None:
+        """Graceful: each worker finishes its current job, then exits; stragglers are killed and
+        their jobs requeued at the next start."""
+        for p in self.procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            p.join(max(0.1, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    def alive(self) -> int:
+        return sum(1 for p in self.procs if p.is_alive())
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop_timeout = timeout
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 15)

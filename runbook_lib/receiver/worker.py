@@ -1,0 +1,184 @@
+"""Worker processes: claim jobs from the intake journal, run the diagnosis, archive, notify.
+
+Auto-runs are always mode="diagnose" with dry_run=True. Each worker is its own process (a
+crash or a stuck kernel cannot take the receiver down) and dies with its parent (Linux
+PR_SET_PDEATHSIG), so a killed receiver leaves no orphan working on the journal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import process
+from ..alertmanager import parse_alert
+from ..settings import Settings, load_settings
+from .intake import Intake, Job
+from .notify import Notifier
+
+if TYPE_CHECKING:
+    from ..run.engine import Engine
+
+log = logging.getLogger("runbook.worker")
+WORKER_NICENESS = 10
+
+
+def worker_id(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+class JobRunner:
+    """Processes one claimed job. Shared by worker processes and tests."""
+
+    def __init__(self, settings: Settings) -> None:
+        from ..run.engine import Engine  # heavy (papermill, nbconvert): after process.prepare()
+
+        self.settings = settings
+        self.engine: Engine = Engine(settings)
+        self.intake = Intake.from_settings(settings)
+        self.notifier = Notifier(settings)
+
+    def process(self, job: Job) -> str:
+        """Never raises: a job that cannot be processed is finished as "error" with a note, so
+        one poisoned job cannot kill workers in a loop."""
+        give_up_after = self.settings.receiver.max_attempts + 1  # the extra one writes the "interrupted" record
+        if job.attempts > give_up_after:
+            note = f"gave up after {job.attempts - 1} attempts that never finished"
+            log.error("job %s (%s): %s", job.id, job.alertname, note)
+            self.intake.finish(job.id, "error", note=note)
+            return "error"
+        try:
+            if job.status == "resolved":
+                return self._resolved(job)
+            return self._firing(job)
+        except Exception as exc:
+            reason = self.engine.redactor.text(f"{type(exc).__name__}: {exc}")[:500]
+            log.error("job %s (%s) could not be processed: %s", job.id, job.alertname, reason)
+            try:
+                self.intake.finish(job.id, "error", note=f"could not run: {reason}")
+            except Exception:  # the journal itself failed: the job stays running and is requeued
+                log.exception("job %s: could not record the error in the journal", job.id)
+            return "error"
+
+    def _firing(self, job: Job) -> str:
+        from ..record.archive import new_record_id
+        from ..run.engine import RunRequest
+
+        alert = parse_alert(job.alert)
+        slug, _route = self.engine.pick_runbook(alert, None)
+        archive = self.engine.archive
+        rid = job.record_id
+        recovered = None
+        if rid and archive.is_indexed(rid):  # archived before a crash; only the journal missed it
+            recovered = "record found archived after a restart"
+        elif rid and archive.record_dir(rid).is_dir() and archive.adopt(rid):
+            recovered = "record adopted into the index after a restart"
+        if rid and recovered:
+            record = archive.load(rid)
+            self.intake.finish(job.id, record["status"], rid, note=recovered)
+            self._notify(self.notifier.record_done, record, job=job)  # finish had not happened, so neither had this
+            return "recovered"
+        if not rid:
+            rid = new_record_id(slug)
+            self.intake.set_record_id(job.id, rid)
+        max_attempts = self.settings.receiver.max_attempts
+        skip = None
+        if job.attempts > max_attempts:
+            skip = f"interrupted {job.attempts - 1} times (worker died mid-run); not retried again"
+        request = RunRequest(
+            alert=alert,
+            slug=slug,
+            mode="diagnose",
+            dry_run=True,
+            record_id=rid,
+            attempt=min(job.attempts, max_attempts),
+            notes=list(job.notes),
+            origin="receiver",
+            intake={"job": job.id, "notification": job.notification_id, "received_at": _iso(job.received_at)},
+            skip_execution=skip,
+        )
+        result = self.engine.run(request)
+        self.intake.finish(job.id, result.status, rid)
+        self._notify(self.notifier.record_done, result.record, job=job)
+        return result.status
+
+    def _resolved(self, job: Job) -> str:
+        alert = parse_alert(job.alert)
+        record_id, _ = self.intake.firing_record(job.fingerprint, job.starts_at)
+        ends = alert.endsAt or datetime.fromtimestamp(job.received_at, UTC)
+        duration = (ends - alert.startsAt).total_seconds()
+        data = {
+            "alertname": alert.name,
+            "fingerprint": alert.fingerprint,
+            "starts_at": alert.startsAt.isoformat(),
+            "ends_at": ends.isoformat(),
+            "duration_s": round(duration, 3),
+            "notification": job.notification_id,
+            "received_at": _iso(job.received_at),
+        }
+        data["job"] = job.id
+        archive = self.engine.archive
+        if any(e.get("type") == "event" and (e.get("data") or {}).get("job") == job.id for e in archive.entries()):
+            pass  # chained before a crash; only the journal missed it
+        elif record_id and archive.is_indexed(record_id):
+            archive.append_event(record_id, "resolved", data)
+        else:
+            archive.append_event(None, "resolved-without-record", data)
+        self.intake.finish(job.id, "resolved", record_id)
+        self._notify(
+            self.notifier.resolved, alert.name, alert.severity, alert.fingerprint, record_id, duration, job=job
+        )
+        return "resolved"
+
+    def _notify(self, fn: Any, *args: Any, job: Job) -> None:
+        if not self.notifier.enabled:
+            return
+        for err in fn(*args):
+            log.warning("job %s: %s", job.id, err)
+            self.intake.note(job.id, f"notification failed: {err}")
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def worker_main(env: str | None, overrides: dict[str, Any], parent: int) -> None:
+    """Entry point of a worker process."""
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before we armed the signal
+        return
+    # Workers and their kernels yield the CPU to the receiver: answering Alertmanager quickly
+    # matters more than starting the next diagnosis a few milliseconds sooner.
+    os.nice(WORKER_NICENESS)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    process.prepare()
+    process.setup_logging(False)
+    settings = load_settings(env=env, overrides=overrides)
+    runner = JobRunner(settings)
+    me = worker_id()
+    poll = settings.receiver.poll_interval_s
+    while not stopping.is_set():
+        job = runner.intake.claim(me)
+        if job is None:
+            stopping.wait(poll)
+            continue
+        t0 = time.monotonic()
+        outcome = runner.process(job)
+        log.info("job %s %s -> %s in %.1fs", job.id, job.alertname, outcome, time.monotonic() - t0)

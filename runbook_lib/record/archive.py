@@ -1,0 +1,270 @@
+"""The incident-record archive: layout, hash-chained index, verification.
+
+Layout (root = settings.archive_path, ``executed/`` by default)::
+
+    <root>/<YYYY>/<MM>/<DD>/<record-id>/notebook.ipynb   executed notebook, redacted
+                                        record.html      nbconvert HTML, sanitised, summary first
+                                        record.json      the machine-readable record
+    <root>/index.jsonl   append-only; one line per record or event, each carrying the hash of
+                         the line before it (a hash chain)
+    <root>/HEAD          seq and hash of the last index line (detects a truncated index)
+    <root>/.staging/     runs in progress (moved into place atomically when done)
+
+Records are never modified after they are indexed. Later facts about a record (the alert
+resolved, say) are appended to the index as ``event`` lines, so the chain stays valid.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchiveError
+
+RECORD_FILES = ("notebook.ipynb", "record.html")
+RECORD_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,63}-[0-9a-f]{8}")
+GENESIS = "0" * 64
+INDEX = "index.jsonl"
+HEAD = "HEAD"
+
+
+def new_record_id(slug: str, when: datetime | None = None) -> str:
+    when = (when or datetime.now(UTC)).astimezone(UTC)
+    return f"{when:%Y%m%dT%H%M%SZ}-{slug}-{secrets.token_hex(4)}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def line_hash(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "hash"}
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+class Archive:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- paths ----------------------------------------------------------------------------
+    @property
+    def index_path(self) -> Path:
+        return self.root / INDEX
+
+    def staging_dir(self, record_id: str) -> Path:
+        self.check_id(record_id)
+        path = self.root / ".staging" / record_id
+        if path.exists():
+            shutil.rmtree(path)  # left over from an interrupted attempt
+        path.mkdir(parents=True)
+        return path
+
+    def relpath_for(self, record_id: str) -> str:
+        self.check_id(record_id)
+        d = record_id[:8]
+        return f"{d[:4]}/{d[4:6]}/{d[6:8]}/{record_id}"
+
+    def record_dir(self, record_id: str) -> Path:
+        return self.root / self.relpath_for(record_id)
+
+    @staticmethod
+    def check_id(record_id: str) -> None:
+        if not RECORD_ID.fullmatch(record_id):
+            raise ArchiveError(f"not a record id: {record_id[:80]!r}")
+
+    # -- writing --------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def commit(self, staging: Path, record: dict[str, Any]) -> Path:
+        """Move a finished staging directory into place and chain it into the index."""
+        record_id = record["id"]
+        final = self.record_dir(record_id)
+        with self._locked():
+            if self.is_indexed(record_id):
+                raise ArchiveError(f"record {record_id} is already in the archive")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            for name in (*RECORD_FILES, "record.json"):
+                _fsync_file(staging / name)
+            os.replace(staging, final)
+            _fsync_dir(final.parent)
+            self._append(self._record_entry(record_id, record))
+        return final
+
+    def _record_entry(self, record_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "record",
+            "id": record_id,
+            "path": self.relpath_for(record_id),
+            "record_sha256": sha256_file(self.record_dir(record_id) / "record.json"),
+            "runbook": record.get("runbook"),
+            "status": record.get("status"),
+        }
+
+    def append_event(self, record_id: str | None, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Chain a later fact about a record (or about no record: record_id None)."""
+        with self._locked():
+            return self._append({"type": "event", "record": record_id, "event": event, "data": data})
+
+    def adopt(self, record_id: str) -> bool:
+        """Index a record directory that was moved into place but not indexed (a crash in
+        between). Only a directory whose record.json matches its files is adopted."""
+        final = self.record_dir(record_id)
+        with self._locked():
+            if self.is_indexed(record_id) or not final.is_dir():
+                return False
+            record = json.loads((final / "record.json").read_text())
+            for name, digest in record.get("files", {}).items():
+                if sha256_file(final / name) != digest:
+                    raise ArchiveError(f"record {record_id}: {name} does not match its record.json; not adopted")
+            self._append(self._record_entry(record_id, record))
+            return True
+
+    def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        last = self._last_line()
+        entry = {
+            "seq": (last["seq"] + 1) if last else 1,
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            **entry,
+            "prev": last["hash"] if last else GENESIS,
+        }
+        entry["hash"] = line_hash(entry)
+        data = canonical(entry) + b"\n"
+        fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        head_tmp = self.root / f".{HEAD}.tmp"
+        head_tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}) + "\n")
+        _fsync_file(head_tmp)
+        os.replace(head_tmp, self.root / HEAD)
+        return entry
+
+    def _last_line(self) -> dict[str, Any] | None:
+        if not self.index_path.exists():
+            return None
+        with self.index_path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            block = min(size, 65536)
+            while True:
+                fh.seek(size - block)
+                tail = fh.read(block)
+                lines = tail.rstrip(b"\n").split(b"\n")
+                if len(lines) > 1 or block == size:
+                    break
+                block = min(size, block * 2)
+        last = lines[-1].strip()
+        if not last:
+            return None
+        try:
+            return json.loads(last)
+        except ValueError:
+            raise ArchiveError(f"{self.index_path}: last line is not JSON; run `runbook verify`") from None
+
+    # -- reading --------------------------------------------------------------------------
+    def entries(self) -> Iterator[dict[str, Any]]:
+        if not self.index_path.exists():
+            return
+        with self.index_path.open("rb") as fh:
+            for n, raw in enumerate(fh, start=1):
+                if raw.strip():
+                    try:
+                        entry = json.loads(raw)
+                    except ValueError:
+                        entry = None
+                    if not isinstance(entry, dict):
+                        raise ArchiveError(f"{self.index_path} line {n} is not a JSON object; run `runbook verify`")
+                    yield entry
+
+    def is_indexed(self, record_id: str) -> bool:
+        return any(e.get("type") == "record" and e.get("id") == record_id for e in self.entries())
+
+    def load(self, record_id: str) -> dict[str, Any]:
+        """record.json of one record plus the events chained about it since."""
+        self.check_id(record_id)
+        path = self.record_dir(record_id) / "record.json"
+        if not path.exists():
+            raise ArchiveError(f"no record {record_id} in {self.root}")
+        record = json.loads(path.read_text())
+        record["events"] = [e for e in self.entries() if e.get("type") == "event" and e.get("record") == record_id]
+        record["dir"] = str(path.parent)
+        return record
+
+    def find(self, prefix: str) -> str:
+        """The full record id for an id or a unique prefix/suffix of one."""
+        ids = [e["id"] for e in self.entries() if e.get("type") == "record"]
+        if prefix in ids:
+            return prefix
+        matches = [i for i in ids if i.startswith(prefix) or i.endswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise ArchiveError(f"no record matches {prefix[:80]!r} in {self.root}")
+        raise ArchiveError(f"{prefix!r} matches {len(matches)} records; give more of the id")
+
+    def read_head(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.root / HEAD).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def record_dirs(self) -> Iterator[tuple[str, Path]]:
+        if not self.root.exists():
+            return
+        for year in sorted(self.root.glob("[0-9][0-9][0-9][0-9]")):
+            for path in sorted(year.glob("[0-9][0-9]/[0-9][0-9]/*")):
+                if path.is_dir():
+                    yield path.name, path
+
+    def stray_files(self) -> Iterator[Path]:
+        if not self.root.exists():
+            return
+        for year in sorted(self.root.glob("[0-9][0-9][0-9][0-9]")):
+            for path in sorted(year.rglob("*")):
+                depth = len(path.relative_to(year).parts)
+                if (depth <= 3 and not path.is_dir()) or (depth == 3 and not RECORD_ID.fullmatch(path.name)):
+                    yield path
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

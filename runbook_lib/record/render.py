@@ -1,0 +1,205 @@
+"""Rendering an executed notebook into record.html: summary first, then the notebook.
+
+The HTML comes from nbconvert's HTMLExporter with ``sanitize_html=True``. nbconvert's own
+sanitiser escapes headings, lists and table heads (its allowlist is minimal), which makes a
+record unreadable; we install a stricter-in-spirit filter of our own: a fuller list of
+harmless tags, no scripts, styles, event handlers or foreign URLs. The page also carries a
+Content-Security-Policy that forbids every script and external resource.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import bleach
+import nbformat
+from bleach.css_sanitizer import CSSSanitizer
+from nbconvert import HTMLExporter
+from pygments.formatters import HtmlFormatter
+
+from ..contract import worst_first
+from ..present import esc, finding_html, kv_html, note_html
+from .events import SUMMARY_ANCHOR
+
+TEMPLATES = Path(__file__).parent / "templates"
+ALLOWED_TAGS = {
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "dd",
+    "del",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "ins",
+    "kbd",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "s",
+    "samp",
+    "small",
+    "span",
+    "strong",
+    "sub",
+    "summary",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "tt",
+    "u",
+    "ul",
+}
+ALLOWED_ATTRS = {
+    "*": ["class", "id", "title"],
+    "a": ["href"],
+    "img": ["src", "alt", "width", "height"],
+    "td": ["colspan", "rowspan", "align"],
+    "th": ["colspan", "rowspan", "align"],
+}
+
+
+def clean_html(element: Any) -> str:
+    text = element.decode() if isinstance(element, bytes) else str(element)
+    return bleach.clean(
+        text,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRS,
+        protocols={"http", "https", "mailto", "data"},
+        css_sanitizer=CSSSanitizer(allowed_css_properties=[]),
+        strip=True,
+        strip_comments=True,
+    )
+
+
+@lru_cache(maxsize=1)
+def _exporter() -> HTMLExporter:
+    exporter = HTMLExporter(
+        template_name="record",
+        extra_template_basedirs=[str(TEMPLATES)],
+        sanitize_html=True,
+        exclude_input_prompt=False,
+    )
+    exporter.register_filter("clean_html", clean_html)
+    return exporter
+
+
+@lru_cache(maxsize=1)
+def _css() -> str:
+    return (TEMPLATES / "record" / "record.css").read_text() + HtmlFormatter(style="default").get_style_defs(
+        ".highlight"
+    )
+
+
+def render_record_html(nb: nbformat.NotebookNode, record: dict[str, Any]) -> str:
+    resources = {
+        "runbook_summary": summary_html(record),
+        "runbook_css": _css(),
+        "metadata": {"name": record["id"]},
+    }
+    body, _ = _exporter().from_notebook_node(nb, resources=resources)
+    return body
+
+
+def summary_html(record: dict[str, Any]) -> str:
+    """The first screen on-call reads: what fired, what was found, what was done. Every value
+    is escaped here (alert labels are untrusted)."""
+    labels = (record.get("alert") or {}).get("labels") or {}
+    status = record["status"]
+    title = labels.get("alertname") or "(no alert)"
+    parts = [
+        SUMMARY_ANCHOR,
+        f'<h1>{esc(title)} <span class="rb-status rb-status-{esc(status)}">{esc(status.upper())}</span></h1>',
+        kv_html(_summary_rows(record)),
+    ]
+    parts += [note_html(note, "Note:") for note in record.get("notes") or []]
+    if record.get("failed_cell"):
+        parts.append(_failure_html(status, record["failed_cell"]))
+    findings = record.get("findings", [])
+    checked = worst_first([f for f in findings if f.get("verdict") != "unchecked"])
+    unchecked = [f for f in findings if f.get("verdict") == "unchecked"]
+    parts += _section(f"Findings ({len(checked)})", [finding_html(f) for f in checked], "No findings were recorded.")
+    parts += _section(
+        f"Could not be checked ({len(unchecked)})", [finding_html(f) for f in unchecked], "Every check ran."
+    )
+    parts += _actions_html(record.get("actions", []))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    alert = record.get("alert") or {}
+    labels = alert.get("labels") or {}
+    dry_run = record.get("parameters", {}).get("dry_run")
+    rows = [
+        ("Alert", labels.get("alertname") or "(no alert)"),
+        ("Severity", labels.get("severity", "")),
+        ("Summary", (alert.get("annotations") or {}).get("summary", "")),
+        ("Status", record["status"]),
+        ("Started", record.get("started_at")),
+        ("Duration", f"{record.get('duration_s', 0):.1f} s"),
+        ("Alert firing since", alert.get("startsAt", "")),
+        ("Runbook", f"{record.get('runbook')} (mode {record.get('mode')}, dry_run {dry_run})"),
+        ("Environment", record.get("environment")),
+        ("Record", record["id"]),
+        ("Fingerprint", alert.get("fingerprint", "")),
+    ]
+    other = {k: v for k, v in labels.items() if k not in ("alertname", "severity")}
+    if other:
+        rows.append(("Labels", ", ".join(f"{k}={v}" for k, v in sorted(other.items()))))
+    return rows
+
+
+def _failure_html(status: str, fc: dict[str, Any]) -> str:
+    return (
+        f'<h2>The runbook did not finish</h2><div class="rb-finding rb-critical"><span class="rb-verdict">'
+        f"{esc(status.upper())}</span> cell {esc(fc.get('index'))} (execution {esc(fc.get('execution_count'))}): "
+        f"<b>{esc(fc.get('ename'))}</b>: {esc(fc.get('evalue'))}</div>"
+        + note_html("Findings below are those recorded before it stopped.")
+    )
+
+
+def _section(heading: str, items: list[str], empty: str) -> list[str]:
+    return [f"<h2>{esc(heading)}</h2>", *(items or [note_html(empty)])]
+
+
+def _actions_html(actions: list[dict[str, Any]]) -> list[str]:
+    done = [a for a in actions if a.get("status") in ("done", "failed")]
+    heading = f"Actions ({len(done)} taken, {len(actions) - len(done)} proposed or refused)"
+    if not actions:
+        return _section(heading, [], "No action was proposed or taken.")
+    rows = [
+        '<table class="rb-kv"><tr class="rb-head"><td><b>action</b></td><td><b>status</b></td>'
+        "<td><b>recommended</b></td><td><b>why / command</b></td></tr>"
+    ]
+    for a in actions:
+        rec = {True: "yes", False: "no"}.get(a.get("recommended"), "-")
+        rows.append(
+            f"<tr><td>{esc(a.get('title'))}<br><small>{esc(a.get('target'))}</small></td>"
+            f"<td><b>{esc(str(a.get('status', '')).upper())}</b></td><td>{esc(rec)}</td>"
+            f"<td>{esc(a.get('reason'))}<br><code>{esc(a.get('command'))}</code></td></tr>"
+        )
+    rows.append("</table>")
+    return _section(heading, ["".join(rows)], "")

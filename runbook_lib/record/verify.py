@@ -1,0 +1,174 @@
+"""Verifying the archive: the index hash chain, HEAD, every record's files, and that no record
+directory, index line or file is missing, added or reordered."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ArchiveError
+from .archive import GENESIS, HEAD, INDEX, RECORD_FILES, Archive, canonical, line_hash, sha256_file
+
+
+@dataclass
+class Problem:
+    where: str  # a record id, "index.jsonl line N", "HEAD", or a path
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+@dataclass
+class _Chain:
+    """What walking the index found."""
+
+    lines: int = 0
+    record_lines: int = 0
+    seq: int = 0
+    last_hash: str = GENESIS
+    records: dict[str, str] = field(default_factory=dict)  # id -> record_sha256
+    events: list[tuple[str, Any]] = field(default_factory=list)  # (label, record id)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def verify(archive: Archive, expect_head: str | None = None) -> tuple[int, list[Problem]]:
+    """Check the chain, every record's files, and that no record is missing or extra.
+
+    Returns (records checked, problems)."""
+    if not archive.index_path.exists():
+        return 0, _without_index(archive, expect_head)
+    chain = _walk_index(archive)
+    problems = chain.problems
+    problems += _check_head(archive, chain, expect_head)
+    for label, record_id in chain.events:
+        if record_id is not None and record_id not in chain.records:
+            problems.append(Problem(label, f"refers to record {str(record_id)[:60]}, which is not in the index"))
+    for rid, path in archive.record_dirs():
+        if rid not in chain.records:
+            problems.append(Problem(rid, f"record directory {path.relative_to(archive.root)} is not in the index"))
+    for stray in archive.stray_files():
+        problems.append(
+            Problem(str(stray.relative_to(archive.root)), "unexpected file in the archive's date directories")
+        )
+    return chain.record_lines, problems
+
+
+def _without_index(archive: Archive, expect_head: str | None) -> list[Problem]:
+    problems = []
+    if any(archive.record_dirs()):
+        problems.append(Problem(INDEX, "missing, but record directories exist"))
+    if archive.read_head() is not None:
+        problems.append(Problem(INDEX, "missing, but HEAD says the archive has entries"))
+    if expect_head:
+        problems.append(Problem(INDEX, f"missing; expected it to end at hash {expect_head[:16]}..."))
+    return problems
+
+
+def _walk_index(archive: Archive) -> _Chain:
+    chain = _Chain()
+    raw_lines = archive.index_path.read_bytes().split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    else:
+        chain.problems.append(Problem(INDEX, "does not end with a newline (truncated or edited)"))
+    chain.lines = len(raw_lines)
+    prev: str | None = GENESIS
+    for n, raw in enumerate(raw_lines, start=1):
+        where = f"{INDEX} line {n}"
+        try:
+            entry = json.loads(raw)
+            if not isinstance(entry, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            chain.problems.append(Problem(where, "not a JSON object"))
+            prev = None  # the next line's link cannot be checked
+            continue
+        _check_line(chain, entry, raw, where, prev)
+        prev = entry.get("hash")
+        chain.last_hash = prev or chain.last_hash
+        if entry.get("type") == "record":
+            _check_record_line(archive, chain, entry, where)
+    return chain
+
+
+def _check_line(chain: _Chain, entry: dict[str, Any], raw: bytes, where: str, prev: str | None) -> None:
+    label = entry.get("id") or (f"event for {entry.get('record')}" if entry.get("type") == "event" else where)
+    at = f"{label} ({where})"
+    if canonical(entry) != raw:
+        chain.problems.append(Problem(at, "line is not in canonical form (edited)"))
+    if line_hash(entry) != entry.get("hash"):
+        chain.problems.append(Problem(at, "line hash does not match its content (edited)"))
+    if prev is not None and entry.get("prev") != prev:
+        chain.problems.append(Problem(at, "chain broken: a line before it was deleted, inserted or reordered"))
+    if entry.get("seq") != chain.seq + 1:
+        chain.problems.append(
+            Problem(at, f"sequence {entry.get('seq')} follows {chain.seq}: lines deleted or reordered")
+        )
+    chain.seq = entry["seq"] if isinstance(entry.get("seq"), int) else chain.seq + 1
+    if entry.get("type") == "event":
+        chain.events.append((at, entry.get("record")))
+
+
+def _check_record_line(archive: Archive, chain: _Chain, entry: dict[str, Any], where: str) -> None:
+    rid = str(entry.get("id"))
+    chain.record_lines += 1
+    if rid in chain.records:
+        chain.problems.append(Problem(rid, f"indexed twice ({where})"))
+    chain.records[rid] = str(entry.get("record_sha256"))
+    chain.problems.extend(_verify_record(archive, rid, entry))
+
+
+def _check_head(archive: Archive, chain: _Chain, expect_head: str | None) -> list[Problem]:
+    problems = []
+    head = archive.read_head()
+    if head is None:
+        if chain.lines:
+            problems.append(Problem(HEAD, "missing"))
+    elif head.get("seq") != chain.seq or head.get("hash") != chain.last_hash:
+        problems.append(
+            Problem(
+                HEAD,
+                f"says seq {head.get('seq')} but the index ends at seq {chain.seq}: index lines were removed or added",
+            )
+        )
+    if expect_head and expect_head != chain.last_hash:
+        problems.append(Problem(HEAD, f"index ends at hash {chain.last_hash[:16]}..., expected {expect_head[:16]}..."))
+    return problems
+
+
+def _verify_record(archive: Archive, rid: str, entry: dict[str, Any]) -> list[Problem]:
+    try:
+        archive.check_id(rid)
+    except ArchiveError as exc:
+        return [Problem(rid, str(exc))]
+    folder = archive.record_dir(rid)
+    rj = folder / "record.json"
+    if entry.get("path") != archive.relpath_for(rid):
+        return [Problem(rid, "index path does not match the record id")]
+    if not rj.exists():
+        return [Problem(rid, f"record.json missing ({folder.relative_to(archive.root)} deleted?)")]
+    out = []
+    if sha256_file(rj) != entry.get("record_sha256"):
+        out.append(Problem(rid, "record.json changed since it was archived"))
+    try:
+        record = json.loads(rj.read_text())
+        files = dict(record.get("files") or {})
+    except ValueError:
+        return [*out, Problem(rid, "record.json is not valid JSON")]
+    if record.get("id") != rid:
+        out.append(Problem(rid, f"record.json names another id ({str(record.get('id'))[:60]})"))
+    for name in RECORD_FILES:
+        if name not in files:
+            out.append(Problem(rid, f"record.json lists no hash for {name}"))
+    for name, digest in files.items():
+        path = folder / name
+        if "/" in name or not path.is_file():
+            out.append(Problem(rid, f"{name} missing"))
+        elif sha256_file(path) != digest:
+            out.append(Problem(rid, f"{name} changed since it was archived"))
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in files and p.name != "record.json")
+    if extra:
+        out.append(Problem(rid, f"unexpected files added: {', '.join(extra)}"))
+    return out

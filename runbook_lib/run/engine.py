@@ -1,0 +1,157 @@
+"""Papermill execution of a runbook into an archived incident record. Runs in the host process.
+
+One run: route the alert to a notebook -> execute it (:mod:`.execute`) with the parameters
+injected under fixed names -> build the record from the executed notebook, redact, render,
+archive (:mod:`runbook_lib.record.build`). A notebook that raises or times out still produces
+a record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..alertmanager import Alert
+from ..catalog import TRIAGE, Catalog, Route
+from ..contract import MODES
+from ..credentials import environment_secrets
+from ..errors import ConfigError, RunbookError, RunbookNotFound
+from ..record.archive import Archive, new_record_id, sha256_file
+from ..record.build import SCHEMA, ArchivedRecord, collect, versions, write_record
+from ..redact import Redactor
+from ..settings import Settings
+from .execute import Execution, execute
+
+
+@dataclass
+class RunRequest:
+    alert: Alert | None
+    slug: str | None = None
+    mode: str = "diagnose"
+    dry_run: bool = True
+    operator: str = ""
+    approve: list[str] = field(default_factory=list)
+    record_id: str | None = None
+    attempt: int = 1
+    notes: list[str] = field(default_factory=list)
+    origin: str = "cli"
+    intake: dict[str, Any] | None = None
+    # When set, do not execute: write a record with status "interrupted" saying why.
+    skip_execution: str | None = None
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
+        self.archive = Archive(settings.archive_path)
+        self.redactor = Redactor([*settings.secret_values(), *environment_secrets()])
+
+    # -- routing ------------------------------------------------------------------------------
+    def pick_runbook(self, alert: Alert | None, slug: str | None) -> tuple[str, Route | None]:
+        """The runbook slug to run: the given one, or the alert's route (triage if none)."""
+        route = self.catalog.route(alert.name) if alert else None
+        if slug:
+            if not self.catalog.has_notebook(slug):
+                known = ", ".join(self.catalog.slugs())
+                raise RunbookNotFound(f"no runbook {slug!r} in {self.settings.runbooks_path} (known: {known})")
+            return slug, route
+        if route is None:
+            raise ConfigError("give a runbook SLUG or an --alert to route from")
+        if not self.catalog.has_notebook(route.slug):
+            raise RunbookNotFound(f"the {route.slug!r} runbook is missing from {self.settings.runbooks_path}")
+        return route.slug, route
+
+    def parameters(self, request: RunRequest) -> dict[str, Any]:
+        """The values papermill injects, under the contract's fixed names."""
+        return {
+            "alert": request.alert.to_param() if request.alert else {},
+            "environment": self.settings.env,
+            "mode": request.mode,
+            "dry_run": bool(request.dry_run),
+            "operator": request.operator,
+            "approve": list(request.approve),
+        }
+
+    # -- interactive preparation ----------------------------------------------------------------
+    def prepare(self, request: RunRequest, out_dir: Path | None = None) -> Path:
+        """Inject parameters without executing (papermill prepare_only), for JupyterLab."""
+        import papermill as pm
+
+        slug, _ = self.pick_runbook(request.alert, request.slug)
+        out_dir = out_dir or (self.settings.archive_path / "interactive")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{slug}.ipynb"
+        pm.execute_notebook(
+            str(self.catalog.notebook(slug)),
+            str(out),
+            parameters=self.parameters(request),
+            prepare_only=True,
+            progress_bar=False,
+            kernel_name=self.settings.engine.kernel_name,
+        )
+        return out
+
+    # -- execution --------------------------------------------------------------------------------
+    def run(
+        self, request: RunRequest, progress: bool = False, say: Callable[[str], None] | None = None
+    ) -> ArchivedRecord:
+        say = say or (lambda _msg: None)
+        if request.mode not in MODES:
+            raise RunbookError(f"mode must be one of {MODES}, got {request.mode!r}")
+        slug, route = self.pick_runbook(request.alert, request.slug)
+        record_id = request.record_id or new_record_id(slug)
+        staging = self.archive.staging_dir(record_id)
+        params = self.parameters(request)
+        started = datetime.now(UTC)
+        say(f"running {slug} for {request.alert.name if request.alert else 'no alert'} -> record {record_id}")
+        source = self.catalog.notebook(slug)
+        done = execute(source, params, self.settings.engine, progress=progress, skip=request.skip_execution)
+        record = self._record(request, record_id, slug, route, source, params, started, done)
+        return write_record(self.archive, self.redactor, staging, done.nb, record, say)
+
+    def _record(
+        self,
+        request: RunRequest,
+        record_id: str,
+        slug: str,
+        route: Route | None,
+        source: Path,
+        params: dict[str, Any],
+        started: datetime,
+        done: Execution,
+    ) -> dict[str, Any]:
+        findings, actions = collect(done.nb)
+        notes = list(request.notes)
+        if route is not None and slug == TRIAGE and route.slug == TRIAGE:
+            notes.append(f"no dedicated runbook for {route.alertname} ({route.reason}); triage ran")
+        if done.error_text:
+            notes.append(f"execution error: {done.error_text.splitlines()[0][:300]}")
+        return {
+            "schema": SCHEMA,
+            "id": record_id,
+            "runbook": slug,
+            "runbook_sha256": sha256_file(source),
+            "environment": self.settings.env,
+            "origin": request.origin,
+            "mode": request.mode,
+            "alert": params["alert"],
+            "parameters": {k: v for k, v in params.items() if k != "alert"},
+            "route": {"alertname": route.alertname, "slug": route.slug, "reason": route.reason} if route else None,
+            "started_at": started.isoformat(timespec="milliseconds"),
+            "ended_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "duration_s": round(done.duration_s, 3),
+            "status": done.status,
+            "failed_cell": done.failure,
+            "findings": findings,
+            "actions": actions,
+            "unchecked": [{"check": f["check"], "why": f["summary"]} for f in findings if f["verdict"] == "unchecked"],
+            "attempt": request.attempt,
+            "notes": notes,
+            "intake": request.intake,
+            "versions": versions(),
+            "timings": {"execute_s": round(done.duration_s, 3)},
+        }

@@ -1,0 +1,158 @@
+"""Executing one runbook notebook with papermill, and what came of it.
+
+Whatever happens (an exception in a cell, a cell timeout, a kernel that never starts, Ctrl-C),
+the caller gets the executed notebook back, or the source notebook marked as not executed, so
+a record can always be written. Papermill saves the notebook as it runs, unredacted: that copy
+lives in a private temporary directory outside the archive and is removed before returning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from ..settings import EngineSettings
+
+log = logging.getLogger("runbook.engine")
+KERNEL_MANAGER = "runbook_lib.run.kernels.IpcKernelManager"
+
+
+@dataclass
+class Execution:
+    status: str  # succeeded / failed / timed_out / interrupted
+    nb: nbformat.NotebookNode
+    duration_s: float
+    failure: dict[str, Any] | None = None
+    error_text: str | None = None  # an error outside any cell (the kernel died, could not start)
+
+
+def execute(
+    source: Path,
+    params: dict[str, Any],
+    engine: EngineSettings,
+    progress: bool = False,
+    skip: str | None = None,
+) -> Execution:
+    """Run ``source`` with ``params`` injected. ``skip``: do not run; record it as interrupted."""
+    t0 = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
+    out_path = workdir / "executed.ipynb"
+    try:
+        if skip:
+            status: str = "interrupted"
+            failure: dict[str, Any] | None = {"ename": "Interrupted", "evalue": skip, "detail": "not executed again"}
+            error_text = None
+        else:
+            status, failure, error_text = _papermill(source, out_path, workdir, params, engine, progress)
+        duration = time.monotonic() - t0
+        nb = _read_or_fallback(out_path, source, params)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if failure is not None:
+        _locate_failed_cell(nb, failure)
+    return Execution(status, nb, duration, failure, error_text)
+
+
+def _papermill(
+    source: Path, out_path: Path, workdir: Path, params: dict[str, Any], engine: EngineSettings, progress: bool
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(out_path),
+            parameters=params,
+            kernel_name=engine.kernel_name,
+            progress_bar=progress,
+            log_output=False,
+            cwd=str(workdir),
+            start_timeout=int(engine.start_timeout_s),
+            execution_timeout=int(engine.cell_timeout_s),
+            request_save_on_cell_execute=True,
+            kernel_manager_class=KERNEL_MANAGER,
+            shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
+        )
+    except PapermillExecutionError as exc:
+        return (
+            "failed",
+            {
+                "index": exc.cell_index,
+                "execution_count": exc.exec_count,
+                "ename": exc.ename,
+                "evalue": exc.evalue,
+                "source": first_lines(exc.source),
+            },
+            None,
+        )
+    except CellTimeoutError as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        evalue = f"a cell ran longer than {engine.cell_timeout_s:g} s"
+        return "timed_out", {"ename": "CellTimeoutError", "evalue": evalue, "detail": detail}, None
+    except Exception as exc:  # kernel died, could not start, ...: still a record
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        failure = {
+            "ename": type(exc).__name__,
+            "evalue": first,
+            "detail": "the notebook could not be executed to the end",
+        }
+        return "failed", failure, f"{type(exc).__name__}: {exc}"
+    return "succeeded", None, None
+
+
+def _read_or_fallback(out_path: Path, source: Path, params: dict[str, Any]) -> nbformat.NotebookNode:
+    """The executed notebook as papermill saved it; if it never got written (the kernel did not
+    start), the source notebook with the parameters noted, so the record still shows what ran."""
+    if out_path.exists():
+        try:
+            return nbformat.read(str(out_path), as_version=4)
+        except Exception:
+            log.warning("executed notebook %s unreadable; recording the source notebook instead", out_path)
+    nb = nbformat.read(str(source), as_version=4)
+    nb.cells.insert(
+        0,
+        nbformat.v4.new_markdown_cell(
+            "**This runbook did not execute.** Parameters were:\n\n```json\n" + json.dumps(params, indent=2) + "\n```"
+        ),
+    )
+    return nb
+
+
+def _locate_failed_cell(nb: nbformat.NotebookNode, failure: dict[str, Any]) -> None:
+    """Find the failing (or timed-out) cell from papermill's per-cell metadata. ``index`` is the
+    cell's position in the runbook notebook itself (papermill's injected-parameters and error
+    marker cells not counted), so it points at the cell a runbook author would edit."""
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    failed = last_started = None
+    source_index = -1
+    for cell in nb.cells:
+        if added & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        source_index += 1
+        pm_meta = cell.get("metadata", {}).get("papermill", {})
+        if pm_meta.get("exception"):
+            failed = (source_index, cell)
+            break
+        if pm_meta.get("start_time"):
+            last_started = (source_index, cell)
+    found = failed or last_started
+    if found:
+        index, cell = found
+        failure["index"] = index
+        failure["execution_count"] = cell.get("execution_count")
+        failure["source"] = first_lines(cell.get("source", ""))
+
+
+def first_lines(source: str, n: int = 3) -> str:
+    lines = str(source).splitlines()
+    return "\n".join(lines[:n]) + ("\n..." if len(lines) > n else "")

@@ -1,0 +1,104 @@
+"""What tests share besides fixtures: constants, payload builders, the real `runbook` command
+in a subprocess, and a temporary database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from runbook_lib.sandbox import database
+
+HOME = Path(__file__).resolve().parent.parent
+NAMESPACE = "omnihub-prod"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@contextmanager
+def temp_database(tag: str) -> Iterator[str]:
+    """A database of this run's own with the OmniHub schema and seed; dropped afterwards."""
+    name = f"rbtest_{os.getpid()}_{tag}_{uuid.uuid4().hex[:6]}"
+    dsn = database.create_database(name)
+    try:
+        yield dsn
+    finally:
+        database.drop_database(name)
+
+
+def alert_payload(
+    alertname: str = "HighErrorBudgetBurnRate",
+    starts_at: datetime | None = None,
+    labels: dict[str, str] | None = None,
+    status: str = "firing",
+    fingerprint: str | None = None,
+    severity: str = "critical",
+) -> dict[str, Any]:
+    starts = (starts_at or datetime.now(UTC) - timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
+    lab = {"alertname": alertname, "severity": severity, **(labels or {})}
+    alert = {
+        "status": status,
+        "labels": lab,
+        "annotations": {"summary": f"{alertname} summary", "description": "test alert"},
+        "startsAt": starts,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://127.0.0.1:9/graph?g0.expr=vector%281%29&g0.tab=1",
+        "fingerprint": fingerprint or uuid.uuid4().hex[:16],
+    }
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{alertname}"}}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "runbooks",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": dict(lab),
+        "commonAnnotations": dict(alert["annotations"]),
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": [alert],
+    }
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def runbook_cli(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """The real `runbook` command, in a subprocess, with the test's environment."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "runbook"), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def load_record(html_path: str | Path) -> dict[str, Any]:
+    return json.loads((Path(str(html_path).strip()).parent / "record.json").read_text())
+
+
+def html_tags(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """Every start tag and its attributes, as a browser's parser sees them."""
+    from html.parser import HTMLParser
+
+    found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found.append((tag, attrs))
+
+    Collect().feed(html)
+    return found

@@ -1,0 +1,350 @@
+"""The receiver as operators run it (`runbook serve` in its own process), end to end:
+Prometheus -> Alertmanager -> receiver -> records -> resolved; a 500-alert burst; kill -9
+mid-burst; grouped notifications; notifications to Slack/PagerDuty (local servers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from runbook_lib.record.archive import Archive
+from runbook_lib.record.verify import verify
+from runbook_lib.sandbox.load import burst_payloads, post_all
+from runbook_lib.sandbox.minimal import write_minimal_collection
+from runbook_lib.sandbox.services import Service, free_port, start_receiver, wait_for
+from runbook_lib.sandbox.stack import Sandbox
+from tests.helpers import HOME, alert_payload
+
+pytestmark = pytest.mark.slow
+TOKEN = "e2e-token-" + os.urandom(6).hex()
+
+
+def running(pid: str) -> bool:
+    """Alive and not a zombie (an orphan's exit status may wait for PID 1 to reap it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
+def journal_rows(archive: Path, sql: str = "SELECT * FROM jobs") -> list[sqlite3.Row]:
+    with sqlite3.connect(archive / "intake.sqlite3") as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(sql).fetchall()
+
+
+def done_count(archive: Path) -> int:
+    return journal_rows(archive, "SELECT count(*) AS n FROM jobs WHERE state = 'done'")[0]["n"]
+
+
+def records(archive: Path) -> list[dict[str, Any]]:
+    arc = Archive(archive)
+    return [arc.load(e["id"]) for e in arc.entries() if e["type"] == "record"]
+
+
+@pytest.fixture
+def minimal_env(tmp_path: Path) -> dict[str, str]:
+    runbooks, catalog = write_minimal_collection(tmp_path / "collection", HOME)
+    return {
+        "RUNBOOK_ARCHIVE": str(tmp_path / "executed"),
+        "RUNBOOK_RUNBOOKS_DIR": str(runbooks),
+        "RUNBOOK_CATALOG": str(catalog),
+        "RUNBOOK_WEBHOOK_TOKEN": TOKEN,
+    }
+
+
+@pytest.fixture
+def receiver_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+
+    def start(env: dict[str, str], port: int | None = None, workers: int = 2) -> Service:
+        svc = start_receiver(tmp_path / "receiver", env, port=port, workers=workers)
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+def test_alertmanager_chain_records_then_resolves(tmp_path: Path) -> None:
+    """Prometheus (Debian) fires a catalog rule on backfilled data -> Alertmanager (Debian, bearer
+    http_config) -> runbook serve -> a record; the rule stops firing -> the record gets a chained
+    'resolved' event and its files do not change."""
+    archive = tmp_path / "executed"
+    with Sandbox(tmp_path / "sandbox", HOME, say=lambda m: None) as sb:
+        sb.prepare_incident()
+        sb.start_database(f"rbtest_chain_{os.getpid()}")
+        sb.start_kube()
+        env = {**sb.env(), "RUNBOOK_WEBHOOK_TOKEN": TOKEN, "RUNBOOK_ARCHIVE": str(archive)}
+        receiver = start_receiver(tmp_path / "receiver", env)
+        try:
+            am = sb.start_alertmanager(f"{receiver.url}/alerts", TOKEN)
+            sb.start_prometheus(alertmanager_url=am)
+
+            def burn_rate_record() -> str | None:
+                rows = (
+                    journal_rows(
+                        archive,
+                        "SELECT record_id FROM jobs WHERE alertname = 'HighErrorBudgetBurnRate' "
+                        "AND status = 'firing' AND state = 'done'",
+                    )
+                    if (archive / "intake.sqlite3").exists()
+                    else []
+                )
+                return rows[0]["record_id"] if rows else None
+
+            rid = wait_for("the HighErrorBudgetBurnRate record", burn_rate_record, 120, receiver)
+            arc = Archive(archive)
+            record = arc.load(rid)
+            assert (record["origin"], record["mode"], record["runbook"], record["status"]) == (
+                "receiver",
+                "diagnose",
+                "high-error-rate",
+                "succeeded",
+            )
+            assert record["parameters"]["dry_run"] is True
+            endpoint = next(f for f in record["findings"] if f["check"] == "5xx rate by endpoint")
+            assert endpoint["details"]["endpoint"] == "/api/v1/workflows/execute"
+            assert record["alert"]["generatorURL"].startswith(f"http://127.0.0.1:{sb.prometheus_port}")
+            files_before = {p.name: p.read_bytes() for p in arc.record_dir(rid).iterdir()}
+
+            sb.write_rules(drop=("HighErrorBudgetBurnRate",))
+            sb.reload_prometheus()
+            events = wait_for("the resolved event", lambda: arc.load(rid)["events"], 90, receiver)
+            assert events[0]["event"] == "resolved"
+            assert events[0]["data"]["duration_s"] > 0 and events[0]["data"]["ends_at"] > record["alert"]["startsAt"]
+            assert {p.name: p.read_bytes() for p in arc.record_dir(rid).iterdir()} == files_before
+            count, problems = verify(arc)
+            assert problems == [] and count >= 1
+            served = httpx.get(f"{receiver.url}/records/{rid}", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert served.status_code == 200 and "Resolved at" in served.text
+            assert served.headers["content-security-policy"] == "sandbox"
+            metrics = httpx.get(f"{receiver.url}/metrics").text
+            runs = {
+                line.split(" ")[0]: float(line.split(" ")[1])
+                for line in metrics.splitlines()
+                if line.startswith("runbook_runs_total")
+            }
+            assert runs['runbook_runs_total{status="succeeded"}'] >= 1
+            assert runs['runbook_runs_total{status="resolved"}'] >= 1
+        finally:
+            receiver.stop()
+
+
+def test_group_of_three_with_one_unknown_alert_gives_three_records(
+    tmp_path: Path, prometheus, receiver_factory
+) -> None:
+    archive = tmp_path / "executed"
+    receiver = receiver_factory(
+        {"RUNBOOK_ARCHIVE": str(archive), "RUNBOOK_WEBHOOK_TOKEN": TOKEN, "RUNBOOK_PROMETHEUS_URL": prometheus.url}
+    )
+    p = alert_payload(alertname="HighErrorBudgetBurnRate")
+    for name in ("ElevatedErrorRate", "NoRunbookForThisOne"):
+        extra = json.loads(json.dumps(p["alerts"][0]))
+        extra["labels"]["alertname"] = name
+        extra["fingerprint"] = f"fp-{name}"
+        p["alerts"].append(extra)
+    resp = httpx.post(f"{receiver.url}/alerts", json=p, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert resp.status_code == 200 and resp.json()["accepted"] == 3
+    wait_for("three records", lambda: done_count(archive) == 3, 120, receiver)
+    by_alert = {r["alert"]["labels"]["alertname"]: r for r in records(archive)}
+    assert by_alert["HighErrorBudgetBurnRate"]["runbook"] == "high-error-rate"
+    assert by_alert["ElevatedErrorRate"]["runbook"] == "high-error-rate"
+    triage = by_alert["NoRunbookForThisOne"]
+    assert triage["runbook"] == "triage"
+    assert any("No dedicated runbook for NoRunbookForThisOne" in f["summary"] for f in triage["findings"])
+
+
+def test_burst_of_500_all_answered_all_recorded_replay_runs_nothing(
+    tmp_path: Path, minimal_env, receiver_factory
+) -> None:
+    archive = Path(minimal_env["RUNBOOK_ARCHIVE"])
+    receiver = receiver_factory(minimal_env)
+    payloads = burst_payloads(500)
+    results = post_all(f"{receiver.url}/alerts", payloads, TOKEN, concurrency=50)
+    assert [r.status for r in results] == [200] * 500
+    wait_for("500 records", lambda: done_count(archive) >= 500, 1200, receiver)
+    recs = records(archive)
+    fingerprints = [r["alert"]["fingerprint"] for r in recs]
+    assert len(recs) == 500 and len(set(fingerprints)) == 500
+    assert sorted(fingerprints) == sorted(p["alerts"][0]["fingerprint"] for p in payloads)
+    assert {r["status"] for r in recs} == {"succeeded"}
+
+    replay = post_all(f"{receiver.url}/alerts", payloads, TOKEN, concurrency=50)
+    assert [r.status for r in replay] == [200] * 500
+    time.sleep(3)
+    rows = journal_rows(archive, "SELECT count(*) AS jobs, SUM(repeats) AS repeats FROM jobs")[0]
+    assert (rows["jobs"], rows["repeats"]) == (500, 500)  # every repeat counted, none started a run
+    assert len(records(archive)) == 500
+    count, problems = verify(Archive(archive))
+    assert (count, problems) == (500, [])
+
+
+def test_kill_9_mid_burst_loses_nothing_and_retries_interrupted_runs(
+    tmp_path: Path, minimal_env, receiver_factory
+) -> None:
+    archive = Path(minimal_env["RUNBOOK_ARCHIVE"])
+    port = free_port()
+    first = receiver_factory(minimal_env, port=port)
+    payloads = burst_payloads(60)
+    results: list[Any] = []
+    poster = threading.Thread(
+        target=lambda: results.extend(
+            post_all(f"http://127.0.0.1:{port}/alerts", payloads, TOKEN, concurrency=1, retry_for_s=180, pace_s=0.15)
+        )
+    )
+    poster.start()
+    wait_for("runs in progress", lambda: done_count(archive) >= 2, 60, first)
+    children = subprocess.run(["pgrep", "-P", str(first.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "the receiver should have worker processes"
+    os.kill(first.proc.pid, signal.SIGKILL)  # kill -9, mid-burst and mid-run
+    first.proc.wait()
+    accepted_before = len([r for r in results if r.status == 200])
+    wait_for("the receiver's workers to die with it", lambda: not [c for c in children if running(c)], 15)
+    second = receiver_factory(minimal_env, port=port)
+    poster.join(240)
+    assert len(results) == 60 and {r.status for r in results} == {200}
+    assert accepted_before < 60, "the kill should land mid-burst"
+    wait_for("60 records", lambda: done_count(archive) >= 60, 300, second)
+    recs = records(archive)
+    fingerprints = [r["alert"]["fingerprint"] for r in recs]
+    assert sorted(fingerprints) == sorted(p["alerts"][0]["fingerprint"] for p in payloads)  # all, once each
+    retried = [r for r in recs if r["attempt"] == 2]
+    assert retried, "a run interrupted by the kill is retried"
+    assert all(any("interrupted" in n for n in r["notes"]) for r in retried)
+    assert verify(Archive(archive)) == (60, [])
+
+
+def test_a_killed_worker_is_replaced_and_its_job_retried(tmp_path: Path, minimal_env, receiver_factory) -> None:
+    archive = Path(minimal_env["RUNBOOK_ARCHIVE"])
+    receiver = receiver_factory(minimal_env, workers=1)
+    payloads = burst_payloads(12)
+    assert {r.status for r in post_all(f"{receiver.url}/alerts", payloads, TOKEN)} == {200}
+    wait_for("two records", lambda: done_count(archive) >= 2, 60, receiver)
+    [worker] = subprocess.run(
+        ["pgrep", "-P", str(receiver.proc.pid), "-f", "multiprocessing.spawn"], capture_output=True, text=True
+    ).stdout.split()
+
+    def just_claimed() -> bool:  # a run takes about a second: kill it right after it started
+        rows = journal_rows(archive, "SELECT claimed_at FROM jobs WHERE state = 'running'")
+        return bool(rows) and time.time() - rows[0]["claimed_at"] < 0.2
+
+    wait_for("a job that has just started", just_claimed, 60, receiver)
+    os.kill(int(worker), signal.SIGKILL)
+    wait_for("12 records", lambda: done_count(archive) >= 12, 120, receiver)
+    recs = records(archive)
+    assert sorted(r["alert"]["fingerprint"] for r in recs) == sorted(p["alerts"][0]["fingerprint"] for p in payloads)
+    retried = [r for r in recs if r["attempt"] == 2]
+    assert len(retried) == 1 and f"worker {worker} died" in " ".join(retried[0]["notes"])
+    assert httpx.get(f"{receiver.url}/healthz").json()["workers"] == 1
+
+
+class Capture(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, json.loads(body)))
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_slack_and_pagerduty_notifications(tmp_path: Path, minimal_env, receiver_factory) -> None:
+    Capture.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    slack_secret = "T0001/B0001/SlackSecretPath42"
+    env = {
+        **minimal_env,
+        "RUNBOOK_SLACK_WEBHOOK_URL": f"{base}/services/{slack_secret}",
+        "RUNBOOK_PAGERDUTY_ROUTING_KEY": "pd-routing-key-123456",
+        "RUNBOOK_PAGERDUTY_URL": f"{base}/v2/enqueue",
+        "RUNBOOK_RECORD_BASE_URL": "http://runbooks.test:9095",
+    }
+    archive = Path(env["RUNBOOK_ARCHIVE"])
+    receiver = receiver_factory(env)
+    try:
+        critical, warning = burst_payloads(2)
+        critical["alerts"][0]["labels"]["severity"] = "critical"
+        assert post_all(f"{receiver.url}/alerts", [critical], TOKEN)[0].status == 200
+        wait_for("Slack and PagerDuty", lambda: len(Capture.received) >= 2, 60, receiver)
+        resolved = json.loads(json.dumps(critical))
+        resolved["alerts"][0]["status"] = "resolved"
+        resolved["alerts"][0]["endsAt"] = "2099-01-01T00:00:00Z"
+        assert post_all(f"{receiver.url}/alerts", [resolved], TOKEN)[0].status == 200
+        wait_for("resolve notifications", lambda: len(Capture.received) >= 4, 60, receiver)
+        assert post_all(f"{receiver.url}/alerts", [warning], TOKEN)[0].status == 200
+        wait_for("the warning's Slack message", lambda: len(Capture.received) >= 5, 60, receiver)
+        time.sleep(1)
+    finally:
+        server.shutdown()
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for path, body in Capture.received:
+        by_path.setdefault(path, []).append(body)
+    slack = by_path[f"/services/{slack_secret}"]
+    first = next(r for r in records(archive) if r["alert"]["fingerprint"] == critical["alerts"][0]["fingerprint"])
+    assert "BurstAlert" in slack[0]["text"] and f"http://runbooks.test:9095/records/{first['id']}" in slack[0]["text"]
+    assert "resolved" in slack[1]["text"] and "(warning)" in slack[2]["text"]
+    pd = by_path["/v2/enqueue"]
+    assert len(pd) == 2, "PagerDuty pages for critical alerts only"
+    assert pd[0]["event_action"] == "trigger" and pd[0]["routing_key"] == "pd-routing-key-123456"
+    assert pd[0]["payload"]["severity"] == "critical" and pd[0]["links"][0]["href"].endswith(first["id"])
+    assert pd[1]["event_action"] == "resolve" and pd[1]["dedup_key"] == pd[0]["dedup_key"]
+    for folder in Archive(archive).root.glob("20*/*/*/*"):
+        for f in folder.iterdir():
+            assert slack_secret not in f.read_text() and "pd-routing-key-123456" not in f.read_text()
+    assert slack_secret not in receiver.log_path.read_text()
+
+
+def test_serve_refuses_without_credentials_and_insecure_only_on_loopback(tmp_path: Path) -> None:
+    runbook = str(Path(sys.executable).parent / "runbook")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNBOOK_WEBHOOK")}
+    env["RUNBOOK_ARCHIVE"] = str(tmp_path / "executed")
+    res = subprocess.run(
+        [runbook, "serve", "--port", str(free_port())], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert res.returncode == 2 and "no webhook credentials configured" in res.stderr
+    res = subprocess.run(
+        [runbook, "serve", "--host", "0.0.0.0", "--port", str(free_port()), "--insecure-no-auth"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 2 and "only works on a loopback address" in res.stderr
+    svc = start_receiver(tmp_path / "insecure", env, workers=1, extra_args=["--insecure-no-auth"])
+    try:
+        resp = httpx.post(f"{svc.url}/alerts", json=alert_payload())
+        assert resp.status_code == 200  # no credentials configured, loopback: allowed
+        second = subprocess.run(
+            [runbook, "serve", "--port", str(free_port()), "--insecure-no-auth"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1 and "another receiver is already serving the journal" in second.stderr
+    finally:
+        svc.stop()

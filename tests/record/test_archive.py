@@ -1,0 +1,165 @@
+"""`runbook verify`: any single-byte edit, deleted or reordered record or index line is found
+and the record is named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runbook_lib.alertmanager import parse_alert
+from runbook_lib.record.archive import Archive
+from runbook_lib.record.verify import verify
+from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.settings import load_settings
+from tests.helpers import alert_payload, runbook_cli
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """An archive with three real records (triage runs) and one appended event."""
+    root = tmp_path_factory.mktemp("archive") / "executed"
+    settings = load_settings(overrides={"archive.path": str(root), "prometheus.url": None})
+    engine = Engine(settings)
+    ids = []
+    for name in ("FirstAlert", "SecondAlert", "ThirdAlert"):
+        alert = parse_alert(alert_payload(alertname=name)["alerts"][0])
+        ids.append(engine.run(RunRequest(alert=alert)).record_id)
+    engine.archive.append_event(ids[0], "resolved", {"ends_at": "2026-11-26T15:00:00Z"})
+    return root, ids
+
+
+@pytest.fixture
+def archive(
+    pristine: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Archive, list[str]]:
+    root, ids = pristine
+    copy = tmp_path / "executed"
+    shutil.copytree(root, copy)
+    monkeypatch.setenv("RUNBOOK_ARCHIVE", str(copy))
+    return Archive(copy), ids
+
+
+def verify_cli() -> tuple[int, str]:
+    res = runbook_cli("verify")
+    return res.returncode, res.stdout + res.stderr
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_untouched_archive_verifies(archive) -> None:
+    arc, _ids = archive
+    count, problems = verify(arc)
+    assert (count, problems) == (3, [])
+    code, out = verify_cli()
+    assert code == 0 and "ok: 3 records verified" in out
+    head = arc.read_head()
+    assert head is not None
+    assert runbook_cli("verify", "--expect-head", head["hash"]).returncode == 0
+    assert runbook_cli("verify", "--expect-head", "0" * 64).returncode == 1
+
+
+@pytest.mark.parametrize("name", ["notebook.ipynb", "record.html", "record.json"])
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+def test_any_single_byte_edit_names_the_record(archive, name: str, where: str) -> None:
+    arc, ids = archive
+    target = ids[1]
+    path = arc.record_dir(target) / name
+    size = path.stat().st_size
+    flip_byte(path, {"start": 0, "middle": size // 2, "end": size - 2}[where])
+    code, out = verify_cli()
+    assert code == 1
+    assert target in out and name in out
+    assert ids[0] not in out and ids[2] not in out  # only the edited record is blamed
+
+
+def test_edited_index_line_is_found(archive) -> None:
+    arc, ids = archive
+    lines = arc.index_path.read_text().splitlines(keepends=True)
+    entry = json.loads(lines[1])
+    entry["status"] = "succeeded-ish"
+    lines[1] = json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n"
+    arc.index_path.write_text("".join(lines))
+    code, out = verify_cli()
+    assert code == 1 and ids[1] in out and "line hash does not match" in out
+
+
+def test_deleted_index_line_is_found(archive) -> None:
+    arc, ids = archive
+    lines = arc.index_path.read_text().splitlines(keepends=True)
+    del lines[1]
+    arc.index_path.write_text("".join(lines))
+    code, out = verify_cli()
+    assert code == 1
+    assert f"{ids[1]}: record directory" in out and "not in the index" in out
+    assert "chain broken" in out
+
+
+def test_deleted_last_line_is_caught_by_head(archive) -> None:
+    arc, _ids = archive
+    lines = arc.index_path.read_text().splitlines(keepends=True)
+    arc.index_path.write_text("".join(lines[:-1]))  # the resolved event
+    code, out = verify_cli()
+    assert code == 1 and "HEAD" in out
+
+
+def test_reordered_lines_are_found(archive) -> None:
+    arc, ids = archive
+    lines = arc.index_path.read_text().splitlines(keepends=True)
+    lines[0], lines[1] = lines[1], lines[0]
+    arc.index_path.write_text("".join(lines))
+    code, out = verify_cli()
+    assert code == 1 and "chain broken" in out and (ids[0] in out or ids[1] in out)
+
+
+def test_deleted_record_directory_is_named(archive) -> None:
+    arc, ids = archive
+    shutil.rmtree(arc.record_dir(ids[2]))
+    code, out = verify_cli()
+    assert code == 1 and f"{ids[2]}: record.json missing" in out
+
+
+def test_added_file_and_replaced_record_are_found(archive) -> None:
+    arc, ids = archive
+    (arc.record_dir(ids[0]) / "extra.txt").write_text("planted")
+    shutil.copy(arc.record_dir(ids[1]) / "record.html", arc.record_dir(ids[2]) / "record.html")
+    code, out = verify_cli()
+    assert code == 1
+    assert f"{ids[0]}: unexpected files added: extra.txt" in out
+    assert f"{ids[2]}: record.html changed" in out
+
+
+def test_events_stay_outside_records_and_show_up(archive) -> None:
+    arc, ids = archive
+    record = arc.load(ids[0])
+    assert [e["event"] for e in record["events"]] == ["resolved"]
+    assert arc.load(ids[1])["events"] == []
+    res = runbook_cli("show", ids[0])
+    assert "resolved" in res.stdout
+
+
+def test_verify_without_index_still_checks_head(tmp_path: Path) -> None:
+    arc = Archive(tmp_path)
+    arc.append_event(None, "note", {"x": 1})
+    head = arc.read_head()["hash"]
+    arc.index_path.unlink()
+    assert any("HEAD says" in str(p) for p in verify(arc)[1])
+    (tmp_path / "HEAD").unlink()
+    assert verify(arc)[1] == []
+    assert verify(arc, expect_head=head)[1] != []
+
+
+def test_verify_reports_orphan_events_and_stray_files(tmp_path: Path) -> None:
+    arc = Archive(tmp_path)
+    arc.append_event("20261126T000000Z-x-00000000", "resolved", {})
+    (tmp_path / "2026" / "11" / "26").mkdir(parents=True)
+    (tmp_path / "2026" / "11" / "26" / "planted.html").write_text("x")
+    problems = [str(p) for p in verify(arc)[1]]
+    assert any("which is not in the index" in p for p in problems)
+    assert any("planted.html" in p for p in problems)

@@ -1,0 +1,68 @@
+"""record.html: sanitised outputs, no scripts or external resources, summary first."""
+
+from __future__ import annotations
+
+import nbformat
+
+from runbook_lib.record.render import render_record_html
+from tests.helpers import html_tags
+
+
+def record(**kw) -> dict:
+    base = {
+        "id": "20261126T000000Z-x-00000000",
+        "status": "failed",
+        "runbook": "x",
+        "mode": "diagnose",
+        "parameters": {"dry_run": True},
+        "environment": "local",
+        "started_at": "t",
+        "duration_s": 1.0,
+        "alert": {"labels": {"alertname": "A<b>", "severity": "critical"}, "annotations": {}},
+        "findings": [
+            {"check": "c1", "verdict": "ok", "summary": "fine"},
+            {"check": "c2", "verdict": "critical", "summary": "<img src=x onerror=alert(1)>"},
+            {"check": "c3", "verdict": "unchecked", "summary": "Redis: not configured"},
+        ],
+        "actions": [{"title": "Rollback", "status": "proposed", "reason": "r", "command": "kubectl rollout undo"}],
+        "failed_cell": {"index": 3, "execution_count": 2, "ename": "ValueError", "evalue": "<script>x</script>"},
+    }
+    base.update(kw)
+    return base
+
+
+def test_outputs_are_sanitised_and_nothing_loads_from_outside() -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={
+                "text/html": '<h3>kept</h3><script>alert(1)</script><a href="javascript:alert(1)">j</a>'
+                '<iframe src="http://evil"></iframe><table><tr><th>th kept</th></tr></table>'
+                '<div style="background:url(http://evil)" onclick="x()">d</div><link rel=stylesheet href="http://evil/x.css">',
+                "text/plain": "x",
+            },
+        )
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title <script>bad()</script>\n\n| a |\n|---|\n| 1 |"), cell]
+    html = render_record_html(nb, record())
+    tags = html_tags(html)
+    names = [t for t, _ in tags]
+    assert "script" not in names and "iframe" not in names and "link" not in names
+    attrs = [(a, v) for _, at in tags for a, v in at]
+    assert not [a for a, _ in attrs if a.startswith("on") or a == "style"]
+    assert not [v for a, v in attrs if a in ("href", "src") and v and ("javascript:" in v or "evil" in v)]
+    assert "<h3>kept</h3>" in html and "th kept" in html and "<h1" in html  # readable markup survives
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+
+
+def test_summary_first_with_failure_findings_unchecked_and_actions() -> None:
+    html = render_record_html(nbformat.v4.new_notebook(), record())
+    body = html[html.index("<body") :]
+    summary = body[: body.index("executed-notebook")]
+    assert "A&lt;b&gt;" in summary and "FAILED" in summary
+    assert "The runbook did not finish" in summary and "ValueError" in summary and "&lt;script&gt;" in summary
+    assert summary.index("c2") < summary.index("c1")  # worst first
+    assert "Could not be checked (1)" in summary and "Redis: not configured" in summary
+    assert "kubectl rollout undo" in summary

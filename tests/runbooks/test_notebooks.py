@@ -1,0 +1,130 @@
+"""House rules for runbooks/: no stored outputs, the fixed parameters with safe defaults, the
+SRE package's template sections, logic only in runbook_lib, each step titled once, and every
+alert routed."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from runbook_lib.catalog import Catalog
+from runbook_lib.contract import PARAMETERS
+from runbook_lib.monitoring import rules_yaml
+from tests.helpers import HOME
+
+NOTEBOOKS = sorted((HOME / "runbooks").glob("*.ipynb"))
+SECTIONS = (
+    "## Severity",
+    "## Summary",
+    "## Impact",
+    "## Diagnosis",
+    "## Resolution",
+    "## Escalation",
+    "## Post-Incident",
+)
+
+
+def test_there_are_runbooks() -> None:
+    assert {p.stem for p in NOTEBOOKS} >= {"_template", "high-error-rate", "triage"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_contract(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "stored outputs: strip them"
+    params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    values = {}
+    for node in ast.parse(params[0].source).body:
+        assert isinstance(node, ast.Assign), "the parameters cell only assigns literals"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    assert values == PARAMETERS
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for section in SECTIONS:
+        assert section in text, f"missing template section {section}"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_logic_lives_in_runbook_lib(path: Path) -> None:
+    """Cells call runbook_lib; they import nothing else and define no functions or classes."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert all(a.name.startswith("runbook_lib") for a in node.names), cell.source
+            if isinstance(node, ast.ImportFrom):
+                assert (node.module or "").startswith("runbook_lib"), cell.source
+            assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda), cell.source
+        assert len(cell.source.splitlines()) <= 8, (
+            f"cell too long for a runbook; move logic to runbook_lib: {cell.source[:60]}"
+        )
+
+
+STEP_CALL = re.compile(r'rb\.step\((\d+|"[^"]+"), "([^"]*)"\)')
+
+
+def step_titles(nb: nbformat.NotebookNode) -> list[tuple[str, str, str | None]]:
+    """(label, title in rb.step, title in the markdown heading before it) for every step."""
+    out, heading_text = [], ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heading_text = cell.source
+            continue
+        for number, title in STEP_CALL.findall(cell.source):
+            label = f"Step {number}" if number.isdigit() else number.strip('"')
+            heading = re.search(rf"^### {re.escape(label)}(?: \([^)]*\))?: (.+)$", heading_text, re.M)
+            out.append((label, title, heading.group(1).strip() if heading else None))
+    return out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_step_is_titled_once(path: Path) -> None:
+    """rb.step(n, title) repeats the markdown heading above it word for word: the record's
+    step labels and the notebook's headings cannot drift apart."""
+    steps = step_titles(nbformat.read(path, as_version=4))
+    assert steps, "a runbook has steps"
+    for label, title, heading in steps:
+        assert heading is not None, f"{label}: no '### {label}: ...' heading in the markdown cell before it"
+        assert title == heading, f"{label}: rb.step says {title!r}, the heading says {heading!r}"
+
+
+def test_the_step_title_rule_catches_a_drift() -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("### Step 1: Check the database"),
+        nbformat.v4.new_code_cell('rb.step(1, "Check the DB")'),
+    ]
+    assert step_titles(nb) == [("Step 1", "Check the DB", "Check the database")]
+
+
+def test_every_catalog_alert_is_routed_somewhere() -> None:
+    catalog = Catalog.load(HOME / "parameters" / "catalog.yaml", HOME / "runbooks")
+    raw = yaml.safe_load((HOME / "parameters" / "catalog.yaml").read_text())
+    names = [a["name"] for a in raw["alerts"]]
+    assert len(names) == 10 and len([a for a in raw["alerts"] if a["severity"] == "critical"]) == 5
+    for name in names:
+        route = catalog.route(name)
+        assert catalog.has_notebook(route.slug), name
+    assert catalog.route("HighErrorBudgetBurnRate").slug == "high-error-rate"
+    assert catalog.route("NotAnAlert").slug == "triage"
+
+
+def test_generated_rules_pass_promtool(tmp_path: Path) -> None:
+    catalog = Catalog.load(HOME / "parameters" / "catalog.yaml", HOME / "runbooks")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(rules_yaml(catalog))
+    res = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS: 10 rules found" in res.stdout

@@ -1,0 +1,116 @@
+"""The library's shape: what `runbook_lib` exports, that neither world imports the other, that
+process setup runs before heavy imports, and that the custom import contracts can fail."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import grimp
+import pytest
+
+import runbook_lib
+from tests.contracts import private_imports
+
+PUBLIC_API = {
+    "AlertError",
+    "ArchiveError",
+    "ConfigError",
+    "Runbook",
+    "RunbookError",
+    "SourceError",
+    "SourceNotConfigured",
+    "SourceUnavailable",
+    "__version__",
+    "checks",
+    "start",
+}
+
+
+def loaded_after(code: str) -> list[str]:
+    """runbook_lib modules (and a few heavy libraries) a fresh interpreter has loaded after ``code``."""
+    probe = code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def test_the_public_api_is_pinned() -> None:
+    assert set(runbook_lib.__all__) == PUBLIC_API
+    assert callable(runbook_lib.start) and runbook_lib.Runbook.__name__ == "Runbook"
+    from runbook_lib import checks
+
+    assert {"alerts", "deps", "http", "kube", "Result", "check"} <= set(dir(checks))
+    with pytest.raises(AttributeError):
+        runbook_lib.no_such_name  # noqa: B018
+
+
+def test_host_processes_never_import_kernel_code() -> None:
+    mods = loaded_after(
+        "import runbook_lib, runbook_lib.cli, runbook_lib.cli.runs, runbook_lib.cli.records, runbook_lib.cli.serve,"
+        " runbook_lib.receiver.app, runbook_lib.receiver.supervisor, runbook_lib.run.engine, runbook_lib.record.verify"
+    )
+    assert "runbook_lib.receiver.app" in mods
+    assert [m for m in mods if m.startswith("runbook_lib.kernel")] == []
+
+
+def test_a_kernel_never_imports_the_host_side() -> None:
+    mods = loaded_after(
+        "import runbook_lib\nfrom runbook_lib import checks\nrb = runbook_lib.start()\nrb.actions\n"
+        "import runbook_lib.kernel.sources.prometheus, runbook_lib.kernel.sources.postgres"
+    )
+    assert "runbook_lib.kernel.notebook" in mods and "runbook_lib.kernel.actions" in mods
+    host = ("runbook_lib.cli", "runbook_lib.receiver", "runbook_lib.run", "runbook_lib.record", "runbook_lib.sandbox")
+    assert [m for m in mods if m.startswith(host)] == []
+
+
+def test_a_worker_module_loads_no_notebook_machinery_before_process_setup() -> None:
+    """The spawn start method imports the worker's module first: nbformat and jsonschema (and with
+    them the slow rfc3987 grammar) must wait until worker_main has called process.prepare()."""
+    mods = loaded_after("import runbook_lib.receiver.worker")
+    assert "runbook_lib.receiver.worker" in mods
+    assert not {"nbformat", "jsonschema", "papermill", "nbconvert"} & set(mods)
+
+
+def make_package(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+
+
+def test_the_private_name_contract_finds_a_private_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_package(
+        tmp_path,
+        {
+            "pkgp/__init__.py": "",
+            "pkgp/a.py": "_secret = 1\npublic = 2\n",
+            "pkgp/b.py": "from .a import public\n\ndef f():\n    from .a import _secret\n    return _secret\n",
+            "pkgp/c.py": "from pkgp.a import public as p\n",
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = private_imports("pkgp", ["pkgp", "pkgp.a", "pkgp.b", "pkgp.c"])
+    assert found == ["pkgp.b:4 imports _secret from pkgp.a"]
+
+
+def test_the_cycle_contract_sees_imports_inside_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlinter.domain.contract import ContractCheck
+
+    from tests.contracts import NoCycles
+
+    make_package(
+        tmp_path,
+        {
+            "pkgc/__init__.py": "",
+            "pkgc/a.py": "from . import b\n",
+            "pkgc/b.py": "def later():\n    from . import a\n    return a\n",
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graph = grimp.build_graph("pkgc", cache_dir=None)
+    contract = NoCycles(name="t", session_options={}, contract_options={"package": "pkgc"})
+    check: ContractCheck = contract.check(graph, verbose=False)
+    assert not check.kept
+    assert {frozenset(c) for c in check.metadata["cycles"]} == {frozenset({"pkgc.a", "pkgc.b"})}
