@@ -56,10 +56,6 @@ class SourceNotConfigured(SourceUnavailable):
         self.how = how
 
 
-class ActionRefused(RunbookError):
-    """A guarded action was not allowed to change anything."""
-
-
 class ArchiveError(RunbookError):
     """The record archive could not be written or read."""
 

@@ -27,13 +27,18 @@ def verdict_label(verdict: str) -> str:
     return VERDICT_LABEL.get(verdict, str(verdict).upper())
 
 
-def finding_text(f: Mapping[str, Any], *, step: bool = True, limit: int | None = None) -> str:
-    """``WARNING     [Step 1] check: summary`` (the summary cut to ``limit`` characters)."""
+def finding_text(f: Mapping[str, Any], *, step: bool = True, limit: int | None = None, inline: bool = False) -> str:
+    """``WARNING     [Step 1] check: summary``: the verdict in a column, for terminals and
+    notebooks; ``inline=True`` gives ``WARNING: check: summary`` for chat and paging messages,
+    whose fonts do not line columns up. The summary is cut to ``limit`` characters."""
     summary = str(f.get("summary", ""))
     if limit is not None and len(summary) > limit:
         summary = summary[: limit - 3] + "..."
     where = f"[{f['step']}] " if step and f.get("step") else ""
-    return f"{verdict_label(f.get('verdict', '')):<11} {where}{f.get('check', '')}: {summary}"
+    label = verdict_label(f.get("verdict", ""))
+    if inline:
+        return f"{label}: {where}{f.get('check', '')}: {summary}"
+    return f"{label:<11} {where}{f.get('check', '')}: {summary}"
 
 
 def finding_html(f: Mapping[str, Any]) -> str:

@@ -14,12 +14,13 @@ missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # scripts/offline.sh brings up loopback with it
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   as_root apt-get update -q
   # --no-install-recommends: no node exporter and friends; policy-rc.d keeps services from starting
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q --no-install-recommends \
-    prometheus prometheus-alertmanager >/dev/null
+    "${missing[@]}" >/dev/null
 fi
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then

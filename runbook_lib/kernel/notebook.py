@@ -2,7 +2,7 @@
 
     rb = runbook_lib.start(alert=alert, environment=environment, mode=mode,
                            dry_run=dry_run, operator=operator, approve=approve)
-    rb.step(1, "Which endpoints are failing")
+    rb.step(1, "Identify which endpoints are failing")
     errors = checks.http.errors_by_endpoint(rb)
 
 ``rb.finding()`` emits a machine-readable finding (its own MIME type) that the engine reads

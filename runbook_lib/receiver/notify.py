@@ -27,7 +27,7 @@ def record_url(settings: Settings, record_id: str) -> str | None:
 
 def summary_lines(record: dict[str, Any], top: int = 3) -> list[str]:
     findings = worst_first(record.get("findings", []))
-    return [finding_text(f, step=False, limit=200) for f in findings[:top]]
+    return [finding_text(f, step=False, limit=200, inline=True) for f in findings[:top]]
 
 
 class Notifier:
