@@ -26,6 +26,8 @@ from ..record.archive import RECORD_ID, Archive
 from ..record.events import with_events
 from ..settings import Settings
 from .auth import check_auth
+from .faults import environmental
+from .health import Health
 from .intake import Intake
 from .metrics import Metrics
 
@@ -80,7 +82,8 @@ def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any
     """The ASGI app. ``supervisor`` (worker processes) is started and stopped with the app."""
     intake = Intake.from_settings(settings)
     intake.start_group_commit()
-    metrics = Metrics(intake)
+    health = supervisor.health if supervisor is not None else Health()
+    metrics = Metrics(intake, health)
     app = FastAPI(
         title="OmniHub runbook receiver",
         lifespan=_lifespan(metrics, supervisor),
@@ -88,11 +91,12 @@ def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any
         redoc_url=None,
         openapi_url=None,
     )
-    _alerts_route(app, settings, intake, metrics, require_auth)
-    _status_routes(app, intake, metrics, supervisor)
+    _alerts_route(app, settings, intake, metrics, health, require_auth)
+    _status_routes(app, intake, metrics, health, supervisor)
     _records_route(app, settings, require_auth)
     app.state.intake = intake
     app.state.metrics = metrics
+    app.state.health = health
     return app
 
 
@@ -119,7 +123,9 @@ def _unauthorized(settings: Settings) -> Response:
     return JSONResponse({"error": "missing or wrong credentials"}, status_code=401, headers=headers)
 
 
-def _alerts_route(app: FastAPI, settings: Settings, intake: Intake, metrics: Metrics, require_auth: bool) -> None:
+def _alerts_route(
+    app: FastAPI, settings: Settings, intake: Intake, metrics: Metrics, health: Health, require_auth: bool
+) -> None:
     commit_timeout = settings.receiver.journal_busy_timeout_s * 4 + 5  # past this, 503 and let Alertmanager retry
 
     @app.post("/alerts")
@@ -140,7 +146,10 @@ def _alerts_route(app: FastAPI, settings: Settings, intake: Intake, metrics: Met
             except Exception as exc:  # JournalError, a commit that takes too long, anything else
                 log.error("journal write failed, answering 503 so Alertmanager retries: %s", exc)
                 metrics.rejected.labels("journal_error").inc()
+                reason = environmental(exc) or f"{type(exc).__name__}"
+                health.degraded("journal", f"cannot commit notifications ({reason}); answering 503")
                 return JSONResponse({"error": "could not persist the notification; retry"}, status_code=503)
+            health.ok("journal")
             return JSONResponse(
                 {"accepted": accepted.new, "duplicates": accepted.duplicates, "notification": accepted.notification_id}
             )
@@ -148,26 +157,32 @@ def _alerts_route(app: FastAPI, settings: Settings, intake: Intake, metrics: Met
             metrics.answer.observe(time.perf_counter() - t0)
 
 
-def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, supervisor: Any) -> None:
+def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Health, supervisor: Any) -> None:
     @app.get("/healthz")
     async def healthz() -> Response:
+        """200 "ok"; 503 with a status and the reasons when the receiver cannot do its job."""
         try:
             counts = await asyncio.to_thread(intake.counts)
         except Exception as exc:
-            return JSONResponse({"status": "journal unavailable", "error": type(exc).__name__}, status_code=503)
-        body = {
+            reason = environmental(exc) or type(exc).__name__
+            return JSONResponse({"status": "journal unavailable", "error": reason}, status_code=503)
+        body: dict[str, Any] = {
             "status": "ok",
             "queued": counts["states"].get("queued", 0),
             "running": counts["states"].get("running", 0),
         }
-        if not intake.writer_alive():
-            return JSONResponse({**body, "status": "journal writer stopped"}, status_code=503)
         if supervisor is not None:
             body["workers"] = supervisor.alive()
-            if body["workers"] == 0:
-                body["status"] = "no workers"
-                return JSONResponse(body, status_code=503)
-        return JSONResponse(body)
+        problems = health.problems()
+        if problems:
+            body["problems"] = problems
+        if not intake.writer_alive():
+            body["status"] = "journal writer stopped"
+        elif supervisor is not None and body["workers"] == 0:
+            body["status"] = "no workers"
+        elif problems:
+            body["status"] = "degraded"
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

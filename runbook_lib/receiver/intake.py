@@ -229,7 +229,9 @@ class Intake:
         except JournalError as exc:
             if len(batch) == 1 or _environmental(exc):
                 for _, _, fut in batch:  # the journal itself is unwritable: everyone retries
-                    fut.set_exception(JournalError(str(exc)))
+                    err = JournalError(str(exc))
+                    err.__cause__ = exc.__cause__  # keeps the reason (disk full, locked) visible
+                    fut.set_exception(err)
                 return
             results = None  # one notification's data broke the batch: store the others one by one
         except Exception:

@@ -11,11 +11,29 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .health import Health
 from .intake import Intake
 
 log = logging.getLogger("runbook.receiver")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 RECORD_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+
+
+class HealthCollector(Collector):
+    """runbook_receiver_degraded{component}: 1 while the journal or the workers cannot do their job."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> Any:
+        gauge = GaugeMetricFamily(
+            "runbook_receiver_degraded",
+            "1 while the receiver cannot journal notifications (component journal) or archive runs (workers).",
+            labels=["component"],
+        )
+        gauge.add_metric(["journal"], 1 if self.health.is_degraded("journal") else 0)
+        gauge.add_metric(["workers"], 1 if self.health.is_degraded("worker") else 0)
+        yield gauge
 
 
 class JournalCollector(Collector):
@@ -25,7 +43,11 @@ class JournalCollector(Collector):
         self.intake = intake
 
     def collect(self) -> Any:
-        c = self.intake.counts()
+        try:
+            c = self.intake.counts()
+        except Exception as exc:  # the journal cannot be read right now: /healthz says why
+            log.warning("metrics: journal counts unavailable: %s", exc)
+            return
         yield CounterMetricFamily(
             "runbook_notifications_received", "Notifications accepted and journaled.", value=c["notifications"]
         )
@@ -45,10 +67,11 @@ class JournalCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, intake: Intake, health: Health) -> None:
         self.intake = intake
         self.registry = CollectorRegistry()
         self.registry.register(JournalCollector(intake))
+        self.registry.register(HealthCollector(health))
         self.rejected = Counter(
             "runbook_notifications_rejected", "Notifications refused, by reason.", ["reason"], registry=self.registry
         )

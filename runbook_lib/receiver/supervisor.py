@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
 from typing import Any
 
 from ..settings import Settings
+from .faults import environmental
+from .health import Health
 from .intake import Intake
 from .worker import worker_id, worker_main
 
@@ -20,12 +23,16 @@ log = logging.getLogger("runbook.worker")
 class Supervisor:
     """Keeps ``n`` worker processes alive; requeues what a dead worker left running."""
 
-    def __init__(self, settings: Settings, env: str | None, overrides: dict[str, Any], n: int) -> None:
+    def __init__(
+        self, settings: Settings, env: str | None, overrides: dict[str, Any], n: int, health: Health | None = None
+    ) -> None:
         self.settings = settings
+        self.health = health or Health()
         self.env = env
         self.overrides = overrides
         self.n = n
         self.ctx = multiprocessing.get_context("spawn")
+        self.status: Any = self.ctx.Queue()  # (worker id, reason or None) from the workers
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.intake = Intake.from_settings(settings)
         self._stop = threading.Event()
@@ -52,7 +59,8 @@ class Supervisor:
         self._started.wait(60)
 
     def _spawn(self) -> multiprocessing.process.BaseProcess:
-        proc = self.ctx.Process(target=worker_main, args=(self.env, self.overrides, os.getpid()), daemon=False)
+        args = (self.env, self.overrides, os.getpid(), self.status)
+        proc = self.ctx.Process(target=worker_main, args=args, daemon=False)
         proc.start()
         return proc
 
@@ -61,17 +69,34 @@ class Supervisor:
             self.procs.append(self._spawn())
         self._started.set()
         while not self._stop.wait(0.5):
+            self._read_status()
             for i, proc in enumerate(self.procs):
-                if proc.is_alive():
-                    continue
-                log.error("worker %s exited with %s; requeueing its job and restarting it", proc.pid, proc.exitcode)
-                for job in self.intake.running(worker_id(proc.pid)):
-                    self.intake.requeue(
-                        job.id, f"attempt {job.attempts} was interrupted (worker {proc.pid} died); retried"
-                    )
-                self.procs[i] = self._spawn()
-                self.restarts += 1
+                if not proc.is_alive():
+                    self.procs[i] = self._replace(proc)
         self._shutdown(self._stop_timeout)
+
+    def _read_status(self) -> None:
+        while True:
+            try:
+                who, reason = self.status.get_nowait()
+            except queue.Empty:
+                return
+            if reason:
+                self.health.degraded(f"worker {who}", f"cannot archive or journal: {reason}; retrying")
+            else:
+                self.health.ok(f"worker {who}")
+
+    def _replace(self, proc: multiprocessing.process.BaseProcess) -> multiprocessing.process.BaseProcess:
+        """Requeue what a dead worker left running and start another in its place."""
+        log.error("worker %s exited with %s; requeueing its job and restarting it", proc.pid, proc.exitcode)
+        self.health.ok(f"worker {worker_id(proc.pid)}")
+        try:
+            for job in self.intake.running(worker_id(proc.pid)):
+                self.intake.requeue(job.id, f"attempt {job.attempts} was interrupted (worker {proc.pid} died); retried")
+        except Exception as exc:  # the journal is unwritable: requeued at the next start instead
+            log.error("could not requeue worker %s's job: %s", proc.pid, environmental(exc) or exc)
+        self.restarts += 1
+        return self._spawn()
 
     def _shutdown(self, timeout: float) -> None:
         """Graceful: each worker finishes its current job, then exits; stragglers are killed and

@@ -3,6 +3,12 @@
 Auto-runs are always mode="diagnose" with dry_run=True. Each worker is its own process (a
 crash or a stuck kernel cannot take the receiver down) and dies with its parent (Linux
 PR_SET_PDEATHSIG), so a killed receiver leaves no orphan working on the journal.
+
+An environmental failure (disk full, I/O error, read-only file system, locked journal) is never
+a job's final state: the worker keeps the job, reports itself degraded to the supervisor, and
+retries the whole job with backoff until it succeeds. Jobs are idempotent for this: the record
+id is assigned before the run, and a record archived (or moved into place) by an earlier try is
+found and not run again.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_random_exponential
+
 from .. import process
 from ..alertmanager import parse_alert
 from ..settings import Settings, load_settings
+from .faults import environmental
 from .intake import Intake, Job
 from .notify import Notifier
 
@@ -50,8 +59,9 @@ class JobRunner:
         self.notifier = Notifier(settings)
 
     def process(self, job: Job) -> str:
-        """Never raises: a job that cannot be processed is finished as "error" with a note, so
-        one poisoned job cannot kill workers in a loop."""
+        """A job that cannot be processed is finished as "error" with a note, so one poisoned job
+        cannot kill workers in a loop. Raises only environmental failures (see :mod:`.faults`):
+        those are retried, never final."""
         give_up_after = self.settings.receiver.max_attempts + 1  # the extra one writes the "interrupted" record
         if job.attempts > give_up_after:
             note = f"gave up after {job.attempts - 1} attempts that never finished"
@@ -63,11 +73,15 @@ class JobRunner:
                 return self._resolved(job)
             return self._firing(job)
         except Exception as exc:
+            if environmental(exc):
+                raise
             reason = self.engine.redactor.text(f"{type(exc).__name__}: {exc}")[:500]
             log.error("job %s (%s) could not be processed: %s", job.id, job.alertname, reason)
             try:
                 self.intake.finish(job.id, "error", note=f"could not run: {reason}")
-            except Exception:  # the journal itself failed: the job stays running and is requeued
+            except Exception as journal_exc:
+                if environmental(journal_exc):
+                    raise
                 log.exception("job %s: could not record the error in the journal", job.id)
             return "error"
 
@@ -92,6 +106,7 @@ class JobRunner:
         if not rid:
             rid = new_record_id(slug)
             self.intake.set_record_id(job.id, rid)
+            job.record_id = rid  # a retry of this job after an environmental failure reuses it
         max_attempts = self.settings.receiver.max_attempts
         skip = None
         if job.attempts > max_attempts:
@@ -146,7 +161,10 @@ class JobRunner:
             return
         for err in fn(*args):
             log.warning("job %s: %s", job.id, err)
-            self.intake.note(job.id, f"notification failed: {err}")
+            try:
+                self.intake.note(job.id, f"notification failed: {err}")
+            except Exception as exc:  # a note is not worth re-running the job (and re-notifying)
+                log.warning("job %s: could not note the failed notification: %s", job.id, exc)
 
 
 def _die_with_parent() -> None:
@@ -157,8 +175,45 @@ def _die_with_parent() -> None:
         pass
 
 
-def worker_main(env: str | None, overrides: dict[str, Any], parent: int) -> None:
-    """Entry point of a worker process."""
+def run_until_done(runner: JobRunner, job: Job, stopping: threading.Event, report: Any, wait: Any = None) -> str:
+    """Process ``job``; on an environmental failure report it and retry with backoff (1 s doubling
+    to 30 s, jittered) until it succeeds or the worker is stopping (then the failure is raised
+    and the job, still 'running', is requeued when the receiver starts again)."""
+
+    def degraded(state: Any) -> None:
+        reason = environmental(state.outcome.exception()) or "environmental failure"
+        log.warning("job %s (%s): %s; retrying (try %d)", job.id, job.alertname, reason, state.attempt_number)
+        report(reason)
+
+    retrying = Retrying(
+        retry=retry_if_exception(lambda exc: environmental(exc) is not None),
+        wait=wait or wait_random_exponential(multiplier=1, max=30),
+        stop=stop_when_event_set(stopping),
+        sleep=stopping.wait,
+        before_sleep=degraded,
+        reraise=True,
+    )
+    outcome = retrying(runner.process, job)
+    report(None)
+    return outcome
+
+
+def claim_next(runner: JobRunner, me: str, report: Any) -> Job | None:
+    """The next job, or None when there is none or the journal cannot be read right now."""
+    try:
+        job = runner.intake.claim(me)
+    except Exception as exc:
+        reason = environmental(exc)
+        if reason is None:
+            raise
+        report(reason)
+        return None
+    return job
+
+
+def worker_main(env: str | None, overrides: dict[str, Any], parent: int, status: Any = None) -> None:
+    """Entry point of a worker process. ``status`` (a multiprocessing queue) receives
+    (worker id, reason) when this worker becomes degraded and (worker id, None) when it recovers."""
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before we armed the signal
         return
@@ -174,11 +229,22 @@ def worker_main(env: str | None, overrides: dict[str, Any], parent: int) -> None
     runner = JobRunner(settings)
     me = worker_id()
     poll = settings.receiver.poll_interval_s
+    reported: list[str | None] = [None]
+
+    def report(reason: str | None) -> None:
+        if status is not None and reason != reported[0]:
+            reported[0] = reason
+            status.put((me, reason))
+
     while not stopping.is_set():
-        job = runner.intake.claim(me)
+        job = claim_next(runner, me, report)
         if job is None:
-            stopping.wait(poll)
+            stopping.wait(poll if reported[0] is None else 2.0)
             continue
         t0 = time.monotonic()
-        outcome = runner.process(job)
+        try:
+            outcome = run_until_done(runner, job, stopping, report)
+        except Exception as exc:
+            log.warning("job %s left for the next start: %s", job.id, environmental(exc) or exc)
+            break
         log.info("job %s %s -> %s in %.1fs", job.id, job.alertname, outcome, time.monotonic() - t0)

@@ -1,4 +1,4 @@
-"""The incident-record archive: layout, hash-chained index, verification.
+"""The incident-record archive: layout and the hash-chained index (verification: :mod:`.verify`).
 
 Layout (root = settings.archive_path, ``executed/`` by default)::
 
@@ -16,6 +16,7 @@ resolved, say) are appended to the index as ``event`` lines, so the chain stays 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -146,6 +147,8 @@ class Archive:
             return True
 
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Append one line and move HEAD to it, or leave both as they were: a write that fails
+        part-way (disk full, I/O error) is cut back off the index before the error is raised."""
         last = self._last_line()
         entry = {
             "seq": (last["seq"] + 1) if last else 1,
@@ -157,15 +160,30 @@ class Archive:
         data = canonical(entry) + b"\n"
         fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(errno.ENOSPC, f"short write to {self.index_path} ({written} of {len(data)} bytes)")
+                os.fsync(fd)
+                self._write_head(entry)
+            except BaseException:
+                os.ftruncate(fd, size)  # never leave half a line (or a line HEAD does not know)
+                os.fsync(fd)
+                raise
         finally:
             os.close(fd)
-        head_tmp = self.root / f".{HEAD}.tmp"
-        head_tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}) + "\n")
-        _fsync_file(head_tmp)
-        os.replace(head_tmp, self.root / HEAD)
         return entry
+
+    def _write_head(self, entry: dict[str, Any]) -> None:
+        head_tmp = self.root / f".{HEAD}.tmp"
+        try:
+            head_tmp.write_text(json.dumps({"seq": entry["seq"], "hash": entry["hash"]}) + "\n")
+            _fsync_file(head_tmp)
+            os.replace(head_tmp, self.root / HEAD)
+        except BaseException:
+            head_tmp.unlink(missing_ok=True)
+            raise
 
     def _last_line(self) -> dict[str, Any] | None:
         if not self.index_path.exists():

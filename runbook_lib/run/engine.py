@@ -8,6 +8,7 @@ a record.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,7 +112,11 @@ class Engine:
         source = self.catalog.notebook(slug)
         done = execute(source, params, self.settings.engine, progress=progress, skip=request.skip_execution)
         record = self._record(request, record_id, slug, route, source, params, started, done)
-        return write_record(self.archive, self.redactor, staging, done.nb, record, say)
+        try:
+            return write_record(self.archive, self.redactor, staging, done.nb, record, say)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # a retry starts clean; nothing half-written stays
+            raise
 
     def _record(
         self,

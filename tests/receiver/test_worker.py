@@ -1,16 +1,22 @@
 """The worker's job processing, in process: a corrupt index fails jobs cleanly, a resolved
-notification processed twice chains one event, a job that keeps dying is given up."""
+notification processed twice chains one event, a job that keeps dying is given up, and an
+environmental failure (disk full) is retried rather than final."""
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
+from tenacity import wait_none
 
 from runbook_lib.alertmanager import parse_payload
-from runbook_lib.errors import ArchiveError
-from runbook_lib.receiver.worker import JobRunner
+from runbook_lib.errors import ArchiveError, JournalError
+from runbook_lib.receiver.faults import environmental
+from runbook_lib.receiver.worker import JobRunner, run_until_done
 from runbook_lib.record.verify import verify
 from runbook_lib.settings import load_settings
 from tests.helpers import alert_payload
@@ -60,4 +66,51 @@ def test_a_job_that_keeps_dying_is_given_up(runner: JobRunner) -> None:
         runner.intake.requeue(job.id, "worker died")
     job = runner.intake.claim("w")
     assert job.attempts == 5 and runner.process(job) == "error"
+    assert runner.intake.jobs()[0]["outcome"] == "error"
+
+
+def test_environmental_failures_are_recognised_through_their_causes() -> None:
+    assert environmental(OSError(errno.ENOSPC, "No space left on device", "/x/record.html")) == (
+        "no space left on device (/x/record.html)"
+    )
+    assert environmental(sqlite3.OperationalError("database or disk is full")) == "journal: database or disk is full"
+    wrapped = JournalError("intake journal j: database is locked")
+    wrapped.__cause__ = sqlite3.OperationalError("database is locked")
+    assert environmental(wrapped) == "journal: database is locked"
+    assert environmental(OSError(errno.ENOENT, "No such file")) is None
+    assert environmental(ValueError("a runbook bug")) is None
+
+
+def test_a_disk_full_run_is_retried_not_finished(runner: JobRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the job ended 'error' for good. Now the environmental failure reaches the worker's
+    retry loop, the job stays 'running', and a later try archives exactly one record."""
+    runner.intake.accept(parse_payload(alert_payload(alertname="Whatever")), "{}")
+    job = runner.intake.claim("w")
+    real_run = runner.engine.run
+    failures = iter([OSError(errno.ENOSPC, "No space left on device"), None])
+
+    def flaky(request):
+        exc = next(failures)
+        if exc is not None:
+            runner.engine.archive.staging_dir(request.record_id)  # as a half-written attempt leaves it
+            raise exc
+        return real_run(request)
+
+    monkeypatch.setattr(runner.engine, "run", flaky)
+    reports: list[str | None] = []
+    stopping = threading.Event()
+    outcome = run_until_done(runner, job, stopping, reports.append, wait=wait_none())
+    assert outcome == "succeeded"
+    assert reports == ["no space left on device", None]
+    [row] = runner.intake.jobs()
+    assert (row["state"], row["outcome"]) == ("done", "succeeded")
+    assert verify(runner.engine.archive) == (1, [])
+    assert not list((runner.engine.archive.root / ".staging").iterdir())
+
+
+def test_a_real_failure_still_finishes_the_job_as_error(runner: JobRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner.intake.accept(parse_payload(alert_payload(alertname="Whatever")), "{}")
+    job = runner.intake.claim("w")
+    monkeypatch.setattr(runner.engine, "run", lambda _r: (_ for _ in ()).throw(ValueError("bug")))
+    assert run_until_done(runner, job, threading.Event(), lambda _r: None, wait=wait_none()) == "error"
     assert runner.intake.jobs()[0]["outcome"] == "error"

@@ -3,7 +3,9 @@ and the record is named."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -163,3 +165,36 @@ def test_verify_reports_orphan_events_and_stray_files(tmp_path: Path) -> None:
     problems = [str(p) for p in verify(arc)[1]]
     assert any("which is not in the index" in p for p in problems)
     assert any("planted.html" in p for p in problems)
+
+
+def test_a_write_that_fails_part_way_leaves_the_index_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    """Disk full in the middle of an index line: the half line is cut off again, HEAD is not
+    moved, and the next append (space back) chains on as if nothing happened."""
+    arc = Archive(tmp_path)
+    arc.append_event(None, "note", {"n": 1})
+    before = arc.index_path.read_bytes(), (tmp_path / "HEAD").read_bytes()
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        arc.append_event(None, "note", {"n": 2})
+    monkeypatch.setattr(os, "write", real_write)
+    assert (arc.index_path.read_bytes(), (tmp_path / "HEAD").read_bytes()) == before
+    arc.append_event(None, "note", {"n": 3})
+    assert verify(arc) == (0, []) and arc.read_head()["seq"] == 2
+
+
+def test_a_head_that_cannot_be_written_takes_its_line_back(tmp_path: Path, monkeypatch) -> None:
+    arc = Archive(tmp_path)
+    arc.append_event(None, "note", {"n": 1})
+    before = arc.index_path.read_bytes()
+    monkeypatch.setattr(Archive, "_write_head", lambda *_a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    with pytest.raises(OSError, match="I/O error"):
+        arc.append_event(None, "note", {"n": 2})
+    assert arc.index_path.read_bytes() == before
+    monkeypatch.undo()
+    assert verify(arc) == (0, [])
