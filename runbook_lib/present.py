@@ -10,17 +10,40 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .contract import VERDICT_LABEL
 
 RECOMMENDED = {True: "yes", False: "no", None: "not assessed"}
+# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional formatting marks
+# that can reverse how text reads (U+202E) or hide text: never shown raw to a person.
+INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with control and bidi characters shown as escapes (``\\x1b``, ``\\u202e``), so a
+    label can neither drive a terminal, make grep call a page binary, nor reverse what it says.
+    Records keep the raw value in record.json; every rendered surface goes through here."""
+    return INVISIBLE.sub(_escape_one, text)
 
 
 def esc(value: Any) -> str:
-    """HTML-escape any value (None is empty), quotes included."""
-    return html.escape("" if value is None else str(value), quote=True)
+    """HTML-escape any value (None is empty), quotes included; control and bidi characters visible."""
+    return html.escape(visible("" if value is None else str(value)), quote=True)
+
+
+def slack_text(value: Any) -> str:
+    """A value for Slack mrkdwn: visible escapes, then Slack's own escaping of ``&``, ``<`` and ``>``
+    (so ``<!channel>`` or ``<https://evil|label>`` in a label is shown, never obeyed)."""
+    text = visible("" if value is None else str(value))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def verdict_label(verdict: str) -> str:

@@ -4,7 +4,6 @@ function that neutralises control characters, and a plain table printer."""
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import textwrap
@@ -13,10 +12,9 @@ from typing import Any
 
 from ..contract import VERDICTS, worst_first
 from ..errors import AlertError
-from ..present import finding_text
+from ..present import finding_text, visible
 
 MAX_ALERT_BYTES = 1_048_576
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def settings_for(args: argparse.Namespace) -> Any:
@@ -49,9 +47,9 @@ def read_alert_input(path: str, fingerprint: str | None) -> Any:
 
 
 def echo(text: object = "", file: Any = None, flush: bool = False) -> None:
-    """print() for text that may hold alert labels: terminal control characters (escape
-    sequences) are shown as U+FFFD instead of being obeyed by the operator's terminal."""
-    print(_CONTROL.sub("\ufffd", str(text)), file=file or sys.stdout, flush=flush)
+    """print() for text that may hold alert labels: control characters (terminal escape
+    sequences) and bidi marks are shown as visible escapes instead of being obeyed."""
+    print(visible(str(text)), file=file or sys.stdout, flush=flush)
 
 
 def worst(findings: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:

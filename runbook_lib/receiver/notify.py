@@ -6,13 +6,14 @@ notification is logged and noted on the job in the intake journal, never blocks 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from ..contract import worst_first
 from ..credentials import safe_endpoint
-from ..present import finding_text
+from ..present import finding_text, slack_text, visible
 from ..settings import Settings
 
 log = logging.getLogger("runbook.notify")
@@ -30,6 +31,31 @@ def summary_lines(record: dict[str, Any], top: int = 3) -> list[str]:
     return [finding_text(f, step=False, limit=200, inline=True) for f in findings[:top]]
 
 
+@dataclass
+class Message:
+    """One notification, kept as plain data and rendered per service: Slack gets its mrkdwn
+    escaping (``&``, ``<``, ``>``), PagerDuty plain text; both get control and bidi characters
+    as visible escapes. Nothing from an alert reaches a service unescaped."""
+
+    alertname: str
+    severity: str
+    fingerprint: str
+    headline: str  # follows the alert name: "(critical): runbook high-error-rate succeeded"
+    lines: list[str] = field(default_factory=list)
+    url: str | None = None
+
+    def slack(self) -> str:
+        text = f"*{slack_text(self.alertname)}* {slack_text(self.headline)}"
+        text += "".join(f"\n• {slack_text(line)}" for line in self.lines)
+        return text + (f"\nRecord: {slack_text(self.url)}" if self.url else "")
+
+    def summary(self) -> str:
+        return visible(f"{self.alertname} {self.headline}")[:1024]
+
+    def details(self) -> list[str]:
+        return [visible(line) for line in self.lines]
+
+
 class Notifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -43,56 +69,47 @@ class Notifier:
 
     def record_done(self, record: dict[str, Any]) -> list[str]:
         """Send the record's summary; returns errors (empty when all went out)."""
-        labels = (record.get("alert") or {}).get("labels") or {}
-        name = labels.get("alertname", "?")
-        url = record_url(self.settings, record["id"])
-        lines = summary_lines(record)
-        text = f"*{name}* ({labels.get('severity', '')}): runbook {record['runbook']} {record['status']}\n" + "\n".join(
-            f"• {line}" for line in lines
+        alert = record.get("alert") or {}
+        labels = alert.get("labels") or {}
+        message = Message(
+            alertname=labels.get("alertname", "?"),
+            severity=labels.get("severity", ""),
+            fingerprint=alert.get("fingerprint", ""),
+            headline=f"({labels.get('severity', '')}): runbook {record['runbook']} {record['status']}",
+            lines=summary_lines(record),
+            url=record_url(self.settings, record["id"]),
         )
-        if url:
-            text += f"\nRecord: {url}"
-        details = {"record": record["id"], "status": record["status"], "findings": lines}
-        return self._send(
-            text,
-            name,
-            labels.get("severity", ""),
-            (record.get("alert") or {}).get("fingerprint", ""),
-            "trigger",
-            details,
-            url,
-        )
+        details = {"record": record["id"], "status": record["status"], "findings": message.details()}
+        return self._send(message, "trigger", details)
 
     def resolved(
         self, alertname: str, severity: str, fingerprint: str, record_id: str | None, duration_s: float | None
     ) -> list[str]:
-        took = f" after {duration_s:.0f} s" if duration_s is not None else ""
+        took = f" after {duration_s:.0f} s" if duration_s is not None and duration_s >= 0 else ""
         url = record_url(self.settings, record_id) if record_id else None
-        text = f"*{alertname}* resolved{took}." + (f"\nRecord: {url}" if url else "")
-        return self._send(text, alertname, severity, fingerprint, "resolve", {"record": record_id}, url)
+        message = Message(alertname, severity, fingerprint, f"resolved{took}.", url=url)
+        return self._send(message, "resolve", {"record": record_id})
 
-    def _send(
-        self, text: str, name: str, severity: str, dedup: str, action: str, details: dict[str, Any], url: str | None
-    ) -> list[str]:
+    def _send(self, message: Message, action: str, details: dict[str, Any]) -> list[str]:
         errors = []
         timeout = httpx.Timeout(self.settings.notify.timeout_s)
         if self.slack_url:
-            errors += self._post("Slack", self.slack_url, {"text": text}, timeout)
-        if self.pd_key and severity in PAGE_SEVERITIES:
+            errors += self._post("Slack", self.slack_url, {"text": message.slack()}, timeout)
+        if self.pd_key and message.severity in PAGE_SEVERITIES:
             event: dict[str, Any] = {
                 "routing_key": self.pd_key,
                 "event_action": action,
-                "dedup_key": f"runbook-{dedup}",
+                "dedup_key": f"runbook-{message.fingerprint}",
             }
             if action == "trigger":
                 event["payload"] = {
-                    "summary": text.splitlines()[0][:1000],
+                    "summary": message.summary(),
                     "source": "omnihub-runbooks",
-                    "severity": _PD_SEVERITY.get(severity, "warning"),
+                    "severity": _PD_SEVERITY.get(message.severity, "warning"),
                     "custom_details": details,
                 }
-                if url:
-                    event["links"] = [{"href": url, "text": "Runbook record"}]
+                if message.url:
+                    event["links"] = [{"href": message.url, "text": "Runbook record"}]
             errors += self._post("PagerDuty", self.settings.notify.pagerduty_url, event, timeout)
         return errors
 

@@ -17,6 +17,7 @@ from typing import Any
 import nbformat
 
 from ..contract import ACTION_MIME, FINDING_MIME
+from ..present import visible
 from ..redact import Redactor
 from .archive import Archive, sha256_file
 
@@ -88,7 +89,7 @@ def write_record(
     record = redactor.data(record, keep=RECORD_STRUCTURE)
     nb = nbformat.from_dict(redactor.data(nb, keep=NOTEBOOK_STRUCTURE))
     (staging / "notebook.ipynb").write_text(redactor.text(nbformat.writes(nb)), encoding="utf-8")
-    html = redactor.text(render_record_html(nb, record))
+    html = visible(redactor.text(render_record_html(nb, record)))  # no raw control/bidi character anywhere
     (staging / "record.html").write_text(html, encoding="utf-8")
     record.setdefault("timings", {})["render_s"] = round(time.monotonic() - t0, 3)
     record["files"] = {name: sha256_file(staging / name) for name in ("notebook.ipynb", "record.html")}

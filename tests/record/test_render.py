@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import nbformat
 
+from runbook_lib.alertmanager import parse_alert
 from runbook_lib.record.render import render_record_html
-from tests.helpers import html_tags
+from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.settings import load_settings
+from tests.helpers import alert_payload, html_tags, runbook_cli
 
 
 def record(**kw) -> dict:
@@ -66,3 +71,22 @@ def test_summary_first_with_failure_findings_unchecked_and_actions() -> None:
     assert summary.index("c2") < summary.index("c1")  # worst first
     assert "Could not be checked (1)" in summary and "Redis: not configured" in summary
     assert "kubectl rollout undo" in summary
+
+
+def test_control_and_bidi_characters_are_visible_escapes_everywhere_but_record_json(tmp_path) -> None:
+    """NUL, BEL, ESC, CR and U+202E in labels: record.html (and `runbook show`) show them as
+    escapes, so grep does not call the page binary and the text cannot be reversed; record.json
+    keeps the raw values."""
+    hostile = "db\x00\x07\x1b[2J\r\u202eevil"
+    settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "prometheus.url": None})
+    payload = alert_payload(alertname="Hostile\u202eName", labels={"instance": hostile})
+    result = Engine(settings).run(RunRequest(alert=parse_alert(payload["alerts"][0])))
+    html = result.html_path.read_text(encoding="utf-8")
+    for raw in ("\x00", "\x07", "\x1b", "\r", "\u202e"):
+        assert raw not in html, repr(raw)
+    assert "\\u202eevil" in html and "\\x1b[2J" in html
+    record = json.loads((result.path / "record.json").read_text())
+    assert record["alert"]["labels"]["instance"] == hostile
+    shown = runbook_cli("show", result.record_id, env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
+    assert shown.returncode == 0 and "\u202e" not in shown.stdout and "\x1b" not in shown.stdout
+    assert "Hostile\\u202eName" in shown.stdout
