@@ -47,7 +47,27 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         "whole archive rewritten consistently: keep the head hash elsewhere and pass --expect-head.",
     )
     p.add_argument("--expect-head", metavar="HASH", help="the index head hash you expect")
+    p.add_argument(
+        "--anchor",
+        metavar="SEQ:HASH",
+        action="append",
+        type=_anchor,
+        default=[],
+        help="an entry the chain must still pass through, as printed by `runbook anchor` (repeatable)",
+    )
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "anchor",
+        parents=[common],
+        formatter_class=fmt,
+        help="print the index head as SEQ:HASH, to keep outside the archive",
+        description="Print the archive index's current head as SEQ:HASH. Keep it outside the archive (a ticket,\n"
+        "a daily cron mail, another machine). Later, `runbook verify --anchor SEQ:HASH` proves the chain\n"
+        "still passes through that entry however much the archive has grown: rewriting that entry or\n"
+        "anything before it, even with the chain re-linked after it, changes its hash.",
+    )
+    p.set_defaults(func=cmd_anchor)
 
 
 def cmd_records(args: argparse.Namespace) -> int:
@@ -139,12 +159,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     settings = settings_for(args)
     archive = Archive(settings.archive_path)
-    count, problems = verify(archive, expect_head=args.expect_head)
+    count, problems = verify(archive, expect_head=args.expect_head, anchors=args.anchor)
     if problems:
         echo(f"runbook verify: FAILED: {len(problems)} problem(s) in {archive.root}", file=sys.stderr)
         for p in problems:
             echo(f"  {p}", file=sys.stderr)
         return EXIT_FAILED
     head = archive.read_head()
-    print(f"ok: {count} records verified in {archive.root}; chain intact; head {head['hash'] if head else '(empty)'}")
+    anchored = f"; passes through {len(args.anchor)} anchor(s)" if args.anchor else ""
+    print(
+        f"ok: {count} records verified in {archive.root}; chain intact{anchored}; "
+        f"head {head['hash'] if head else '(empty)'}"
+    )
     return EXIT_OK
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    from ..record.archive import Archive
+
+    archive = Archive(settings_for(args).archive_path)
+    head = archive.read_head()
+    if head is None:
+        raise ArchiveError(f"{archive.root} has no index entries yet: nothing to anchor")
+    print(f"{head['seq']}:{head['hash']}")
+    echo(f"keep it outside the archive; later: runbook verify --anchor {head['seq']}:{head['hash']}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _anchor(text: str) -> Any:
+    from ..record.verify import Anchor
+
+    try:
+        return Anchor.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -4,6 +4,8 @@ directory, index line or file is missing, added or reordered."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,19 +31,45 @@ class _Chain:
     seq: int = 0
     last_hash: str = GENESIS
     records: dict[str, str] = field(default_factory=dict)  # id -> record_sha256
+    hashes: dict[int, str] = field(default_factory=dict)  # seq -> line hash
     events: list[tuple[str, Any]] = field(default_factory=list)  # (label, record id)
     problems: list[Problem] = field(default_factory=list)
 
 
-def verify(archive: Archive, expect_head: str | None = None) -> tuple[int, list[Problem]]:
-    """Check the chain, every record's files, and that no record is missing or extra.
+@dataclass(frozen=True)
+class Anchor:
+    """An index entry known from somewhere else (a ticket, a daily mail): ``SEQ:HASH``."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        seq, sep, digest = text.strip().partition(":")
+        if not sep or not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(f"not an anchor: {text[:80]!r} (expected SEQ:HASH, e.g. 42:<64 hex digits>)")
+        return cls(int(seq), digest)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+
+def verify(
+    archive: Archive, expect_head: str | None = None, anchors: Sequence[Anchor] = ()
+) -> tuple[int, list[Problem]]:
+    """Check the chain, every record's files, that no record is missing or extra, and that the
+    chain still passes through every anchor (an entry's seq and hash kept outside the archive:
+    rewriting that entry, or anything before it, changes its hash).
 
     Returns (records checked, problems)."""
     if not archive.index_path.exists():
-        return 0, _without_index(archive, expect_head)
+        problems = _without_index(archive, expect_head)
+        problems += [Problem(f"anchor {a}", "the index is missing") for a in anchors]
+        return 0, problems
     chain = _walk_index(archive)
     problems = chain.problems
     problems += _check_head(archive, chain, expect_head)
+    problems += _check_anchors(chain, anchors)
     for label, record_id in chain.events:
         if record_id is not None and record_id not in chain.records:
             problems.append(Problem(label, f"refers to record {str(record_id)[:60]}, which is not in the index"))
@@ -107,8 +135,29 @@ def _check_line(chain: _Chain, entry: dict[str, Any], raw: bytes, where: str, pr
             Problem(at, f"sequence {entry.get('seq')} follows {chain.seq}: lines deleted or reordered")
         )
     chain.seq = entry["seq"] if isinstance(entry.get("seq"), int) else chain.seq + 1
+    if isinstance(entry.get("hash"), str) and chain.seq not in chain.hashes:
+        chain.hashes[chain.seq] = entry["hash"]
     if entry.get("type") == "event":
         chain.events.append((at, entry.get("record")))
+
+
+def _check_anchors(chain: _Chain, anchors: Sequence[Anchor]) -> list[Problem]:
+    problems = []
+    for anchor in anchors:
+        found = chain.hashes.get(anchor.seq)
+        if found is None:
+            problems.append(
+                Problem(f"anchor {anchor.seq}", f"the index has no entry {anchor.seq} (it ends at seq {chain.seq})")
+            )
+        elif found != anchor.hash:
+            problems.append(
+                Problem(
+                    f"anchor {anchor.seq}",
+                    f"entry {anchor.seq} now has hash {found[:16]}..., the anchor says {anchor.hash[:16]}...: "
+                    f"the index was rewritten at or before entry {anchor.seq}",
+                )
+            )
+    return problems
 
 
 def _check_record_line(archive: Archive, chain: _Chain, entry: dict[str, Any], where: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from runbook_lib.alertmanager import parse_alert
 from runbook_lib.record.archive import Archive
-from runbook_lib.record.verify import verify
+from runbook_lib.record.verify import Anchor, verify
 from runbook_lib.run.engine import Engine, RunRequest
 from runbook_lib.settings import load_settings
 from tests.helpers import alert_payload, runbook_cli
@@ -198,3 +198,42 @@ def test_a_head_that_cannot_be_written_takes_its_line_back(tmp_path: Path, monke
     assert arc.index_path.read_bytes() == before
     monkeypatch.undo()
     assert verify(arc) == (0, [])
+
+
+def relink_from(arc: Archive, seq: int, change: dict) -> None:
+    """Rewrite entry ``seq`` and re-link every later line and HEAD, as a careful forger would."""
+    from runbook_lib.record.archive import canonical, line_hash
+
+    entries = [json.loads(line) for line in arc.index_path.read_text().splitlines()]
+    prev = entries[seq - 2]["hash"] if seq > 1 else "0" * 64
+    for entry in entries[seq - 1 :]:
+        if entry["seq"] == seq:
+            entry.update(change)
+        entry["prev"] = prev
+        entry["hash"] = line_hash(entry)
+        prev = entry["hash"]
+    arc.index_path.write_bytes(b"".join(canonical(e) + b"\n" for e in entries))
+    (arc.root / "HEAD").write_text(json.dumps({"seq": entries[-1]["seq"], "hash": prev}) + "\n")
+
+
+def test_an_old_anchor_holds_on_a_grown_archive_and_catches_a_relinked_rewrite(tmp_path: Path) -> None:
+    arc = Archive(tmp_path / "executed")
+    for n in range(3):
+        arc.append_event(None, "note", {"n": n})
+    printed = runbook_cli("anchor", env={"RUNBOOK_ARCHIVE": str(arc.root)})
+    anchor = Anchor.parse(printed.stdout)
+    assert printed.returncode == 0 and anchor.seq == 3
+    for n in range(3, 10):  # the archive grows: --expect-head with the old head would now fail
+        arc.append_event(None, "note", {"n": n})
+    assert verify(arc, expect_head=anchor.hash)[1] != []
+    assert verify(arc, anchors=[anchor]) == (0, [])
+    ok = runbook_cli("verify", "--anchor", str(anchor), env={"RUNBOOK_ARCHIVE": str(arc.root)})
+    assert ok.returncode == 0 and "passes through 1 anchor" in ok.stdout
+
+    relink_from(arc, 2, {"data": {"n": "forged"}})
+    assert verify(arc) == (0, []), "a consistent rewrite fools the chain alone"
+    problems = [str(p) for p in verify(arc, anchors=[anchor])[1]]
+    assert problems and "rewritten at or before entry 3" in problems[0]
+    bad = runbook_cli("verify", "--anchor", str(anchor), env={"RUNBOOK_ARCHIVE": str(arc.root)})
+    assert bad.returncode == 1 and "anchor 3" in bad.stderr
+    assert verify(arc, anchors=[Anchor(42, "0" * 64)])[1][0].what.startswith("the index has no entry 42")
