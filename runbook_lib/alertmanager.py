@@ -134,6 +134,9 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     got = err.get("input")
     if err["type"] == "missing":
         return f"{path}: field required"
+    expected = (err.get("ctx") or {}).get("expected", "")
+    if err["type"] == "literal_error" and isinstance(got, int | float) and "'" in str(expected):
+        return f"{path}: must be the string {expected.replace(chr(39), chr(34))}, not the number {got!r}"
     if err["type"] == "literal_error" and isinstance(got, str | int | float | type(None)):
         return f"{path}: {msg} (got {str(got)[:40]!r})"
     return f"{path or 'payload'}: {msg}"

@@ -132,8 +132,8 @@ class JobRunner:
         alert = parse_alert(job.alert)
         record_id, _ = self.intake.firing_record(job.fingerprint, job.starts_at)
         ends = alert.endsAt or datetime.fromtimestamp(job.received_at, UTC)
-        duration = (ends - alert.startsAt).total_seconds()
-        data = {
+        duration: float | None = (ends - alert.startsAt).total_seconds()
+        data: dict[str, Any] = {
             "alertname": alert.name,
             "fingerprint": alert.fingerprint,
             "starts_at": alert.startsAt.isoformat(),
@@ -141,8 +141,11 @@ class JobRunner:
             "duration_s": round(duration, 3),
             "notification": job.notification_id,
             "received_at": _iso(job.received_at),
+            "job": job.id,
         }
-        data["job"] = job.id
+        if duration < 0:  # a sender's clock is off: say so, never show a negative duration
+            data["duration_s"] = duration = None
+            data["clock_skew"] = f"endsAt {ends.isoformat()} is before startsAt {alert.startsAt.isoformat()}"
         archive = self.engine.archive
         if any(e.get("type") == "event" and (e.get("data") or {}).get("job") == job.id for e in archive.entries()):
             pass  # chained before a crash; only the journal missed it

@@ -17,9 +17,14 @@ def events_banner(events: list[dict[str, Any]]) -> str:
     lines = []
     for e in events:
         d = e.get("data") or {}
-        if e.get("event") == "resolved":
+        if e.get("event") == "resolved" and d.get("duration_s") is None:
             lines.append(
-                f"Resolved at {d.get('ends_at')} after {float(d.get('duration_s') or 0):.0f} s "
+                f"Resolved at {d.get('ends_at')}; duration unknown ({d.get('clock_skew') or 'no start time'}: "
+                f"clock skew at the sender) (notification received {d.get('received_at')})."
+            )
+        elif e.get("event") == "resolved":
+            lines.append(
+                f"Resolved at {d.get('ends_at')} after {max(0.0, float(d.get('duration_s') or 0)):.0f} s "
                 f"(notification received {d.get('received_at')})."
             )
         else:

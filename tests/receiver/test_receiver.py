@@ -88,6 +88,8 @@ def test_validation_errors_are_4xx_saying_what_is_wrong(client: TestClient, tmp_
     assert resp.status_code == 422 and resp.json()["error"] == "alerts[0].startsAt: field required"
     resp = client.post("/alerts", json=[1, 2], headers=bearer())
     assert resp.status_code == 422 and "must be a JSON object" in resp.json()["error"]
+    resp = client.post("/alerts", json={**alert_payload(), "version": 4}, headers=bearer())
+    assert resp.status_code == 422 and resp.json()["error"] == 'version: must be the string "4", not the number 4'
     resp = client.post("/alerts", content="\udcff".encode("utf-8", "surrogatepass"), headers=bearer())
     assert resp.status_code == 400
     assert jobs(tmp_path) == 0

@@ -17,6 +17,7 @@ from runbook_lib.alertmanager import parse_payload
 from runbook_lib.errors import ArchiveError, JournalError
 from runbook_lib.receiver.faults import environmental
 from runbook_lib.receiver.worker import JobRunner, run_until_done
+from runbook_lib.record.events import events_banner
 from runbook_lib.record.verify import verify
 from runbook_lib.settings import load_settings
 from tests.helpers import alert_payload
@@ -114,3 +115,18 @@ def test_a_real_failure_still_finishes_the_job_as_error(runner: JobRunner, monke
     monkeypatch.setattr(runner.engine, "run", lambda _r: (_ for _ in ()).throw(ValueError("bug")))
     assert run_until_done(runner, job, threading.Event(), lambda _r: None, wait=wait_none()) == "error"
     assert runner.intake.jobs()[0]["outcome"] == "error"
+
+
+def test_an_end_before_the_start_is_a_clock_skew_note_never_a_negative_duration(runner: JobRunner) -> None:
+    firing = alert_payload(alertname="SkewedAlert", fingerprint="feed02")
+    runner.intake.accept(parse_payload(firing), "{}")
+    assert runner.process(runner.intake.claim("t")) == "succeeded"
+    resolved = json.loads(json.dumps(firing))
+    resolved["alerts"][0]["status"] = "resolved"
+    resolved["alerts"][0]["endsAt"] = "2000-01-01T00:00:00Z"  # before startsAt
+    runner.intake.accept(parse_payload(resolved), "{}")
+    assert runner.process(runner.intake.claim("t")) == "resolved"
+    [event] = [e for e in runner.engine.archive.entries() if e["type"] == "event"]
+    assert event["data"]["duration_s"] is None and "is before startsAt" in event["data"]["clock_skew"]
+    banner = events_banner([event])
+    assert "duration unknown" in banner and "after -" not in banner
