@@ -7,10 +7,11 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import ArchiveError
-from .archive import GENESIS, HEAD, INDEX, RECORD_FILES, Archive, canonical, line_hash, sha256_file
+from .archive import GENESIS, HEAD, INDEX, RECORD_FILES, RECORD_ID, Archive, canonical, line_hash, sha256_file
 
 
 @dataclass
@@ -80,7 +81,50 @@ def verify(
         problems.append(
             Problem(str(stray.relative_to(archive.root)), "unexpected file in the archive's date directories")
         )
+    problems += _check_root(archive) + _check_staging(archive, chain.records)
     return chain.record_lines, problems
+
+
+# What may stand in the archive root besides the year directories: the index, HEAD, locks, the
+# staging and interactive folders, and the receiver's default journal with SQLite's side files.
+ROOT_NAMES = {
+    INDEX,
+    HEAD,
+    ".lock",
+    ".receiver.lock",
+    ".staging",
+    "interactive",
+    ".gitkeep",
+    "intake.sqlite3",
+    "intake.sqlite3-wal",
+    "intake.sqlite3-shm",
+    "intake.sqlite3-journal",
+    "intake.sqlite3.lock",
+}
+
+
+def _check_root(archive: Archive) -> list[Problem]:
+    problems = []
+    for path in sorted(archive.root.iterdir()):
+        year_dir = re.fullmatch(r"\d{4}", path.name) and path.is_dir() and not path.is_symlink()
+        if path.name not in ROOT_NAMES and not year_dir:
+            problems.append(Problem(path.name, "unexpected file in the archive root"))
+    return problems
+
+
+def _check_staging(archive: Archive, indexed: dict[str, str]) -> list[Problem]:
+    """Runs in progress stage here; files, foreign names and staging of archived records do not."""
+    staging = archive.root / ".staging"
+    if not staging.is_dir():
+        return []
+    problems = []
+    for path in sorted(staging.iterdir()):
+        where = f".staging/{path.name}"
+        if not path.is_dir() or path.is_symlink() or not RECORD_ID.fullmatch(path.name):
+            problems.append(Problem(where, "unexpected file in .staging (only runs in progress belong there)"))
+        elif path.name in indexed:
+            problems.append(Problem(where, "left over: this record is already archived"))
+    return problems
 
 
 def _without_index(archive: Archive, expect_head: str | None) -> list[Problem]:
@@ -194,6 +238,8 @@ def _verify_record(archive: Archive, rid: str, entry: dict[str, Any]) -> list[Pr
         return [Problem(rid, str(exc))]
     folder = archive.record_dir(rid)
     rj = folder / "record.json"
+    if folder.is_symlink():
+        return [Problem(rid, f"the record directory is a symbolic link (to {_target(archive, folder)})")]
     if entry.get("path") != archive.relpath_for(rid):
         return [Problem(rid, "index path does not match the record id")]
     if not rj.exists():
@@ -217,7 +263,23 @@ def _verify_record(archive: Archive, rid: str, entry: dict[str, Any]) -> list[Pr
             out.append(Problem(rid, f"{name} missing"))
         elif sha256_file(path) != digest:
             out.append(Problem(rid, f"{name} changed since it was archived"))
+    out += _links(archive, rid, folder)
     extra = sorted(p.name for p in folder.iterdir() if p.name not in files and p.name != "record.json")
     if extra:
         out.append(Problem(rid, f"unexpected files added: {', '.join(extra)}"))
     return out
+
+
+def _links(archive: Archive, rid: str, folder: Path) -> list[Problem]:
+    """A record file is a file: a symbolic link could show anything, however its hash came out."""
+    return [
+        Problem(rid, f"{path.name} is a symbolic link (to {_target(archive, path)})")
+        for path in sorted(folder.iterdir())
+        if path.is_symlink()
+    ]
+
+
+def _target(archive: Archive, link: Path) -> str:
+    target = link.resolve()
+    inside = target.is_relative_to(archive.root.resolve())
+    return f"{target}, {'inside' if inside else 'OUTSIDE'} the archive"

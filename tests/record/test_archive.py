@@ -237,3 +237,29 @@ def test_an_old_anchor_holds_on_a_grown_archive_and_catches_a_relinked_rewrite(t
     bad = runbook_cli("verify", "--anchor", str(anchor), env={"RUNBOOK_ARCHIVE": str(arc.root)})
     assert bad.returncode == 1 and "anchor 3" in bad.stderr
     assert verify(arc, anchors=[Anchor(42, "0" * 64)])[1][0].what.startswith("the index has no entry 42")
+
+
+def test_strays_in_the_root_and_staging_are_reported(archive) -> None:
+    arc, ids = archive
+    (arc.root / "notes.txt").write_text("planted")
+    (arc.root / ".staging").mkdir(exist_ok=True)
+    (arc.root / ".staging" / "payload.sh").write_text("planted")
+    (arc.root / ".staging" / ids[1]).mkdir()  # staging for a record that is already archived
+    (arc.root / ".staging" / "20991231T000000Z-x-0000abcd").mkdir()  # a run in progress: fine
+    problems = {p.where: p.what for p in verify(arc)[1]}
+    assert problems == {
+        "notes.txt": "unexpected file in the archive root",
+        ".staging/payload.sh": "unexpected file in .staging (only runs in progress belong there)",
+        f".staging/{ids[1]}": "left over: this record is already archived",
+    }
+
+
+def test_a_record_file_that_is_a_symlink_is_reported_even_with_the_right_hash(archive, tmp_path: Path) -> None:
+    arc, ids = archive
+    real = arc.record_dir(ids[2]) / "record.html"
+    outside = tmp_path / "elsewhere.html"
+    outside.write_bytes(real.read_bytes())  # same bytes: the hash still matches
+    real.unlink()
+    real.symlink_to(outside)
+    [problem] = verify(arc)[1]
+    assert problem.where == ids[2] and "record.html is a symbolic link" in problem.what and "OUTSIDE" in problem.what
