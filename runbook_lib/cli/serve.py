@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..receiver.app import create_app
     from ..receiver.auth import auth_configured
-    from ..receiver.intake import JournalLock
+    from ..receiver.locks import receiver_locks
     from ..receiver.supervisor import Supervisor
     from ..settings import load_settings
 
@@ -101,9 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
         if not _is_loopback(host):
             raise ConfigError(f"--insecure-no-auth only works on a loopback address, not {host}")
-    lock = JournalLock(settings.journal_path)
-    lock.acquire()
-    try:
+    with receiver_locks(settings):
         supervisor = Supervisor(settings, args.env, overrides, settings.receiver.workers)
         app = create_app(settings, require_auth=has_auth, supervisor=supervisor)
         auth = "bearer/basic auth" if has_auth else "NO AUTH (loopback only)"
@@ -114,6 +112,4 @@ def cmd_serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
-    finally:
-        lock.release()
     return 0

@@ -9,7 +9,6 @@ interrupted: it is queued again once (attempts < max_attempts), and its record s
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..alertmanager import Alert, WebhookPayload
-from ..errors import JournalError, RunbookError
+from ..errors import JournalError
 from ..settings import Settings
 
 log = logging.getLogger("runbook.intake")
@@ -383,31 +382,3 @@ class Intake:
 
     def jobs(self) -> list[sqlite3.Row]:
         return self._conn().execute("SELECT * FROM jobs ORDER BY id").fetchall()
-
-
-class JournalLock:
-    """One receiver per journal: an exclusive lock file beside it, held while serving."""
-
-    def __init__(self, journal: Path) -> None:
-        self.path = Path(str(journal) + ".lock")
-        self._fh: Any = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise RunbookError(f"another receiver is already serving the journal {self.path.with_suffix('')}") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        self._fh = fh
-
-    def release(self) -> None:
-        if self._fh:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None

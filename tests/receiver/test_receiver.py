@@ -15,8 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runbook_lib.receiver.app import create_app
+from runbook_lib.receiver.locks import receiver_locks
+from runbook_lib.sandbox.services import free_port
 from runbook_lib.settings import load_settings
-from tests.helpers import alert_payload
+from tests.helpers import alert_payload, runbook_cli
 
 TOKEN = "receiver-test-token-9f8e"
 USER, PASSWORD = "alertmanager", "basic-pw-7c6d"
@@ -280,3 +282,19 @@ def test_out_of_range_times_are_422(client: TestClient, tmp_path: Path, starts: 
     p = alert_payload()
     p["alerts"][0]["endsAt"] = "0001-01-01T00:00:00+01:00"  # zero time with an offset: still "not ended"
     assert client.post("/alerts", json=p, headers=bearer()).status_code == 200
+
+
+def test_a_second_receiver_on_the_same_archive_is_refused_even_with_its_own_journal(tmp_path: Path) -> None:
+    """Two journals on one archive would record one alert twice: the archive itself is locked."""
+    archive = tmp_path / "executed"
+    first = load_settings(overrides={"archive.path": str(archive), "receiver.journal": str(tmp_path / "j1.sqlite3")})
+    env = {
+        "RUNBOOK_ARCHIVE": str(archive),
+        "RUNBOOK_JOURNAL": str(tmp_path / "j2.sqlite3"),
+        "RUNBOOK_WEBHOOK_TOKEN": TOKEN,
+    }
+    with receiver_locks(first):
+        second = runbook_cli("serve", "--port", str(free_port()), env=env, timeout=60)
+    assert second.returncode == 1
+    assert f"another receiver is already serving the archive {archive}" in second.stderr
+    assert "j1.sqlite3" in second.stderr  # names the holder
