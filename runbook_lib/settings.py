@@ -45,6 +45,11 @@ class PrometheusSettings(_Section):
     """Verify the server's TLS certificate."""
     bearer_token: SecretStr | None = None
     """Bearer token for a protected Prometheus (RUNBOOK_PROMETHEUS_TOKEN[_FILE] only)."""
+    external_urls: list[str] = Field(default_factory=list)
+    """Other base URLs of the same Prometheus (its --web.external-url): triage runs a generatorURL's
+    expression only when the URL points at ``url`` or one of these."""
+    max_expression_chars: int = Field(default=2000, ge=1)
+    """Longest expression triage takes from a generatorURL."""
 
 
 class PostgresSettings(_Section):

@@ -238,6 +238,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(
 
 def test_stdin_input_and_unknown_alert_goes_to_triage(archive_dir: Path, prometheus) -> None:
     payload = alert_payload(alertname="SomethingNobodyExpected", severity="warning")
+    payload["alerts"][0]["generatorURL"] = f"{prometheus.url}/graph?g0.expr=vector%281%29&g0.tab=1"
     res = runbook_cli("run", "--alert", "-", input=json.dumps(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
     assert res.returncode == 0, res.stderr
     record = load_record(res.stdout)
@@ -247,7 +248,23 @@ def test_stdin_input_and_unknown_alert_goes_to_triage(archive_dir: Path, prometh
     assert "No dedicated runbook for SomethingNobodyExpected" in routing["summary"]
     # the expression from generatorURL (vector(1)) was evaluated against OUR Prometheus
     now = next(f for f in record["findings"] if f["check"] == "Alert expression now")
-    assert now["details"]["origin"] == "generatorURL" and now["details"]["series"] == 1
+    assert now["details"]["origin"] == f"generatorURL (127.0.0.1:{prometheus.port})" and now["details"]["series"] == 1
+
+
+def test_triage_runs_no_expression_from_a_foreign_or_oversized_generator_url(archive_dir: Path, prometheus) -> None:
+    foreign = alert_payload(alertname="Foreign")
+    foreign["alerts"][0]["generatorURL"] = "http://prom.evil.example:9090/graph?g0.expr=count%28up%29"
+    huge = alert_payload(alertname="Huge")
+    huge["alerts"][0]["generatorURL"] = (
+        f"{prometheus.url}/graph?g0.expr=" + "vector%281%29+%2B+" * 300 + "vector%281%29"
+    )
+    env = {"RUNBOOK_PROMETHEUS_URL": prometheus.url}
+    for payload, expected in ((foreign, "points at prom.evil.example, not our Prometheus"), (huge, "limit 2000")):
+        res = runbook_cli("run", "--alert", "-", input=json.dumps(payload), env=env)
+        assert res.returncode == 0, res.stderr
+        now = next(f for f in load_record(res.stdout)["findings"] if f["check"] == "Alert expression now")
+        assert now["verdict"] == "unchecked" and expected in now["summary"], now["summary"]
+        assert now["details"]["origin"].startswith("generatorURL (")
 
 
 def test_open_prepares_parameters_without_executing(tmp_path: Path, archive_dir: Path) -> None:
@@ -296,7 +313,7 @@ def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir
 
 def test_triage_with_a_range_expression_reports_instead_of_crashing(archive_dir: Path, prometheus) -> None:
     payload = alert_payload(alertname="OddAlert")
-    payload["alerts"][0]["generatorURL"] = "http://prom.example:9090/graph?g0.expr=up%5B5m%5D&g0.tab=1"
+    payload["alerts"][0]["generatorURL"] = f"{prometheus.url}/graph?g0.expr=up%5B5m%5D&g0.tab=1"
     res = runbook_cli("run", "--alert", "-", input=json.dumps(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
     assert res.returncode == 0, res.stderr
     record = load_record(res.stdout)

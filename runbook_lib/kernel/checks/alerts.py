@@ -65,25 +65,62 @@ def routing(rb: RunbookLike) -> None:
         rb.finding("Routing", "info", f"{rb.alert.name} has its own runbook ({route.slug}); this is a triage run.")
 
 
+def _server(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL, the default port filled in; None when it is not http(s)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port
+
+
+def expression_source(rb: RunbookLike) -> tuple[str | None, str, str | None]:
+    """(expression, where it came from, why it may not run). Only the catalog's expression, or the
+    expression in a generatorURL that points at our own Prometheus (its configured URL or one of
+    ``prometheus.external_urls``), is ever run, and only if it is at most
+    ``prometheus.max_expression_chars`` long."""
+    if rb.alert is None:
+        return None, "", "no alert"
+    if rb.alert.name in rb.catalog.alerts:  # the catalog is the source of truth
+        return rb.catalog.alerts[rb.alert.name].expr, "catalog", None
+    expr = expression_from_generator_url(rb.alert.generatorURL)
+    if expr is None:
+        return None, "", "The alert carries no generatorURL expression and is not in the catalog."
+    cfg = rb.settings.prometheus
+    ours = {_server(u) for u in [cfg.url or "", *cfg.external_urls]} - {None}
+    sender = _server(rb.alert.generatorURL)
+    origin = f"generatorURL ({sender[1]}:{sender[2]})" if sender else "generatorURL"
+    if sender not in ours:
+        known = ", ".join(f"{h}:{p}" for _s, h, p in sorted(ours)) or "none configured"
+        return (
+            expr,
+            origin,
+            f"The generatorURL points at {sender[1] if sender else 'an unknown server'}, not our Prometheus "
+            f"({known}); its expression was not run. If it is the same server, add its URL to "
+            f"prometheus.external_urls.",
+        )
+    if len(expr) > cfg.max_expression_chars:
+        return (
+            expr,
+            origin,
+            f"The expression is {len(expr)} characters long (limit {cfg.max_expression_chars}); not run.",
+        )
+    return expr, origin, None
+
+
 @check("Alert expression now", Reevaluation)
 def reevaluate(rb: RunbookLike) -> Reevaluation:
-    """Evaluate the alert's expression now: from the catalog when the alert is in it, else from
-    its generatorURL (only the expression is taken; it runs against our Prometheus, with a
-    server-side timeout)."""
+    """Evaluate the alert's expression now, as an instant query with a server-side timeout, when
+    :func:`expression_source` allows it; the finding says where the expression came from."""
     title = "Alert expression now"
-    expr, origin = None, ""
-    if rb.alert is not None and rb.alert.name in rb.catalog.alerts:  # the catalog is the source of truth
-        expr, origin = rb.catalog.alerts[rb.alert.name].expr, "catalog"
-    elif rb.alert is not None:
-        expr, origin = expression_from_generator_url(rb.alert.generatorURL), "generatorURL"
-    if expr is None:
-        rb.finding(
-            title,
-            "unchecked",
-            "The alert carries no generatorURL expression and is not in the catalog.",
-            reason="no expression",
-        )
-        return Reevaluation.unchecked("no expression")
+    expr, origin, refused = expression_source(rb)
+    if expr is None or refused:
+        reason = "no expression" if expr is None else "not run"
+        rb.finding(title, "unchecked", refused or "No alert to evaluate.", reason=reason, origin=origin, expr=expr)
+        return Reevaluation.unchecked(reason)
     rb.note(f"Expression (from the {origin}): {expr}")
     frame = rb.prometheus.query(expr, rb.now)
     result = Reevaluation(expr=expr, origin=origin, frame=frame, still_true=not frame.empty)
