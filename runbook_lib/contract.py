@@ -32,6 +32,10 @@ def parameters_source() -> str:
 # The guarded resolution options, as an operator names them in ``approve`` / ``--approve``.
 APPROVALS = ("rollback", "scale", "safe_mode")
 
+# The pseudo-alert under which alerts beyond the receiver's run caps are grouped into one
+# triage record (labels: alertname, severity, runbook_group="true"; annotations list them).
+GROUP_ALERTNAME = "RunbookRunCapReached"
+
 FINDING_MIME = "application/vnd.runbook.finding+json"
 ACTION_MIME = "application/vnd.runbook.action+json"
 

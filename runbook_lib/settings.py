@@ -165,6 +165,12 @@ class ReceiverSettings(_Section):
     """Runs of one job before an interruption gives an 'interrupted' record."""
     journal_busy_timeout_s: float = Field(default=5.0, gt=0)
     """A journal write waiting longer than this answers 503 (Alertmanager retries)."""
+    max_runs_per_notification: int = Field(default=100, ge=1)
+    """New firing alerts of one notification that get a run each; the rest are grouped."""
+    max_runs_per_window: int = Field(default=1000, ge=1)
+    """New firing alerts per ``run_window_s`` that get a run each; the rest are grouped."""
+    run_window_s: float = Field(default=300, gt=0)
+    """The window of ``max_runs_per_window``."""
     token: SecretStr | None = None
     """Bearer token Alertmanager sends (RUNBOOK_WEBHOOK_TOKEN[_FILE])."""
     basic_user: str | None = None

@@ -151,7 +151,12 @@ def _alerts_route(
                 return JSONResponse({"error": "could not persist the notification; retry"}, status_code=503)
             health.ok("journal")
             return JSONResponse(
-                {"accepted": accepted.new, "duplicates": accepted.duplicates, "notification": accepted.notification_id}
+                {
+                    "accepted": accepted.new,
+                    "duplicates": accepted.duplicates,
+                    "grouped": accepted.grouped,
+                    "notification": accepted.notification_id,
+                }
             )
         finally:
             metrics.answer.observe(time.perf_counter() - t0)

@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..alertmanager import Alert, WebhookPayload
+from ..contract import GROUP_ALERTNAME
 from ..errors import JournalError
 from ..settings import Settings
 
@@ -61,11 +62,32 @@ CREATE TABLE IF NOT EXISTS jobs (
     notes           TEXT NOT NULL DEFAULT '[]',
     repeats         INTEGER NOT NULL DEFAULT 0,
     last_seen       REAL,
+    grouped_into    INTEGER,
     UNIQUE (fingerprint, starts_at, status)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_seq);
 """
+# Added after the first release; applied to an older journal when it is opened.
+MIGRATIONS = {"grouped_into": "ALTER TABLE jobs ADD COLUMN grouped_into INTEGER"}
+LATER_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_received ON jobs (received_at);
+CREATE INDEX IF NOT EXISTS jobs_grouped ON jobs (grouped_into);
+"""
+
+
+@dataclass(frozen=True)
+class RunCaps:
+    """How many new firing alerts get a run of their own: per notification, and per window.
+    Beyond either, alerts are journaled as members of one group job (a single triage record
+    listing them), never dropped."""
+
+    per_notification: int = 100
+    per_window: int = 1000
+    window_s: float = 300.0
+
+    def describe(self) -> str:
+        return f"{self.per_notification} per notification, {self.per_window} per {self.window_s:g} s"
 
 
 @dataclass
@@ -73,6 +95,7 @@ class Accepted:
     notification_id: int
     new: int
     duplicates: int
+    grouped: int = 0  # of ``new``: over the run caps, journaled into a group job
 
 
 @dataclass
@@ -117,20 +140,29 @@ def starts_key(alert: Alert) -> str:
 
 
 class Intake:
-    def __init__(self, path: Path, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path, busy_timeout_s: float = 10.0, caps: RunCaps | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
+        self.caps = caps or RunCaps()
         self._local = threading.local()
         self._queue: queue.SimpleQueue[tuple[WebhookPayload, str, Future[Accepted]]] | None = None
         self._max_batch = 1
         self._writer_thread: threading.Thread | None = None
-        self._conn().executescript(SCHEMA)  # executescript manages its own transaction
+        conn = self._conn()
+        conn.executescript(SCHEMA)  # executescript manages its own transaction
+        columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+        for column, ddl in MIGRATIONS.items():
+            if column not in columns:
+                conn.execute(ddl)
+        conn.executescript(LATER_INDEXES)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Intake:
         """The journal the settings name (receiver.journal, or <archive>/intake.sqlite3)."""
-        return cls(settings.journal_path, settings.receiver.journal_busy_timeout_s)
+        r = settings.receiver
+        caps = RunCaps(r.max_runs_per_notification, r.max_runs_per_window, r.run_window_s)
+        return cls(settings.journal_path, r.journal_busy_timeout_s, caps)
 
     # -- connections ------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -260,14 +292,16 @@ class Intake:
             raise JournalError(f"intake journal {self.path}: {exc.strerror}") from exc
         return out
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, payload: WebhookPayload, body: str, now: float) -> Accepted:
+    def _insert(self, conn: sqlite3.Connection, payload: WebhookPayload, body: str, now: float) -> Accepted:
         nid = conn.execute(
             "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, new_jobs, body)"
             " VALUES (?, ?, ?, ?, ?, 0, ?)",
             (now, payload.groupKey, payload.receiver, payload.status, len(payload.alerts), body),
         ).lastrowid
-        new = dup = 0
+        assert nid is not None
+        new = dup = grouped = 0
+        budget = self._run_budget(conn, now)
+        group: int | None = None
         for alert in payload.alerts:
             key = (alert.fingerprint, starts_key(alert), alert.status)
             cur = conn.execute(
@@ -275,18 +309,59 @@ class Intake:
                 " received_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (nid, *key, alert.name, alert.model_dump_json(), now, now),
             )
-            if cur.rowcount:
-                new += 1
-            else:
+            if not cur.rowcount:
                 dup += 1
                 conn.execute(
                     "UPDATE jobs SET repeats = repeats + 1, last_seen = ? WHERE fingerprint = ? AND starts_at = ?"
                     " AND status = ?",
                     (now, *key),
                 )
+                continue
+            new += 1
+            if alert.status != "firing":
+                continue
+            if budget > 0:
+                budget -= 1
+                continue
+            group = group or self._open_group(conn, nid, now)
+            conn.execute("UPDATE jobs SET state = 'grouped', grouped_into = ? WHERE id = ?", (group, cur.lastrowid))
+            grouped += 1
         conn.execute("UPDATE notifications SET new_jobs = ? WHERE id = ?", (new, nid))
-        assert nid is not None
-        return Accepted(int(nid), new, dup)
+        return Accepted(int(nid), new, dup, grouped)
+
+    def _run_budget(self, conn: sqlite3.Connection, now: float) -> int:
+        """How many more firing alerts may get a run of their own now."""
+        recent = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status = 'firing' AND grouped_into IS NULL AND received_at > ?",
+            (now - self.caps.window_s,),
+        ).fetchone()[0]
+        return max(0, min(self.caps.per_notification, self.caps.per_window - recent))
+
+    @staticmethod
+    def _open_group(conn: sqlite3.Connection, nid: int, now: float) -> int:
+        """The queued group job new members join, or a new one (members of a group already being
+        run start the next group)."""
+        row = conn.execute(
+            "SELECT id FROM jobs WHERE alertname = ? AND state = 'queued' ORDER BY id DESC LIMIT 1", (GROUP_ALERTNAME,)
+        ).fetchone()
+        if row is not None:
+            return int(row["id"])
+        started = datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds")
+        placeholder = json.dumps({"labels": {"alertname": GROUP_ALERTNAME}, "startsAt": started})
+        cur = conn.execute(
+            "INSERT INTO jobs (notification_id, fingerprint, starts_at, status, alertname, alert, received_at,"
+            " last_seen) VALUES (?, ?, ?, 'firing', ?, ?, ?, ?)",
+            (nid, f"group-{nid}-{int(now * 1e6)}", started, GROUP_ALERTNAME, placeholder, now, now),
+        )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    def group_members(self, group_job: int) -> list[dict[str, Any]]:
+        """The alerts (as journaled) grouped into ``group_job``, oldest first."""
+        rows = self._conn().execute(
+            "SELECT alert, notification_id FROM jobs WHERE grouped_into = ? ORDER BY id", (group_job,)
+        )
+        return [{**json.loads(r["alert"]), "notification": r["notification_id"]} for r in rows]
 
     # -- work ---------------------------------------------------------------------------------
     def claim(self, worker: str) -> Job | None:
@@ -296,7 +371,7 @@ class Intake:
             row = conn.execute(
                 "SELECT * FROM jobs j WHERE j.state = 'queued' AND NOT (j.status = 'resolved' AND EXISTS ("
                 "  SELECT 1 FROM jobs f WHERE f.fingerprint = j.fingerprint AND f.starts_at = j.starts_at"
-                "  AND f.status = 'firing' AND f.state IN ('queued', 'running')))"
+                "  AND f.status = 'firing' AND f.state IN ('queued', 'running', 'grouped')))"
                 " ORDER BY j.id LIMIT 1"
             ).fetchone()
             if row is None:
@@ -313,13 +388,20 @@ class Intake:
             conn.execute("UPDATE jobs SET record_id = ? WHERE id = ?", (record_id, job_id))
 
     def finish(self, job_id: int, outcome: str, record_id: str | None = None, note: str | None = None) -> None:
+        """Mark a job done (and, for a group job, its members: outcome 'grouped', the same record)."""
+        now = time.time()
         with self._tx() as conn:
             seq = conn.execute("SELECT COALESCE(MAX(finished_seq), 0) + 1 FROM jobs").fetchone()[0]
             conn.execute(
                 "UPDATE jobs SET state = 'done', outcome = ?, record_id = COALESCE(?, record_id), finished_at = ?,"
                 " finished_seq = ?, notes = CASE WHEN ? IS NULL THEN notes ELSE json_insert(notes, '$[#]', ?) END"
                 " WHERE id = ?",
-                (outcome, record_id, time.time(), seq, note, note, job_id),
+                (outcome, record_id, now, seq, note, note, job_id),
+            )
+            conn.execute(
+                "UPDATE jobs SET state = 'done', outcome = 'grouped', record_id = COALESCE(?, record_id),"
+                " finished_at = ? WHERE grouped_into = ? AND state = 'grouped'",
+                (record_id, now, job_id),
             )
 
     def note(self, job_id: int, note: str) -> None:
@@ -365,10 +447,17 @@ class Intake:
         outcomes = dict(
             conn.execute("SELECT outcome, count(*) FROM jobs WHERE state = 'done' GROUP BY outcome").fetchall()
         )
-        notifications, repeats = conn.execute(
-            "SELECT (SELECT count(*) FROM notifications), (SELECT COALESCE(SUM(repeats), 0) FROM jobs)"
+        notifications, repeats, grouped = conn.execute(
+            "SELECT (SELECT count(*) FROM notifications), (SELECT COALESCE(SUM(repeats), 0) FROM jobs),"
+            " (SELECT count(*) FROM jobs WHERE grouped_into IS NOT NULL)"
         ).fetchone()
-        return {"states": states, "outcomes": outcomes, "notifications": notifications, "deduplicated": repeats}
+        return {
+            "states": states,
+            "outcomes": outcomes,
+            "notifications": notifications,
+            "deduplicated": repeats,
+            "grouped": grouped,
+        }
 
     def finished_since(self, seq: int) -> list[sqlite3.Row]:
         return (

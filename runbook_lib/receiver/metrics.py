@@ -43,6 +43,14 @@ class JournalCollector(Collector):
         self.intake = intake
 
     def collect(self) -> Any:
+        caps = GaugeMetricFamily(
+            "runbook_run_cap",
+            "New firing alerts that get a run of their own, per notification and per window.",
+            labels=["kind"],
+        )
+        caps.add_metric(["per_notification"], self.intake.caps.per_notification)
+        caps.add_metric([f"per_{self.intake.caps.window_s:g}s"], self.intake.caps.per_window)
+        yield caps
         try:
             c = self.intake.counts()
         except Exception as exc:  # the journal cannot be read right now: /healthz says why
@@ -56,9 +64,15 @@ class JournalCollector(Collector):
             "Alerts that repeated a known (fingerprint, startsAt, status) and started no run.",
             value=c["deduplicated"],
         )
+        yield CounterMetricFamily(
+            "runbook_alerts_grouped",
+            "Firing alerts over a run cap, journaled into a group job (one triage record lists them).",
+            value=c["grouped"],
+        )
         runs = CounterMetricFamily("runbook_runs", "Finished jobs by outcome.", labels=["status"])
         for outcome, n in sorted(c["outcomes"].items()):
-            runs.add_metric([str(outcome)], n)
+            if outcome != "grouped":  # members of a group: no run of their own
+                runs.add_metric([str(outcome)], n)
         yield runs
         depth = GaugeMetricFamily("runbook_queue_depth", "Jobs waiting or running.", labels=["state"])
         for state in ("queued", "running"):

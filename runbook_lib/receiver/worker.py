@@ -14,6 +14,7 @@ found and not run again.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_ran
 
 from .. import process
 from ..alertmanager import parse_alert
+from ..contract import GROUP_ALERTNAME
 from ..settings import Settings, load_settings
 from .faults import environmental
 from .intake import Intake, Job
@@ -89,7 +91,10 @@ class JobRunner:
         from ..record.archive import new_record_id
         from ..run.engine import RunRequest
 
-        alert = parse_alert(job.alert)
+        if job.alertname == GROUP_ALERTNAME:
+            alert = parse_alert(group_alert(job, self.intake.group_members(job.id), self.intake.caps.describe()))
+        else:
+            alert = parse_alert(job.alert)
         slug, _route = self.engine.pick_runbook(alert, None)
         archive = self.engine.archive
         rid = job.record_id
@@ -168,6 +173,50 @@ class JobRunner:
                 self.intake.note(job.id, f"notification failed: {err}")
             except Exception as exc:  # a note is not worth re-running the job (and re-notifying)
                 log.warning("job %s: could not note the failed notification: %s", job.id, exc)
+
+
+GROUP_LIST_CHARS = 15_000  # the listing annotation stays under the alert model's 16 KiB per value
+
+
+def group_alert(job: Job, members: list[dict[str, Any]], caps: str) -> dict[str, Any]:
+    """The pseudo-alert a group job runs triage for: the worst severity of its members, and an
+    annotation listing them (as many as fit; all of them stay in the journal)."""
+    severities = {(m.get("labels") or {}).get("severity", "") for m in members}
+    names: dict[str, int] = {}
+    listed: list[str] = []
+    size = 2
+    for m in members:
+        labels = m.get("labels") or {}
+        names[labels.get("alertname", "?")] = names.get(labels.get("alertname", "?"), 0) + 1
+        other = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity"))
+        entry = f"{labels.get('alertname', '?')} [{labels.get('severity', '')}] {m.get('fingerprint', '')} {other}"[
+            :160
+        ]
+        if size + len(json.dumps(entry)) + 2 <= GROUP_LIST_CHARS:
+            listed.append(entry)
+            size += len(json.dumps(entry)) + 2
+    by_name = ", ".join(f"{n} x{c}" for n, c in sorted(names.items(), key=lambda kv: -kv[1])[:10])
+    starts = min((m["startsAt"] for m in members if m.get("startsAt")), default=job.starts_at)
+    notifications = sorted({m["notification"] for m in members if "notification" in m})
+    return {
+        "status": "firing",
+        "labels": {
+            "alertname": GROUP_ALERTNAME,
+            "severity": "critical" if "critical" in severities else "warning",
+            "runbook_group": "true",
+        },
+        "annotations": {
+            "summary": f"{len(members)} alerts over the run cap ({caps}) grouped into this record: {by_name}",
+            "description": (
+                f"These alerts were journaled (intake notifications {notifications[0] if notifications else '?'}"
+                f"..{notifications[-1] if notifications else '?'}) but not run one by one; "
+                f"{len(listed)} of {len(members)} are listed."
+            )[:16000],
+            "grouped": json.dumps(listed),
+        },
+        "startsAt": starts,
+        "fingerprint": job.fingerprint,
+    }
 
 
 def _die_with_parent() -> None:

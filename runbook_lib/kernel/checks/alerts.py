@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,10 +39,37 @@ def expression_from_generator_url(url: str) -> str | None:
     return expr or None
 
 
+def is_group(rb: RunbookLike) -> bool:
+    """This run stands for a group of alerts over the receiver's run caps."""
+    return rb.alert is not None and rb.alert.labels.get("runbook_group") == "true"
+
+
+def grouped_alerts(rb: RunbookLike) -> None:
+    """The alerts a group record stands for: a table of those listed, and a finding naming them."""
+    assert rb.alert is not None
+    try:
+        listed = [str(x) for x in json.loads(rb.alert.annotations.get("grouped", "[]"))]
+    except ValueError:
+        listed = []
+    table = pd.DataFrame({"alert [severity] fingerprint labels": listed})
+    rb.table(table, title="Alerts grouped into this record", max_rows=200)
+    rb.finding(
+        "Routing",
+        "warning",
+        rb.alert.annotations.get("summary", "alerts grouped")
+        + ". They were journaled, not dropped; look for a common cause (a deploy, a dependency) first.",
+        listed=len(listed),
+        description=rb.alert.annotations.get("description", ""),
+    )
+
+
 def routing(rb: RunbookLike) -> None:
     """Say why this alert came to triage (no dedicated runbook for it, or none written yet)."""
     if rb.alert is None:
         rb.finding("Routing", "info", "No alert given: an interactive triage run.")
+        return
+    if is_group(rb):
+        grouped_alerts(rb)
         return
     route = rb.route
     if route.reason == "not in catalog":
@@ -116,6 +144,9 @@ def reevaluate(rb: RunbookLike) -> Reevaluation:
     """Evaluate the alert's expression now, as an instant query with a server-side timeout, when
     :func:`expression_source` allows it; the finding says where the expression came from."""
     title = "Alert expression now"
+    if is_group(rb):
+        rb.finding(title, "info", "A group of alerts: no single expression to evaluate (see Routing).")
+        return Reevaluation.unchecked("group")
     expr, origin, refused = expression_source(rb)
     if expr is None or refused:
         reason = "no expression" if expr is None else "not run"

@@ -1,0 +1,88 @@
+"""One notification cannot queue thousands of runs: beyond the run caps, alerts are journaled and
+grouped into one triage record that lists them, never dropped; /metrics reports the caps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from runbook_lib.alertmanager import parse_payload
+from runbook_lib.contract import GROUP_ALERTNAME
+from runbook_lib.receiver.app import create_app
+from runbook_lib.receiver.worker import JobRunner
+from runbook_lib.settings import load_settings
+from tests.helpers import alert_payload
+
+TOKEN = "caps-test-token-1234"
+
+
+def many(n: int, alertname: str = "Flood") -> dict[str, Any]:
+    payload = alert_payload(alertname=alertname, severity="warning")
+    template = payload["alerts"][0]
+    payload["alerts"] = [
+        {**template, "labels": {**template["labels"], "instance": f"host-{i}"}, "fingerprint": f"fl{i:014x}"}
+        for i in range(n)
+    ]
+    return payload
+
+
+def test_a_flood_becomes_a_few_runs_and_one_group_record(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "archive.path": str(tmp_path / "executed"),
+            "prometheus.url": None,
+            "receiver.token": TOKEN,
+            "receiver.max_body_bytes": 8 << 20,
+            "receiver.max_runs_per_notification": 2,
+            "receiver.max_runs_per_window": 4,
+            "receiver.run_window_s": 3600,
+        }
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        first = client.post("/alerts", json=many(5000), headers=headers).json()
+        assert (first["accepted"], first["grouped"]) == (5000, 4998)
+        second = client.post("/alerts", json=many(3, "Later"), headers=headers).json()
+        assert (second["accepted"], second["grouped"]) == (3, 2), "the window (2 runs + the group run) allows one more"
+        metrics = client.get("/metrics").text
+    assert 'runbook_run_cap{kind="per_notification"} 2.0' in metrics
+    assert 'runbook_run_cap{kind="per_3600s"} 4.0' in metrics
+    assert "runbook_alerts_grouped_total 5000.0" in metrics
+
+    runner = JobRunner(settings)
+    outcomes = []
+    while (job := runner.intake.claim("t")) is not None:
+        outcomes.append((job.alertname, runner.process(job)))
+    assert outcomes == [
+        ("Flood", "succeeded"),
+        ("Flood", "succeeded"),
+        (GROUP_ALERTNAME, "succeeded"),
+        ("Later", "succeeded"),
+    ]
+    rows = runner.intake.jobs()
+    assert {r["state"] for r in rows} == {"done"} and len(rows) == 5000 + 3 + 1
+    group = next(r for r in rows if r["alertname"] == GROUP_ALERTNAME)
+    members = [r for r in rows if r["grouped_into"] == group["id"]]
+    assert len(members) == 5000 and {r["outcome"] for r in members} == {"grouped"}
+    assert {r["record_id"] for r in members} == {group["record_id"]}
+
+    record = runner.engine.archive.load(group["record_id"])
+    assert record["runbook"] == "triage" and record["alert"]["labels"]["runbook_group"] == "true"
+    routing = next(f for f in record["findings"] if f["check"] == "Routing")
+    assert routing["verdict"] == "warning" and "5000 alerts over the run cap" in routing["summary"]
+    assert "Flood x4998" in routing["summary"] and "Later x2" in routing["summary"]
+    listed = json.loads(record["alert"]["annotations"]["grouped"])
+    assert 50 < len(listed) < 5000 and listed[0].startswith("Flood [warning] fl")
+
+    resolved = many(1)
+    resolved["alerts"][0] = {**resolved["alerts"][0], "status": "resolved", "endsAt": "2099-01-01T00:00:00Z"}
+    resolved["alerts"][0]["fingerprint"] = members[-1]["fingerprint"]
+    resolved["alerts"][0]["startsAt"] = json.loads(members[-1]["alert"])["startsAt"]
+    resolved["alerts"][0]["labels"] = json.loads(members[-1]["alert"])["labels"]
+    runner.intake.accept(parse_payload(resolved), "{}")
+    assert runner.process(runner.intake.claim("t")) == "resolved"
+    events = runner.engine.archive.load(group["record_id"])["events"]
+    assert [e["event"] for e in events] == ["resolved"], "a grouped alert's resolution lands on the group record"
