@@ -6,7 +6,10 @@ Kept free of heavy imports itself: it must run before nbformat and jsonschema lo
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
 import sys
 
 NOISY_LOGGERS = ("papermill", "traitlets", "httpx", "kubernetes", "urllib3")
@@ -34,3 +37,14 @@ def setup_logging(verbose: bool = False) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def die_with_parent(parent: int | None = None) -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG). Returns False
+    when the parent is already gone (``parent``: the pid it should still have)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    return parent is None or os.getppid() == parent

@@ -141,6 +141,14 @@ class EngineSettings(_Section):
     """Longest a single cell may run (RUNBOOK_CELL_TIMEOUT); then the record is timed_out."""
     start_timeout_s: float = 60
     """Longest a kernel may take to start."""
+    warm_kernels: int = Field(default=1, ge=0, le=16)
+    """Kernels kept forked and started ahead of time per worker (0: every run starts a cold kernel)."""
+    warm_wait_s: float = Field(default=2.0, ge=0)
+    """Longest a run waits for a warm kernel before it starts a cold one."""
+    template_start_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest the kernel template may take to import everything and listen."""
+    kernel_memory_mb: int | None = Field(default=4096, ge=256)
+    """Address-space limit of each warm kernel (RLIMIT_AS); None: no limit."""
 
 
 class ArchiveSettings(_Section):
@@ -159,8 +167,8 @@ class ReceiverSettings(_Section):
     """Largest webhook body accepted; larger is 413."""
     journal: str | None = None
     """Intake journal path (RUNBOOK_JOURNAL); None: <archive>/intake.sqlite3."""
-    poll_interval_s: float = 0.2
-    """How often an idle worker looks for a queued job."""
+    poll_interval_s: float = Field(default=0.02, gt=0)
+    """How often an idle worker looks for a queued job (a lock-free read)."""
     max_attempts: int = Field(default=2, ge=1)
     """Runs of one job before an interruption gives an 'interrupted' record."""
     journal_busy_timeout_s: float = Field(default=5.0, gt=0)

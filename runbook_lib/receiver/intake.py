@@ -364,6 +364,10 @@ class Intake:
         return [{**json.loads(r["alert"]), "notification": r["notification_id"]} for r in rows]
 
     # -- work ---------------------------------------------------------------------------------
+    def has_queued(self) -> bool:
+        """Whether any job is queued: a read that takes no lock, for idle workers to poll often."""
+        return self._conn().execute("SELECT 1 FROM jobs WHERE state = 'queued' LIMIT 1").fetchone() is not None
+
     def claim(self, worker: str) -> Job | None:
         """The oldest runnable job, marked running by ``worker``. A resolved job waits until its
         firing job is finished (it updates that job's record)."""

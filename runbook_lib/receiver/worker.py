@@ -13,7 +13,6 @@ found and not run again.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from .notify import Notifier
 
 if TYPE_CHECKING:
     from ..run.engine import Engine
+    from ..run.pool import WarmKernels
 
 log = logging.getLogger("runbook.worker")
 WORKER_NICENESS = 10
@@ -219,14 +219,6 @@ def group_alert(job: Job, members: list[dict[str, Any]], caps: str) -> dict[str,
     }
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def run_until_done(runner: JobRunner, job: Job, stopping: threading.Event, report: Any, wait: Any = None) -> str:
     """Process ``job``; on an environmental failure report it and retry with backoff (1 s doubling
     to 30 s, jittered) until it succeeds or the worker is stopping (then the failure is raised
@@ -253,7 +245,7 @@ def run_until_done(runner: JobRunner, job: Job, stopping: threading.Event, repor
 def claim_next(runner: JobRunner, me: str, report: Any) -> Job | None:
     """The next job, or None when there is none or the journal cannot be read right now."""
     try:
-        job = runner.intake.claim(me)
+        job = runner.intake.claim(me) if runner.intake.has_queued() else None
     except Exception as exc:
         reason = environmental(exc)
         if reason is None:
@@ -266,8 +258,7 @@ def claim_next(runner: JobRunner, me: str, report: Any) -> Job | None:
 def worker_main(env: str | None, overrides: dict[str, Any], parent: int, status: Any = None) -> None:
     """Entry point of a worker process. ``status`` (a multiprocessing queue) receives
     (worker id, reason) when this worker becomes degraded and (worker id, None) when it recovers."""
-    _die_with_parent()
-    if os.getppid() != parent:  # the parent died before we armed the signal
+    if not process.die_with_parent(parent):  # the parent died before we armed the signal
         return
     # Workers and their kernels yield the CPU to the receiver: answering Alertmanager quickly
     # matters more than starting the next diagnosis a few milliseconds sooner.
@@ -278,6 +269,9 @@ def worker_main(env: str | None, overrides: dict[str, Any], parent: int, status:
     process.prepare()
     process.setup_logging(False)
     settings = load_settings(env=env, overrides=overrides)
+    from ..run.pool import WarmKernels  # after process.prepare(): it imports jupyter_client
+
+    warm: WarmKernels | None = WarmKernels(settings.engine).start() if settings.engine.warm_kernels else None
     runner = JobRunner(settings)
     me = worker_id()
     poll = settings.receiver.poll_interval_s
@@ -300,3 +294,5 @@ def worker_main(env: str | None, overrides: dict[str, Any], parent: int, status:
             log.warning("job %s left for the next start: %s", job.id, environmental(exc) or exc)
             break
         log.info("job %s %s -> %s in %.1fs", job.id, job.alertname, outcome, time.monotonic() - t0)
+    if warm is not None:
+        warm.close()

@@ -79,7 +79,7 @@ def _papermill(
             cwd=str(workdir),
             start_timeout=int(engine.start_timeout_s),
             execution_timeout=int(engine.cell_timeout_s),
-            request_save_on_cell_execute=True,
+            request_save_on_cell_execute=False,  # the notebook is saved once, when the run ends
             kernel_manager_class=KERNEL_MANAGER,
             shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
         )

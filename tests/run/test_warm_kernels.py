@@ -1,0 +1,117 @@
+"""Warm single-use kernels: every run gets a kernel forked from the template that no other run
+has used, so nothing one run does reaches the next; a kernel that dies gives a failed record
+and the next run still gets a warm kernel; without a template a run falls back to a cold start."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runbook_lib.alertmanager import parse_alert
+from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.run.pool import WarmKernels, alive
+from runbook_lib.sandbox.minimal import make_runbook
+from runbook_lib.settings import load_settings
+from tests.helpers import alert_payload
+
+MEDDLE = [
+    "planted_global = 42",
+    "import xml.dom.minidom",
+    "import runbook_lib.kernel.notebook as nb\nnb.Runbook.finding = lambda *a, **k: None",
+    "import os\nos.chdir('/')\nos.environ['RUNBOOK_PLANTED'] = 'yes'",
+    "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), name='planted-thread', daemon=True).start()",
+]
+PROBE = [
+    """import os, sys, threading, json
+import runbook_lib.kernel.notebook as nb
+seen = {
+    "global": "planted_global" in globals(),
+    "module": "xml.dom.minidom" in sys.modules,
+    "patched": nb.Runbook.finding.__qualname__ != "Runbook.finding",
+    "cwd_root": os.getcwd() == "/",
+    "env": "RUNBOOK_PLANTED" in os.environ,
+    "thread": any(t.name == "planted-thread" for t in threading.enumerate()),
+}
+from IPython.display import display  # not rb.finding: a meddling run may have patched it away
+from runbook_lib.contract import FINDING_MIME
+finding = {"step": "", "check": "probe", "verdict": "info", "summary": json.dumps(seen), "details": {"pid": os.getpid()}}
+display({FINDING_MIME: finding, "text/plain": json.dumps(seen)}, raw=True)""",
+]
+
+
+@pytest.fixture
+def warm_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, WarmKernels, Path]]:
+    runbooks = tmp_path / "runbooks"
+    make_runbook(runbooks, "meddle", *MEDDLE)
+    make_runbook(runbooks, "probe", *PROBE)
+    make_runbook(runbooks, "suicide", "import os\nos._exit(3)")
+    make_runbook(runbooks, "both", *MEDDLE, *PROBE)
+    make_runbook(runbooks, "triage")  # the catalog's fallback must exist
+    monkeypatch.setenv("RUNBOOK_RUNBOOKS_DIR", str(runbooks))
+    settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "prometheus.url": None})
+    warm = WarmKernels(settings.engine).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not warm._spares and time.monotonic() < deadline:  # the template imports first
+            time.sleep(0.1)
+        yield Engine(settings), warm, tmp_path
+    finally:
+        warm.close()
+
+
+def run(engine: Engine, slug: str):
+    return engine.run(RunRequest(alert=parse_alert(alert_payload()["alerts"][0]), slug=slug))
+
+
+def test_nothing_one_run_does_reaches_the_next(warm_engine) -> None:
+    engine, warm, _ = warm_engine
+    meddled = run(engine, "meddle")
+    assert meddled.status == "succeeded"
+    probed = run(engine, "probe")
+    assert probed.status == "succeeded"
+    [probe] = [f for f in probed.record["findings"] if f["check"] == "probe"]
+    assert json.loads(probe["summary"]) == {
+        "global": False,
+        "module": False,
+        "patched": False,
+        "cwd_root": False,
+        "env": False,
+        "thread": False,
+    }
+    assert warm.warm_starts == 2 and warm.cold_starts == 0, "both runs had warm kernels of their own"
+    assert probe["details"]["pid"] != os.getpid()
+    assert not alive(probe["details"]["pid"]), "a used kernel is killed after its run"
+    assert "RUNBOOK_PLANTED" not in os.environ and os.getcwd() != "/"
+
+
+def test_the_probe_sees_meddling_within_one_run(warm_engine) -> None:
+    """The control: in the same kernel, the probe does see every change (so the test above can fail)."""
+    engine, _warm, _ = warm_engine
+    [probe] = [f for f in run(engine, "both").record["findings"] if f["check"] == "probe"]
+    assert set(json.loads(probe["summary"]).values()) == {True}
+
+
+def test_a_kernel_that_exits_gives_a_failed_record_and_the_next_run_is_warm(warm_engine) -> None:
+    engine, warm, _ = warm_engine
+    dead = run(engine, "suicide")
+    assert dead.status == "failed"
+    assert dead.record["failed_cell"]["ename"] in ("DeadKernelError", "RuntimeError")
+    after = run(engine, "probe")
+    assert after.status == "succeeded" and warm.warm_starts == 2 and warm.cold_starts == 0
+
+
+def test_without_a_template_a_run_starts_a_cold_kernel(warm_engine) -> None:
+    engine, warm, _ = warm_engine
+    warm.cfg = warm.cfg.model_copy(update={"warm_wait_s": 0.2})
+    warm._stop.set()  # the keeper stops forking spares
+    with warm._lock:
+        for spare in warm._spares:
+            spare.discard()
+        warm._spares.clear()
+    result = run(engine, "probe")
+    assert result.status == "succeeded" and warm.cold_starts == 1
