@@ -17,7 +17,7 @@ from typing import Any
 
 from ..alertmanager import Alert
 from ..catalog import TRIAGE, Catalog, Route
-from ..contract import MODES
+from ..contract import GROUP_ALERTNAME, MODES
 from ..credentials import environment_secrets
 from ..errors import ConfigError, RunbookError, RunbookNotFound
 from ..record.archive import Archive, new_record_id, sha256_file
@@ -131,7 +131,7 @@ class Engine:
     ) -> dict[str, Any]:
         findings, actions = collect(done.nb)
         notes = list(request.notes)
-        if route is not None and slug == TRIAGE and route.slug == TRIAGE:
+        if route is not None and slug == TRIAGE and route.slug == TRIAGE and route.alertname != GROUP_ALERTNAME:
             notes.append(f"no dedicated runbook for {route.alertname} ({route.reason}); triage ran")
         if done.error_text:
             notes.append(f"execution error: {done.error_text.splitlines()[0][:300]}")

@@ -26,24 +26,45 @@ from . import pool
 
 
 class QuickClient(AsyncKernelClient):
+    """Ready means: the kernel answered kernel_info on shell *and* its status message for that
+    request arrived on IOPub, which proves our IOPub subscription is live (ZMQ drops what is
+    published before a subscriber has joined, and a cell's outputs must not be lost). That takes
+    milliseconds; jupyter_client's own wait_for_ready drains IOPub for a fixed 0.2 s instead."""
+
     async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
-        while True:
-            self.kernel_info()
-            remaining = deadline - time.monotonic()
-            try:
-                reply = await self.shell_channel.get_msg(timeout=min(1.0, max(0.05, remaining)))
-            except Exception:
-                if time.monotonic() >= deadline:
-                    raise RuntimeError("the kernel did not answer kernel_info in time") from None
-                if not await self._async_is_alive():
-                    raise RuntimeError("the kernel died before replying to kernel_info") from None
-                continue
-            if reply["msg_type"] == "kernel_info_reply":
-                self._handle_kernel_info_reply(reply)
+        while time.monotonic() < deadline:
+            request = self.kernel_info()
+            if await self._reply(request, deadline) and await self._iopub_echo(
+                request, min(deadline, time.monotonic() + 0.5)
+            ):
                 return
+            if not await self._async_is_alive():
+                raise RuntimeError("the kernel died before it was ready")
+        raise RuntimeError("the kernel was not ready in time")
 
     wait_for_ready = _async_wait_for_ready  # type: ignore[assignment]
+
+    async def _reply(self, request: str, deadline: float) -> bool:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = await self.shell_channel.get_msg(timeout=min(1.0, remaining))
+            except Exception:  # queue.Empty: ask again (the kernel may have been starting)
+                return False
+            if msg["parent_header"].get("msg_id") == request:
+                self._handle_kernel_info_reply(msg)
+                return True
+        return False
+
+    async def _iopub_echo(self, request: str, deadline: float) -> bool:
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=remaining)
+            except Exception:
+                return False
+            if msg["parent_header"].get("msg_id") == request:
+                return True
+        return False
 
 
 class ForkedKernel(LocalProvisioner):
