@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import bleach
+import bleach.sanitizer
 import nbformat
 from bleach.css_sanitizer import CSSSanitizer
 from nbconvert import HTMLExporter
@@ -81,10 +82,10 @@ ALLOWED_ATTRS = {
 }
 
 
-def clean_html(element: Any) -> str:
-    text = element.decode() if isinstance(element, bytes) else str(element)
-    return bleach.clean(
-        text,
+@lru_cache(maxsize=1)
+def _cleaner() -> bleach.sanitizer.Cleaner:
+    """Built once per process: bleach.clean() would build (and parse its allowlists) per output."""
+    return bleach.sanitizer.Cleaner(
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRS,
         protocols={"http", "https", "mailto", "data"},
@@ -92,6 +93,11 @@ def clean_html(element: Any) -> str:
         strip=True,
         strip_comments=True,
     )
+
+
+def clean_html(element: Any) -> str:
+    text = element.decode() if isinstance(element, bytes) else str(element)
+    return _cleaner().clean(text)
 
 
 @lru_cache(maxsize=1)

@@ -2,8 +2,10 @@
 
 Whatever happens (an exception in a cell, a cell timeout, a kernel that never starts, Ctrl-C),
 the caller gets the executed notebook back, or the source notebook marked as not executed, so
-a record can always be written. Papermill saves the notebook as it runs, unredacted: that copy
-lives in a private temporary directory outside the archive and is removed before returning.
+a record can always be written. The executed notebook is taken from papermill's engine in
+memory (:class:`KeepingEngine`), never saved: no unredacted copy is ever written to disk, and
+no run pays for a save per cell. A cold kernel's working directory is a private temporary
+directory, removed before returning (a warm kernel has its own scratch directory).
 """
 
 from __future__ import annotations
@@ -12,17 +14,34 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from papermill.engines import NBClientEngine, papermill_engines
 
 from ..settings import EngineSettings
 
 log = logging.getLogger("runbook.engine")
 KERNEL_MANAGER = "runbook_lib.run.kernels.IpcKernelManager"
+ENGINE = "runbook"
+_kept = threading.local()
+
+
+class KeepingEngine(NBClientEngine):
+    """papermill's nbclient engine that keeps the notebook it executed (outputs so far included)
+    for the caller, also when a cell failed, timed out or the kernel died."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, **kwargs: Any) -> Any:
+        _kept.nb = nb_man.nb
+        return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+
+papermill_engines.register(ENGINE, KeepingEngine)
 
 
 @dataclass
@@ -44,17 +63,18 @@ def execute(
     """Run ``source`` with ``params`` injected. ``skip``: do not run; record it as interrupted."""
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
-    out_path = workdir / "executed.ipynb"
+    _kept.nb = None
     try:
         if skip:
             status: str = "interrupted"
             failure: dict[str, Any] | None = {"ename": "Interrupted", "evalue": skip, "detail": "not executed again"}
             error_text = None
         else:
-            status, failure, error_text = _papermill(source, out_path, workdir, params, engine, progress)
+            status, failure, error_text = _papermill(source, workdir, params, engine, progress)
         duration = time.monotonic() - t0
-        nb = _read_or_fallback(out_path, source, params)
+        nb = _kept_or_source(source, params)
     finally:
+        _kept.nb = None
         shutil.rmtree(workdir, ignore_errors=True)
     if failure is not None:
         _locate_failed_cell(nb, failure)
@@ -62,7 +82,7 @@ def execute(
 
 
 def _papermill(
-    source: Path, out_path: Path, workdir: Path, params: dict[str, Any], engine: EngineSettings, progress: bool
+    source: Path, workdir: Path, params: dict[str, Any], engine: EngineSettings, progress: bool
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError
@@ -71,15 +91,16 @@ def _papermill(
     try:
         pm.execute_notebook(
             str(source),
-            str(out_path),
+            None,  # kept in memory by KeepingEngine, never written
             parameters=params,
+            engine_name=ENGINE,
             kernel_name=engine.kernel_name,
             progress_bar=progress,
             log_output=False,
             cwd=str(workdir),
             start_timeout=int(engine.start_timeout_s),
             execution_timeout=int(engine.cell_timeout_s),
-            request_save_on_cell_execute=False,  # the notebook is saved once, when the run ends
+            request_save_on_cell_execute=False,
             kernel_manager_class=KERNEL_MANAGER,
             shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
         )
@@ -110,15 +131,13 @@ def _papermill(
     return "succeeded", None, None
 
 
-def _read_or_fallback(out_path: Path, source: Path, params: dict[str, Any]) -> nbformat.NotebookNode:
-    """The executed notebook as papermill saved it; if it never got written (the kernel did not
+def _kept_or_source(source: Path, params: dict[str, Any]) -> nbformat.NotebookNode:
+    """The executed notebook as the engine kept it; if execution never began (the kernel did not
     start), the source notebook with the parameters noted, so the record still shows what ran."""
-    if out_path.exists():
-        try:
-            return nbformat.read(str(out_path), as_version=4)
-        except Exception:
-            log.warning("executed notebook %s unreadable; recording the source notebook instead", out_path)
-    nb = nbformat.read(str(source), as_version=4)
+    nb = getattr(_kept, "nb", None)
+    if nb is not None and any(c.get("metadata", {}).get("papermill", {}).get("start_time") for c in nb.cells):
+        return nb
+    nb = nb if nb is not None else nbformat.read(str(source), as_version=4)
     nb.cells.insert(
         0,
         nbformat.v4.new_markdown_cell(
