@@ -13,6 +13,7 @@ found and not run again.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -242,6 +243,18 @@ def run_until_done(runner: JobRunner, job: Job, stopping: threading.Event, repor
     return outcome
 
 
+def prime_and_freeze() -> None:
+    """Load what the first record needs (nbconvert's exporter and templates, the sanitiser), then
+    move everything alive now out of the garbage collector's reach (gc.freeze): a full
+    collection then scans only what runs allocate, 20 ms instead of about 90 ms on this machine,
+    which otherwise lands on a random record as tail latency."""
+    from ..record.render import prime
+
+    prime()
+    gc.collect()
+    gc.freeze()
+
+
 def claim_next(runner: JobRunner, me: str, report: Any) -> Job | None:
     """The next job, or None when there is none or the journal cannot be read right now."""
     try:
@@ -273,6 +286,7 @@ def worker_main(env: str | None, overrides: dict[str, Any], parent: int, status:
 
     warm: WarmKernels | None = WarmKernels(settings.engine).start() if settings.engine.warm_kernels else None
     runner = JobRunner(settings)
+    prime_and_freeze()
     me = worker_id()
     poll = settings.receiver.poll_interval_s
     reported: list[str | None] = [None]

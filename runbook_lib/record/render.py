@@ -119,6 +119,14 @@ def _css() -> str:
     )
 
 
+def prime() -> None:
+    """Build the exporter, its templates, the CSS and the sanitiser now (a long-lived worker does
+    this once, before its first record, and then freezes the heap: see receiver.worker)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# x"), nbformat.v4.new_code_cell("x = 1")]
+    render_record_html(nb, {"id": "prime", "status": "succeeded", "findings": [], "actions": []})
+
+
 def render_record_html(nb: nbformat.NotebookNode, record: dict[str, Any]) -> str:
     resources = {
         "runbook_summary": summary_html(record),
