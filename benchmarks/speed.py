@@ -13,7 +13,9 @@
 (e) unique memory (USS) per warm kernel, and the receiver with its workers, templates and
     kernels: RSS summed and PSS summed (PSS shares the forked pages fairly);
 (f) a matplotlib figure saved as PNG inside a run: the cell's time in a warm kernel against a
-    cold one (matplotlib pre-imported by the template, so plots cost no start-up).
+    cold one (matplotlib pre-imported by the template, so plots cost no start-up);
+(g) the design choice: what one ready kernel with every import costs, started cold (what a pool
+    of pre-started single-use kernels pays per run) against forked from the template.
 
 Receipt-to-record times come from the intake journal (receipt: the notification's commit;
 record: the job finished, after the record was archived). Every receiver here is the real
@@ -230,6 +232,74 @@ def memory(svc: Any) -> dict[str, Any]:
     }
 
 
+def cpu_and_uss(pid: int) -> tuple[float, float]:
+    """CPU seconds a process has used (user + system), and its unique memory in MB."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    uss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Private_Clean", "Private_Dirty")):
+            uss += int(line.split()[1])
+    return cpu, uss / 1024
+
+
+def kernel_options(runs: int = 3) -> dict[str, tuple[float, float, float]]:
+    """What one ready kernel with runbook_lib's imports costs: (wall s, CPU s, USS MB), started
+    cold (what a pool of pre-started kernels pays for every single-use kernel) or forked from the
+    template."""
+    import asyncio
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    from runbook_lib.kernel.template import PRELOAD
+    from runbook_lib.run.kernels import QuickClient
+    from runbook_lib.run.pool import WarmKernels
+    from runbook_lib.settings import load_settings
+
+    imports = "import " + ", ".join(PRELOAD)
+
+    async def cold_once() -> tuple[float, float, float]:
+        t0 = time.perf_counter()
+        km = AsyncKernelManager(kernel_name="python3", transport="ipc")
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        await kc.execute_interactive(imports, timeout=120)
+        wall = time.perf_counter() - t0
+        cpu, uss = cpu_and_uss(km.provisioner.pid)
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+        return wall, cpu, uss
+
+    async def forked_once(warm: WarmKernels) -> tuple[float, float, float]:
+        t0 = time.perf_counter()
+        spare = warm._fork()
+        kc = QuickClient(connection_file=spare.connection_file)
+        kc.load_connection_file()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        wall = time.perf_counter() - t0
+        cpu, uss = cpu_and_uss(spare.pid)
+        kc.stop_channels()
+        spare.discard()
+        return wall, cpu, uss
+
+    def median3(rows: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+        return tuple(statistics.median(col) for col in zip(*rows, strict=True))  # type: ignore[return-value]
+
+    cold = [asyncio.run(cold_once()) for _ in range(runs)]
+    cfg = load_settings().engine.model_copy(update={"warm_kernels": 0})
+    warm = WarmKernels(cfg).start()
+    try:
+        warm._ensure_template()
+        forked = [asyncio.run(forked_once(warm)) for _ in range(runs)]
+    finally:
+        warm.close()
+    return {"cold": median3(cold), "forked": median3(forked)}
+
+
 def plot_cost(work: Path) -> tuple[float, float]:
     """The first matplotlib figure of a run, saved as PNG: its cell time, warm and cold."""
     from runbook_lib.alertmanager import load_alert_text
@@ -271,7 +341,7 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=30)
     parser.add_argument("--burst", type=int, default=500)
     parser.add_argument("--cli-runs", type=int, default=5)
-    parser.add_argument("--only", default="abcdef", help="which measurements, e.g. --only bd (default: all)")
+    parser.add_argument("--only", default="abcdefg", help="which measurements, e.g. --only bd (default: all)")
     args = parser.parse_args()
     only = set(args.only)
 
@@ -316,6 +386,10 @@ def main() -> int:
         if "f" in only:
             say("(f) a matplotlib figure in a warm and in a cold kernel")
             f_warm, f_cold = plot_cost(work)
+        g = None
+        if "g" in only:
+            say("(g) one ready kernel with every import: cold start against a fork of the template")
+            g = kernel_options()
 
     print("\n| measurement | result |")
     print("|---|---|")
@@ -344,6 +418,13 @@ def main() -> int:
     if f_warm is not None and f_cold is not None:
         print(
             f"| (f) first matplotlib figure to PNG in a run | warm kernel {f_warm * 1000:.0f} ms, cold kernel {f_cold * 1000:.0f} ms |"
+        )
+    if g:
+        (cw, cc, cu), (fw, fc, fu) = g["cold"], g["forked"]
+        print(
+            f"| (g) one ready kernel with every import (the design choice) | cold start (a pre-started pool pays "
+            f"this per single-use kernel): {cw:.2f} s wall, {cc:.2f} s CPU, {cu:.0f} MB unique; forked from the "
+            f"template: {fw * 1000:.0f} ms wall, {fc * 1000:.0f} ms CPU, {fu:.0f} MB unique |"
         )
     return 0
 
