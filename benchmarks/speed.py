@@ -291,7 +291,7 @@ def kernel_options(runs: int = 3) -> dict[str, tuple[float, float, float]]:
 
     cold = [asyncio.run(cold_once()) for _ in range(runs)]
     cfg = load_settings().engine.model_copy(update={"warm_kernels": 0})
-    warm = WarmKernels(cfg).start()
+    warm = WarmKernels(cfg)  # not started: no keeper thread, this measures the fork alone
     try:
         warm._ensure_template()
         forked = [asyncio.run(forked_once(warm)) for _ in range(runs)]

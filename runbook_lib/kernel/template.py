@@ -58,6 +58,7 @@ PRELOAD = (
     "runbook_lib.kernel.sources.redis",
     "runbook_lib.kernel.sources.kubernetes",
 )
+KERNEL_NICENESS = 5  # added to the worker's: the receiver answers Alertmanager first
 KERNEL_ARGS = ["--HistoryManager.enabled=False", "--IPKernelApp.transport=ipc", "--IPKernelApp.quiet=True"]
 
 
@@ -110,6 +111,7 @@ def serve(path: str) -> None:
     if not die_with_parent(parent):  # the worker that started us is gone already
         return
     took = preload()
+    os.nice(KERNEL_NICENESS)  # kernels yield the CPU to the receiver and its workers
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel children are reaped by the kernel
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)

@@ -78,6 +78,8 @@ class WarmKernels:
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> WarmKernels:
         global _active
+        if self.cfg.warm_kernels <= 0:
+            return self  # every run starts a cold kernel
         self._thread = threading.Thread(target=self._keep_spares, name="warm-kernels", daemon=True)
         self._thread.start()
         _active = self
