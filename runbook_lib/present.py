@@ -17,14 +17,19 @@ from typing import Any
 from .contract import VERDICT_LABEL
 
 RECOMMENDED = {True: "yes", False: "no", None: "not assessed"}
-# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional formatting marks
-# that can reverse how text reads (U+202E) or hide text: never shown raw to a person.
-INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Control characters (C0 but tab and newline, DEL, C1), the bidirectional formatting marks that
+# can reverse how text reads (U+202E), and characters that hide text (zero-width, soft hyphen,
+# line/paragraph separators, byte-order mark, tag characters): never shown raw to a person.
+INVISIBLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\U000e0000-\U000e007f]"
+)
 
 
 def _escape_one(match: re.Match[str]) -> str:
     code = ord(match.group(0))
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def visible(text: str) -> str:

@@ -120,6 +120,8 @@ def serve(path: str) -> None:
     while True:
         conn, _ = server.accept()
         with conn:
+            conn.settimeout(10)
+            pid = 0
             try:
                 request = json.loads(conn.makefile("rb").readline())
                 pid = os.fork()
@@ -130,7 +132,21 @@ def serve(path: str) -> None:
                 reply: dict[str, Any] = {"pid": pid}
             except Exception as exc:
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
-            conn.sendall(json.dumps(reply).encode() + b"\n")
+            try:
+                conn.sendall(json.dumps(reply).encode() + b"\n")
+            except OSError:  # the worker gave up waiting: nobody will use that kernel
+                if pid:
+                    _kill(pid)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _become_kernel(request: dict[str, Any]) -> None:

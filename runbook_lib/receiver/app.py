@@ -22,11 +22,11 @@ from prometheus_client import generate_latest
 
 from ..alertmanager import WebhookPayload, parse_payload
 from ..errors import AlertError, ArchiveError
+from ..faults import environmental
 from ..record.archive import RECORD_ID, Archive
 from ..record.events import with_events
 from ..settings import Settings
 from .auth import check_auth
-from .faults import environmental
 from .health import Health
 from .intake import Intake
 from .metrics import Metrics

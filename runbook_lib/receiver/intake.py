@@ -63,17 +63,31 @@ CREATE TABLE IF NOT EXISTS jobs (
     repeats         INTEGER NOT NULL DEFAULT 0,
     last_seen       REAL,
     grouped_into    INTEGER,
+    kind            TEXT NOT NULL DEFAULT 'alert',
     UNIQUE (fingerprint, starts_at, status)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_seq);
 """
 # Added after the first release; applied to an older journal when it is opened.
-MIGRATIONS = {"grouped_into": "ALTER TABLE jobs ADD COLUMN grouped_into INTEGER"}
+MIGRATIONS = {
+    "grouped_into": "ALTER TABLE jobs ADD COLUMN grouped_into INTEGER",
+    "kind": "ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert'",  # 'alert' or 'group'
+}
+# jobs_runs serves the per-window run budget on every notification: a partial index, so the
+# cost does not grow with the journal's history.
 LATER_INDEXES = """
-CREATE INDEX IF NOT EXISTS jobs_received ON jobs (received_at);
-CREATE INDEX IF NOT EXISTS jobs_grouped ON jobs (grouped_into);
+CREATE INDEX IF NOT EXISTS jobs_runs ON jobs (received_at) WHERE status = 'firing' AND grouped_into IS NULL;
+CREATE INDEX IF NOT EXISTS jobs_grouped ON jobs (grouped_into) WHERE grouped_into IS NOT NULL;
+DROP INDEX IF EXISTS jobs_received;
 """
+# A job is runnable when queued, unless it is a resolution whose firing job is not finished yet
+# (the resolution updates that job's record).
+RUNNABLE = (
+    "j.state = 'queued' AND NOT (j.status = 'resolved' AND EXISTS ("
+    "  SELECT 1 FROM jobs f WHERE f.fingerprint = j.fingerprint AND f.starts_at = j.starts_at"
+    "  AND f.status = 'firing' AND f.state IN ('queued', 'running', 'grouped')))"
+)
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,8 @@ class Job:
     attempts: int
     record_id: str | None
     notes: list[str]
+    kind: str = "alert"  # "group": stands for the alerts grouped into it over the run caps
+    worker: str | None = None  # who claimed it
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -126,6 +142,8 @@ class Job:
             attempts=row["attempts"],
             record_id=row["record_id"],
             notes=json.loads(row["notes"]),
+            kind=row["kind"],
+            worker=row["worker"],
         )
 
 
@@ -332,7 +350,8 @@ class Intake:
     def _run_budget(self, conn: sqlite3.Connection, now: float) -> int:
         """How many more firing alerts may get a run of their own now."""
         recent = conn.execute(
-            "SELECT count(*) FROM jobs WHERE status = 'firing' AND grouped_into IS NULL AND received_at > ?",
+            "SELECT count(*) FROM jobs INDEXED BY jobs_runs"
+            " WHERE status = 'firing' AND grouped_into IS NULL AND received_at > ?",
             (now - self.caps.window_s,),
         ).fetchone()[0]
         return max(0, min(self.caps.per_notification, self.caps.per_window - recent))
@@ -341,8 +360,9 @@ class Intake:
     def _open_group(conn: sqlite3.Connection, nid: int, now: float) -> int:
         """The queued group job new members join, or a new one (members of a group already being
         run start the next group)."""
-        row = conn.execute(
-            "SELECT id FROM jobs WHERE alertname = ? AND state = 'queued' ORDER BY id DESC LIMIT 1", (GROUP_ALERTNAME,)
+        row = conn.execute(  # a group that has never been claimed: its record cannot exist yet
+            "SELECT id FROM jobs WHERE kind = 'group' AND state = 'queued' AND attempts = 0 AND record_id IS NULL"
+            " ORDER BY id DESC LIMIT 1"
         ).fetchone()
         if row is not None:
             return int(row["id"])
@@ -350,7 +370,7 @@ class Intake:
         placeholder = json.dumps({"labels": {"alertname": GROUP_ALERTNAME}, "startsAt": started})
         cur = conn.execute(
             "INSERT INTO jobs (notification_id, fingerprint, starts_at, status, alertname, alert, received_at,"
-            " last_seen) VALUES (?, ?, ?, 'firing', ?, ?, ?, ?)",
+            " last_seen, kind) VALUES (?, ?, ?, 'firing', ?, ?, ?, ?, 'group')",
             (nid, f"group-{nid}-{int(now * 1e6)}", started, GROUP_ALERTNAME, placeholder, now, now),
         )
         assert cur.lastrowid is not None
@@ -365,19 +385,15 @@ class Intake:
 
     # -- work ---------------------------------------------------------------------------------
     def has_queued(self) -> bool:
-        """Whether any job is queued: a read that takes no lock, for idle workers to poll often."""
-        return self._conn().execute("SELECT 1 FROM jobs WHERE state = 'queued' LIMIT 1").fetchone() is not None
+        """Whether any job is runnable: a read that takes no lock, for idle workers to poll often
+        (only then do they claim, which takes the write lock)."""
+        return self._conn().execute(f"SELECT 1 FROM jobs j WHERE {RUNNABLE} LIMIT 1").fetchone() is not None
 
     def claim(self, worker: str) -> Job | None:
         """The oldest runnable job, marked running by ``worker``. A resolved job waits until its
         firing job is finished (it updates that job's record)."""
         with self._tx() as conn:
-            row = conn.execute(
-                "SELECT * FROM jobs j WHERE j.state = 'queued' AND NOT (j.status = 'resolved' AND EXISTS ("
-                "  SELECT 1 FROM jobs f WHERE f.fingerprint = j.fingerprint AND f.starts_at = j.starts_at"
-                "  AND f.status = 'firing' AND f.state IN ('queued', 'running', 'grouped')))"
-                " ORDER BY j.id LIMIT 1"
-            ).fetchone()
+            row = conn.execute(f"SELECT * FROM jobs j WHERE {RUNNABLE} ORDER BY j.id LIMIT 1").fetchone()
             if row is None:
                 return None
             conn.execute(
@@ -413,17 +429,27 @@ class Intake:
         with self._tx() as conn:
             conn.execute("UPDATE jobs SET notes = json_insert(notes, '$[#]', ?) WHERE id = ?", (note, job_id))
 
-    def firing_record(self, fingerprint: str, starts_at: str) -> tuple[str | None, float | None]:
+    def firing_record(self, fingerprint: str, starts_at: str) -> tuple[str | None, bool]:
+        """The record of the alert's firing job, and whether that alert was grouped (its record is
+        the group's, which notified once for all of them)."""
         row = (
             self._conn()
             .execute(
-                "SELECT record_id, received_at FROM jobs WHERE fingerprint = ? AND starts_at = ? AND status = 'firing'"
+                "SELECT record_id, outcome FROM jobs WHERE fingerprint = ? AND starts_at = ? AND status = 'firing'"
                 " AND state = 'done'",
                 (fingerprint, starts_at),
             )
             .fetchone()
         )
-        return (row["record_id"], row["received_at"]) if row else (None, None)
+        return (row["record_id"], row["outcome"] == "grouped") if row else (None, False)
+
+    def give_back_attempt(self, job_id: int) -> None:
+        """An environmental failure is not an interruption: the claim that met it does not count
+        towards receiver.max_attempts (best effort: the journal may be the thing that failed)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE jobs SET attempts = max(attempts - 1, 0) WHERE id = ? AND state = 'running'", (job_id,)
+            )
 
     def running(self, worker: str | None = None) -> list[Job]:
         """Jobs in state 'running' (claimed by ``worker``, or by anyone when None)."""

@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Any
 
+from ..faults import environmental
 from ..settings import Settings
-from .faults import environmental
 from .health import Health
 from .intake import Intake
 from .worker import worker_id, worker_main
@@ -39,15 +39,28 @@ class Supervisor:
         self._started = threading.Event()
         self._stop_timeout = 30.0
         self._thread: threading.Thread | None = None
+        self._orphans_pending = False
         self.restarts = 0
 
     def recover(self) -> int:
-        """At start: every job left running was interrupted (no worker of ours exists yet)."""
-        jobs = self.intake.running()
+        """At start: every job left running was interrupted (no worker of ours exists yet). Best
+        effort: on a journal that cannot be written now, the supervisor's loop requeues them later."""
+        try:
+            return self.requeue_orphans("receiver stopped mid-run")
+        except Exception as exc:
+            log.error("could not requeue interrupted jobs at start (%s); will retry", environmental(exc) or exc)
+            self._orphans_pending = True
+            return 0
+
+    def requeue_orphans(self, why: str) -> int:
+        """Requeue every job left 'running' by a worker that is not alive (none at start)."""
+        alive = {worker_id(p.pid) for p in self.procs if p.is_alive() and p.pid}
+        jobs = [job for job in self.intake.running() if job.worker not in alive]
         for job in jobs:
-            self.intake.requeue(job.id, f"attempt {job.attempts} was interrupted (receiver stopped mid-run); retried")
+            self.intake.requeue(job.id, f"attempt {job.attempts} was interrupted ({why}); retried")
         if jobs:
-            log.warning("requeued %d interrupted job(s) after a restart", len(jobs))
+            log.warning("requeued %d interrupted job(s): %s", len(jobs), why)
+        self._orphans_pending = False
         return len(jobs)
 
     def start(self) -> None:
@@ -73,6 +86,11 @@ class Supervisor:
             for i, proc in enumerate(self.procs):
                 if not proc.is_alive():
                     self.procs[i] = self._replace(proc)
+            if self._orphans_pending:
+                try:
+                    self.requeue_orphans("its worker died or the receiver restarted")
+                except Exception as exc:  # still unwritable: next tick
+                    log.debug("orphaned jobs not requeued yet: %s", environmental(exc) or exc)
         self._shutdown(self._stop_timeout)
 
     def _read_status(self) -> None:
@@ -93,8 +111,9 @@ class Supervisor:
         try:
             for job in self.intake.running(worker_id(proc.pid)):
                 self.intake.requeue(job.id, f"attempt {job.attempts} was interrupted (worker {proc.pid} died); retried")
-        except Exception as exc:  # the journal is unwritable: requeued at the next start instead
-            log.error("could not requeue worker %s's job: %s", proc.pid, environmental(exc) or exc)
+        except Exception as exc:  # the journal is unwritable now: the loop keeps trying
+            log.error("could not requeue worker %s's job yet: %s", proc.pid, environmental(exc) or exc)
+            self._orphans_pending = True
         self.restarts += 1
         return self._spawn()
 

@@ -29,8 +29,8 @@ from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_ran
 from .. import process
 from ..alertmanager import parse_alert
 from ..contract import GROUP_ALERTNAME
+from ..faults import environmental
 from ..settings import Settings, load_settings
-from .faults import environmental
 from .intake import Intake, Job
 from .notify import Notifier
 
@@ -82,17 +82,15 @@ class JobRunner:
             log.error("job %s (%s) could not be processed: %s", job.id, job.alertname, reason)
             try:
                 self.intake.finish(job.id, "error", note=f"could not run: {reason}")
-            except Exception as journal_exc:
-                if environmental(journal_exc):
-                    raise
-                log.exception("job %s: could not record the error in the journal", job.id)
+            except Exception:  # the journal failed: environmental ones are retried; others end this
+                raise  # worker, and the supervisor requeues its job (never left 'running' on a live worker)
             return "error"
 
     def _firing(self, job: Job) -> str:
         from ..record.archive import new_record_id
         from ..run.engine import RunRequest
 
-        if job.alertname == GROUP_ALERTNAME:
+        if job.kind == "group":
             alert = parse_alert(group_alert(job, self.intake.group_members(job.id), self.intake.caps.describe()))
         else:
             alert = parse_alert(job.alert)
@@ -136,7 +134,7 @@ class JobRunner:
 
     def _resolved(self, job: Job) -> str:
         alert = parse_alert(job.alert)
-        record_id, _ = self.intake.firing_record(job.fingerprint, job.starts_at)
+        record_id, grouped = self.intake.firing_record(job.fingerprint, job.starts_at)
         ends = alert.endsAt or datetime.fromtimestamp(job.received_at, UTC)
         duration: float | None = (ends - alert.startsAt).total_seconds()
         data: dict[str, Any] = {
@@ -160,9 +158,10 @@ class JobRunner:
         else:
             archive.append_event(None, "resolved-without-record", data)
         self.intake.finish(job.id, "resolved", record_id)
-        self._notify(
-            self.notifier.resolved, alert.name, alert.severity, alert.fingerprint, record_id, duration, job=job
-        )
+        if not grouped:  # a grouped alert's resolution is an event on the group record, not a message each
+            self._notify(
+                self.notifier.resolved, alert.name, alert.severity, alert.fingerprint, record_id, duration, job=job
+            )
         return "resolved"
 
     def _notify(self, fn: Any, *args: Any, job: Job) -> None:
@@ -207,7 +206,7 @@ def group_alert(job: Job, members: list[dict[str, Any]], caps: str) -> dict[str,
             "runbook_group": "true",
         },
         "annotations": {
-            "summary": f"{len(members)} alerts over the run cap ({caps}) grouped into this record: {by_name}",
+            "summary": f"{len(members)} alerts over the run cap ({caps}) grouped into this record: {by_name}"[:2000],
             "description": (
                 f"These alerts were journaled (intake notifications {notifications[0] if notifications else '?'}"
                 f"..{notifications[-1] if notifications else '?'}) but not run one by one; "
@@ -220,15 +219,34 @@ def group_alert(job: Job, members: list[dict[str, Any]], caps: str) -> dict[str,
     }
 
 
+class Stopping(Exception):
+    """The worker was told to stop while a job waited out an environmental failure."""
+
+
 def run_until_done(runner: JobRunner, job: Job, stopping: threading.Event, report: Any, wait: Any = None) -> str:
     """Process ``job``; on an environmental failure report it and retry with backoff (1 s doubling
-    to 30 s, jittered) until it succeeds or the worker is stopping (then the failure is raised
-    and the job, still 'running', is requeued when the receiver starts again)."""
+    to 30 s, jittered) until it succeeds. The claim that met the failure is given back (it was no
+    interruption), so restarts during a long outage do not use up ``receiver.max_attempts``.
+    When the worker is told to stop, :class:`Stopping` is raised before another try; the job,
+    still 'running', is requeued when the receiver starts again."""
+    given_back = False
+
+    def attempt() -> str:
+        if stopping.is_set():
+            raise Stopping(f"job {job.id}")
+        return runner.process(job)
 
     def degraded(state: Any) -> None:
+        nonlocal given_back
         reason = environmental(state.outcome.exception()) or "environmental failure"
         log.warning("job %s (%s): %s; retrying (try %d)", job.id, job.alertname, reason, state.attempt_number)
         report(reason)
+        if not given_back:
+            try:
+                runner.intake.give_back_attempt(job.id)
+                given_back = True
+            except Exception as exc:  # the journal is what failed: a restart then counts it
+                log.warning("job %s: attempt not given back: %s", job.id, environmental(exc) or exc)
 
     retrying = Retrying(
         retry=retry_if_exception(lambda exc: environmental(exc) is not None),
@@ -238,9 +256,24 @@ def run_until_done(runner: JobRunner, job: Job, stopping: threading.Event, repor
         before_sleep=degraded,
         reraise=True,
     )
-    outcome = retrying(runner.process, job)
+    outcome = retrying(attempt)
     report(None)
     return outcome
+
+
+def claim_next(runner: JobRunner, me: str, report: Any) -> Job | None:
+    """The next job, or None when there is none or the journal cannot be read right now. A
+    successful look at the journal clears this worker's degraded state."""
+    try:
+        job = runner.intake.claim(me) if runner.intake.has_queued() else None
+    except Exception as exc:
+        reason = environmental(exc)
+        if reason is None:
+            raise
+        report(reason)
+        return None
+    report(None)
+    return job
 
 
 def prime_and_freeze() -> None:
@@ -253,19 +286,6 @@ def prime_and_freeze() -> None:
     prime()
     gc.collect()
     gc.freeze()
-
-
-def claim_next(runner: JobRunner, me: str, report: Any) -> Job | None:
-    """The next job, or None when there is none or the journal cannot be read right now."""
-    try:
-        job = runner.intake.claim(me) if runner.intake.has_queued() else None
-    except Exception as exc:
-        reason = environmental(exc)
-        if reason is None:
-            raise
-        report(reason)
-        return None
-    return job
 
 
 def worker_main(env: str | None, overrides: dict[str, Any], parent: int, status: Any = None) -> None:

@@ -4,6 +4,7 @@ directory, index line or file is missing, added or reordered."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ ROOT_NAMES = {
     HEAD,
     ".lock",
     ".receiver.lock",
+    ".HEAD.tmp",  # HEAD being replaced: present for an instant during an append
     ".staging",
     "interactive",
     ".gitkeep",
@@ -280,6 +282,9 @@ def _links(archive: Archive, rid: str, folder: Path) -> list[Problem]:
 
 
 def _target(archive: Archive, link: Path) -> str:
-    target = link.resolve()
+    try:
+        target = link.resolve()
+    except (OSError, RuntimeError):  # a loop of links
+        return f"{os.readlink(link)}, a loop of links"
     inside = target.is_relative_to(archive.root.resolve())
     return f"{target}, {'inside' if inside else 'OUTSIDE'} the archive"

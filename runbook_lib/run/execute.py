@@ -23,6 +23,7 @@ from typing import Any
 import nbformat
 from papermill.engines import NBClientEngine, papermill_engines
 
+from ..faults import environmental
 from ..settings import EngineSettings
 
 log = logging.getLogger("runbook.engine")
@@ -121,6 +122,8 @@ def _papermill(
         evalue = f"a cell ran longer than {engine.cell_timeout_s:g} s"
         return "timed_out", {"ename": "CellTimeoutError", "evalue": evalue, "detail": detail}, None
     except Exception as exc:  # kernel died, could not start, ...: still a record
+        if environmental(exc):  # no space for a connection file, no memory to fork: retried, never final
+            raise
         first = str(exc).splitlines()[0] if str(exc) else ""
         failure = {
             "ename": type(exc).__name__,

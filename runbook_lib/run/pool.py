@@ -65,7 +65,8 @@ def alive(pid: int) -> bool:
 class WarmKernels:
     def __init__(self, cfg: EngineSettings) -> None:
         self.cfg = cfg
-        self.dir = Path(tempfile.mkdtemp(prefix="runbook-kernels-"))
+        remove_stale_dirs()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"runbook-kernels-{os.getpid()}-"))
         self.socket_path = str(self.dir / "template.sock")
         self.template: subprocess.Popen[bytes] | None = None
         self._spares: list[Spare] = []
@@ -74,6 +75,7 @@ class WarmKernels:
         self._thread: threading.Thread | None = None
         self.cold_starts = 0
         self.warm_starts = 0
+        self.failing = False  # the template could not be started: runs go cold at once
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> WarmKernels:
@@ -106,7 +108,7 @@ class WarmKernels:
     def take(self) -> Spare | None:
         """A started kernel nobody has used, or None (then the run starts a cold kernel). Its
         working directory is a private scratch directory of its own, removed with it."""
-        deadline = time.monotonic() + self.cfg.warm_wait_s
+        deadline = time.monotonic() + (0.0 if self.failing else self.cfg.warm_wait_s)
         with self._lock:
             while not self._stop.is_set():
                 while self._spares:
@@ -138,12 +140,14 @@ class WarmKernels:
                         self._spares.append(spare)
                         self._lock.notify_all()
                     failures = 0
+                    self.failing = False
                     continue
                 with self._lock:
                     self._lock.wait(1.0)
                 self._drop_dead()
             except Exception as exc:
                 failures += 1
+                self.failing = True
                 delay = min(30.0, 0.5 * 2**failures)
                 log.warning("warm kernels unavailable (%s); cold starts for %.0f s", exc, delay)
                 self._stop.wait(delay)
@@ -204,6 +208,15 @@ class WarmKernels:
         for spare in dead:
             spare.discard()
             log.warning("spare kernel %s died while waiting; replaced", spare.pid)
+
+
+def remove_stale_dirs() -> None:
+    """Kernel directories of workers that died without cleaning up (SIGKILL): their owner's pid,
+    in the name, no longer exists."""
+    for path in Path(tempfile.gettempdir()).glob("runbook-kernels-*-*"):
+        owner = path.name.split("-")[2]
+        if owner.isdigit() and not alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def kill_group(pid: int) -> None:

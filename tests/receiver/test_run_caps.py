@@ -64,7 +64,7 @@ def test_a_flood_becomes_a_few_runs_and_one_group_record(tmp_path: Path) -> None
     ]
     rows = runner.intake.jobs()
     assert {r["state"] for r in rows} == {"done"} and len(rows) == 5000 + 3 + 1
-    group = next(r for r in rows if r["alertname"] == GROUP_ALERTNAME)
+    group = next(r for r in rows if r["kind"] == "group")
     members = [r for r in rows if r["grouped_into"] == group["id"]]
     assert len(members) == 5000 and {r["outcome"] for r in members} == {"grouped"}
     assert {r["record_id"] for r in members} == {group["record_id"]}
@@ -86,3 +86,52 @@ def test_a_flood_becomes_a_few_runs_and_one_group_record(tmp_path: Path) -> None
     assert runner.process(runner.intake.claim("t")) == "resolved"
     events = runner.engine.archive.load(group["record_id"])["events"]
     assert [e["event"] for e in events] == ["resolved"], "a grouped alert's resolution lands on the group record"
+
+
+def test_a_senders_alert_with_the_group_name_never_captures_members(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={"archive.path": str(tmp_path / "executed"), "receiver.max_runs_per_notification": 1}
+    )
+    intake = JobRunner(settings).intake
+    decoy = alert_payload(alertname=GROUP_ALERTNAME, status="resolved")
+    decoy["alerts"][0]["endsAt"] = "2099-01-01T00:00:00Z"
+    intake.accept(parse_payload(decoy), "{}")
+    intake.accept(parse_payload(many(4)), "{}")
+    rows = intake.jobs()
+    decoy_row = next(r for r in rows if r["status"] == "resolved")
+    group = next(r for r in rows if r["kind"] == "group")
+    assert [r for r in rows if r["grouped_into"] == decoy_row["id"]] == []
+    assert len([r for r in rows if r["grouped_into"] == group["id"]]) == 3
+
+
+def test_the_window_budget_uses_its_partial_index(tmp_path: Path) -> None:
+    """The budget is counted on every notification: it must not scan the journal's history."""
+    settings = load_settings(overrides={"archive.path": str(tmp_path / "executed")})
+    intake = JobRunner(settings).intake
+    plan = " ".join(
+        str(row[-1])
+        for row in intake._conn().execute(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM jobs INDEXED BY jobs_runs"
+            " WHERE status = 'firing' AND grouped_into IS NULL AND received_at > 0"
+        )
+    )
+    assert "jobs_runs" in plan and "SCAN jobs" not in plan.replace("USING COVERING INDEX", "")
+
+
+def test_a_group_of_alerts_with_huge_names_still_gets_its_record(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "archive.path": str(tmp_path / "executed"),
+            "prometheus.url": None,
+            "receiver.max_runs_per_notification": 1,
+        }
+    )
+    runner = JobRunner(settings)
+    payload = many(3)
+    for i, alert in enumerate(payload["alerts"]):
+        alert["labels"]["alertname"] = f"{i}" + "N" * 9000
+    runner.intake.accept(parse_payload(payload), "{}")
+    outcomes = []
+    while (job := runner.intake.claim("t")) is not None:
+        outcomes.append((job.kind, runner.process(job)))
+    assert ("group", "succeeded") in outcomes

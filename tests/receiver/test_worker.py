@@ -15,8 +15,9 @@ from tenacity import wait_none
 
 from runbook_lib.alertmanager import parse_payload
 from runbook_lib.errors import ArchiveError, JournalError
-from runbook_lib.receiver.faults import environmental
-from runbook_lib.receiver.worker import JobRunner, run_until_done
+from runbook_lib.faults import environmental
+from runbook_lib.receiver.supervisor import Supervisor
+from runbook_lib.receiver.worker import JobRunner, Stopping, claim_next, run_until_done
 from runbook_lib.record.events import events_banner
 from runbook_lib.record.verify import verify
 from runbook_lib.settings import load_settings
@@ -130,3 +131,60 @@ def test_an_end_before_the_start_is_a_clock_skew_note_never_a_negative_duration(
     assert event["data"]["duration_s"] is None and "is before startsAt" in event["data"]["clock_skew"]
     banner = events_banner([event])
     assert "duration unknown" in banner and "after -" not in banner
+
+
+def test_a_claim_that_met_an_environmental_failure_is_given_back(
+    runner: JobRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restarts during a long outage must not use up receiver.max_attempts."""
+    runner.intake.accept(parse_payload(alert_payload(alertname="Whatever")), "{}")
+    job = runner.intake.claim("w")
+    assert runner.intake.jobs()[0]["attempts"] == 1
+    real_run = runner.engine.run
+    failures = iter([OSError(errno.ENOSPC, "No space left on device"), None])
+
+    def flaky(request):
+        exc = next(failures)
+        if exc is not None:
+            assert runner.intake.jobs()[0]["attempts"] == 1
+            raise exc
+        assert runner.intake.jobs()[0]["attempts"] == 0, "given back before the retry"
+        return real_run(request)
+
+    monkeypatch.setattr(runner.engine, "run", flaky)
+    assert run_until_done(runner, job, threading.Event(), lambda _r: None, wait=wait_none()) == "succeeded"
+
+
+def test_a_stop_during_the_backoff_runs_no_further_try(runner: JobRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner.intake.accept(parse_payload(alert_payload(alertname="Whatever")), "{}")
+    job = runner.intake.claim("w")
+    stopping = threading.Event()
+    tries = []
+
+    def always_full(_request):
+        tries.append(1)
+        stopping.set()  # SIGTERM arrives while the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner.engine, "run", always_full)
+    with pytest.raises((Stopping, OSError)):
+        run_until_done(runner, job, stopping, lambda _r: None, wait=wait_none())
+    assert len(tries) == 1
+    assert runner.intake.jobs()[0]["state"] == "running", "left for the next start, not finished"
+
+
+def test_an_idle_look_at_the_journal_clears_a_degraded_worker(runner: JobRunner) -> None:
+    reports: list[str | None] = []
+    assert claim_next(runner, "w", reports.append) is None
+    assert reports == [None]
+
+
+def test_jobs_of_dead_workers_are_requeued_by_the_supervisors_loop(tmp_path: Path) -> None:
+    settings = load_settings(overrides={"archive.path": str(tmp_path / "executed")})
+    supervisor = Supervisor(settings, None, {}, 1)
+    intake = supervisor.intake
+    intake.accept(parse_payload(alert_payload(alertname="Orphan")), "{}")
+    intake.claim("host:999999")  # a worker that no longer exists
+    assert supervisor.requeue_orphans("its worker died") == 1
+    [row] = intake.jobs()
+    assert row["state"] == "queued" and "its worker died" in json.loads(row["notes"])[-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import ssl
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,12 @@ def tls_context(verify: bool = True) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
+    # as httpx does: SSL_CERT_FILE / SSL_CERT_DIR name an internal CA, else certifi's bundle
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile and os.path.isfile(cafile):
+        return ssl.create_default_context(cafile=cafile)
+    if capath and os.path.isdir(capath):
+        return ssl.create_default_context(capath=capath)
     return ssl.create_default_context(cafile=certifi.where())
 
 

@@ -25,6 +25,7 @@ SQLITE_ENVIRONMENTAL = (
     "database or disk is full",
     "disk i/o error",
     "database is locked",
+    "database table is locked",
     "unable to open database file",
     "attempt to write a readonly database",
 )
