@@ -151,7 +151,7 @@ class JobRunner:
             data["duration_s"] = duration = None
             data["clock_skew"] = f"endsAt {ends.isoformat()} is before startsAt {alert.startsAt.isoformat()}"
         archive = self.engine.archive
-        if any(e.get("type") == "event" and (e.get("data") or {}).get("job") == job.id for e in archive.entries()):
+        if any(_same_resolution(e, data) for e in archive.entries()):
             pass  # chained before a crash; only the journal missed it
         elif record_id and archive.is_indexed(record_id):
             archive.append_event(record_id, "resolved", data)
@@ -176,6 +176,15 @@ class JobRunner:
 
 
 GROUP_LIST_CHARS = 15_000  # the listing annotation stays under the alert model's 16 KiB per value
+
+
+def _same_resolution(entry: dict[str, Any], data: dict[str, Any]) -> bool:
+    """An event already chained for this alert's resolution: the alert's identity (fingerprint,
+    startsAt), not the job id, which another journal on the same archive may also use."""
+    if entry.get("type") != "event" or entry.get("event") not in ("resolved", "resolved-without-record"):
+        return False
+    seen = entry.get("data") or {}
+    return seen.get("fingerprint") == data["fingerprint"] and seen.get("starts_at") == data["starts_at"]
 
 
 def group_alert(job: Job, members: list[dict[str, Any]], caps: str) -> dict[str, Any]:

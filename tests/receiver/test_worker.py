@@ -188,3 +188,28 @@ def test_jobs_of_dead_workers_are_requeued_by_the_supervisors_loop(tmp_path: Pat
     assert supervisor.requeue_orphans("its worker died") == 1
     [row] = intake.jobs()
     assert row["state"] == "queued" and "its worker died" in json.loads(row["notes"])[-1]
+
+
+def test_a_second_journal_on_the_same_archive_still_chains_its_resolutions(tmp_path: Path) -> None:
+    """Job ids restart in every journal (the demo makes one per run): an earlier journal's event
+    for job 2 must not hide this journal's resolution for its job 2."""
+    for n, journal in enumerate(("j1.sqlite3", "j2.sqlite3")):
+        settings = load_settings(
+            overrides={
+                "archive.path": str(tmp_path / "executed"),
+                "receiver.journal": str(tmp_path / journal),
+                "prometheus.url": None,
+            }
+        )
+        runner = JobRunner(settings)
+        firing = alert_payload(alertname="Twice", fingerprint=f"feed0{n}")
+        runner.intake.accept(parse_payload(firing), "{}")
+        assert runner.process(runner.intake.claim("t")) == "succeeded"
+        resolved = json.loads(json.dumps(firing))
+        resolved["alerts"][0]["status"] = "resolved"
+        resolved["alerts"][0]["endsAt"] = "2099-01-01T00:00:00Z"
+        runner.intake.accept(parse_payload(resolved), "{}")
+        job = runner.intake.claim("t")
+        assert job.id == 2 and runner.process(job) == "resolved"
+    events = [e for e in runner.engine.archive.entries() if e["type"] == "event"]
+    assert [e["data"]["fingerprint"] for e in events] == ["feed00", "feed01"]
