@@ -160,7 +160,7 @@ def reject_yaml_secrets(data: Mapping[str, Any], env_file: Path) -> None:
     for section, values in data.items():
         if not isinstance(values, Mapping):
             continue
-        for key in ("url", "dsn", "pagerduty_url", "record_base_url"):
+        for key in ("url", "dsn", "pagerduty_url", "record_base_url", "prometheus_url", "grafana_url"):
             if isinstance(values.get(key), str) and password_of(values[key]):
                 raise ConfigError(
                     f"{section}.{key} in defaults.yaml or {env_file.name} contains a password; "

@@ -8,6 +8,7 @@ message names what to fix), 1 for everything that went wrong while doing the wor
 from __future__ import annotations
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INCOMPLETE = 3  # `runbook run`: the runbook ran, but its diagnosis could not be made
 
 
 class RunbookError(Exception):

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from .contract import VERDICT_LABEL
@@ -137,7 +138,62 @@ def cell(value: Any) -> str:
         return f"{value:.6g}"
     if hasattr(value, "isoformat"):
         try:
-            return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+            return iso(value)
         except (ValueError, AttributeError):
             return str(value)
     return str(value)
+
+
+def duration(seconds: float | None) -> str:
+    """5400 -> '1h30m', 42 -> '42s', 0.31 -> '0.3s': two units at most, for people."""
+    if seconds is None or math.isnan(seconds) or seconds < 0:
+        return "n/a"
+    if math.isinf(seconds):
+        return "never"
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    if whole and len(parts) < 2:
+        parts.append(f"{whole}s")
+    return "".join(parts[:2])
+
+
+def when(value: Any) -> datetime | None:
+    """A timestamp from a datetime or ISO text (any offset, 'Z'), in UTC; None if it is not one."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def iso(value: Any) -> str:
+    """The one timestamp style: ISO 8601 UTC to the second, 2026-11-27T14:53:29Z."""
+    moment = when(value)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else str(value or "")
+
+
+def ago(value: Any, now: Any) -> str:
+    """'24m ago' (or 'in 5m'), relative to ``now``."""
+    then, ref = when(value), when(now)
+    if then is None or ref is None:
+        return ""
+    delta = (ref - then).total_seconds()
+    return f"{duration(abs(delta))} ago" if delta >= 0 else f"in {duration(-delta)}"
+
+
+def more(shown: int, total: int) -> str:
+    """'+N more' when a list was cut, else ''."""
+    return f"+{total - shown} more" if total > shown else ""

@@ -179,6 +179,9 @@ class ReceiverSettings(_Section):
     """New firing alerts per ``run_window_s`` that get a run each; the rest are grouped."""
     run_window_s: float = Field(default=300, gt=0)
     """The window of ``max_runs_per_window``."""
+    link_window_s: float = Field(default=600, ge=0)
+    """Firing alerts of one Alertmanager group routed to the same runbook within this long are
+    diagnosed by one run; the others are linked to its record (0: run each)."""
     token: SecretStr | None = None
     """Bearer token Alertmanager sends (RUNBOOK_WEBHOOK_TOKEN[_FILE])."""
     basic_user: str | None = None
@@ -196,8 +199,20 @@ class NotifySettings(_Section):
     """PagerDuty routing key (RUNBOOK_PAGERDUTY_ROUTING_KEY[_FILE]); None: no pages."""
     record_base_url: str | None = None
     """Base URL for record links in messages, e.g. http://runbooks.internal:9095 (RUNBOOK_RECORD_BASE_URL)."""
+    page_incomplete: bool = False
+    """Page PagerDuty even when the diagnosis is incomplete (no essential check could be made)."""
     timeout_s: float = 5.0
     """Timeout per notification request."""
+
+
+class LinkSettings(_Section):
+    prometheus_url: str | None = None
+    """Prometheus as people reach it, for "open in Prometheus" links (RUNBOOK_PROMETHEUS_LINK_URL);
+    None: prometheus.url."""
+    grafana_url: str | None = None
+    """Grafana's base URL (RUNBOOK_GRAFANA_URL); None: no Grafana links."""
+    grafana_dashboard: str | None = "/d/omnihub-api-gateway"
+    """Path of the dashboard records link to, on grafana_url."""
 
 
 class Settings(_Section):
@@ -231,6 +246,12 @@ class Settings(_Section):
     """The Alertmanager receiver."""
     notify: NotifySettings = Field(default_factory=NotifySettings)
     """Optional Slack/PagerDuty notifications."""
+    links: LinkSettings = Field(default_factory=LinkSettings)
+    """Where records and messages link to (Prometheus, Grafana)."""
+
+    @property
+    def prometheus_link_base(self) -> str | None:
+        return self.links.prometheus_url or self.prometheus.url
 
     # -- derived paths -------------------------------------------------------------------
     @property
@@ -270,7 +291,13 @@ class Settings(_Section):
                 elif isinstance(value, SecretStr):
                     raw = value.get_secret_value()
                     found.update(secret_parts(raw, url_like=(section, name) in URL_SECRETS))
-                elif isinstance(value, str) and name in ("url", "dsn", "record_base_url"):
+                elif isinstance(value, str) and name in (
+                    "url",
+                    "dsn",
+                    "record_base_url",
+                    "prometheus_url",
+                    "grafana_url",
+                ):
                     found.update(secret_parts(value, url_like=True))
 
         visit(self, "")
@@ -301,6 +328,8 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_WEBHOOK_USER": ("receiver", "basic_user"),
     "RUNBOOK_PAGERDUTY_URL": ("notify", "pagerduty_url"),
     "RUNBOOK_RECORD_BASE_URL": ("notify", "record_base_url"),
+    "RUNBOOK_PROMETHEUS_LINK_URL": ("links", "prometheus_url"),
+    "RUNBOOK_GRAFANA_URL": ("links", "grafana_url"),
     "RUNBOOK_RUNBOOKS_DIR": ("runbooks_dir",),
     "RUNBOOK_CATALOG": ("catalog_path",),
 }

@@ -15,6 +15,8 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)  # scripts/offline.sh brings up loopback with it
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the record's phone-width test
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   as_root apt-get update -q

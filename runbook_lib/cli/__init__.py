@@ -23,7 +23,8 @@ or *_FILE paths."""
 
 EPILOG = """\
 exit codes: 0 success, 1 the runbook failed / timed out / verification failed,
-            2 bad input or configuration (the message names what is wrong)
+            2 bad input or configuration (the message names what is wrong),
+            3 `run`: the runbook ran but its diagnosis is incomplete (no essential check could be made)
 
 examples:
   runbook list

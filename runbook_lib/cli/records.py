@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, ArchiveError
+from ..present import duration, iso
+from ..record import diagnosis
+from ..record.events import event_text
 from .common import echo, finding_lines, print_table, settings_for, worst
 
 
@@ -87,15 +90,17 @@ def cmd_records(args: argparse.Namespace) -> int:
         except (ArchiveError, ValueError, OSError) as exc:
             rows.append({"id": rid, "status": "UNREADABLE", "alert": str(exc)[:60]})
             continue
-        top = worst(rec.get("findings", []), 1)
+        top = worst([f for f in rec.get("findings", []) if f.get("verdict") != "unchecked"], 1)
+        d = diagnosis.of(rec)
         rows.append(
             {
                 "id": rid,
                 "runbook": rec.get("runbook"),
                 "alert": ((rec.get("alert") or {}).get("labels") or {}).get("alertname", "-"),
+                "verdict": d["verdict"].upper(),
                 "status": rec.get("status"),
-                "started": str(rec.get("started_at", ""))[:19],
-                "worst": f"{top[0]['verdict']}: {top[0]['check']}" if top else "-",
+                "started": iso(rec.get("started_at")),
+                "worst": f"{top[0]['check']}" if top else "-",
                 "resolved": "yes" if rid in resolved else "",
             }
         )
@@ -105,7 +110,7 @@ def cmd_records(args: argparse.Namespace) -> int:
     if not rows:
         echo(f"no records in {settings.archive_path}")
         return EXIT_OK
-    print_table(rows, ["id", "alert", "status", "worst", "resolved"])
+    print_table(rows, ["id", "alert", "verdict", "status", "worst", "resolved"])
     return EXIT_OK
 
 
@@ -121,16 +126,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     alert = rec.get("alert") or {}
     labels = alert.get("labels") or {}
     out = [
+        diagnosis.of(rec)["headline"],
+        "",
         f"record    {rec['id']}",
         f"alert     {labels.get('alertname', '(none)')}  severity={labels.get('severity', '')}  "
         f"fingerprint={alert.get('fingerprint', '')}",
         f"runbook   {rec['runbook']}  mode={rec['mode']}  environment={rec['environment']}  origin={rec.get('origin')}",
-        f"status    {rec['status'].upper()}  started {rec['started_at']}  duration {rec['duration_s']:.1f} s"
+        f"run       {rec['status'].upper()}  started {iso(rec['started_at'])}  took {duration(rec['duration_s'])}"
         + (f"  attempt {rec['attempt']}" if rec.get("attempt", 1) > 1 else ""),
     ]
     if rec.get("failed_cell"):
         fc = rec["failed_cell"]
-        out.append(f"failed    cell {fc.get('index')}: {fc.get('ename')}: {fc.get('evalue')}")
+        out.append(f"stopped   in In [{fc.get('execution_count')}]: {fc.get('ename')}: {fc.get('evalue')}")
+        out.append(f"          continue from its outputs: runbook open {rec['id']}")
     for note in rec.get("notes") or []:
         out.append(f"note      {note}")
     checked = [f for f in rec.get("findings", []) if f["verdict"] != "unchecked"]
@@ -144,7 +152,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if rec.get("events"):
         out.append("\nevents:")
         for e in rec["events"]:
-            out.append(f"  {e['at']}  {e['event']}  {json.dumps(e.get('data', {}), ensure_ascii=False)}")
+            out.append(f"  {iso(e['at'])}  {event_text(e)}")
     folder = Path(rec["dir"])
     out.append(
         f"\nhtml      {folder / 'record.html'}\nnotebook  {folder / 'notebook.ipynb'}\njson      {folder / 'record.json'}"

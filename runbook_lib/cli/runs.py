@@ -7,10 +7,14 @@ import json
 import os
 import shutil
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ..contract import APPROVALS, MODES
-from ..errors import EXIT_FAILED, EXIT_OK, ConfigError
+from ..errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from ..present import more
+from ..record import diagnosis
 from .common import echo, finding_lines, print_table, read_alert_input, settings_for, verdict_counts, worst
 
 
@@ -39,14 +43,23 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         ),
         (
             "open",
-            "prepare a runbook with the alert injected and open it in JupyterLab",
-            "Inject the alert's parameters into a copy of the runbook (papermill prepare-only) under\n"
-            "<archive>/interactive/, then open it in JupyterLab. Without JupyterLab installed (the optional\n"
-            "'lab' extra), or with --no-launch, print the path instead. Interactive copies are not records.",
+            "open a runbook (alert injected) or a record's executed notebook in JupyterLab",
+            "With SLUG and --alert: inject the alert's parameters into a copy of the runbook (papermill\n"
+            "prepare-only). With a RECORD id (or a unique part of it): copy that record's executed notebook,\n"
+            "outputs included, to continue from where it stopped. Either copy goes to a working directory\n"
+            "outside the archive ($XDG_CACHE_HOME/omnihub-runbooks/interactive) and opens in the JupyterLab\n"
+            "of this environment; copies are never records. Options for Jupyter follow `--`, e.g.\n"
+            "  runbook open 20261127T1538 -- --allow-root --port 8899 --no-browser\n"
+            "--no-launch prints the path only. Exit 1 (path still printed) when JupyterLab is not installed.",
         ),
     ):
         p = sub.add_parser(name, parents=[common], formatter_class=fmt, help=helptext, description=desc)
-        p.add_argument("slug", nargs="?", metavar="SLUG", help="runbook slug (see `runbook list`)")
+        p.add_argument(
+            "slug",
+            nargs="?",
+            metavar="SLUG" if name == "run" else "SLUG|RECORD",
+            help="runbook slug (see `runbook list`)" + ("" if name == "run" else ", or a record id to continue from"),
+        )
         p.add_argument("--alert", metavar="FILE", required=(name == "run"), help=alert_help)
         p.add_argument("--fingerprint", metavar="FP", help="which alert of a payload (default: the first firing one)")
         p.add_argument(
@@ -79,6 +92,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             p.set_defaults(func=cmd_run)
         else:
             p.add_argument("--no-launch", action="store_true", help="only print the prepared notebook's path")
+            p.add_argument("jupyter_args", nargs="*", metavar="-- JUPYTER_ARG", help="passed to jupyter lab")
             p.set_defaults(func=cmd_open)
 
 
@@ -142,37 +156,85 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = engine.run(request, progress=tty, say=say)
     rec = result.record
     if not args.quiet:
+        d = diagnosis.of(rec)
+        echo(f"runbook: {d['headline']}", file=sys.stderr)
         counts = verdict_counts(rec["findings"])
-        echo(f"runbook: status {result.status}; findings: {counts or 'none'}", file=sys.stderr)
-        for line in finding_lines(worst(rec["findings"], 5)):
+        echo(f"runbook: run {result.status}; findings: {counts or 'none'}", file=sys.stderr)
+        top = worst(rec["findings"], 5)
+        for line in finding_lines(top):
             echo(line, file=sys.stderr)
+        if len(rec["findings"]) > len(top):
+            echo(f"  {more(len(top), len(rec['findings']))} (runbook show {rec['id']})", file=sys.stderr)
         if rec.get("failed_cell"):
             fc = rec["failed_cell"]
-            echo(f"  failed at cell {fc.get('index')}: {fc.get('ename')}: {fc.get('evalue')}", file=sys.stderr)
+            echo(
+                f"  stopped in In [{fc.get('execution_count')}]: {fc.get('ename')}: {fc.get('evalue')}", file=sys.stderr
+            )
+            echo(f"  continue from its outputs: runbook open {rec['id']}", file=sys.stderr)
     echo(result.html_path)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    if not result.ok:
+        return EXIT_FAILED
+    return EXIT_INCOMPLETE if result.incomplete else EXIT_OK
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    from ..run.engine import Engine
-
     settings = settings_for(args)
-    request = request_from(args)
-    path = Engine(settings).prepare(request)
-    jupyter = shutil.which("jupyter-lab") or shutil.which("jupyter")
-    has_lab = False
-    try:
-        import jupyterlab  # noqa: F401
+    work = interactive_dir()
+    record_id = _record_id(settings, args.slug) if args.slug and not args.alert else None
+    if record_id is not None:
+        path = _working_copy(settings, record_id, work)
+    else:
+        from ..run.engine import Engine
 
-        has_lab = True
-    except ImportError:
-        pass
-    if args.no_launch or not has_lab or not jupyter:
-        if not has_lab and not args.no_launch:
-            print("runbook: JupyterLab is not installed (pip install 'omnihub-runbooks[lab]'); open:", file=sys.stderr)
+        path = Engine(settings).prepare(request_from(args), out_dir=work)
+    if args.no_launch:
         print(path)
         return EXIT_OK
-    print(f"runbook: opening {path} in JupyterLab", file=sys.stderr)
-    cmd = [jupyter, str(path)] if jupyter.endswith("jupyter-lab") else [jupyter, "lab", str(path)]
-    os.execv(jupyter, cmd)  # noqa: S606 - hand the terminal to JupyterLab
+    lab = jupyter_lab()
+    if lab is None:
+        echo(
+            "runbook: JupyterLab is not installed in this environment (pip install 'omnihub-runbooks[lab]'); "
+            f"the notebook is ready at {path}",
+            file=sys.stderr,
+        )
+        print(path)
+        return EXIT_FAILED
+    echo(f"runbook: opening {path} in JupyterLab ({lab})", file=sys.stderr)
+    argv = [lab, *args.jupyter_args, str(path)]
+    os.execv(lab, argv)  # noqa: S606 - hand the terminal to JupyterLab
     return EXIT_OK
+
+
+def interactive_dir() -> Path:
+    """Working copies live outside the archive: they are scratch, never records."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "omnihub-runbooks" / "interactive"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def jupyter_lab() -> str | None:
+    """jupyter-lab from this environment first (a venv's bin need not be on PATH), then PATH."""
+    own = Path(sys.executable).parent / "jupyter-lab"
+    if own.exists():
+        return str(own)
+    return shutil.which("jupyter-lab")
+
+
+def _record_id(settings: Any, text: str) -> str | None:
+    """The record ``text`` names, if it is not a runbook slug."""
+    from ..catalog import Catalog
+    from ..record.archive import Archive
+
+    if Catalog.load(settings.catalog_file, settings.runbooks_path).has_notebook(text):
+        return None
+    return Archive(settings.archive_path).find(text)
+
+
+def _working_copy(settings: Any, record_id: str, work: Path) -> Path:
+    from ..record.archive import Archive
+
+    source = Archive(settings.archive_path).record_dir(record_id) / "notebook.ipynb"
+    target = work / f"{record_id}-continued-{datetime.now(UTC):%H%M%S}.ipynb"
+    shutil.copyfile(source, target)
+    return target

@@ -4,6 +4,7 @@ loopback sandbox end to end)."""
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers is not None:
         overrides["receiver.workers"] = args.workers
     settings = load_settings(env=args.env, overrides=overrides)
+    logging.getLogger("runbook").setLevel(logging.INFO)  # one structured line per notification
     host = args.host or settings.receiver.host
     port = args.port if args.port is not None else settings.receiver.port
     has_auth = auth_configured(settings)

@@ -157,6 +157,8 @@ class Actions:
         rb = self.rb
         action: dict[str, Any] = {
             "name": option.name,
+            "step": rb.current_step,
+            "step_title": rb.current_title,
             "title": option.title,
             "target": option.target,
             "command": option.command,
@@ -242,7 +244,18 @@ class Actions:
     def _emit(self, action: dict[str, Any], status: str, reason: str) -> dict[str, Any]:
         action["status"] = status
         action["reason"] = reason
-        return self.rb.record_action(action)
+        return Outcome(self.rb.record_action(action))
+
+
+class Outcome(dict):  # type: ignore[type-arg]
+    """What an option returns: the action as a dict, shown in a notebook as one line (its card
+    above already says everything), not as a 30-line dict."""
+
+    def __repr__(self) -> str:
+        return f"<{self.get('title')}: {self.get('status')}>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
 
 
 def _sql_literal(value: str) -> str:

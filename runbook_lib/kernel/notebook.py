@@ -13,6 +13,7 @@ back into record.json; ``rb.table()`` shows a DataFrame; ``rb.prometheus`` / ``r
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
@@ -23,6 +24,7 @@ from ..alertmanager import Alert, parse_alert
 from ..catalog import Catalog, Route
 from ..contract import ACTION_MIME, FINDING_MIME, MODES, VERDICTS, jsonable, worst_first
 from ..errors import RunbookError, SourceError, SourceNotConfigured, SourceUnavailable
+from ..links import prometheus_graph
 from ..settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -82,6 +84,7 @@ class Runbook:
         self.actions_taken: list[dict[str, Any]] = []
         self.current_step: str = ""
         self.current_title: str = ""
+        self.essential = False  # inside a check the runbook's diagnosis depends on
         self._clients: dict[str, Any] = {}
 
     # -- context ------------------------------------------------------------------------------
@@ -147,8 +150,13 @@ class Runbook:
         self.current_step = f"Step {number}" if isinstance(number, int) else str(number)
         self.current_title = title
 
-    def finding(self, check: str, verdict: str, summary: str, **details: Any) -> dict[str, Any]:
-        """Record one finding. verdict: critical / warning / unchecked / info / ok."""
+    def finding(
+        self, check: str, verdict: str, summary: str, *, role: str | None = None, **details: Any
+    ) -> dict[str, Any]:
+        """Record one finding. verdict: critical / warning / unchecked / info / ok. ``role``:
+        "symptom" (what is broken) or "cause" (why), which the record's headline is built from.
+        Findings made inside an essential check (see checks.base.check) are marked essential: a
+        run where every essential check went unchecked is incomplete."""
         if verdict not in VERDICTS:
             raise RunbookError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
         f = {
@@ -159,6 +167,10 @@ class Runbook:
             "details": jsonable(details),
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
+        if role:
+            f["role"] = role
+        if self.essential:
+            f["essential"] = True
         self.findings.append(f)
         self._display({FINDING_MIME: f, "text/html": present.finding_html(f), "text/plain": present.finding_text(f)})
         return f
@@ -186,6 +198,19 @@ class Runbook:
         )
         text = (f"{title}\n" if title else "") + (shown.to_string(index=False) if not frame.empty else "(no rows)")
         self._display({"text/html": html, "text/plain": text})
+
+    def image(self, png: bytes, alt: str) -> None:
+        """Show a PNG (a plot) in the notebook and the record."""
+        self._display({"image/png": base64.b64encode(png).decode("ascii"), "text/plain": f"[{alt}]"})
+
+    def query_link(self, expr: str, title: str, range_s: float = 3 * 3600) -> None:
+        """ "Open in Prometheus" for a query this runbook ran, over ``range_s`` up to now."""
+        url = prometheus_graph(self.settings.prometheus_link_base, expr, self.now, range_s)
+        if url:
+            html = (
+                f'<div class="rb-note"><a href="{present.esc(url)}">open in Prometheus</a>: {present.esc(title)}</div>'
+            )
+            self._display({"text/html": html, "text/plain": f"open in Prometheus: {url}"})
 
     def note(self, text: str) -> None:
         self._display({"text/html": present.note_html(text), "text/plain": text})

@@ -24,25 +24,6 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def format_duration(seconds: float) -> str:
-    """5400 -> '1h30m'; rounds to whole seconds."""
-    if seconds is None or math.isnan(seconds):
-        return "n/a"
-    if math.isinf(seconds):
-        return "never"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    if seconds and len(parts) < 2:
-        parts.append(f"{seconds}s")
-    return "".join(parts[:2])
-
-
 def error_ratio(errors: float, total: float) -> float | None:
     """errors / total, or None when there was no traffic (a ratio of nothing is not 0)."""
     if total is None or errors is None or total <= 0 or math.isnan(total) or math.isnan(errors):

@@ -53,6 +53,7 @@ PRELOAD = (
     "runbook_lib.kernel.notebook",
     "runbook_lib.kernel.checks",
     "runbook_lib.kernel.actions",
+    "runbook_lib.kernel.plots",
     "runbook_lib.kernel.sources.prometheus",
     "runbook_lib.kernel.sources.postgres",
     "runbook_lib.kernel.sources.redis",
@@ -99,9 +100,15 @@ def _first_use() -> None:
     frame.sort_values("value").round({"value": 3}).to_string(index=False)
     frame.pivot_table(index="endpoint", columns="ok", values="n", aggfunc="sum").reset_index()
     frame.groupby("endpoint")["n"].sum()
+    import matplotlib.dates as mdates
+
     fig, ax = plt.subplots(figsize=(2, 1))
-    ax.plot([0, 1], [0, 1])
+    ax.plot(frame["at"], frame["value"])
+    ax.axhline(1.0, linestyle="--")
+    ax.annotate("x", (0.0, 1.0), xycoords=("axes fraction", "data"), fontsize=7)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
     ax.set_title("warm-up")
+    fig.tight_layout()
     fig.savefig(io.BytesIO(), format="png")
     plt.close(fig)
 

@@ -23,6 +23,7 @@ from prometheus_client import generate_latest
 from ..alertmanager import WebhookPayload, parse_payload
 from ..errors import AlertError, ArchiveError
 from ..faults import environmental
+from ..present import visible
 from ..record.archive import RECORD_ID, Archive
 from ..record.events import with_events
 from ..settings import Settings
@@ -150,6 +151,16 @@ def _alerts_route(
                 health.degraded("journal", f"cannot commit notifications ({reason}); answering 503")
                 return JSONResponse({"error": "could not persist the notification; retry"}, status_code=503)
             health.ok("journal")
+            log.info(
+                "notification received id=%s group=%s alerts=%d new=%d duplicates=%d grouped=%d answer_ms=%.1f",
+                accepted.notification_id,
+                visible(payload.groupKey)[:120],
+                len(payload.alerts),
+                accepted.new,
+                accepted.duplicates,
+                accepted.grouped,
+                (time.perf_counter() - t0) * 1000,
+            )
             return JSONResponse(
                 {
                     "accepted": accepted.new,

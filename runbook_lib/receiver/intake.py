@@ -16,7 +16,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_seen       REAL,
     grouped_into    INTEGER,
     kind            TEXT NOT NULL DEFAULT 'alert',
+    group_key       TEXT NOT NULL DEFAULT '',
     UNIQUE (fingerprint, starts_at, status)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
@@ -73,6 +74,7 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_seq);
 MIGRATIONS = {
     "grouped_into": "ALTER TABLE jobs ADD COLUMN grouped_into INTEGER",
     "kind": "ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert'",  # 'alert' or 'group'
+    "group_key": "ALTER TABLE jobs ADD COLUMN group_key TEXT NOT NULL DEFAULT ''",  # Alertmanager's groupKey
 }
 # jobs_runs serves the per-window run budget on every notification: a partial index, so the
 # cost does not grow with the journal's history.
@@ -127,6 +129,8 @@ class Job:
     notes: list[str]
     kind: str = "alert"  # "group": stands for the alerts grouped into it over the run caps
     worker: str | None = None  # who claimed it
+    group_key: str = ""  # the Alertmanager group it came in
+    link_to: dict[str, Any] | None = None  # set by claim(): link to this run of its group, do not run
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -144,6 +148,7 @@ class Job:
             notes=json.loads(row["notes"]),
             kind=row["kind"],
             worker=row["worker"],
+            group_key=row["group_key"],
         )
 
 
@@ -324,8 +329,8 @@ class Intake:
             key = (alert.fingerprint, starts_key(alert), alert.status)
             cur = conn.execute(
                 "INSERT OR IGNORE INTO jobs (notification_id, fingerprint, starts_at, status, alertname, alert,"
-                " received_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (nid, *key, alert.name, alert.model_dump_json(), now, now),
+                " received_at, last_seen, group_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (nid, *key, alert.name, alert.model_dump_json(), now, now, payload.groupKey),
             )
             if not cur.rowcount:
                 dup += 1
@@ -389,9 +394,14 @@ class Intake:
         (only then do they claim, which takes the write lock)."""
         return self._conn().execute(f"SELECT 1 FROM jobs j WHERE {RUNNABLE} LIMIT 1").fetchone() is not None
 
-    def claim(self, worker: str) -> Job | None:
+    def claim(self, worker: str, route: Callable[[str], str] | None = None, link_window_s: float = 600) -> Job | None:
         """The oldest runnable job, marked running by ``worker``. A resolved job waits until its
-        firing job is finished (it updates that job's record)."""
+        firing job is finished (it updates that job's record).
+
+        With ``route`` (alertname -> runbook): firing alerts of the same Alertmanager group that
+        route to the same runbook within ``link_window_s`` are one story, run once. Queued ones
+        are linked to the claimed job now (its run records them); a job whose group already has
+        that runbook's run comes back with ``link_to`` set, to be linked, not run."""
         with self._tx() as conn:
             row = conn.execute(f"SELECT * FROM jobs j WHERE {RUNNABLE} ORDER BY j.id LIMIT 1").fetchone()
             if row is None:
@@ -400,8 +410,60 @@ class Intake:
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, worker = ?, claimed_at = ? WHERE id = ?",
                 (worker, time.time(), row["id"]),
             )
+            link_to = self._link_group(conn, row, route, link_window_s) if route else None
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
-        return Job.from_row(row)
+        job = Job.from_row(row)
+        job.link_to = link_to
+        return job
+
+    @staticmethod
+    def _link_group(
+        conn: sqlite3.Connection, row: sqlite3.Row, route: Callable[[str], str], window_s: float
+    ) -> dict[str, Any] | None:
+        if row["status"] != "firing" or row["kind"] != "alert" or not row["group_key"]:
+            return None
+        slug = route(row["alertname"])
+        same = conn.execute(
+            "SELECT id, alertname, state, record_id, outcome FROM jobs WHERE group_key = ? AND id != ?"
+            " AND status = 'firing' AND kind = 'alert' AND received_at >= ? ORDER BY id",
+            (row["group_key"], row["id"], row["received_at"] - window_s),
+        ).fetchall()
+        same = [r for r in same if route(r["alertname"]) == slug]
+        primary = next(
+            (r for r in same if r["state"] in ("running", "done") and r["outcome"] not in ("linked", "grouped")), None
+        )
+        if primary is not None and primary["id"] < row["id"]:
+            if primary["state"] == "running":  # its run is under way: it records this one when it finishes
+                conn.execute(
+                    "UPDATE jobs SET state = 'grouped', grouped_into = ?, outcome = 'linked', worker = NULL"
+                    " WHERE id = ?",
+                    (primary["id"], row["id"]),
+                )
+                return {"job": primary["id"], "record_id": None, "pending": True}
+            return {"job": primary["id"], "record_id": primary["record_id"], "pending": False}
+        for sibling in same:
+            if sibling["state"] == "queued":
+                conn.execute(
+                    "UPDATE jobs SET state = 'grouped', grouped_into = ?, outcome = 'linked' WHERE id = ?",
+                    (row["id"], sibling["id"]),
+                )
+        return None
+
+    def related_records(self, job: Job) -> list[dict[str, Any]]:
+        """Other records of this job's Alertmanager group (runs of other runbooks), oldest first."""
+        if not job.group_key:
+            return []
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT alertname, record_id FROM jobs WHERE group_key = ? AND id != ? AND status = 'firing'"
+                " AND state = 'done' AND record_id IS NOT NULL AND COALESCE(outcome, '') NOT IN ('linked', 'grouped')"
+                " ORDER BY id",
+                (job.group_key, job.id),
+            )
+            .fetchall()
+        )
+        return [{"alertname": r["alertname"], "record_id": r["record_id"]} for r in rows]
 
     def set_record_id(self, job_id: int, record_id: str) -> None:
         with self._tx() as conn:
@@ -419,7 +481,7 @@ class Intake:
                 (outcome, record_id, now, seq, note, note, job_id),
             )
             conn.execute(
-                "UPDATE jobs SET state = 'done', outcome = 'grouped', record_id = COALESCE(?, record_id),"
+                "UPDATE jobs SET state = 'done', outcome = COALESCE(outcome, 'grouped'), record_id = COALESCE(?, record_id),"
                 " finished_at = ? WHERE grouped_into = ? AND state = 'grouped'",
                 (record_id, now, job_id),
             )
@@ -441,7 +503,7 @@ class Intake:
             )
             .fetchone()
         )
-        return (row["record_id"], row["outcome"] == "grouped") if row else (None, False)
+        return (row["record_id"], row["outcome"] in ("grouped", "linked")) if row else (None, False)
 
     def give_back_attempt(self, job_id: int) -> None:
         """An environmental failure is not an interruption: the claim that met it does not count

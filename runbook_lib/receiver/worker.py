@@ -30,6 +30,7 @@ from .. import process
 from ..alertmanager import parse_alert
 from ..contract import GROUP_ALERTNAME
 from ..faults import environmental
+from ..present import visible
 from ..settings import Settings, load_settings
 from .intake import Intake, Job
 from .notify import Notifier
@@ -74,6 +75,8 @@ class JobRunner:
         try:
             if job.status == "resolved":
                 return self._resolved(job)
+            if job.link_to is not None:
+                return self._linked(job)
             return self._firing(job)
         except Exception as exc:
             if environmental(exc):
@@ -124,13 +127,65 @@ class JobRunner:
             attempt=min(job.attempts, max_attempts),
             notes=list(job.notes),
             origin="receiver",
-            intake={"job": job.id, "notification": job.notification_id, "received_at": _iso(job.received_at)},
+            intake={
+                "job": job.id,
+                "notification": job.notification_id,
+                "received_at": _iso(job.received_at),
+                "group_key": job.group_key,
+            },
             skip_execution=skip,
+            linked=[_brief(m) for m in self.intake.group_members(job.id)] if job.kind == "alert" else [],
+            related=self.intake.related_records(job),
+        )
+        log.info(
+            "job started id=%s alert=%s fingerprint=%s runbook=%s record=%s attempt=%d",
+            job.id,
+            visible(alert.name)[:120],
+            alert.fingerprint,
+            slug,
+            rid,
+            request.attempt,
         )
         result = self.engine.run(request)
+        for other in request.related:  # the earlier records of this group learn of this one
+            self.engine.archive.append_event(
+                other["record_id"], "related", {"record": rid, "alertname": alert.name, "runbook": slug}
+            )
         self.intake.finish(job.id, result.status, rid)
+        log.info(
+            "record written id=%s job=%s status=%s verdict=%s run_s=%.2f receipt_to_record_s=%.2f",
+            rid,
+            job.id,
+            result.status,
+            (result.record.get("diagnosis") or {}).get("verdict"),
+            result.record.get("duration_s", 0),
+            time.time() - job.received_at,
+        )
         self._notify(self.notifier.record_done, result.record, job=job)
         return result.status
+
+    def route(self, alertname: str) -> str:
+        """The runbook an alert goes to (for linking alerts of one group that share one)."""
+        return self.engine.catalog.route(alertname).slug
+
+    def _linked(self, job: Job) -> str:
+        """An alert whose group already has a run of the same runbook: linked to that record."""
+        link = job.link_to or {}
+        if link.get("pending"):  # that run is under way; it records this alert when it finishes
+            return "linked"
+        record_id = link.get("record_id")
+        alert = parse_alert(job.alert)
+        data = {"alertname": alert.name, "fingerprint": alert.fingerprint, "starts_at": alert.startsAt.isoformat()}
+        archive = self.engine.archive
+        if record_id and archive.is_indexed(record_id):
+            seen = any(
+                e.get("type") == "event" and e.get("event") == "linked" and (e.get("data") or {}) == data
+                for e in archive.entries()
+            )
+            if not seen:
+                archive.append_event(record_id, "linked", data)
+        self.intake.finish(job.id, "linked", record_id, note=f"one story with job {link.get('job')}: not run again")
+        return "linked"
 
     def _resolved(self, job: Job) -> str:
         alert = parse_alert(job.alert)
@@ -176,6 +231,16 @@ class JobRunner:
 
 
 GROUP_LIST_CHARS = 15_000  # the listing annotation stays under the alert model's 16 KiB per value
+
+
+def _brief(alert: dict[str, Any]) -> dict[str, Any]:
+    labels = alert.get("labels") or {}
+    return {
+        "alertname": labels.get("alertname"),
+        "severity": labels.get("severity", ""),
+        "fingerprint": alert.get("fingerprint"),
+        "starts_at": alert.get("startsAt"),
+    }
 
 
 def _same_resolution(entry: dict[str, Any], data: dict[str, Any]) -> bool:
@@ -274,7 +339,9 @@ def claim_next(runner: JobRunner, me: str, report: Any) -> Job | None:
     """The next job, or None when there is none or the journal cannot be read right now. A
     successful look at the journal clears this worker's degraded state."""
     try:
-        job = runner.intake.claim(me) if runner.intake.has_queued() else None
+        window = runner.settings.receiver.link_window_s
+        route = runner.route if window > 0 else None
+        job = runner.intake.claim(me, route, window) if runner.intake.has_queued() else None
     except Exception as exc:
         reason = environmental(exc)
         if reason is None:
@@ -310,6 +377,7 @@ def worker_main(env: str | None, overrides: dict[str, Any], parent: int, status:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     process.prepare()
     process.setup_logging(False)
+    logging.getLogger("runbook").setLevel(logging.INFO)  # one structured line per job and record
     settings = load_settings(env=env, overrides=overrides)
     from ..run.pool import WarmKernels  # after process.prepare(): it imports jupyter_client
 

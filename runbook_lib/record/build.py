@@ -44,6 +44,10 @@ class ArchivedRecord:
     def ok(self) -> bool:
         return self.status == "succeeded"
 
+    @property
+    def incomplete(self) -> bool:
+        return bool((self.record.get("diagnosis") or {}).get("incomplete"))
+
 
 def collect(nb: nbformat.NotebookNode) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Findings and actions, in notebook order, from their MIME-typed outputs."""

@@ -5,33 +5,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..present import esc
+from ..present import duration, esc, iso
 
 # Where the summary section of record.html starts; events are shown just above it.
 SUMMARY_ANCHOR = '<section class="rb-summary" id="summary">'
 
 
-def events_banner(events: list[dict[str, Any]]) -> str:
-    """Later facts (resolved) chained in the index, shown above the archived page; the record's
-    files themselves never change."""
-    lines = []
-    for e in events:
-        d = e.get("data") or {}
-        if e.get("event") == "resolved" and d.get("duration_s") is None:
-            lines.append(
-                f"Resolved at {d.get('ends_at')}; duration unknown ({d.get('clock_skew') or 'no start time'}: "
-                f"clock skew at the sender) (notification received {d.get('received_at')})."
-            )
-        elif e.get("event") == "resolved":
-            lines.append(
-                f"Resolved at {d.get('ends_at')} after {max(0.0, float(d.get('duration_s') or 0)):.0f} s "
-                f"(notification received {d.get('received_at')})."
-            )
+def event_text(e: dict[str, Any]) -> str:
+    """One line for a chained event, in the one timestamp style, durations for people."""
+    d = e.get("data") or {}
+    if e.get("event") in ("resolved", "resolved-without-record"):
+        if d.get("duration_s") is None:
+            took = f"duration unknown ({d.get('clock_skew') or 'no start time'}: clock skew at the sender)"
         else:
-            lines.append(f"{e.get('event')} at {e.get('at')}")
-    if not lines:
+            took = f"after {duration(d.get('duration_s'))}"
+        return f"Resolved at {iso(d.get('ends_at'))}, {took} (notification received {iso(d.get('received_at'))})."
+    if e.get("event") == "linked":
+        return f"{d.get('alertname')} also fired in this group ({iso(d.get('starts_at'))}); it was not run again."
+    if e.get("event") == "related":
+        return f"Another record of this Alertmanager group: {d.get('record')} ({d.get('alertname')}, runbook {d.get('runbook')})."
+    return f"{e.get('event')} at {iso(e.get('at'))}"
+
+
+def events_banner(events: list[dict[str, Any]]) -> str:
+    """Later facts (resolved, linked alerts) chained in the index, shown above the archived page;
+    the record's files themselves never change."""
+    if not events:
         return ""
-    body = "".join(f"<div>{esc(line)}</div>" for line in lines)
+    body = "".join(f"<div>{esc(event_text(e))}</div>" for e in events)
     return f'<div class="rb-finding rb-ok"><b>Later events (chained in the archive index)</b>{body}</div>'
 
 

@@ -21,7 +21,8 @@ from nbconvert import HTMLExporter
 from pygments.formatters import HtmlFormatter
 
 from ..contract import worst_first
-from ..present import esc, finding_html, kv_html, note_html
+from ..present import ago, duration, esc, finding_html, iso, kv_html, note_html
+from . import diagnosis
 from .events import SUMMARY_ANCHOR
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -138,19 +139,14 @@ def render_record_html(nb: nbformat.NotebookNode, record: dict[str, Any]) -> str
 
 
 def summary_html(record: dict[str, Any]) -> str:
-    """The first screen on-call reads: what fired, what was found, what was done. Every value
+    """The first screen on-call reads: the diagnosis (worst verdict, symptom, likely cause,
+    recommended option), then what fired and when, what was found, what was done. Every value
     is escaped here (alert labels are untrusted)."""
-    labels = (record.get("alert") or {}).get("labels") or {}
-    status = record["status"]
-    title = labels.get("alertname") or "(no alert)"
-    parts = [
-        SUMMARY_ANCHOR,
-        f'<h1>{esc(title)} <span class="rb-status rb-status-{esc(status)}">{esc(status.upper())}</span></h1>',
-        kv_html(_summary_rows(record)),
-    ]
+    parts = [SUMMARY_ANCHOR, _headline_html(record), _group_html(record), kv_html(_summary_rows(record))]
+    parts.append(_links_html(record))
     parts += [note_html(note, "Note:") for note in record.get("notes") or []]
     if record.get("failed_cell"):
-        parts.append(_failure_html(status, record["failed_cell"]))
+        parts.append(_failure_html(record))
     findings = record.get("findings", [])
     checked = worst_first([f for f in findings if f.get("verdict") != "unchecked"])
     unchecked = [f for f in findings if f.get("verdict") == "unchecked"]
@@ -163,6 +159,62 @@ def summary_html(record: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _headline_html(record: dict[str, Any]) -> str:
+    d = diagnosis.of(record)
+    alert = record.get("alert") or {}
+    labels = alert.get("labels") or {}
+    verdict = d["verdict"]
+    css = "unchecked" if verdict == "incomplete" else verdict
+    status = str(record.get("status", ""))
+    lines = [
+        f'<div class="rb-verdict-line"><span class="rb-verdict">{esc(verdict.upper())}</span> '
+        f'<span class="rb-alertname">{esc(labels.get("alertname") or "(no alert)")}</span> '
+        f'<span class="rb-status rb-status-{esc(status)}">run {esc(status.replace("_", " "))}</span></div>'
+    ]
+    if verdict == "incomplete":
+        lines.append(f'<p class="rb-symptom">{esc(d["headline"])}</p>')
+    else:
+        lines.append(f'<p class="rb-symptom">{esc(d["symptom"] or "No problem found by the checks that ran.")}</p>')
+        if d.get("cause"):
+            lines.append(f'<p class="rb-cause"><b>Likely cause:</b> {esc(d["cause"])}</p>')
+    if d.get("recommended"):
+        lines.append(f'<p class="rb-recommended"><b>Recommended:</b> {esc(d["recommended"])}</p>')
+    fired = alert.get("startsAt")
+    when = [labels.get("severity", ""), f"fired {ago(fired, record.get('started_at'))} ({iso(fired)})" if fired else ""]
+    lines.append(f'<p class="rb-when">{esc(" · ".join(w for w in when if w))}</p>')
+    return f'<div class="rb-headline rb-{esc(css)}">{"".join(lines)}</div>'
+
+
+def _group_html(record: dict[str, Any]) -> str:
+    """The rest of the story: alerts of the same group this run also stands for, and the group's
+    other records (later ones appear as events on the served page and in `runbook show`)."""
+    lines = []
+    linked = record.get("linked_alerts") or []
+    if linked:
+        names = ", ".join(f"{a.get('alertname')} ({a.get('severity')})" for a in linked)
+        lines.append(f"Also firing in this group, diagnosed by this run (not run again): {names}.")
+    for other in record.get("related_records") or []:
+        lines.append(f"Another record of this group: {other.get('record_id')} ({other.get('alertname')}).")
+    return "".join(note_html(line) for line in lines)
+
+
+def _links_html(record: dict[str, Any]) -> str:
+    """The alert's runbook_url and generatorURL, and the record's own links (Prometheus, Grafana),
+    as links people can follow. Only http(s) URLs become links."""
+    alert = record.get("alert") or {}
+    found = [
+        ("Runbook", (alert.get("annotations") or {}).get("runbook_url")),
+        ("Alert source", alert.get("generatorURL")),
+        *((link.get("title"), link.get("url")) for link in record.get("links") or []),
+    ]
+    items = [f'<a href="{esc(url)}">{esc(title)}</a>' for title, url in found if _http(url)]
+    return f'<p class="rb-links">{" · ".join(items)}</p>' if items else ""
+
+
+def _http(url: Any) -> bool:
+    return isinstance(url, str) and url.lower().startswith(("http://", "https://")) and len(url) < 8192
+
+
 def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
     alert = record.get("alert") or {}
     labels = alert.get("labels") or {}
@@ -171,10 +223,8 @@ def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Alert", labels.get("alertname") or "(no alert)"),
         ("Severity", labels.get("severity", "")),
         ("Summary", (alert.get("annotations") or {}).get("summary", "")),
-        ("Status", record["status"]),
-        ("Started", record.get("started_at")),
-        ("Duration", f"{record.get('duration_s', 0):.1f} s"),
-        ("Alert firing since", alert.get("startsAt", "")),
+        ("Run", f"{record['status']} in {duration(record.get('duration_s'))}, {iso(record.get('started_at'))}"),
+        ("Alert firing since", iso(alert.get("startsAt", ""))),
         ("Runbook", f"{record.get('runbook')} (mode {record.get('mode')}, dry_run {dry_run})"),
         ("Environment", record.get("environment")),
         ("Record", record["id"]),
@@ -186,12 +236,17 @@ def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
-def _failure_html(status: str, fc: dict[str, Any]) -> str:
+def _failure_html(record: dict[str, Any]) -> str:
+    fc, status = record["failed_cell"], str(record["status"])
+    where = f"the cell shown as In [{fc['execution_count']}]" if fc.get("execution_count") else "a cell"
     return (
         f'<h2>The runbook did not finish</h2><div class="rb-finding rb-critical"><span class="rb-verdict">'
-        f"{esc(status.upper())}</span> cell {esc(fc.get('index'))} (execution {esc(fc.get('execution_count'))}): "
+        f"{esc(status.upper().replace('_', ' '))}</span> in {esc(where)}: "
         f"<b>{esc(fc.get('ename'))}</b>: {esc(fc.get('evalue'))}</div>"
-        + note_html("Findings below are those recorded before it stopped.")
+        + note_html(
+            f"Findings below are those recorded before it stopped. To continue from its outputs: "
+            f"runbook open {record['id']}"
+        )
     )
 
 

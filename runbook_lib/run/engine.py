@@ -20,8 +20,10 @@ from ..catalog import TRIAGE, Catalog, Route
 from ..contract import GROUP_ALERTNAME, MODES
 from ..credentials import environment_secrets
 from ..errors import ConfigError, RunbookError, RunbookNotFound
+from ..links import grafana, prometheus_graph
 from ..record.archive import Archive, new_record_id, sha256_file
 from ..record.build import SCHEMA, ArchivedRecord, collect, versions, write_record
+from ..record.diagnosis import diagnose
 from ..redact import Redactor
 from ..settings import Settings
 from .execute import Execution, execute
@@ -42,6 +44,10 @@ class RunRequest:
     intake: dict[str, Any] | None = None
     # When set, do not execute: write a record with status "interrupted" saying why.
     skip_execution: str | None = None
+    # Alerts of the same group and runbook this run also stands for (not run again).
+    linked: list[dict[str, Any]] = field(default_factory=list)
+    # Earlier records of the same Alertmanager group (other runbooks).
+    related: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Engine:
@@ -100,6 +106,7 @@ class Engine:
     def run(
         self, request: RunRequest, progress: bool = False, say: Callable[[str], None] | None = None
     ) -> ArchivedRecord:
+        step_say = say
         say = say or (lambda _msg: None)
         if request.mode not in MODES:
             raise RunbookError(f"mode must be one of {MODES}, got {request.mode!r}")
@@ -110,13 +117,27 @@ class Engine:
         started = datetime.now(UTC)
         say(f"running {slug} for {request.alert.name if request.alert else 'no alert'} -> record {record_id}")
         source = self.catalog.notebook(slug)
-        done = execute(source, params, self.settings.engine, progress=progress, skip=request.skip_execution)
+        done = execute(
+            source, params, self.settings.engine, progress=progress, skip=request.skip_execution, say=step_say
+        )
         record = self._record(request, record_id, slug, route, source, params, started, done)
         try:
             return write_record(self.archive, self.redactor, staging, done.nb, record, say)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)  # a retry starts clean; nothing half-written stays
             raise
+
+    def _links(self, route: Route | None, started: datetime) -> list[dict[str, str]]:
+        """Where a person goes next: the alert's expression in Prometheus, the service's dashboard."""
+        links = []
+        expr = route.spec.expr if route is not None and route.spec is not None else None
+        graph = prometheus_graph(self.settings.prometheus_link_base, expr or "", started)
+        if graph:
+            links.append({"title": "Prometheus: the alert's expression, last 3h", "url": graph})
+        board = grafana(self.settings.links.grafana_url, self.settings.links.grafana_dashboard, started)
+        if board:
+            links.append({"title": "Grafana dashboard", "url": board})
+        return links
 
     def _record(
         self,
@@ -130,6 +151,7 @@ class Engine:
         done: Execution,
     ) -> dict[str, Any]:
         findings, actions = collect(done.nb)
+        diagnosis = diagnose(findings, actions)
         notes = list(request.notes)
         if route is not None and slug == TRIAGE and route.slug == TRIAGE and route.alertname != GROUP_ALERTNAME:
             notes.append(f"no dedicated runbook for {route.alertname} ({route.reason}); triage ran")
@@ -151,6 +173,10 @@ class Engine:
             "duration_s": round(done.duration_s, 3),
             "status": done.status,
             "failed_cell": done.failure,
+            "diagnosis": diagnosis,
+            "linked_alerts": request.linked,
+            "related_records": request.related,
+            "links": self._links(route, started),
             "findings": findings,
             "actions": actions,
             "unchecked": [{"check": f["check"], "why": f["summary"]} for f in findings if f["verdict"] == "unchecked"],

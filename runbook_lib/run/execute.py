@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,14 +56,39 @@ class Execution:
     error_text: str | None = None  # an error outside any cell (the kernel died, could not start)
 
 
+class StepProgress:
+    """Says when each runbook step (a cell calling rb.step) starts and how long it took."""
+
+    STEP = re.compile(r'rb\.step\((\d+|"[^"]+"), "([^"]*)"')
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say = say
+        self.started: dict[int, tuple[str, float]] = {}
+
+    def on_cell_start(self, cell: Any, cell_index: int, **_kw: Any) -> None:
+        match = self.STEP.search(cell.get("source", ""))
+        if match:
+            number = match.group(1).strip('"')
+            label = f"step {number}" if number.isdigit() else number
+            self.started[cell_index] = (label, time.monotonic())
+            self.say(f"{label}: {match.group(2)} ...")
+
+    def on_cell_executed(self, cell: Any, cell_index: int, **_kw: Any) -> None:
+        if cell_index in self.started:
+            label, t0 = self.started.pop(cell_index)
+            self.say(f"{label} done in {time.monotonic() - t0:.2f} s")
+
+
 def execute(
     source: Path,
     params: dict[str, Any],
     engine: EngineSettings,
     progress: bool = False,
     skip: str | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Execution:
-    """Run ``source`` with ``params`` injected. ``skip``: do not run; record it as interrupted."""
+    """Run ``source`` with ``params`` injected. ``skip``: do not run; record it as interrupted.
+    ``say``: told when each step starts and ends."""
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
     _kept.nb = None
@@ -71,7 +98,7 @@ def execute(
             failure: dict[str, Any] | None = {"ename": "Interrupted", "evalue": skip, "detail": "not executed again"}
             error_text = None
         else:
-            status, failure, error_text = _papermill(source, workdir, params, engine, progress)
+            status, failure, error_text = _papermill(source, workdir, params, engine, progress, say)
         duration = time.monotonic() - t0
         nb = _kept_or_source(source, params)
     finally:
@@ -83,12 +110,21 @@ def execute(
 
 
 def _papermill(
-    source: Path, workdir: Path, params: dict[str, Any], engine: EngineSettings, progress: bool
+    source: Path,
+    workdir: Path,
+    params: dict[str, Any],
+    engine: EngineSettings,
+    progress: bool,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
+    hooks: dict[str, Any] = {}
+    if say is not None:
+        steps = StepProgress(say)
+        hooks = {"on_cell_start": steps.on_cell_start, "on_cell_executed": steps.on_cell_executed}
     try:
         pm.execute_notebook(
             str(source),
@@ -104,6 +140,7 @@ def _papermill(
             request_save_on_cell_execute=False,
             kernel_manager_class=KERNEL_MANAGER,
             shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
+            **hooks,
         )
     except PapermillExecutionError as exc:
         return (

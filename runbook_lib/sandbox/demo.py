@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from ..record.archive import Archive
+from ..record.events import event_text
 from ..record.verify import verify
 from ..settings import load_settings
 from . import services
@@ -85,10 +86,18 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
             )
             for name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT):
                 rec = archive.load(rid)
+                how = (
+                    "linked to that run (one group, one runbook)" if rec["alert"]["labels"]["alertname"] != name else ""
+                )
                 say(
-                    f"record {rid}: {name} -> runbook {rec['runbook']}, {rec['status']}, {len(rec['findings'])} findings"
+                    f"{name} -> record {rid}: runbook {rec['runbook']}, "
+                    + (
+                        how
+                        or f"{rec['status']}, {rec['diagnosis']['verdict'].upper()}, {len(rec['findings'])} findings"
+                    )
                 )
             main = archive.load(done[MAIN_ALERT])
+            say(f"headline: {main['diagnosis']['headline'][:200]}")
             for f in main["findings"]:
                 say(f"  {f['verdict'].upper():<9} {f['check']}: {f['summary'][:140]}")
 
@@ -96,15 +105,18 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
             sb.write_rules(drop=(MAIN_ALERT,))
             sb.reload_prometheus()
             rid = done[MAIN_ALERT]
-            services.wait_for("the resolved event", lambda: archive.load(rid)["events"], 90, receiver)
-            event = archive.load(rid)["events"][0]
-            say(f"resolved after {event['data']['duration_s']:.0f}s: event chained onto {rid} (record files unchanged)")
+
+            def resolved() -> list[dict]:
+                return [e for e in archive.load(rid)["events"] if e["event"] == "resolved"]
+
+            event = services.wait_for("the resolved event", resolved, 90, receiver)[0]
+            say(f"{event_text(event)} Chained onto {rid}; the record's files are unchanged.")
             count, problems = verify(archive)
             say(f"runbook verify: {count} records, {'chain intact' if not problems else problems}")
         finally:
             say("stopping receiver, Alertmanager, Prometheus, fake Kubernetes; dropping the sandbox database")
             receiver.stop()
-    for _name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT):
+    for rid in dict.fromkeys(rid for _name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT)):
         print(archive.record_dir(rid) / "record.html")
     return 0 if not problems else 1
 

@@ -190,7 +190,7 @@ def start_alertmanager(
     config = {
         "route": {
             "receiver": "runbooks",
-            "group_by": ["alertname"],
+            "group_by": [],  # the demo's alerts are one incident: one group, one story
             "group_wait": group_wait,
             "group_interval": group_interval,
             "repeat_interval": repeat_interval,

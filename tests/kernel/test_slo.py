@@ -7,6 +7,7 @@ import math
 import pytest
 
 from runbook_lib.kernel import slo
+from runbook_lib.present import duration
 
 
 def test_package_example_1_44_percent_is_14_4x() -> None:
@@ -43,5 +44,5 @@ def test_durations() -> None:
     for bad in ("", "5", "5x", "1h30", "5m) or vector(1"):
         with pytest.raises(ValueError):
             slo.parse_duration(bad)
-    assert slo.format_duration(5400) == "1h30m"
-    assert slo.format_duration(42) == "42s"
+    assert duration(5400) == "1h30m" and duration(42) == "42s" and duration(57000) == "15h50m"
+    assert duration(0.31) == "0.3s" and duration(None) == "n/a" and duration(-5) == "n/a"

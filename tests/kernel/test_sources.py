@@ -8,6 +8,7 @@ from datetime import timedelta
 import pandas as pd
 import psycopg
 import pytest
+import yaml
 
 from runbook_lib.errors import SourceError, SourceNotConfigured, SourceUnavailable
 from runbook_lib.kernel import promql
@@ -17,7 +18,7 @@ from runbook_lib.kernel.sources.prometheus import Prometheus
 from runbook_lib.kernel.sources.redis import Redis
 from runbook_lib.sandbox.services import free_port
 from runbook_lib.settings import load_settings
-from tests.helpers import NAMESPACE, REDIS_URL
+from tests.helpers import HOME, NAMESPACE, REDIS_URL
 
 
 # -- Prometheus -------------------------------------------------------------------------------------
@@ -186,3 +187,40 @@ def test_bad_kubeconfig_is_a_clear_error(tmp_path) -> None:
 
 def test_psycopg_is_version_3() -> None:
     assert psycopg.__version__.startswith("3.")
+
+
+def rbac_rules(role: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) the named Role of deploy/kubernetes/rbac.yaml allows."""
+    docs = yaml.safe_load_all((HOME / "deploy" / "kubernetes" / "rbac.yaml").read_text())
+    [doc] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == role]
+    return {
+        (g, r, v) for rule in doc["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    }
+
+
+def needed(request: dict) -> tuple[str, str, str]:
+    """What one API request needs, as RBAC names it: /apis/apps/v1/namespaces/ns/deployments/x/scale
+    is ("apps", "deployments/scale", "patch"); a GET of a collection is "list"."""
+    parts = request["path"].split("?")[0].strip("/").split("/")
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[parts.index("namespaces") + 2 :]
+    resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+    verb = {"GET": "get" if len(rest) > 1 else "list", "PATCH": "patch"}[request["method"]]
+    return group, resource, verb
+
+
+def test_the_documented_rbac_allows_exactly_what_the_runbooks_call(fake_kube) -> None:
+    fake, kubeconfig = fake_kube
+    k = Kubernetes(str(kubeconfig), None, NAMESPACE)
+    k.rollout_history("api-gateway")
+    k.log_patterns("api-gateway", {"error": "ERROR"}, 50)
+    k.top_pods("api-gateway")
+    plan = k.rollback_plan("api-gateway")
+    diagnose = {needed(r) for r in fake.requests}
+    assert diagnose <= rbac_rules("runbook-diagnose"), diagnose - rbac_rules("runbook-diagnose")
+    fake.requests.clear()
+    k.patch_deployment("api-gateway", NAMESPACE, plan["patch"])
+    k.scale("api-gateway", NAMESPACE, 4)
+    resolve = {needed(r) for r in fake.requests}
+    assert resolve == {("apps", "deployments", "patch"), ("apps", "deployments/scale", "patch")}
+    assert resolve <= rbac_rules("runbook-resolve") and not resolve & rbac_rules("runbook-diagnose")

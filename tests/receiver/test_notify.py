@@ -3,6 +3,7 @@ disguised link, nor smuggle control or bidi characters. Real HTTP to loopback re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ def record(alertname: str, summary: str) -> dict[str, Any]:
         "status": "succeeded",
         "alert": {"labels": {"alertname": alertname, "severity": "critical"}, "fingerprint": "f00d"},
         "findings": [{"check": "Routing", "verdict": "warning", "summary": summary}],
+        "intake": {"group_key": '{}:{alertname="x"}'},
     }
 
 
@@ -59,13 +61,33 @@ def test_a_hostile_alertname_reaches_slack_and_pagerduty_escaped(capture) -> Non
     )
     summary = "No dedicated runbook for <@U024BE7LH> \u202eevil\u202c & \x1b[31mred"
     assert Notifier(settings).record_done(record(HOSTILE, summary)) == []
-    slack = next(body for path, body in received if path.startswith("/services/"))["text"]
+    message = next(body for path, body in received if path.startswith("/services/"))
+    slack = json.dumps(message, ensure_ascii=False)  # the fallback text and every Block Kit block
     assert "<!channel>" not in slack and "<https://" not in slack and "<@U024BE7LH>" not in slack
-    assert "&lt;!channel&gt; &lt;https://evil.example|Open record&gt;" in slack
+    assert "&lt;!channel&gt; &lt;https://evil.example|Open record&gt;" in message["text"]
     assert "\u202e" not in slack and "\x1b" not in slack and "\\u202e" in slack and "\\x1b[31m" in slack
-    assert "&amp;" in slack and "http://runbooks.test:9095/records/20261127T000000Z-triage-0000abcd" in slack
+    assert "&amp;" in slack
+    buttons = next(b for b in message["blocks"] if b["type"] == "actions")["elements"]
+    assert buttons[0]["url"] == "http://runbooks.test:9095/records/20261127T000000Z-triage-0000abcd"
+    assert message["blocks"][0]["type"] == "header" and "WARNING" in message["blocks"][0]["text"]["text"]
     page = next(body for path, body in received if path == "/v2/enqueue")
     text = json.dumps(page, ensure_ascii=False)
     assert "\u202e" not in text and "\x1b" not in text
-    assert page["payload"]["summary"].startswith(HOSTILE)  # plain text: PagerDuty renders no markup
+    assert page["payload"]["summary"].startswith("WARNING " + HOSTILE)  # plain text: PagerDuty renders no markup
     assert "\\u202eevil" in page["payload"]["custom_details"]["findings"][0]
+    assert page["dedup_key"] == hashlib.sha256(b'{}:{alertname="x"}').hexdigest(), "Alertmanager's key"
+
+
+def test_no_page_for_an_incomplete_diagnosis_unless_configured(capture) -> None:
+    base, received = capture
+    env = {
+        "RUNBOOK_PAGERDUTY_ROUTING_KEY": "pd-routing-key-abcdef",
+        "RUNBOOK_PAGERDUTY_URL": f"{base}/v2/enqueue",
+    }
+    nothing = record("Blind", "Prometheus: unreachable")
+    nothing["findings"][0]["verdict"] = "unchecked"
+    assert Notifier(load_settings(environ=env)).record_done(nothing) == []
+    assert received == []
+    configured = load_settings(environ=env, overrides={"notify.page_incomplete": True})
+    assert Notifier(configured).record_done(nothing) == [] and len(received) == 1
+    assert received[0][1]["payload"]["summary"].startswith("INCOMPLETE Blind")

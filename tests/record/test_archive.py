@@ -143,7 +143,8 @@ def test_events_stay_outside_records_and_show_up(archive) -> None:
     assert [e["event"] for e in record["events"]] == ["resolved"]
     assert arc.load(ids[1])["events"] == []
     res = runbook_cli("show", ids[0])
-    assert "resolved" in res.stdout
+    assert "Resolved at 2026-11-26T15:00:00Z" in res.stdout  # the one timestamp style, not a raw dict
+    assert "{" not in res.stdout.split("events:", 1)[1]
 
 
 def test_verify_without_index_still_checks_head(tmp_path: Path) -> None:

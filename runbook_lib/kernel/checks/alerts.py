@@ -139,7 +139,7 @@ def expression_source(rb: RunbookLike) -> tuple[str | None, str, str | None]:
     return expr, origin, None
 
 
-@check("Alert expression now", Reevaluation)
+@check("Alert expression now", Reevaluation, essential=True)
 def reevaluate(rb: RunbookLike) -> Reevaluation:
     """Evaluate the alert's expression now, as an instant query with a server-side timeout, when
     :func:`expression_source` allows it; the finding says where the expression came from."""
@@ -153,6 +153,7 @@ def reevaluate(rb: RunbookLike) -> Reevaluation:
         rb.finding(title, "unchecked", refused or "No alert to evaluate.", reason=reason, origin=origin, expr=expr)
         return Reevaluation.unchecked(reason)
     rb.note(f"Expression (from the {origin}): {expr}")
+    rb.query_link(expr, "the alert's expression")
     frame = rb.prometheus.query(expr, rb.now)
     result = Reevaluation(expr=expr, origin=origin, frame=frame, still_true=not frame.empty)
     rb.table(frame, title="Series the expression returns now")
@@ -171,6 +172,7 @@ def reevaluate(rb: RunbookLike) -> Reevaluation:
             title,
             "critical" if sev == "critical" else "warning",
             f"The condition still holds for {len(frame)} series (e.g. value {frame['value'].iloc[0]:.4g}).",
+            role="symptom",
             expr=expr,
             origin=origin,
             series=len(frame),

@@ -24,17 +24,22 @@ class Result:
         return cls(checked=False, reason=reason)
 
 
-def check(title: str, result: type[R]) -> Callable[[Callable[..., R]], Callable[..., R]]:
-    """Turn SourceError (not configured, unreachable, API error) into an unchecked finding."""
+def check(title: str, result: type[R], essential: bool = False) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Turn SourceError (not configured, unreachable, API error) into an unchecked finding.
+    ``essential``: the runbook's diagnosis rests on this check; when every essential check of a
+    run is unchecked, the record says "incomplete", never a green success."""
 
     def decorate(fn: Callable[..., R]) -> Callable[..., R]:
         @functools.wraps(fn)
         def wrapper(rb: RunbookLike, *args: Any, **kwargs: Any) -> R:
+            outer, rb.essential = rb.essential, essential or rb.essential
             try:
                 return fn(rb, *args, **kwargs)
             except SourceError as exc:
                 rb.unchecked(title, exc)
                 return result.unchecked(str(exc))
+            finally:
+                rb.essential = outer
 
         return wrapper
 

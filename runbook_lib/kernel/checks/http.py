@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
+from ...errors import SourceError
+from ...present import duration, iso
 from .. import slo
+from ..plots import timeseries
 from ..promql import label_name, selector
 from ..protocol import RunbookLike
 from .base import Result, check
@@ -51,7 +55,7 @@ def ratio_expr(rb: RunbookLike, window: str) -> str:
     return f"sum(rate({errors}[{w}])) / sum(rate({everything}[{w}]))"
 
 
-@check("5xx rate by endpoint", EndpointErrors)
+@check("5xx rate by endpoint", EndpointErrors, essential=True)
 def errors_by_endpoint(rb: RunbookLike, window: str = "5m") -> EndpointErrors:
     """Rank endpoints by 5xx rate; say whether one endpoint dominates the errors."""
     w = _window(window)
@@ -67,6 +71,8 @@ def errors_by_endpoint(rb: RunbookLike, window: str = "5m") -> EndpointErrors:
         )
         return EndpointErrors.unchecked("no data")
     rb.table(frame.round(6), title=f"5xx rate by endpoint over {w}, worst first")
+    ep, (errors_sel, _all) = label_name(rb.metrics.endpoint_label), _selectors(rb)
+    rb.query_link(f"sum by ({ep}) (rate({errors_sel}[{w}]))", "5xx rate by endpoint")
     result = EndpointErrors(table=frame)
     total_errors = float(frame["errors_per_s"].sum())
     if total_errors <= 0:
@@ -97,7 +103,7 @@ def errors_by_endpoint(rb: RunbookLike, window: str = "5m") -> EndpointErrors:
         )
     details = {"endpoint": result.top_endpoint, "share_of_5xx": result.top_share}
     details |= {"endpoint_error_ratio": result.top_ratio, "overall_error_ratio": overall, "window": w}
-    rb.finding(title, verdict, summary, **details)
+    rb.finding(title, verdict, summary, role="symptom", **details)
     return result
 
 
@@ -128,7 +134,7 @@ def _endpoint_frame(rb: RunbookLike, w: str) -> pd.DataFrame | None:
     return frame.rename(columns={ep: "endpoint"})
 
 
-@check("Error ratio and burn rate", ErrorBudget)
+@check("Error ratio and burn rate", ErrorBudget, essential=True)
 def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget:
     """Current 5xx ratio, burn rate against the availability SLO, 28-day budget, spike start."""
     th = rb.thresholds
@@ -163,6 +169,7 @@ def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget
         title,
         verdict.verdict,
         summary,
+        role="symptom",
         error_ratio_5m=result.ratio_5m,
         error_ratio_1h=result.ratio_1h,
         burn_rate_5m=result.burn_rate_5m,
@@ -170,17 +177,46 @@ def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget
         objective=objective,
     )
     if result.spike_start is not None:
-        lasted = slo.format_duration((rb.now - result.spike_start).total_seconds())
+        lasted = duration((rb.now - result.spike_start).total_seconds())
         rb.finding(
             "Start of the error spike",
             "info",
-            f"5xx ratio above {threshold:.2%} (3x burn) since {result.spike_start:%Y-%m-%d %H:%M} UTC ({lasted}).",
+            f"5xx ratio above {threshold:.2%} (3x burn) since {iso(result.spike_start)} ({lasted}).",
             spike_start=result.spike_start,
             threshold=threshold,
         )
     if result.budget_remaining_28d is not None:
         _budget_finding(rb, result.budget_remaining_28d)
     return result
+
+
+def error_ratio_graph(rb: RunbookLike, budget: ErrorBudget) -> bool:
+    """The 5xx ratio over the lookback, with the page and ticket burn-rate thresholds, the spike
+    start and, where Kubernetes is configured, the rollouts of the service's deployment marked."""
+    if budget.series.empty:
+        return False
+    th = rb.thresholds
+    allowed = slo.error_budget(budget.objective)
+    markers: dict[str, Any] = {"spike": budget.spike_start}
+    try:
+        history = rb.kubernetes.rollout_history(rb.service.deployment)
+        for _, row in history.iterrows():
+            markers[f"rev {row['revision']}"] = row["created"].to_pydatetime()
+    except SourceError:
+        pass  # no Kubernetes here: the graph shows what Prometheus knows
+    shown = timeseries(
+        rb,
+        budget.series,
+        f"5xx ratio (5m), last {duration(th.spike_lookback_s)}",
+        percent=True,
+        thresholds={
+            f"{th.burn_rate_page:g}x burn (page)": allowed * th.burn_rate_page,
+            f"{th.burn_rate_ticket:g}x burn": allowed * th.burn_rate_ticket,
+        },
+        markers=markers,
+    )
+    rb.query_link(ratio_expr(rb, "5m"), "5xx ratio (5m)", th.spike_lookback_s)
+    return shown
 
 
 def _budget_finding(rb: RunbookLike, remaining: float) -> None:

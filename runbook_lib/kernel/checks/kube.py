@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from .. import slo
+from ...present import duration
 from ..protocol import RunbookLike
 from .base import Result, check
 
@@ -53,7 +53,7 @@ def recent_rollouts(rb: RunbookLike, deployment: str | None = None, spike_start:
     reference = spike_start or (rb.alert.startsAt if rb.alert else None)
     ref_name = "the error spike" if spike_start else "the alert"
     created = row["created"].to_pydatetime()
-    age = slo.format_duration((rb.now - created).total_seconds())
+    age = duration((rb.now - created).total_seconds())
     if reference is None:
         rb.finding(
             title,
@@ -81,15 +81,16 @@ def recent_rollouts(rb: RunbookLike, deployment: str | None = None, spike_start:
         rb.finding(
             title,
             "critical",
-            f"Revision {result.current_revision} ({row['images']}) rolled out {slo.format_duration(lead)} before "
+            f"Revision {result.current_revision} ({row['images']}) rolled out {duration(lead)} before "
             f"{ref_name}: a likely cause. Consider Option 1 (rollback).",
+            role="cause",
             **details,
         )
     elif lead < 0 and -lead <= window:
         rb.finding(
             title,
             "info",
-            f"Revision {result.current_revision} rolled out {slo.format_duration(-lead)} after {ref_name} "
+            f"Revision {result.current_revision} rolled out {duration(-lead)} after {ref_name} "
             f"began (a fix attempt?), so it did not start it.",
             **details,
         )
@@ -97,7 +98,7 @@ def recent_rollouts(rb: RunbookLike, deployment: str | None = None, spike_start:
         rb.finding(
             title,
             "ok",
-            f"No rollout in the {slo.format_duration(window)} before {ref_name}; current revision "
+            f"No rollout in the {duration(window)} before {ref_name}; current revision "
             f"{result.current_revision} is {age} old.",
             **details,
         )
@@ -167,6 +168,7 @@ def resource_pressure(rb: RunbookLike, deployment: str | None = None) -> Pressur
             f"{len(result.saturated)}/{result.pods} pods at or above their CPU/memory saturation threshold "
             f"(peak CPU {peak:.0%} of limit): resource exhaustion is plausible; Option 2 (scale to "
             f"{result.recommended_replicas}) applies.",
+            role="cause",
             saturated=result.saturated,
             recommended_replicas=result.recommended_replicas,
         )
