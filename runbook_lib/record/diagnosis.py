@@ -13,7 +13,7 @@ from typing import Any
 
 from ..contract import worst_first
 
-MEASURED = ("critical", "warning", "ok")
+MEASURED = ("critical", "warning", "info", "ok")  # anything but "unchecked": a check ran
 
 
 def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

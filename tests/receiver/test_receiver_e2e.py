@@ -126,8 +126,11 @@ def test_alertmanager_chain_records_then_resolves(tmp_path: Path) -> None:
 
             sb.write_rules(drop=("HighErrorBudgetBurnRate",))
             sb.reload_prometheus()
-            events = wait_for("the resolved event", lambda: arc.load(rid)["events"], 90, receiver)
-            assert events[0]["event"] == "resolved"
+
+            def resolved() -> list:
+                return [e for e in arc.load(rid)["events"] if e["event"] == "resolved"]
+
+            events = wait_for("the resolved event", resolved, 90, receiver)
             assert events[0]["data"]["duration_s"] > 0 and events[0]["data"]["ends_at"] > record["alert"]["startsAt"]
             assert {p.name: p.read_bytes() for p in arc.record_dir(rid).iterdir()} == files_before
             count, problems = verify(arc)
@@ -147,9 +150,11 @@ def test_alertmanager_chain_records_then_resolves(tmp_path: Path) -> None:
             receiver.stop()
 
 
-def test_group_of_three_with_one_unknown_alert_gives_three_records(
+def test_a_group_of_three_runs_high_error_rate_once_and_links_both_alerts(
     tmp_path: Path, prometheus, receiver_factory
 ) -> None:
+    """Issue 9, must-show 3, through the real receiver: HighErrorBudgetBurnRate and
+    ElevatedErrorRate in one notification run high-error-rate once; the unknown alert gets triage."""
     archive = tmp_path / "executed"
     receiver = receiver_factory(
         {"RUNBOOK_ARCHIVE": str(archive), "RUNBOOK_WEBHOOK_TOKEN": TOKEN, "RUNBOOK_PROMETHEUS_URL": prometheus.url}
@@ -162,13 +167,19 @@ def test_group_of_three_with_one_unknown_alert_gives_three_records(
         p["alerts"].append(extra)
     resp = httpx.post(f"{receiver.url}/alerts", json=p, headers={"Authorization": f"Bearer {TOKEN}"})
     assert resp.status_code == 200 and resp.json()["accepted"] == 3
-    wait_for("three records", lambda: done_count(archive) == 3, 120, receiver)
+    wait_for("three alerts done", lambda: done_count(archive) == 3, 120, receiver)
     by_alert = {r["alert"]["labels"]["alertname"]: r for r in records(archive)}
-    assert by_alert["HighErrorBudgetBurnRate"]["runbook"] == "high-error-rate"
-    assert by_alert["ElevatedErrorRate"]["runbook"] == "high-error-rate"
+    assert sorted(by_alert) == ["HighErrorBudgetBurnRate", "NoRunbookForThisOne"], "two runs, not three"
+    main = by_alert["HighErrorBudgetBurnRate"]
+    assert main["runbook"] == "high-error-rate"
+    assert [a["alertname"] for a in main["linked_alerts"]] == ["ElevatedErrorRate"]
+    jobs = {r["alertname"]: r for r in journal_rows(archive)}
+    assert jobs["ElevatedErrorRate"]["outcome"] == "linked" and jobs["ElevatedErrorRate"]["record_id"] == main["id"]
     triage = by_alert["NoRunbookForThisOne"]
     assert triage["runbook"] == "triage"
     assert any("No dedicated runbook for NoRunbookForThisOne" in f["summary"] for f in triage["findings"])
+    log = receiver.log_path.read_text()
+    assert "notification received id=1 " in log and f"record written id={main['id']}" in log
 
 
 def test_burst_of_500_all_answered_all_recorded_replay_runs_nothing(

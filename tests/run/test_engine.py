@@ -53,6 +53,9 @@ def test_any_prometheus_names_the_dominant_endpoint_error_ratio_and_burn_rate(
         assert unchecked[check].startswith(f"{backend}: not configured")
     assert {a["status"] for a in record["actions"]} == {"unavailable"}
     assert "run succeeded" in res.stderr
+    steps = [line for line in res.stderr.splitlines() if "step " in line]
+    assert steps[0] == "runbook: step 1: Identify which endpoints are failing ..."
+    assert re.fullmatch(r"runbook: step 1 done in \d+\.\d\d s", steps[1]) and len(steps) == 8
     assert record["diagnosis"]["verdict"] == "critical" and not record["diagnosis"]["incomplete"]
     assert record["diagnosis"]["headline"].startswith("CRITICAL — /api/v1/workflows/execute returns 100% of all 5xx")
     html = Path(res.stdout.strip()).read_text()
@@ -331,3 +334,18 @@ def test_triage_with_a_range_expression_reports_instead_of_crashing(archive_dir:
     record = load_record(res.stdout)
     finding = next(f for f in record["findings"] if f["check"] == "Alert expression now")
     assert finding["verdict"] == "unchecked" and "returns a matrix, not an instant vector" in finding["summary"]
+
+
+def test_open_continues_from_a_record_outside_the_archive(tmp_path: Path, archive_dir: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    made = runbook_cli("run", "triage", "--alert", str(write_json(tmp_path / "p.json", alert_payload())))
+    rid = load_record(made.stdout)["id"]
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    copy = Path(runbook_cli("open", rid[-8:], "--no-launch", env=env).stdout.strip())
+    assert copy.is_relative_to(tmp_path / "cache") and not copy.is_relative_to(archive_dir)
+    nb = nbformat.read(copy, as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs included"
+    passed = runbook_cli("open", rid, "--", "--version", env=env)  # options reach jupyter lab
+    assert passed.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\s*", passed.stdout), passed.stdout
+    assert "opening" in passed.stderr and "jupyter-lab" in passed.stderr
+    assert runbook_cli("verify").returncode == 0, "the archive is untouched"
