@@ -71,6 +71,7 @@ def alert_payloads(n: int, alertname: str, prefix: str) -> list[dict[str, Any]]:
         alert["labels"] = {**alert["labels"], "alertname": alertname, "instance": f"{prefix}-{i}"}
         alert["startsAt"] = starts
         alert["fingerprint"] = f"{prefix}{i:012x}"
+        body["groupKey"] = f'{{}}:{{instance="{prefix}-{i}"}}'  # distinct alerts, distinct groups (no linking)
         body["groupLabels"] = {"alertname": alertname}
         body["commonLabels"] = dict(alert["labels"])
         out.append(body)

@@ -66,7 +66,7 @@ def timeseries(
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
     ax.set_xlabel("UTC", fontsize=7)
     ax.grid(alpha=0.25)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.985, top=0.89, bottom=0.18)  # tight_layout measures text: 30 ms
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
