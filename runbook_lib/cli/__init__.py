@@ -38,7 +38,16 @@ examples:
 def main(argv: Sequence[str] | None = None) -> int:
     process.prepare()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first `--` belongs to the program a command hands over to (Jupyter).
+    # argparse cannot take that as a positional after an optional one: it binds an empty list
+    # there as soon as it meets the slug, then rejects what follows `--`.
+    passed = words[words.index("--") + 1 :] if "--" in words else None
+    args = parser.parse_args(words[: words.index("--")] if passed is not None else words)
+    if passed is not None:
+        if not hasattr(args, "passthrough"):
+            parser.error("arguments after `--` are only taken by `runbook open` (for Jupyter)")
+        args.passthrough = passed
     process.setup_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -92,8 +92,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             p.set_defaults(func=cmd_run)
         else:
             p.add_argument("--no-launch", action="store_true", help="only print the prepared notebook's path")
-            p.add_argument("jupyter_args", nargs="*", metavar="-- JUPYTER_ARG", help="passed to jupyter lab")
-            p.set_defaults(func=cmd_open)
+            p.set_defaults(func=cmd_open, passthrough=[])  # what follows `--`: see cli.main
+            p.usage = p.format_usage().removeprefix("usage: ").rstrip() + " [-- JUPYTER_ARG ...]"
 
 
 def request_from(args: argparse.Namespace) -> Any:
@@ -200,7 +200,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         print(path)
         return EXIT_FAILED
     echo(f"runbook: opening {path} in JupyterLab ({lab})", file=sys.stderr)
-    argv = [lab, *args.jupyter_args, str(path)]
+    argv = [lab, *args.passthrough, str(path)]
     os.execv(lab, argv)  # noqa: S606 - hand the terminal to JupyterLab
     return EXIT_OK
 

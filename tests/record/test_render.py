@@ -90,3 +90,26 @@ def test_control_and_bidi_characters_are_visible_escapes_everywhere_but_record_j
     shown = runbook_cli("show", result.record_id, env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
     assert shown.returncode == 0 and "\u202e" not in shown.stdout and "\x1b" not in shown.stdout
     assert "Hostile\\u202eName" in shown.stdout
+
+
+def test_cells_are_keyboard_focusable_and_plots_carry_their_title_as_alt_text() -> None:
+    """What nbconvert's own closing pass did (we skip it for speed): tabindex on every input
+    wrapper and output, alternative text on every image."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("plot()")
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "graph: 5xx ratio"}),
+        nbformat.v4.new_output("stream", name="stdout", text="hello"),
+        nbformat.v4.new_output("display_data", data={"text/html": '<p class="jp-OutputArea-output">x</p>'}),
+    ]
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
+    tags = html_tags(render_record_html(nb, record()))
+    inputs = [dict(a) for t, a in tags if t == "div" and dict(a).get("class") == "jp-Cell-inputWrapper"]
+    outputs = [
+        dict(a) for t, a in tags if t == "div" and "jp-OutputArea-output" in (dict(a).get("class") or "").split()
+    ]
+    assert len(inputs) == 2 and all(a.get("tabindex") == "0" for a in inputs)
+    assert len(outputs) == 3 and all(a.get("tabindex") == "0" for a in outputs)
+    images = [dict(a) for t, a in tags if t == "img"]
+    assert [a.get("alt") for a in images] == ["graph: 5xx ratio"]

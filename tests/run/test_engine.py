@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
@@ -349,3 +350,29 @@ def test_open_continues_from_a_record_outside_the_archive(tmp_path: Path, archiv
     assert passed.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\s*", passed.stdout), passed.stdout
     assert "opening" in passed.stderr and "jupyter-lab" in passed.stderr
     assert runbook_cli("verify").returncode == 0, "the archive is untouched"
+
+
+def test_open_finds_its_own_jupyterlab_and_passes_options_after_the_alert(tmp_path: Path, archive_dir: Path) -> None:
+    """The venv's bin is not on PATH (`.venv/bin/runbook open …`), and `--` follows an option."""
+    payload = write_json(tmp_path / "p.json", alert_payload())
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    res = runbook_cli("open", "high-error-rate", "--alert", str(payload), "--", "--version", env=env)
+    assert res.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\s*", res.stdout), (res.stdout, res.stderr)
+    assert f"({Path(sys.executable).parent / 'jupyter-lab'})" in res.stderr
+    wrong = runbook_cli("records", "--", "--version")
+    assert wrong.returncode == 2 and "only taken by `runbook open`" in wrong.stderr
+
+
+def test_open_says_clearly_when_jupyterlab_is_missing(tmp_path: Path, archive_dir: Path, monkeypatch, capsys) -> None:
+    from runbook_lib.cli import main
+
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))  # an environment without it
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    payload = write_json(tmp_path / "p.json", alert_payload())
+    assert main(["open", "high-error-rate", "--alert", str(payload), "--", "--allow-root"]) == 1
+    out = capsys.readouterr()
+    assert "JupyterLab is not installed in this environment" in out.err
+    prepared = Path(out.out.strip())
+    assert prepared.is_file() and prepared.is_relative_to(tmp_path / "cache"), "the notebook is still ready"
