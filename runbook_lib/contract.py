@@ -29,8 +29,40 @@ def parameters_source() -> str:
     return "\n".join(f"{name} = {value!r}" for name, value in PARAMETERS.items())
 
 
+def declared_parameters(cell_source: str) -> dict[str, Any]:
+    """The names and default values a notebook's parameters cell assigns (literals only)."""
+    import ast
+
+    values: dict[str, Any] = {}
+    for node in ast.parse(cell_source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"the parameters cell may only assign literals to names (line {node.lineno})")
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def extra_parameter_name(name: str) -> bool:
+    """A runbook may declare parameters of its own after the fixed ones (a DR drill's backup
+    file, the items an approval option acts on). Their names are fixed by the notebook, plain
+    lowercase identifiers, and never one of the contract's."""
+    return name.isidentifier() and name == name.lower() and not name.startswith("_") and name not in PARAMETERS
+
+
 # The guarded resolution options, as an operator names them in ``approve`` / ``--approve``.
-APPROVALS = ("rollback", "scale", "safe_mode")
+APPROVALS = (
+    "rollback",
+    "scale",
+    "safe_mode",
+    "terminate_idle",
+    "cancel_blocker",
+    "terminate_blocker",
+    "record_baseline",
+    "approve_items",
+    "reject_items",
+    "expire_items",
+    "disable_kill_switch",
+    "dr_drill",
+)
 
 # The pseudo-alert under which alerts beyond the receiver's run caps are grouped into one
 # triage record (labels: alertname, severity, runbook_group="true"; annotations list them).

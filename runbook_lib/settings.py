@@ -59,6 +59,16 @@ class PostgresSettings(_Section):
     """Seconds to wait for a connection."""
     statement_timeout_ms: int = 5000
     """Server-side statement_timeout for every runbook query."""
+    drill_dsn: SecretStr | None = None
+    """The server where the DR drill creates (and drops) its scratch database, any database on it
+    (RUNBOOK_POSTGRES_DRILL_DSN[_FILE]); None: the source's own server. Needs CREATEDB."""
+    bin_dir: str | None = None
+    """Where pg_dump and pg_restore live (the DR drill); default: the newest
+    /usr/lib/postgresql/*/bin, then PATH. They must be at least the server's major version."""
+    tables: list[str] = Field(default_factory=lambda: ["profiles", "workflows", "approval_queue", "audit_logs"])
+    """The core tables whose row counts the integrity check and the DR drill compare."""
+    append_only: list[str] = Field(default_factory=lambda: ["audit_logs"])
+    """Tables that only ever grow: any drop in their row count is critical."""
 
 
 class RedisSettings(_Section):
@@ -131,7 +141,30 @@ class Thresholds(_Section):
     postgres_latency_warn_ms: float = 200
     """A slower PostgreSQL health query is a warning."""
     postgres_connections_warn: float = 0.8
-    """Share of max_connections in use that is a warning."""
+    """Share of max_connections in use that is a warning (HighDatabaseConnections fires here)."""
+    postgres_connections_critical: float = 0.95
+    """Share of max_connections in use that is critical: new connections are about to fail."""
+    postgres_idle_in_transaction_s: float = 300
+    """A session idle in transaction longer than this holds locks and snapshots: flagged."""
+    postgres_lock_wait_s: float = 30
+    """A session waiting on a lock longer than this is blocked: flagged."""
+    postgres_ddl_s: float = 60
+    """Schema changes (ALTER, CREATE INDEX, ...) running longer than this are flagged."""
+    postgres_replication_lag_s: float = 30
+    """A standby replaying more than this behind is lagging."""
+    row_count_drop: float = 0.01
+    """A table (not append-only) with this share fewer rows than its baseline is a warning; five
+    times this share is critical."""
+    approval_pending_warn: int = 50
+    """Pending approvals above this are a backlog (ApprovalQueueBacklog fires here)."""
+    approval_age_warn_s: float = 3600
+    """A pending approval older than this has waited too long."""
+    approval_expiry_s: float = 86400
+    """A pending approval older than this should have expired; the expiry job is not keeping up."""
+    dr_rpo_s: float = 900
+    """DR drill target: at most this much data lost (failure time - backup time)."""
+    dr_rto_s: float = 3600
+    """DR drill target: restored and verified within this from the failure being declared."""
 
 
 class EngineSettings(_Section):

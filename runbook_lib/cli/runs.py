@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..contract import APPROVALS, MODES
+from ..contract import APPROVALS, MODES, PARAMETERS, extra_parameter_name
 from ..errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from ..present import more
 from ..record import diagnosis
@@ -37,7 +37,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             "run a runbook for an alert and archive the record",
             "Execute a runbook notebook with papermill, the alert's context injected as parameters, and\n"
             "archive the executed notebook as an incident record (notebook.ipynb, record.html, record.json).\n"
-            "Without SLUG the runbook is chosen from the alert's alertname through the catalog.\n"
+            "Without SLUG the runbook is chosen from the alert's alertname through the catalog; with SLUG\n"
+            "the alert is optional (a drill, or a check on demand: `runbook run dr-drill-database-restore`).\n"
+            "A runbook's own parameters (see the notebook's parameters cell) are set with --param.\n"
             "A runbook that fails or times out still produces a record; the command then exits 1.\n\n"
             "Only --mode resolve together with --execute, --operator and --approve can change anything.",
         ),
@@ -60,7 +62,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             metavar="SLUG" if name == "run" else "SLUG|RECORD",
             help="runbook slug (see `runbook list`)" + ("" if name == "run" else ", or a record id to continue from"),
         )
-        p.add_argument("--alert", metavar="FILE", required=(name == "run"), help=alert_help)
+        p.add_argument("--alert", metavar="FILE", help=alert_help + " (needed without SLUG)")
         p.add_argument("--fingerprint", metavar="FP", help="which alert of a payload (default: the first firing one)")
         p.add_argument(
             "--mode",
@@ -87,6 +89,15 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             choices=APPROVALS,
             help="approve one resolution option (repeatable)",
         )
+        p.add_argument(
+            "--param",
+            metavar="NAME=VALUE",
+            action="append",
+            default=[],
+            type=param_arg,
+            help="set one of the runbook's own parameters (repeatable); VALUE is JSON when it parses "
+            '(30, true, [12, 13], "text"), else text',
+        )
         if name == "run":
             p.add_argument("--quiet", action="store_true", help="no progress output; print only the record path")
             p.set_defaults(func=cmd_run)
@@ -96,9 +107,25 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             p.usage = p.format_usage().removeprefix("usage: ").rstrip() + " [-- JUPYTER_ARG ...]"
 
 
+def param_arg(text: str) -> tuple[str, Any]:
+    """NAME=VALUE from the command line: VALUE as JSON when it parses, else as text."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if not extra_parameter_name(name) and name not in PARAMETERS:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a parameter name (lowercase letters, digits, _)")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
 def request_from(args: argparse.Namespace) -> Any:
     from ..run.engine import RunRequest
 
+    if not args.alert and not args.slug:
+        raise ConfigError("give a runbook SLUG, an --alert to route from, or both (see `runbook list`)")
     alert = read_alert_input(args.alert, args.fingerprint) if args.alert else None
     if args.execute and args.mode != "resolve":
         raise ConfigError("--execute only makes sense with --mode resolve")
@@ -111,6 +138,7 @@ def request_from(args: argparse.Namespace) -> Any:
         dry_run=not args.execute,
         operator=args.operator,
         approve=list(dict.fromkeys(args.approve)),
+        extra=dict(args.param),
     )
 
 

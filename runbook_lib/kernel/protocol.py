@@ -21,6 +21,18 @@ if TYPE_CHECKING:
     from .sources.redis import Redis
 
 
+class Gate(Protocol):
+    """What checks may use of ``rb.actions`` (:class:`runbook_lib.kernel.actions.Actions`): the
+    guard's conditions for a procedure spread over several cells, such as the DR drill."""
+
+    def gate(
+        self, name: str, title: str, target: str, plan: dict[str, Any], why: str = ""
+    ) -> dict[str, Any] | None: ...
+    def finish(
+        self, name: str, title: str, target: str, plan: dict[str, Any], result: dict[str, Any], ok: bool, reason: str
+    ) -> dict[str, Any]: ...
+
+
 class RunbookLike(Protocol):
     settings: Settings
     alert: Alert | None
@@ -53,6 +65,8 @@ class RunbookLike(Protocol):
     def redis(self) -> Redis: ...
     @property
     def kubernetes(self) -> Kubernetes: ...
+    @property
+    def actions(self) -> Gate: ...
 
     def finding(
         self, check: str, verdict: str, summary: str, *, role: str | None = None, **details: Any

@@ -27,6 +27,8 @@ def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[st
     verdict = "incomplete" if incomplete else (ranked[0]["verdict"] if ranked else "ok")
     bad = [f for f in ranked if f.get("verdict") in ("critical", "warning")]
     symptom = next((f for f in bad if f.get("role") == "symptom"), bad[0] if bad else None)
+    if symptom is None:  # nothing wrong: a finding that says what is fine (a drill's PASS) leads
+        symptom = next((f for f in ranked if f.get("role") == "symptom"), None)
     cause = next((f for f in bad if f.get("role") == "cause" and f is not symptom), None)
     recommended = next((a for a in actions if a.get("recommended")), None)
     return {

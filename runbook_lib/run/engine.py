@@ -17,7 +17,7 @@ from typing import Any
 
 from ..alertmanager import Alert
 from ..catalog import TRIAGE, Catalog, Route
-from ..contract import GROUP_ALERTNAME, MODES
+from ..contract import GROUP_ALERTNAME, MODES, PARAMETERS, declared_parameters
 from ..credentials import environment_secrets
 from ..errors import ConfigError, RunbookError, RunbookNotFound
 from ..links import grafana, prometheus_graph
@@ -48,6 +48,8 @@ class RunRequest:
     linked: list[dict[str, Any]] = field(default_factory=list)
     # Earlier records of the same Alertmanager group (other runbooks).
     related: list[dict[str, Any]] = field(default_factory=list)
+    # Values for parameters the runbook declares beyond the fixed ones (`runbook run --param`).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -72,9 +74,10 @@ class Engine:
             raise RunbookNotFound(f"the {route.slug!r} runbook is missing from {self.settings.runbooks_path}")
         return route.slug, route
 
-    def parameters(self, request: RunRequest) -> dict[str, Any]:
-        """The values papermill injects, under the contract's fixed names."""
-        return {
+    def parameters(self, request: RunRequest, slug: str) -> dict[str, Any]:
+        """The values papermill injects: the contract's fixed names, then any of the runbook's
+        own declared parameters the request sets (refused when the notebook does not declare it)."""
+        params = {
             "alert": request.alert.to_param() if request.alert else {},
             "environment": self.settings.env,
             "mode": request.mode,
@@ -82,6 +85,29 @@ class Engine:
             "operator": request.operator,
             "approve": list(request.approve),
         }
+        if request.extra:
+            declared = self.declared(slug)
+            own = sorted(k for k in declared if k not in PARAMETERS)
+            for name in request.extra:
+                if name in PARAMETERS:
+                    raise ConfigError(f"{name!r} is a fixed parameter: use its own option (--mode, --operator, ...)")
+                if name not in declared:
+                    raise ConfigError(
+                        f"runbook {slug!r} has no parameter {name!r}"
+                        + (f" (its own parameters: {', '.join(own)})" if own else " (it declares none of its own)")
+                    )
+            params.update(request.extra)
+        return params
+
+    def declared(self, slug: str) -> dict[str, Any]:
+        """The parameters (and defaults) a runbook's cell tagged `parameters` declares."""
+        import nbformat
+
+        nb = nbformat.read(self.catalog.notebook(slug), as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+        if not cells:
+            raise ConfigError(f"runbook {slug!r} has no cell tagged 'parameters'")
+        return declared_parameters(cells[0].source)
 
     # -- interactive preparation ----------------------------------------------------------------
     def prepare(self, request: RunRequest, out_dir: Path | None = None) -> Path:
@@ -95,7 +121,7 @@ class Engine:
         pm.execute_notebook(
             str(self.catalog.notebook(slug)),
             str(out),
-            parameters=self.parameters(request),
+            parameters=self.parameters(request, slug),
             prepare_only=True,
             progress_bar=False,
             kernel_name=self.settings.engine.kernel_name,
@@ -113,7 +139,7 @@ class Engine:
         slug, route = self.pick_runbook(request.alert, request.slug)
         record_id = request.record_id or new_record_id(slug)
         staging = self.archive.staging_dir(record_id)
-        params = self.parameters(request)
+        params = self.parameters(request, slug)
         started = datetime.now(UTC)
         say(f"running {slug} for {request.alert.name if request.alert else 'no alert'} -> record {record_id}")
         source = self.catalog.notebook(slug)

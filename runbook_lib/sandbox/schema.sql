@@ -22,8 +22,10 @@ CREATE INDEX IF NOT EXISTS workflows_status_created ON workflows (status, create
 CREATE TABLE IF NOT EXISTS approval_queue (
     id           bigserial PRIMARY KEY,
     workflow_id  uuid NOT NULL REFERENCES workflows (id),
+    request_type text NOT NULL DEFAULT 'workflow_execution',
     status       text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'approved', 'rejected', 'expired')),
     requested_at timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL DEFAULT now() + interval '24 hours',
     decided_at   timestamptz,
     decided_by   uuid REFERENCES profiles (id),
     reason       text
@@ -54,3 +56,8 @@ CREATE TABLE IF NOT EXISTS audit_logs (
     details       jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX IF NOT EXISTS audit_logs_created ON audit_logs (created_at);
+
+-- The migration tool's own table (alembic): the applied revision.
+CREATE TABLE IF NOT EXISTS alembic_version (
+    version_num varchar(32) PRIMARY KEY
+);

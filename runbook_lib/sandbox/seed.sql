@@ -20,10 +20,12 @@ SELECT
     CASE WHEN g % 50 = 0 THEN 'executor timeout' END
 FROM generate_series(1, 300) AS g;
 
-INSERT INTO approval_queue (workflow_id, status, requested_at, decided_at, decided_by)
+INSERT INTO approval_queue (workflow_id, request_type, status, requested_at, expires_at, decided_at, decided_by)
 SELECT w.id,
+       (ARRAY['workflow_execution', 'trade_execution', 'config_change'])[1 + (row_number() OVER ()) % 3],
        CASE WHEN row_number() OVER () <= 7 THEN 'pending' ELSE 'approved' END,
        now() - ((row_number() OVER ()) * 2 || ' minutes')::interval,
+       now() - ((row_number() OVER ()) * 2 || ' minutes')::interval + interval '24 hours',
        CASE WHEN row_number() OVER () <= 7 THEN NULL ELSE now() - ((row_number() OVER ()) || ' minutes')::interval END,
        CASE WHEN row_number() OVER () <= 7 THEN NULL ELSE '00000000-0000-4000-8000-000000000001'::uuid END
 FROM (SELECT id FROM workflows ORDER BY created_at DESC LIMIT 40) AS w;
@@ -32,3 +34,5 @@ INSERT INTO audit_logs (created_at, actor, action, resource_type, resource_id, o
     (now() - interval '2 days', 'alice@omnihub.test', 'emergency_control.disable', 'emergency_control', 'OMNIHUB_KILL_SWITCH', 'succeeded', 'app', '{"reason": "drill over"}'),
     (now() - interval '1 day', 'bob@omnihub.test', 'approval.approve', 'workflow', 'workflow-120', 'succeeded', 'app', '{}'),
     (now() - interval '3 hours', 'bob@omnihub.test', 'deploy.promote', 'deployment', 'omnihub-prod/api-gateway', 'succeeded', 'app', '{"revision": 7}');
+
+INSERT INTO alembic_version (version_num) VALUES ('4f2a9c1d7e3b') ON CONFLICT DO NOTHING;

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from runbook_lib.catalog import Catalog
-from runbook_lib.contract import PARAMETERS
+from runbook_lib.contract import PARAMETERS, declared_parameters, extra_parameter_name
 from runbook_lib.monitoring import rules_yaml
 from tests.helpers import HOME
 
@@ -42,11 +42,11 @@ def test_notebook_contract(path: Path) -> None:
     assert all(not c.outputs and c.execution_count is None for c in code), "stored outputs: strip them"
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
-    values = {}
-    for node in ast.parse(params[0].source).body:
-        assert isinstance(node, ast.Assign), "the parameters cell only assigns literals"
-        values[node.targets[0].id] = ast.literal_eval(node.value)
-    assert values == PARAMETERS
+    values = declared_parameters(params[0].source)  # literals only, or it raises
+    assert list(values)[: len(PARAMETERS)] == list(PARAMETERS), "the fixed parameters come first, in order"
+    assert {k: values[k] for k in PARAMETERS} == PARAMETERS, "with the contract's safe defaults"
+    own = [k for k in values if k not in PARAMETERS]
+    assert all(extra_parameter_name(k) for k in own), own
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for section in SECTIONS:
         assert section in text, f"missing template section {section}"
@@ -67,6 +67,8 @@ def test_logic_lives_in_runbook_lib(path: Path) -> None:
             if isinstance(node, ast.ImportFrom):
                 assert (node.module or "").startswith("runbook_lib"), cell.source
             assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.Lambda), cell.source
+        if "parameters" in cell.metadata.get("tags", []):
+            continue  # declarations, one per line, however many the runbook has
         assert len(cell.source.splitlines()) <= 8, (
             f"cell too long for a runbook; move logic to runbook_lib: {cell.source[:60]}"
         )

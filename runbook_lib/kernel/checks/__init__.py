@@ -5,11 +5,31 @@ reads through ``rb.<source>``, shows its evidence, records findings and returns 
 object. A backend that is not configured or not reachable never raises out of a check: the
 check records an "unchecked" finding and returns a result with ``checked=False``, so the next
 cell still runs. Shared pieces live in :mod:`.base`.
+
+By subject: :mod:`.alerts` (the alert's own expression), :mod:`.http` (errors, SLO burn),
+:mod:`.kube` (rollouts, logs, pod pressure), :mod:`.deps` (upstream health), :mod:`.database`
+(reachability, recovery, replication, uptime), :mod:`.connections` (max_connections, holders,
+idle in transaction), :mod:`.migrations` (migration state, lock waits, DDL, invalid indexes),
+:mod:`.integrity` (orphans, row counts, checksums, amcheck), :mod:`.operator` (approval queue,
+emergency controls) and :mod:`.drill` (the database-restore DR drill).
 """
 
 from __future__ import annotations
 
-from . import alerts, deps, http, kube
+from . import alerts, connections, database, deps, drill, http, integrity, kube, migrations, operator
 from .base import Result, check
 
-__all__ = ["Result", "alerts", "check", "deps", "http", "kube"]
+__all__ = [
+    "Result",
+    "alerts",
+    "check",
+    "connections",
+    "database",
+    "deps",
+    "drill",
+    "http",
+    "integrity",
+    "kube",
+    "migrations",
+    "operator",
+]

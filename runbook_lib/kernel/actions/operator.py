@@ -1,0 +1,126 @@
+"""Options on the Operator dashboard's objects: decide named approval items, switch an
+emergency control off. Each decided item also gets the application's own audit row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..sources.postgres import insert_audit, operator, set_control, text_of
+from .guard import Guard, Option, sql_literal
+
+
+class OperatorOptions(Guard):
+    def approve_items(
+        self, ids: Iterable[int], reason: str = "", *, recommended: bool | None = None, why: str = ""
+    ) -> dict[str, Any]:
+        """Approve the pending approval items ``ids``."""
+        return self._decide("approve", ids, reason, recommended, why)
+
+    def reject_items(
+        self, ids: Iterable[int], reason: str = "", *, recommended: bool | None = None, why: str = ""
+    ) -> dict[str, Any]:
+        """Reject the pending approval items ``ids``."""
+        return self._decide("reject", ids, reason, recommended, why)
+
+    def expire_items(
+        self, ids: Iterable[int], reason: str = "", *, recommended: bool | None = None, why: str = ""
+    ) -> dict[str, Any]:
+        """Mark the pending approval items ``ids`` expired (what the expiry job should have done)."""
+        return self._decide("expire", ids, reason, recommended, why)
+
+    def _decide(
+        self, decision: str, ids: Iterable[int], reason: str, recommended: bool | None, why: str
+    ) -> dict[str, Any]:
+        wanted = sorted({int(i) for i in ids or ()})
+        by = self.rb.operator or "<operator>"
+        statement = operator.decide(wanted, decision, by, reason)
+        status = operator.DECISIONS[decision]
+
+        def plan() -> dict[str, Any]:
+            found = operator.items(self.rb.postgres, wanted) if wanted else None
+            rows = found.to_dict("records") if found is not None else []
+            still = [int(r["id"]) for r in rows if r["status"] == "pending"]
+            return {
+                "sql": text_of(statement),
+                "command": text_of(statement),
+                "items": rows,
+                "pending": still,
+                "not_found": sorted(set(wanted) - {int(r["id"]) for r in rows}),
+                "noop": bool(wanted) and not still,
+            }
+
+        def perform(_p: dict[str, Any]) -> dict[str, Any]:
+            with self.rb.postgres.connect(read_only=False) as conn:
+                decided = [int(r["id"]) for r in conn.execute(statement).fetchall()]
+                for item in decided:  # the application's own trail, as if decided on the dashboard
+                    insert_audit(
+                        conn,
+                        actor=self.rb.operator,
+                        action=f"approval.{decision}",
+                        resource_type="approval",
+                        resource_id=str(item),
+                        outcome="succeeded",
+                        details={"reason": reason, "via": "runbook"},
+                    )
+            return {status: decided, "count": len(decided)}
+
+        missing = ""
+        if not wanted:
+            missing = f"no items named: set the ids to {decision} (e.g. --param item_ids='[12, 13]')"
+        elif not reason.strip():
+            missing = "no reason given for the audit trail (e.g. --param reason='...')"
+        option = Option(
+            f"{decision}_items",
+            f"{decision.capitalize()} approval items {', '.join(map(str, wanted[:10]))}"
+            + (" ..." if len(wanted) > 10 else "")
+            if wanted
+            else f"{decision.capitalize()} named approval items",
+            "approval_queue",
+            text_of(statement),
+            ("approval", ",".join(map(str, wanted))),
+            plan,
+            perform,
+            missing=missing,
+        )
+        return self._run(option, recommended, why)
+
+    def disable_control(
+        self, control: str = "omnihub_kill_switch", reason: str = "", *, recommended: bool | None = None, why: str = ""
+    ) -> dict[str, Any]:
+        """Switch an emergency control off (OMNIHUB_KILL_SWITCH by default). Needs a reason."""
+        key = control.lower()
+        label = operator.CONTROL_NAMES.get(key, control)
+        by = self.rb.operator or "<operator>"
+        sql_text = (
+            f"UPDATE emergency_controls SET {key} = false, reason = {sql_literal(reason or '<reason>')}, "
+            f"updated_by = {sql_literal(by)}, updated_at = now();"
+        )
+
+        def plan() -> dict[str, Any]:
+            current = operator.controls(self.rb.postgres)
+            if key not in current:
+                return {"sql": sql_text, "noop": True, "note": f"unknown control {control!r}"}
+            return {
+                "sql": sql_text,
+                "currently_enabled": bool(current[key]),
+                "noop": not current[key],
+                "reason": reason,
+            }
+
+        def perform(_p: dict[str, Any]) -> dict[str, Any]:
+            with self.rb.postgres.connect(read_only=False) as conn:
+                row = set_control(conn, key, False, reason, self.rb.operator)
+            return {key: row["enabled"], "updated_by": row["updated_by"], "reason": row["reason"]}
+
+        option = Option(
+            "disable_kill_switch",
+            f"Disable {label}",
+            "emergency_controls",
+            sql_text,
+            ("emergency_control", label),
+            plan,
+            perform,
+            missing="" if reason.strip() else "no reason given: disabling a control needs one (--param reason='...')",
+        )
+        return self._run(option, recommended, why)

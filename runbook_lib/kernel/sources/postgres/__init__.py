@@ -1,0 +1,22 @@
+"""PostgreSQL over psycopg 3. The SQL every runbook runs lives here, once, one module per
+subject: :mod:`.client` (connections, why one failed, health), :mod:`.activity` (sessions,
+connection use, locks, replication), :mod:`.schema` (migrations, invalid indexes),
+:mod:`.integrity` (orphans, row counts, checksums, amcheck), :mod:`.operator` (approval queue,
+emergency controls, audit history) and :mod:`.backup` (pg_dump, pg_restore, scratch databases).
+"""
+
+from __future__ import annotations
+
+from .client import CONTROLS, NAME, ConnectFailed, Failure, Postgres, classify, insert_audit, set_control, text_of
+
+__all__ = [
+    "CONTROLS",
+    "NAME",
+    "ConnectFailed",
+    "Failure",
+    "Postgres",
+    "classify",
+    "insert_audit",
+    "set_control",
+    "text_of",
+]
