@@ -59,6 +59,8 @@ class PostgresSettings(_Section):
     """Seconds to wait for a connection."""
     statement_timeout_ms: int = 5000
     """Server-side statement_timeout for every runbook query."""
+    lock_timeout_ms: int = 1000
+    """Server-side lock_timeout: a diagnosis query never queues long behind the lock it diagnoses."""
     drill_dsn: SecretStr | None = None
     """The server where the DR drill creates (and drops) its scratch database, any database on it
     (RUNBOOK_POSTGRES_DRILL_DSN[_FILE]); None: the source's own server. Needs CREATEDB."""

@@ -131,13 +131,13 @@ class Runbook:
             "alert": self.alertname,
             "status": self.alert.status if self.alert else "",
             "severity": self.alert.severity if self.alert else "",
-            "starts_at": self.alert.startsAt.isoformat() if self.alert else "",
+            "starts_at": present.iso(self.alert.startsAt) if self.alert else "",
             "fingerprint": self.alert.fingerprint if self.alert else "",
             "environment": self.settings.env,
             "mode": self.mode,
             "dry_run": self.dry_run,
             "operator": self.operator or "(none)",
-            "evaluated_at": self.now.isoformat(timespec="seconds"),
+            "evaluated_at": present.iso(self.now),
         }
         rows = [(k, v) for k, v in info.items()] + [(f"backend: {k}", v) for k, v in backends.items()]
         html = present.table_html(["", ""], rows, title="Run context")

@@ -290,13 +290,13 @@ def _actions_html(actions: list[dict[str, Any]]) -> list[str]:
         return _section(heading, [], "No action was proposed or taken.")
     rows = [
         '<table class="rb-kv"><tr class="rb-head"><td><b>action</b></td><td><b>status</b></td>'
-        "<td><b>recommended</b></td><td><b>why / command</b></td></tr>"
+        "<td><b>why / command</b></td></tr>"
     ]
     for a in actions:
-        rec = {True: "yes", False: "no"}.get(a.get("recommended"), "-")
+        rec = " · recommended" if a.get("recommended") else ""  # a bare "yes" column means nothing on a phone
         rows.append(
             f"<tr><td>{esc(a.get('title'))}<br><small>{esc(a.get('target'))}</small></td>"
-            f"<td><b>{esc(str(a.get('status', '')).upper())}</b></td><td>{esc(rec)}</td>"
+            f'<td class="rb-action-status"><b>{esc(str(a.get("status", "")).upper())}</b>{esc(rec)}</td>'
             f"<td>{esc(a.get('reason'))}<br><code>{esc(a.get('command'))}</code></td></tr>"
         )
     rows.append("</table>")

@@ -2,8 +2,9 @@
 
 Prometheus (backfilled incident + the catalog's rules) -> Alertmanager -> `runbook serve`
 -> runbook notebooks -> archived records; then the incident is resolved (the burn-rate rule
-stops firing) and the resolution is chained onto the record. Prints the record paths and
-stops everything it started.
+stops firing) and the resolution is chained onto the record; then the DR drill restores the
+sandbox database into a scratch one and says PASS or FAIL. Prints the record paths and stops
+everything it started.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pathlib import Path
 import httpx
 
 from ..record.archive import Archive
+from ..record.build import ArchivedRecord
 from ..record.events import event_text
 from ..record.verify import verify
-from ..settings import load_settings
+from ..settings import Settings, load_settings
 from . import services
 from .stack import Sandbox
 
@@ -111,6 +113,7 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
 
             event = services.wait_for("the resolved event", resolved, 90, receiver)[0]
             say(f"{event_text(event)} Chained onto {rid}; the record's files are unchanged.")
+            drill = dr_drill(sb, settings, say)
             count, problems = verify(archive)
             say(f"runbook verify: {count} records, {'chain intact' if not problems else problems}")
         finally:
@@ -118,7 +121,30 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
             receiver.stop()
     for rid in dict.fromkeys(rid for _name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT)):
         print(archive.record_dir(rid) / "record.html")
-    return 0 if not problems else 1
+    print(drill.html_path)
+    return 0 if not problems and drill.ok else 1
+
+
+def dr_drill(sb: Sandbox, settings: Settings, say: Callable[[str], None]) -> ArchivedRecord:
+    """The quarterly database-restore drill on the sandbox database, as an operator runs it
+    (`runbook run dr-drill-database-restore --mode resolve --execute --operator ... --approve dr_drill`)."""
+    from ..run.engine import Engine, RunRequest
+
+    say("DR drill: back up the sandbox database, restore it into a scratch database, verify, measure")
+    os.environ.update(sb.env())  # the drill's kernel reads the sandbox database from the environment
+    request = RunRequest(
+        alert=None,
+        slug="dr-drill-database-restore",
+        mode="resolve",
+        dry_run=False,
+        operator="demo@omnihub.test",
+        approve=["dr_drill"],
+        origin="demo",
+    )
+    result = Engine(settings).run(request)
+    verdict = next((f for f in result.record["findings"] if f["check"] == "DR drill verdict"), None)
+    say(f"DR drill -> record {result.record_id}: {verdict['summary'] if verdict else result.status}")
+    return result
 
 
 def run_direct(home: Path, workdir: Path, alert_file: Path, env: str | None = None) -> int:

@@ -38,8 +38,44 @@ def test_list_shows_every_alert_and_its_route() -> None:
 
 
 def test_usage_errors_exit_2() -> None:
-    assert runbook_cli("run").returncode == 2  # --alert is required
+    res = runbook_cli("run")
+    assert res.returncode == 2 and "give a runbook SLUG, an --alert" in res.stderr
     res = runbook_cli("run", "--alert", "/nonexistent/alert.json")
     assert res.returncode == 2 and "No such file" in res.stderr
     res = runbook_cli("list", "--env", "nowhere")
     assert res.returncode == 2 and "unknown environment 'nowhere'" in res.stderr
+
+
+def test_a_runbooks_own_parameters_are_checked_against_its_parameters_cell() -> None:
+    res = runbook_cli("run", "high-database-connections", "--param", "idle_older_then_s=5")
+    assert res.returncode == 2
+    assert "has no parameter 'idle_older_then_s'" in res.stderr and "idle_older_than_s" in res.stderr
+    res = runbook_cli("run", "high-error-rate", "--param", "x=1")
+    assert res.returncode == 2 and "declares none of its own" in res.stderr
+    res = runbook_cli("run", "high-error-rate", "--param", "mode=resolve")
+    assert res.returncode == 2 and "fixed parameter" in res.stderr
+    res = runbook_cli("run", "high-error-rate", "--param", "no-equals-sign")
+    assert res.returncode == 2 and "expected NAME=VALUE" in res.stderr
+    res = runbook_cli("run", "high-error-rate", "--param", "Bad-Name=1")
+    assert res.returncode == 2 and "not a parameter name" in res.stderr
+
+
+def test_param_values_are_json_when_they_parse(tmp_path) -> None:
+    """`open --no-launch` injects without executing: the values land in the notebook as typed."""
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    res = runbook_cli(
+        "open",
+        "approval-queue-backlog",
+        "--no-launch",
+        "--param",
+        "item_ids=[12, 13]",
+        "--param",
+        "reason=reviewed by risk",
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    import nbformat
+
+    nb = nbformat.read(res.stdout.strip(), as_version=4)
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "item_ids = [12, 13]" in injected.source and 'reason = "reviewed by risk"' in injected.source

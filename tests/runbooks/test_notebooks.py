@@ -5,6 +5,7 @@ alert routed."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -16,7 +17,7 @@ import yaml
 from runbook_lib.catalog import Catalog
 from runbook_lib.contract import PARAMETERS, declared_parameters, extra_parameter_name
 from runbook_lib.monitoring import rules_yaml
-from tests.helpers import HOME
+from tests.helpers import HOME, runbook_cli
 
 NOTEBOOKS = sorted((HOME / "runbooks").glob("*.ipynb"))
 SECTIONS = (
@@ -121,6 +122,18 @@ def test_every_catalog_alert_is_routed_somewhere() -> None:
         assert catalog.has_notebook(route.slug), name
     assert catalog.route("HighErrorBudgetBurnRate").slug == "high-error-rate"
     assert catalog.route("NotAnAlert").slug == "triage"
+
+
+def test_runbook_list_routes_the_data_layer_alerts_to_their_own_runbooks() -> None:
+    res = runbook_cli("list", "--json")
+    assert res.returncode == 0, res.stderr
+    routed = {a["alert"]: a["routed_to"] for a in json.loads(res.stdout)["alerts"]}
+    assert routed["DatabaseDown"] == "database-down"
+    assert routed["KillSwitchEnabled"] == "kill-switch-active"
+    assert routed["ApprovalQueueBacklog"] == "approval-queue-backlog"
+    assert routed["HighDatabaseConnections"] == "high-database-connections"
+    runbooks = set(json.loads(res.stdout)["runbooks"])
+    assert {"database-migration-failure", "data-corruption", "dr-drill-database-restore"} <= runbooks
 
 
 def test_generated_rules_pass_promtool(tmp_path: Path) -> None:

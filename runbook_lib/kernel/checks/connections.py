@@ -101,14 +101,15 @@ def holders(rb: RunbookLike, usage: Usage | None = None) -> Holders:
 
 
 @check("Idle in transaction", IdleInTransaction)
-def idle_in_transaction(rb: RunbookLike, held: Holders) -> IdleInTransaction:
+def idle_in_transaction(rb: RunbookLike, held: Holders, older_than_s: float | None = None) -> IdleInTransaction:
     """Sessions idle inside an open transaction: each holds a connection, its locks and an old
-    snapshot (vacuum cannot clean behind it). Usually a pool or code path that never commits."""
+    snapshot (vacuum cannot clean behind it). Usually a pool or code path that never commits.
+    Flagged when idle longer than ``older_than_s`` (default: the threshold setting)."""
     if not held.checked:
         return IdleInTransaction.unchecked(held.reason)
     s = held.sessions
     idle = s[s["state"].isin(activity.IDLE_IN_TRANSACTION)] if not s.empty else s
-    limit = rb.thresholds.postgres_idle_in_transaction_s
+    limit = float(older_than_s if older_than_s is not None else rb.thresholds.postgres_idle_in_transaction_s)
     if idle.empty:
         rb.finding("Idle in transaction", "ok", "No session is idle in transaction.", count=0)
         return IdleInTransaction()

@@ -443,7 +443,9 @@ def _rpo_now(rb: RunbookLike, drill: Drill, given: Path) -> None:
 def _drill_server(rb: RunbookLike, source: Postgres) -> Postgres:
     cfg = rb.settings.postgres
     if cfg.drill_dsn is not None:
-        return Postgres(cfg.drill_dsn.get_secret_value(), cfg.connect_timeout_s, cfg.statement_timeout_ms)
+        return Postgres(
+            cfg.drill_dsn.get_secret_value(), cfg.connect_timeout_s, cfg.statement_timeout_ms, cfg.lock_timeout_ms
+        )
     return source
 
 

@@ -108,18 +108,21 @@ def first_line(exc: BaseException) -> str:
 
 
 class Postgres:
-    def __init__(self, dsn: str, connect_timeout_s: float = 5.0, statement_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, dsn: str, connect_timeout_s: float = 5.0, statement_timeout_ms: int = 5000, lock_timeout_ms: int = 1000
+    ) -> None:
         self._dsn = dsn
         self.where = safe_endpoint(dsn)
         self.connect_timeout_s = max(1, round(connect_timeout_s))
         self.statement_timeout_ms = statement_timeout_ms
+        self.lock_timeout_ms = lock_timeout_ms
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Postgres:
         cfg = settings.postgres
         if cfg.dsn is None:
             raise SourceNotConfigured(NAME, "set RUNBOOK_POSTGRES_DSN or RUNBOOK_POSTGRES_DSN_FILE")
-        return cls(cfg.dsn.get_secret_value(), cfg.connect_timeout_s, cfg.statement_timeout_ms)
+        return cls(cfg.dsn.get_secret_value(), cfg.connect_timeout_s, cfg.statement_timeout_ms, cfg.lock_timeout_ms)
 
     def __repr__(self) -> str:
         return f"Postgres({self.where})"
@@ -130,7 +133,7 @@ class Postgres:
             dsn = make_conninfo(self._dsn, dbname=dbname)
         except psycopg.ProgrammingError as exc:
             raise SourceError(NAME, f"the configured DSN is not valid: {type(exc).__name__}") from None
-        return Postgres(dsn, self.connect_timeout_s, self.statement_timeout_ms)
+        return Postgres(dsn, self.connect_timeout_s, self.statement_timeout_ms, self.lock_timeout_ms)
 
     @property
     def database(self) -> str:
@@ -163,7 +166,7 @@ class Postgres:
                 self._dsn,
                 connect_timeout=self.connect_timeout_s,
                 application_name="omnihub-runbook",
-                options=f"-c statement_timeout={int(self.statement_timeout_ms)}",
+                options=f"-c statement_timeout={int(self.statement_timeout_ms)} -c lock_timeout={int(self.lock_timeout_ms)}",
                 row_factory=dict_row,
                 autocommit=autocommit,
             )
@@ -182,6 +185,12 @@ class Postgres:
                     yield conn
                 finally:
                     conn.rollback()
+        except psycopg.errors.LockNotAvailable:
+            raise SourceError(
+                NAME,
+                f"gave up after {self.lock_timeout_ms} ms waiting for a lock on {self.where}: another session "
+                "holds one on a table this check reads (see the lock waits)",
+            ) from None
         except psycopg.errors.QueryCanceled:
             raise SourceError(
                 NAME, f"statement timed out after {self.statement_timeout_ms} ms on {self.where}"

@@ -1,5 +1,8 @@
 """Schema state: which migration is applied (alembic_version or schema_migrations, whichever
-exists), schema changes running now, and indexes left invalid by a failed build."""
+exists), schema changes running now, and indexes left invalid by a failed build.
+
+Only catalog reads that take no lock on the user's tables (no pg_get_indexdef, which opens the
+table): this runbook runs while a migration holds or waits for ACCESS EXCLUSIVE on one."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from .client import Postgres
 
 MIGRATION_TABLES = ("alembic_version", "schema_migrations")
 # Statements that change the schema (and take strong locks while they do).
-DDL = r"^\s*(alter|create|drop|reindex|cluster|vacuum\s+full|truncate|refresh\s+materialized|comment\s+on)\b"
+DDL = r"^\s*(alter|create|drop|reindex|cluster|vacuum\s+full|truncate|refresh\s+materialized|comment\s+on)\s"  # PostgreSQL and Python alike: no \b
 
 _TABLES = """
 SELECT t.name, c.column_name
@@ -31,7 +34,9 @@ ORDER BY running_s DESC
 """
 
 _INVALID_INDEXES = """
-SELECT n.nspname AS schema, ic.relname AS index, t.relname AS "table", pg_get_indexdef(i.indexrelid) AS definition,
+SELECT n.nspname AS schema, ic.relname AS index, t.relname AS "table", i.indisunique AS "unique",
+       array(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) ORDER BY a.attnum) AS columns,
        i.indisready AS ready
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
