@@ -62,6 +62,9 @@ APPROVALS = (
     "expire_items",
     "disable_kill_switch",
     "dr_drill",
+    "restart",
+    "dlq_replay",
+    "switch_rpc_provider",
 )
 
 # The pseudo-alert under which alerts beyond the receiver's run caps are grouped into one

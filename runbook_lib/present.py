@@ -165,6 +165,16 @@ def duration(seconds: float | None) -> str:
     return "".join(parts[:2])
 
 
+def percent(value: float | None, digits: int = 2) -> str:
+    """0.0123 -> '1.23%'; None -> 'n/a'."""
+    return "n/a" if value is None else f"{value:.{digits}%}"
+
+
+def times(value: float | None) -> str:
+    """A burn rate: 14.4 -> '14.4x'; None -> 'n/a'."""
+    return "n/a" if value is None else f"{value:.1f}x"
+
+
 def when(value: Any) -> datetime | None:
     """A timestamp from a datetime or ISO text (any offset, 'Z'), in UTC; None if it is not one."""
     if isinstance(value, datetime):

@@ -80,6 +80,46 @@ class RedisSettings(_Section):
     """Connect and socket timeout."""
 
 
+class RabbitMQSettings(_Section):
+    url: SecretStr | None = None
+    """amqp:// URL with the vhost (RUNBOOK_RABBITMQ_URL[_FILE]); may hold a password."""
+    timeout_s: float = 5.0
+    """Connect and blocked-connection timeout."""
+    dlq_queue: str = "dead_letter_queue"
+    """The dead-letter queue the DLQBacklog alert watches."""
+    sample_size: int = Field(default=200, ge=1, le=10000)
+    """Dead letters peeked (and put back) to group by x-death reason and original queue."""
+    max_replays: int = Field(default=3, ge=1)
+    """A dead letter already replayed this often is refused by the replay tool (left in the DLQ)."""
+    depth_warn: int = 100
+    """DLQ depth that the DLQBacklog alert fires above."""
+
+
+class RpcProvider(_Section):
+    name: str
+    """Short name, used in findings and by the switch-provider option."""
+    url: str
+    """JSON-RPC URL; may contain ``{api_key}``, filled from the variable named by api_key_env."""
+    api_key_env: str | None = None
+    """Environment variable holding the provider's API key (its name must end in API_KEY, TOKEN
+    or SECRET so that every record redacts it)."""
+
+
+class BlockchainSettings(_Section):
+    providers: list[RpcProvider] = Field(default_factory=list)
+    """Ethereum JSON-RPC providers, in order of preference."""
+    primary: str | None = None
+    """Name of the provider the platform uses now (switched by the runbook's guarded option)."""
+    chain_id: int | None = None
+    """Expected chain id; a provider on another chain is a finding."""
+    timeout_s: float = 5.0
+    """Per-call timeout."""
+    block_lag_warn: int = 5
+    """Blocks behind the best provider that make a provider lagging."""
+    block_lag_critical: int = 30
+    """Blocks behind that make it unusable."""
+
+
 class KubernetesSettings(_Section):
     kubeconfig: str | None = None
     """Path of the kubeconfig (KUBECONFIG); no fallback to ~/.kube/config."""
@@ -106,6 +146,16 @@ class MetricNames(_Section):
     """Job name of the API gateway."""
     latency_histogram: str = "http_request_duration_seconds"
     """Histogram of request durations (base name, without _bucket)."""
+    version_label: str = "version"
+    """Label carrying the release version (canary against stable)."""
+    db_query_duration: str = "omnihub_db_query_duration_seconds"
+    """Histogram of the application's database query durations (base name)."""
+    pod_cpu: str = "container_cpu_usage_seconds_total"
+    """cAdvisor CPU counter of the service's containers."""
+    pod_label: str = "pod"
+    """Label naming the pod in cAdvisor series."""
+    queue_messages: str = "rabbitmq_queue_messages"
+    """RabbitMQ exporter gauge of messages in a queue (label ``queue``)."""
 
 
 class ServiceSettings(_Section):
@@ -117,6 +167,10 @@ class ServiceSettings(_Section):
     """Lines of each pod's log to scan for error patterns."""
     error_patterns: dict[str, str] = Field(default_factory=dict)
     """Pattern name -> Python regex counted in pod logs."""
+    health_urls: list[str] = Field(default_factory=list)
+    """URLs probed directly by service-down (each instance's health endpoint)."""
+    probe_timeout_s: float = 3.0
+    """Timeout of each health probe."""
 
 
 class Thresholds(_Section):
@@ -150,6 +204,10 @@ class Thresholds(_Section):
     """A session idle in transaction longer than this holds locks and snapshots: flagged."""
     postgres_lock_wait_s: float = 30
     """A session waiting on a lock longer than this is blocked: flagged."""
+    postgres_slow_query_s: float = 5
+    """A statement running (or averaging) longer than this is slow (high-latency)."""
+    latency_correlation: float = 0.8
+    """Pearson correlation at or above which latency "follows" another signal."""
     postgres_ddl_s: float = 60
     """Schema changes (ALTER, CREATE INDEX, ...) running longer than this are flagged."""
     postgres_replication_lag_s: float = 30
@@ -267,6 +325,10 @@ class Settings(_Section):
     """Redis endpoint."""
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     """Kubernetes API through a kubeconfig."""
+    rabbitmq: RabbitMQSettings = Field(default_factory=RabbitMQSettings)
+    """RabbitMQ (AMQP), for the dead-letter queue."""
+    blockchain: BlockchainSettings = Field(default_factory=BlockchainSettings)
+    """Ethereum JSON-RPC providers."""
     metrics: MetricNames = Field(default_factory=MetricNames)
     """Metric and label names the runbooks query."""
     service: ServiceSettings = Field(default_factory=ServiceSettings)
@@ -354,6 +416,7 @@ class Settings(_Section):
 ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_PROMETHEUS_URL": ("prometheus", "url"),
     "RUNBOOK_KUBE_NAMESPACE": ("kubernetes", "namespace"),
+    "RUNBOOK_DLQ_QUEUE": ("rabbitmq", "dlq_queue"),
     "RUNBOOK_KUBE_CONTEXT": ("kubernetes", "context"),
     "KUBECONFIG": ("kubernetes", "kubeconfig"),
     "RUNBOOK_ARCHIVE": ("archive", "path"),

@@ -25,6 +25,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
+# ganache (two local Ethereum nodes for the blockchain-rpc-down tests) from the npm registry,
+# into .tools/ (not global): tests and the sandbox find it at .tools/node_modules/.bin/ganache.
+GANACHE_VERSION=7.9.2
+if [ ! -x .tools/node_modules/.bin/ganache ] || ! grep -q "\"version\": \"$GANACHE_VERSION\"" .tools/node_modules/ganache/package.json 2>/dev/null; then
+  command -v npm >/dev/null 2>&1 || { log "need npm (Node.js) to install ganache"; exit 1; }
+  log "installing ganache $GANACHE_VERSION from the npm registry into .tools/"
+  mkdir -p .tools
+  npm install --no-audit --no-fund --loglevel=error --prefix .tools "ganache@$GANACHE_VERSION" >/dev/null \
+    || { log "npm install ganache failed"; exit 1; }
+fi
+
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   log "need Python 3.11 or newer ($PYTHON is $("$PYTHON" -V 2>&1))"; exit 1
 fi
@@ -40,6 +51,6 @@ pip_install() {
 }
 pip_install --upgrade pip
 pip_install -e '.[dev,lab]'
-"$VENV/bin/python" -c 'import runbook_lib, papermill, nbconvert, kubernetes, psycopg, httpx, pandas, nbval, fastapi' \
+"$VENV/bin/python" -c 'import runbook_lib, papermill, nbconvert, kubernetes, psycopg, httpx, pandas, nbval, fastapi, pika' \
   || { log "the virtualenv is incomplete"; exit 1; }
 log "ok: $("$VENV/bin/python" -V), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), alertmanager $(prometheus-alertmanager --version 2>&1 | head -1 | awk '{print $3}')"

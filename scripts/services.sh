@@ -24,6 +24,5 @@ ensure() {
 rc=0
 ensure PostgreSQL 5432 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -1) main start' || rc=1
 ensure Redis 6379 'mkdir -p /var/lib/redis /var/log/redis; redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log' || rc=1
-# No runbook uses RabbitMQ yet (the DLQ runbook will): start it, but do not fail without it.
-ensure RabbitMQ 5672 'rabbitmq-server -detached' || log "continuing without RabbitMQ (not needed by any test yet)"
+ensure RabbitMQ 5672 'rabbitmq-server -detached' || rc=1
 exit $rc

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -30,6 +31,19 @@ def temp_database(tag: str) -> Iterator[str]:
         yield dsn
     finally:
         database.drop_database(name)
+
+
+def own_parameters(tmp_path: Path, environ: Any, extra_yaml: str = "") -> Path:
+    """Point RUNBOOK_HOME at a copy of parameters/ (the real runbooks stay), with
+    ``extra_yaml`` appended to environments/local.yaml; returns that file. ``environ`` is
+    pytest's monkeypatch."""
+    home = tmp_path / "home"
+    shutil.copytree(HOME / "parameters", home / "parameters")
+    environ.setenv("RUNBOOK_HOME", str(home))
+    environ.setenv("RUNBOOK_RUNBOOKS_DIR", str(HOME / "runbooks"))
+    env_file = home / "parameters" / "environments" / "local.yaml"
+    env_file.write_text(env_file.read_text() + extra_yaml)
+    return env_file
 
 
 def alert_payload(

@@ -1,5 +1,5 @@
 """The ``runbook`` command: one module per command group (:mod:`.runs`, :mod:`.records`,
-:mod:`.serve`); :mod:`.common` holds what they share."""
+:mod:`.serve`, :mod:`.dlq`); :mod:`.common` holds what they share."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ examples:
   runbook run high-error-rate --alert - < alert.json
   runbook open high-error-rate --alert payload.json # prepare and open in JupyterLab
   runbook records && runbook show 20261126T1403
+  runbook dlq replay --queue dead_letter_queue --dry-run
   runbook verify"""
 
 
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import records, runs, serve
+    from . import dlq, records, runs, serve
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
@@ -79,6 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings environment: parameters/environments/ENV.yaml (default: $RUNBOOK_ENV or local)",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (runs, records, serve):
+    for group in (runs, records, serve, dlq):
         group.add_parsers(sub, common, fmt)
     return parser

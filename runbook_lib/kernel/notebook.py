@@ -30,7 +30,9 @@ from ..settings import Settings, load_settings
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..rabbitmq import RabbitMQ
     from .actions import Actions
+    from .sources.blockchain import Blockchain
     from .sources.kubernetes import Kubernetes
     from .sources.postgres import Postgres
     from .sources.prometheus import Prometheus
@@ -273,6 +275,18 @@ class Runbook:
         from .sources.kubernetes import Kubernetes
 
         return self._client("kubernetes", Kubernetes.from_settings)
+
+    @property
+    def rabbitmq(self) -> RabbitMQ:
+        from ..rabbitmq import RabbitMQ
+
+        return self._client("rabbitmq", RabbitMQ.from_settings)
+
+    @property
+    def blockchain(self) -> Blockchain:
+        from .sources.blockchain import Blockchain
+
+        return self._client("blockchain", Blockchain.from_settings)
 
     @cached_property
     def actions(self) -> Actions:

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
     from ..alertmanager import Alert
     from ..catalog import Catalog, Route
+    from ..rabbitmq import RabbitMQ
     from ..settings import MetricNames, ServiceSettings, Settings, Thresholds
+    from .sources.blockchain import Blockchain
     from .sources.kubernetes import Kubernetes
     from .sources.postgres import Postgres
     from .sources.prometheus import Prometheus
@@ -65,6 +67,10 @@ class RunbookLike(Protocol):
     def redis(self) -> Redis: ...
     @property
     def kubernetes(self) -> Kubernetes: ...
+    @property
+    def rabbitmq(self) -> RabbitMQ: ...
+    @property
+    def blockchain(self) -> Blockchain: ...
     @property
     def actions(self) -> Gate: ...
 

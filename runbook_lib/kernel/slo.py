@@ -24,6 +24,13 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def finite(value: float | None) -> float | None:
+    """The value, or None for None, NaN and infinities (what Prometheus answers for 0/0)."""
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return value
+
+
 def error_ratio(errors: float, total: float) -> float | None:
     """errors / total, or None when there was no traffic (a ratio of nothing is not 0)."""
     if total is None or errors is None or total <= 0 or math.isnan(total) or math.isnan(errors):
@@ -78,14 +85,33 @@ def burn_verdict(burn: float | None, page: float = 14.4, ticket: float = 6.0, sl
     return BurnVerdict("ok", f"< {slow:g}x: within normal burn")
 
 
+@dataclass(frozen=True)
+class Band:
+    name: str  # normal / caution / freeze / incident
+    policy: str  # the package's text
+    deploys: str  # what it means for deploys
+
+
+BANDS = (
+    (0.5, Band("normal", "normal operations, deploy freely", "deploy as usual")),
+    (0.25, Band("caution", "caution: slow down deploys, prioritise reliability work", "fewer, smaller deploys")),
+    (
+        0.10,
+        Band("freeze", "deploy freeze (emergency fixes only), all hands on reliability", "emergency fixes only"),
+    ),
+    (-math.inf, Band("incident", "full incident response, cancel all feature work", "no deploys but the fix")),
+)
+
+
+def policy_band(remaining: float | None) -> Band | None:
+    """The package's error-budget policy band for the share of budget left: > 50 % normal,
+    25-50 % caution, 10-25 % freeze, below 10 % incident. None without data."""
+    if remaining is None:
+        return None
+    return next(band for floor, band in BANDS if remaining > floor)
+
+
 def budget_policy(remaining: float | None) -> str:
     """The package's error-budget policy for the share of budget left."""
-    if remaining is None:
-        return "unknown (no data)"
-    if remaining > 0.5:
-        return "normal operations, deploy freely"
-    if remaining > 0.25:
-        return "caution: slow down deploys, prioritise reliability work"
-    if remaining > 0.10:
-        return "deploy freeze (emergency fixes only), all hands on reliability"
-    return "full incident response, cancel all feature work"
+    band = policy_band(remaining)
+    return band.policy if band else "unknown (no data)"

@@ -1,7 +1,7 @@
 """An HTTP-level fake Kubernetes API server, for the real ``kubernetes`` client.
 
 It serves the REST shapes of the endpoints the runbooks use (deployments, replicasets, pods,
-pod logs, the scale subresource, metrics.k8s.io pod metrics), answers errors as
+pod logs, events, the scale subresource, metrics.k8s.io pod metrics), answers errors as
 ``kind: Status``, requires a bearer token, applies JSON patches and merge patches, and
 emulates the deployment controller's one behaviour that rollbacks depend on: when the pod
 template changes to an existing ReplicaSet's, that ReplicaSet becomes the newest revision.
@@ -49,6 +49,7 @@ class FakeKube:
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[tuple[str, str], str] = {}
         self.metrics: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -176,6 +177,137 @@ class FakeKube:
                 "containers": [{"name": "api", "usage": {"cpu": cpu_usage, "memory": "300Mi"}}],
             }
 
+    def crash_pods(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
+        """The service-down scenario: of the deployment's pods, one is in CrashLoopBackOff after
+        its process exited with an error, one was OOMKilled and is not ready, one is running; a
+        fourth pod cannot be scheduled. Events say so, as the kubelet and scheduler would."""
+        at = at or datetime.now(UTC)
+        pods = sorted(k for k in self.pods if k[0] == namespace and k[1].startswith(name))
+        states = [
+            ("CrashLoopBackOff", "Error", 1, 14, False),
+            ("", "OOMKilled", 137, 5, False),
+            ("", "", None, 0, True),
+        ]
+        for key, (waiting, exit_reason, code, restarts, ready) in zip(pods, states, strict=False):
+            pod = self.pods[key]
+            status: dict[str, Any] = {"name": "api", "ready": ready, "restartCount": restarts, "image": "x"}
+            status["state"] = (
+                {"waiting": {"reason": waiting, "message": "back-off 5m0s restarting failed container"}}
+                if waiting
+                else {"running": {"startedAt": _ts(at - timedelta(minutes=1))}}
+            )
+            if exit_reason:
+                status["lastState"] = {
+                    "terminated": {
+                        "reason": exit_reason,
+                        "exitCode": code,
+                        "finishedAt": _ts(at - timedelta(minutes=2)),
+                    }
+                }
+            pod["status"] = {"phase": "Running", "containerStatuses": [status]}
+            pod["spec"]["nodeName"] = "node-1"
+        template = self.pods[pods[0]]
+        pending = copy.deepcopy(template)
+        pending["metadata"]["name"] = f"{name}-pending"
+        pending["status"] = {
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+        }
+        self.pods[(namespace, pending["metadata"]["name"])] = pending
+        first, second = pods[0][1], pods[1][1]
+        self.add_event(namespace, "Pod", first, "BackOff", "Back-off restarting failed container api", at, count=14)
+        self.add_event(
+            namespace, "Pod", second, "OOMKilling", "Memory cgroup out of memory: Killed process 1 (api)", at
+        )
+        self.add_event(
+            namespace,
+            "Pod",
+            second,
+            "Unhealthy",
+            'Readiness probe failed: Get "http://10.0.0.12:8080/healthz": dial tcp: connection refused',
+            at,
+            count=9,
+        )
+        self.add_event(
+            namespace,
+            "Pod",
+            f"{name}-pending",
+            "FailedScheduling",
+            "0/3 nodes are available: 3 Insufficient memory.",
+            at,
+            count=3,
+        )
+
+    def break_rollout(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
+        """The deployment-failure scenario: the newest revision changed the image and the
+        environment, one new pod is up, and the rollout passed its progress deadline."""
+        at = at or datetime.now(UTC)
+        owned = sorted(
+            (
+                rs
+                for (ns, _), rs in self.replicasets.items()
+                if ns == namespace and rs["metadata"]["name"].startswith(name)
+            ),
+            key=lambda rs: int(rs["metadata"]["annotations"][REVISION]),
+        )
+        env_old = [{"name": "DB_POOL_SIZE", "value": "20"}, {"name": "LOG_LEVEL", "value": "info"}]
+        env_new = [
+            {"name": "DB_POOL_SIZE", "value": "5"},
+            {"name": "LOG_LEVEL", "value": "info"},
+            {"name": "FEATURE_BATCH_EXECUTE", "value": "on"},
+            {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "api-db", "key": "password"}}},
+        ]
+        for rs in owned[:-1]:
+            rs["spec"]["template"]["spec"]["containers"][0]["env"] = copy.deepcopy(env_old)
+        owned[-1]["spec"]["template"]["spec"]["containers"][0]["env"] = copy.deepcopy(env_new)
+        dep = self.deployments[(namespace, name)]
+        dep["spec"]["template"]["spec"]["containers"][0]["env"] = copy.deepcopy(env_new)
+        dep["spec"]["progressDeadlineSeconds"] = 600
+        replicas = int(dep["spec"]["replicas"])
+        dep["status"] = {
+            "observedGeneration": dep["metadata"]["generation"],
+            "replicas": replicas + 1,
+            "updatedReplicas": 1,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "unavailableReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Available",
+                    "status": "True",
+                    "reason": "MinimumReplicasAvailable",
+                    "message": "Deployment has minimum availability.",
+                    "lastUpdateTime": _ts(at),
+                },
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": f'ReplicaSet "{owned[-1]["metadata"]["name"]}" has timed out progressing.',
+                    "lastUpdateTime": _ts(at),
+                },
+            ],
+        }
+
+    def add_event(
+        self, namespace: str, kind: str, obj: str, reason: str, message: str, at: datetime, count: int = 1
+    ) -> None:
+        n = len(self.events)
+        self.events.append(
+            {
+                "kind": "Event",
+                "apiVersion": "v1",
+                "metadata": {"name": f"{obj}.{n:04x}", "namespace": namespace, "creationTimestamp": _ts(at)},
+                "involvedObject": {"kind": kind, "name": obj, "namespace": namespace},
+                "reason": reason,
+                "message": message,
+                "type": "Normal" if reason in ("Scheduled", "Pulled", "Created", "Started") else "Warning",
+                "count": count,
+                "firstTimestamp": _ts(at - timedelta(minutes=10)),
+                "lastTimestamp": _ts(at - timedelta(seconds=30 * n)),
+            }
+        )
+
     @staticmethod
     def _template(labels: dict[str, str], image: str, pod_hash: str | None) -> dict[str, Any]:
         lab = dict(labels)
@@ -259,6 +391,12 @@ class FakeKube:
                         },
                         "application/json",
                     )
+                if method == "PATCH" and headers.get("Content-Type") == "application/merge-patch+json":
+                    patch = json.loads(body)
+                    if not isinstance(patch, dict):
+                        return 422, status(422, "Invalid", "a merge patch is an object"), "application/json"
+                    _merge_patch(dep, patch)
+                    return 200, dep, "application/json"
                 if method == "PATCH":
                     if headers.get("Content-Type") != "application/json-patch+json":
                         return 415, status(415, "UnsupportedMediaType", "expected a JSON patch"), "application/json"
@@ -281,6 +419,14 @@ class FakeKube:
             if m and method == "GET":
                 items = [p for (ns, _), p in self.pods.items() if ns == m.group(1) and _matches(p, selector)]
                 return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}, "application/json"
+            m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/events", path)
+            if m and method == "GET":
+                items = [e for e in self.events if e["metadata"]["namespace"] == m.group(1)]
+                return (
+                    200,
+                    {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items},
+                    "application/json",
+                )
             m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path)
             if m and method == "GET":
                 text = self.logs.get((m.group(1), m.group(2)))
@@ -357,6 +503,17 @@ def _strip_hash(template: dict[str, Any]) -> dict[str, Any]:
     t = copy.deepcopy(template)
     (t.get("metadata", {}).get("labels") or {}).pop("pod-template-hash", None)
     return t
+
+
+def _merge_patch(doc: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7386: objects merge, null deletes, anything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            doc.pop(key, None)
+        elif isinstance(value, dict) and isinstance(doc.get(key), dict):
+            _merge_patch(doc[key], value)
+        else:
+            doc[key] = copy.deepcopy(value)
 
 
 def _apply_json_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -124,16 +125,29 @@ def test_every_catalog_alert_is_routed_somewhere() -> None:
     assert catalog.route("NotAnAlert").slug == "triage"
 
 
-def test_runbook_list_routes_the_data_layer_alerts_to_their_own_runbooks() -> None:
+def test_an_alert_whose_runbook_is_missing_falls_to_triage_and_says_so(tmp_path: Path) -> None:
+    shutil.copy(HOME / "runbooks" / "triage.ipynb", tmp_path / "triage.ipynb")
+    catalog = Catalog.load(HOME / "parameters" / "catalog.yaml", tmp_path)  # only triage is written
+    route = catalog.route("DLQBacklog")
+    assert route.slug == "triage" and route.reason == "runbook 'dlq-backlog' not written yet"
+    assert route.spec is not None and route.spec.runbook == "dlq-backlog"
+
+
+def test_runbook_list_routes_every_catalog_alert_to_its_own_runbook() -> None:
     res = runbook_cli("list", "--json")
     assert res.returncode == 0, res.stderr
     routed = {a["alert"]: a["routed_to"] for a in json.loads(res.stdout)["alerts"]}
+    assert len(routed) == 10 and "triage" not in routed.values()
     assert routed["DatabaseDown"] == "database-down"
     assert routed["KillSwitchEnabled"] == "kill-switch-active"
     assert routed["ApprovalQueueBacklog"] == "approval-queue-backlog"
     assert routed["HighDatabaseConnections"] == "high-database-connections"
+    assert routed["ServiceDown"] == "service-down" and routed["HighLatency"] == "high-latency"
+    assert routed["LowErrorBudget"] == "low-error-budget" and routed["DLQBacklog"] == "dlq-backlog"
+    assert routed["ElevatedErrorRate"] == routed["HighErrorBudgetBurnRate"] == "high-error-rate"
     runbooks = set(json.loads(res.stdout)["runbooks"])
     assert {"database-migration-failure", "data-corruption", "dr-drill-database-restore"} <= runbooks
+    assert {"deployment-failure", "blockchain-rpc-down"} <= runbooks
 
 
 def test_generated_rules_pass_promtool(tmp_path: Path) -> None:

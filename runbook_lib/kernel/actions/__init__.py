@@ -11,19 +11,22 @@ Otherwise the action is shown as *proposed* / *dry_run* / *refused*, with the ex
 SQL it would run. Every outcome is displayed with its own MIME type and lands in the record.
 
 The guard is :mod:`.guard`; the options are grouped by what they touch: :mod:`.platform`
-(Kubernetes deployments, safe mode), :mod:`.database` (sessions, the row-count baseline) and
-:mod:`.operator` (approvals, emergency controls).
+(Kubernetes deployments, safe mode), :mod:`.database` (sessions, the row-count baseline),
+:mod:`.operator` (approvals, emergency controls), :mod:`.blockchain` (the primary RPC provider) and
+:mod:`.queue` (replaying dead letters).
 """
 
 from __future__ import annotations
 
+from .blockchain import BlockchainOptions
 from .database import DatabaseOptions
 from .guard import Option, Outcome
 from .operator import OperatorOptions
 from .platform import PlatformOptions
+from .queue import QueueOptions
 
 
-class Actions(PlatformOptions, DatabaseOptions, OperatorOptions):
+class Actions(PlatformOptions, DatabaseOptions, OperatorOptions, BlockchainOptions, QueueOptions):
     """Every resolution option a runbook can offer: ``rb.actions.<option>(...)``."""
 
 

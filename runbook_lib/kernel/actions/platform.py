@@ -1,4 +1,5 @@
-"""Options on the platform: roll a deployment back, scale it, switch EXECUTION_SAFE_MODE on."""
+"""Options on the platform: roll a deployment back, restart it, scale it, switch
+EXECUTION_SAFE_MODE on."""
 
 from __future__ import annotations
 
@@ -38,6 +39,33 @@ class PlatformOptions(Guard):
 
         option = Option(
             "rollback", "Rollback", f"deployment/{name} in {ns}", command, ("deployment", f"{ns}/{name}"), plan, perform
+        )
+        return self._run(option, recommended, why)
+
+    def restart(
+        self, deployment: str | None = None, *, recommended: bool | None = None, why: str = ""
+    ) -> dict[str, Any]:
+        """``kubectl rollout restart``: a new restartedAt annotation on the pod template, so every
+        pod is replaced (the same revision, new processes)."""
+        name = deployment or self.rb.service.deployment
+        ns = self.rb.settings.kubernetes.namespace
+        command = f"kubectl rollout restart deployment/{name} -n {ns}"
+
+        def plan() -> dict[str, Any]:
+            return self.rb.kubernetes.restart_plan(name)
+
+        def perform(p: dict[str, Any]) -> dict[str, Any]:
+            self.rb.kubernetes.patch_deployment(p["deployment"], p["namespace"], p["patch"])
+            return {"restarted": p["deployment"], "revision": p["revision"]}
+
+        option = Option(
+            "restart",
+            "Rollout restart",
+            f"deployment/{name} in {ns}",
+            command,
+            ("deployment", f"{ns}/{name}"),
+            plan,
+            perform,
         )
         return self._run(option, recommended, why)
 

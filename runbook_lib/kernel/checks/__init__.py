@@ -11,25 +11,53 @@ By subject: :mod:`.alerts` (the alert's own expression), :mod:`.http` (errors, S
 (reachability, recovery, replication, uptime), :mod:`.connections` (max_connections, holders,
 idle in transaction), :mod:`.migrations` (migration state, lock waits, DDL, invalid indexes),
 :mod:`.integrity` (orphans, row counts, checksums, amcheck), :mod:`.operator` (approval queue,
-emergency controls) and :mod:`.drill` (the database-restore DR drill).
+emergency controls), :mod:`.drill` (the database-restore DR drill) and :mod:`.blockchain`
+(JSON-RPC providers: dead, lagging, wrong chain; the primary's state); :mod:`.dlq` (the
+dead-letter queue: depth, dead letters by x-death reason and original queue, depth trend);
+:mod:`.service` (up history, pods, events, health probes), :mod:`.latency` (percentiles by
+endpoint, what latency follows, slow queries), :mod:`.budget` (every SLO's error budget, burn
+and policy band) and :mod:`.rollout` (stuck rollouts, ReplicaSet diff, canary against stable).
 """
 
 from __future__ import annotations
 
-from . import alerts, connections, database, deps, drill, http, integrity, kube, migrations, operator
+from . import (
+    alerts,
+    blockchain,
+    budget,
+    connections,
+    database,
+    deps,
+    dlq,
+    drill,
+    http,
+    integrity,
+    kube,
+    latency,
+    migrations,
+    operator,
+    rollout,
+    service,
+)
 from .base import Result, check
 
 __all__ = [
     "Result",
     "alerts",
+    "blockchain",
+    "budget",
     "check",
     "connections",
     "database",
     "deps",
+    "dlq",
     "drill",
     "http",
     "integrity",
     "kube",
+    "latency",
     "migrations",
     "operator",
+    "rollout",
+    "service",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ...errors import SourceError
-from ...present import duration, iso
+from ...present import duration, iso, percent, times
 from .. import slo
 from ..plots import timeseries
 from ..promql import label_name, selector
@@ -144,10 +144,10 @@ def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget
     r5 = prom.scalar(ratio_expr(rb, "5m"), rb.now)
     r1h = prom.scalar(ratio_expr(rb, "1h"), rb.now)
     r28 = prom.scalar(ratio_expr(rb, "28d").replace("rate(", "increase("), rb.now)
-    result = ErrorBudget(objective=objective, ratio_5m=_finite(r5), ratio_1h=_finite(r1h))
+    result = ErrorBudget(objective=objective, ratio_5m=slo.finite(r5), ratio_1h=slo.finite(r1h))
     result.burn_rate_5m = slo.burn_rate(result.ratio_5m, objective)
     result.burn_rate_1h = slo.burn_rate(result.ratio_1h, objective)
-    result.budget_remaining_28d = slo.budget_remaining(_finite(r28), objective)
+    result.budget_remaining_28d = slo.budget_remaining(slo.finite(r28), objective)
 
     lookback = timedelta(seconds=th.spike_lookback_s)
     series = prom.query_range(ratio_expr(rb, "5m"), rb.now - lookback, rb.now, step=60)
@@ -161,8 +161,8 @@ def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget
         rb.finding(title, "unchecked", "No traffic in the last hour: the error ratio is undefined.", reason="no data")
         return result
     summary = (
-        f"5xx ratio {_pct(result.ratio_5m)} (5m), {_pct(result.ratio_1h)} (1h); "
-        f"burn rate {_x(result.burn_rate_1h)} over 1h ({_x(result.burn_rate_5m)} over 5m) "
+        f"5xx ratio {percent(result.ratio_5m)} (5m), {percent(result.ratio_1h)} (1h); "
+        f"burn rate {times(result.burn_rate_1h)} over 1h ({times(result.burn_rate_5m)} over 5m) "
         f"against the {objective:.1%} SLO: {verdict.action}"
     )
     rb.finding(
@@ -249,17 +249,3 @@ def spike_start(series: pd.DataFrame, threshold: float) -> datetime | None:
     while i > 0 and above[i - 1]:
         i -= 1
     return s["timestamp"].iloc[i].to_pydatetime()
-
-
-def _finite(value: float | None) -> float | None:
-    if value is None or value != value or value in (float("inf"), float("-inf")):
-        return None
-    return value
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
-
-
-def _x(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f}x"

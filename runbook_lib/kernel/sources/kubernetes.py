@@ -1,5 +1,6 @@
-"""Kubernetes through the official client: rollout history (as kubectl reads it), pod logs,
-top pods (metrics.k8s.io), and the two writes the actions need (rollback patch, scale)."""
+"""Kubernetes through the official client: rollout history and status (as kubectl reads them),
+pod states and events, the difference between two ReplicaSets, pod logs, top pods
+(metrics.k8s.io), and the writes the actions need (rollback patch, restart, scale)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils import parse_quantity
 
+from ...credentials import SECRET_ENV_NAME
 from ...errors import SourceError, SourceNotConfigured, SourceUnavailable
 from ...settings import Settings
 
 NAME = "Kubernetes"
 REVISION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # what `kubectl rollout restart` sets
 # kubectl's annotationsToSkip in `rollout undo`
 SKIP_ANNOTATIONS = {
     "kubectl.kubernetes.io/last-applied-configuration",
@@ -222,6 +225,124 @@ class Kubernetes:
             ],
         )
 
+    def pod_states(self, name: str) -> pd.DataFrame:
+        """Like ``kubectl get pods`` with the why: one row per pod of the deployment, with its
+        phase, readiness, restarts, what it waits on (CrashLoopBackOff, ImagePullBackOff) and
+        how its last container run ended (OOMKilled, Error, exit code)."""
+        rows = [_pod_row(p) for p in self.pods(self.deployment(name))]
+        frame = pd.DataFrame(rows, columns=POD_COLUMNS)
+        return frame.sort_values(["ready", "restarts"], ascending=[True, False]).reset_index(drop=True)
+
+    def events(self, name: str) -> pd.DataFrame:
+        """``kubectl get events`` for the deployment, its ReplicaSets and pods (objects named
+        after it), newest first: time, type, reason, object, count, message."""
+        dep = self.deployment(name)
+        ns = dep["metadata"]["namespace"]
+        items = self._call(f"list events in {ns}", self.core.list_namespaced_event, ns).get("items", [])
+        rows = []
+        for ev in items:
+            obj = ev.get("involvedObject") or {}
+            if not str(obj.get("name", "")).startswith(name):
+                continue
+            when = ev.get("lastTimestamp") or ev.get("eventTime") or ev["metadata"].get("creationTimestamp")
+            rows.append(
+                {
+                    "time": pd.Timestamp(when) if when else pd.NaT,
+                    "type": ev.get("type", ""),
+                    "reason": ev.get("reason", ""),
+                    "object": f"{str(obj.get('kind', '')).lower()}/{obj.get('name', '')}",
+                    "count": int(ev.get("count") or 1),
+                    "message": str(ev.get("message", ""))[:300],
+                }
+            )
+        frame = pd.DataFrame(rows, columns=["time", "type", "reason", "object", "count", "message"])
+        return frame.sort_values("time", ascending=False).reset_index(drop=True)
+
+    def rollout_status(self, name: str) -> dict[str, Any]:
+        """What ``kubectl rollout status`` decides from: replica counts, whether the controller
+        has seen the newest spec, and the Progressing/Available conditions."""
+        dep = self.deployment(name)
+        spec, status = dep.get("spec") or {}, dep.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        progressing = conditions.get("Progressing") or {}
+        return {
+            "deployment": name,
+            "desired": int(spec.get("replicas") or 0),
+            "updated": int(status.get("updatedReplicas") or 0),
+            "ready": int(status.get("readyReplicas") or 0),
+            "available": int(status.get("availableReplicas") or 0),
+            "unavailable": int(status.get("unavailableReplicas") or 0),
+            "observed": int(status.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0),
+            "paused": bool(spec.get("paused")),
+            "deadline_exceeded": progressing.get("reason") == "ProgressDeadlineExceeded",
+            "progress_deadline_s": int(spec.get("progressDeadlineSeconds") or 600),
+            "conditions": [
+                {k: c.get(k) for k in ("type", "status", "reason", "message", "lastUpdateTime")}
+                for c in conditions.values()
+            ],
+        }
+
+    def replica_set_diff(self, name: str) -> dict[str, Any]:
+        """What changed between the newest ReplicaSet and the one before it: images and
+        environment per container. Values of variables whose names look secret are hidden."""
+        dep = self.deployment(name)
+        by_rev = sorted(
+            ((rev, rs) for rs in self.replica_sets(dep) if (rev := _revision(rs["metadata"])) is not None),
+            key=lambda pair: pair[0],
+        )
+        if len(by_rev) < 2:
+            raise SourceError(NAME, f"deployment {name} has fewer than two revisions to compare")
+        (old_rev, old), (new_rev, new) = by_rev[-2], by_rev[-1]
+        old_c, new_c = _containers(old), _containers(new)
+        changes = []
+        for cname in sorted(set(old_c) | set(new_c)):
+            before, after = old_c.get(cname, {}), new_c.get(cname, {})
+            if before.get("image") != after.get("image"):
+                changes.append(
+                    {
+                        "container": cname,
+                        "what": "image",
+                        "name": "",
+                        "from": before.get("image"),
+                        "to": after.get("image"),
+                    }
+                )
+            env_before, env_after = _env(before), _env(after)
+            for var in sorted(set(env_before) | set(env_after)):
+                was, now = env_before.get(var), env_after.get(var)
+                if was != now:
+                    changes.append(
+                        {
+                            "container": cname,
+                            "what": "env",
+                            "name": var,
+                            "from": was[1] if was else None,
+                            "to": now[1] if now else None,
+                        }
+                    )
+        return {
+            "deployment": name,
+            "from_revision": old_rev,
+            "to_revision": new_rev,
+            "from_replicaset": old["metadata"]["name"],
+            "to_replicaset": new["metadata"]["name"],
+            "changes": changes,
+        }
+
+    def restart_plan(self, name: str) -> dict[str, Any]:
+        """The merge patch ``kubectl rollout restart`` sends: a new restartedAt annotation on
+        the pod template, so the controller replaces every pod."""
+        dep = self.deployment(name)
+        if (dep.get("spec") or {}).get("paused"):
+            raise SourceError(NAME, f"deployment {name} is paused; resume it before restarting")
+        now = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "deployment": name,
+            "namespace": dep["metadata"]["namespace"],
+            "revision": _revision(dep["metadata"]),
+            "patch": {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}},
+        }
+
     # -- rollback plan (kubectl rollout undo), and the writes ------------------------------
     def rollback_plan(self, name: str, to_revision: int | None = None) -> dict[str, Any]:
         """The JSON patch ``kubectl rollout undo`` would send, and the revisions involved."""
@@ -268,14 +389,19 @@ class Kubernetes:
             "patch": patch,
         }
 
-    def patch_deployment(self, name: str, namespace: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+    def patch_deployment(
+        self, name: str, namespace: str, patch: list[dict[str, Any]] | dict[str, Any]
+    ) -> dict[str, Any]:
+        """A JSON patch (a list of operations, as rollout undo sends) or a merge patch (an
+        object, as rollout restart sends)."""
+        kind = "application/json-patch+json" if isinstance(patch, list) else "application/merge-patch+json"
         return self._call(
             f"patch deployment {namespace}/{name}",
             self.apps.patch_namespaced_deployment,
             name,
             namespace,
             patch,
-            _content_type="application/json-patch+json",
+            _content_type=kind,
         )
 
     def scale(self, name: str, namespace: str, replicas: int) -> dict[str, Any]:
@@ -287,6 +413,81 @@ class Kubernetes:
             {"spec": {"replicas": int(replicas)}},
             _content_type="application/merge-patch+json",
         )
+
+
+POD_COLUMNS = [
+    "pod",
+    "phase",
+    "ready",
+    "restarts",
+    "waiting",
+    "last_exit",
+    "last_exit_code",
+    "last_exit_at",
+    "node",
+    "age_s",
+]
+
+
+def _pod_row(pod: Mapping[str, Any]) -> dict[str, Any]:
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    waiting = next(
+        (c["state"]["waiting"].get("reason", "") for c in statuses if (c.get("state") or {}).get("waiting")), ""
+    )
+    last = [
+        (c.get("lastState") or {}).get("terminated") or (c.get("state") or {}).get("terminated") or {} for c in statuses
+    ]
+    last = [t for t in last if t]
+    ended = max(last, key=lambda t: t.get("finishedAt") or "", default={})
+    created = pod["metadata"].get("creationTimestamp")
+    if not waiting and status.get("phase") == "Pending":
+        cond = next((c for c in status.get("conditions") or [] if c.get("status") == "False"), {})
+        waiting = cond.get("reason", "")
+    return {
+        "pod": pod["metadata"]["name"],
+        "phase": status.get("phase", "Unknown"),
+        "ready": _ready(status, statuses),
+        "restarts": sum(int(c.get("restartCount") or 0) for c in statuses),
+        "waiting": waiting,
+        "last_exit": ended.get("reason", ""),
+        "last_exit_code": ended.get("exitCode"),
+        "last_exit_at": ended.get("finishedAt"),
+        "node": (pod.get("spec") or {}).get("nodeName", ""),
+        "age_s": (pd.Timestamp.now(tz="UTC") - pd.Timestamp(created)).total_seconds() if created else None,
+    }
+
+
+def _ready(status: Mapping[str, Any], statuses: list[dict[str, Any]]) -> bool:
+    """The pod's Ready condition; else every container ready; else (no status yet) Running."""
+    cond = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    if cond is not None:
+        return cond.get("status") == "True"
+    if statuses:
+        return all(c.get("ready") for c in statuses)
+    return status.get("phase") == "Running"
+
+
+def _containers(rs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c.get("name", "?"): c for c in rs["spec"]["template"]["spec"].get("containers", [])}
+
+
+def _env(container: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """name -> (what is compared, what is shown): a secret-looking name or a secretKeyRef never
+    shows its value, but a change to it still shows as a change."""
+    out = {}
+    for var in container.get("env") or []:
+        name = str(var.get("name", ""))
+        if "valueFrom" in var:
+            ref = var["valueFrom"]
+            kind = next(iter(ref), "valueFrom")
+            target = ref.get(kind) or {}
+            shown = f"<{kind} {target.get('name', '')}/{target.get('key', '')}>"
+            out[name] = (json.dumps(ref, sort_keys=True), shown)
+        else:
+            value = str(var.get("value", ""))
+            out[name] = (value, "(hidden: secret-looking name)" if SECRET_ENV_NAME.search(name) else value)
+    return out
 
 
 def _selector(deployment: Mapping[str, Any]) -> str:

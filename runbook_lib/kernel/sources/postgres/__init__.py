@@ -7,7 +7,8 @@ emergency controls, audit history) and :mod:`.backup` (pg_dump, pg_restore, scra
 
 from __future__ import annotations
 
-from .client import CONTROLS, NAME, ConnectFailed, Failure, Postgres, classify, insert_audit, set_control, text_of
+from ....audit import insert_audit
+from .client import CONTROLS, NAME, ConnectFailed, Failure, Postgres, classify, set_control, text_of
 
 __all__ = [
     "CONTROLS",

@@ -73,6 +73,44 @@ SELECT (SELECT status FROM pg_stat_wal_receiver) AS receiver_status,
 """
 
 
+_HAS_STATEMENTS = """
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')
+   AND current_setting('shared_preload_libraries') LIKE '%%pg_stat_statements%%' AS available
+"""
+
+_STATEMENTS = """
+SELECT queryid, calls, round(mean_exec_time::numeric, 1)::float AS mean_ms,
+       round(max_exec_time::numeric, 1)::float AS max_ms, round(total_exec_time::numeric, 0)::float AS total_ms,
+       rows, left(query, 200) AS query
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY mean_exec_time DESC LIMIT %s
+"""
+
+_LONG_RUNNING = """
+SELECT pid, usename AS "user", coalesce(nullif(application_name, ''), '(none)') AS application,
+       coalesce(host(client_addr), 'local') AS client, wait_event_type, wait_event,
+       extract(epoch FROM now() - query_start)::float AS running_s, left(query, 200) AS query
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()
+  AND query_start < now() - make_interval(secs => %s)
+ORDER BY running_s DESC LIMIT %s
+"""
+
+
+def slow_statements(pg: Postgres, limit: int = 10) -> pd.DataFrame | None:
+    """The slowest statements by mean time from pg_stat_statements; None where the extension is
+    not installed in this database or not preloaded."""
+    if not pg.row(_HAS_STATEMENTS).get("available"):
+        return None
+    return pg.query(_STATEMENTS, (int(limit),))
+
+
+def long_running(pg: Postgres, min_s: float, limit: int = 10) -> pd.DataFrame:
+    """Statements running longer than ``min_s`` right now, longest first."""
+    return pg.query(_LONG_RUNNING, (float(min_s), int(limit)))
+
+
 def sessions(pg: Postgres) -> pd.DataFrame:
     """Every client session but our own: who, from where, in which state and for how long."""
     return pg.query(_SESSIONS)

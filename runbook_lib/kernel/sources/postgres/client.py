@@ -1,6 +1,6 @@
 """The PostgreSQL client: connections (read-only unless asked), why a connection failed,
-health, plain queries, and the two writes every guarded action shares (the audit row and the
-emergency controls). Only this package imports psycopg."""
+health, plain queries, and the writes every guarded action shares (the audit row, from
+:mod:`runbook_lib.audit`, and the emergency controls). Only this package imports psycopg."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from ....credentials import safe_endpoint
 from ....errors import SourceError, SourceNotConfigured, SourceUnavailable
@@ -266,26 +265,6 @@ def frame(cursor: psycopg.Cursor[Any]) -> pd.DataFrame:
 def text_of(statement: sql.Composable) -> str:
     """The exact SQL a composed statement runs, literals included, as shown in dry-run."""
     return statement.as_string(None)
-
-
-def insert_audit(
-    conn: psycopg.Connection[Any],
-    *,
-    actor: str,
-    action: str,
-    resource_type: str,
-    resource_id: str,
-    outcome: str,
-    details: dict[str, Any],
-) -> int:
-    """Append one audit_logs row inside the caller's transaction; returns its id."""
-    row = conn.execute(
-        "INSERT INTO audit_logs (actor, action, resource_type, resource_id, outcome, source, details)"
-        " VALUES (%s, %s, %s, %s, %s, 'runbook', %s) RETURNING id",
-        (actor, action, resource_type, resource_id, outcome, Jsonb(details)),
-    ).fetchone()
-    assert row is not None
-    return int(row["id"])
 
 
 def set_control(

@@ -1,0 +1,223 @@
+"""Commands on the dead-letter queue: dlq replay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from ..errors import EXIT_OK, EXIT_USAGE, ConfigError, SourceUnavailable
+from .common import echo, settings_for
+
+REPLAY_DESCRIPTION = """\
+Republish dead letters from a RabbitMQ dead-letter queue to the exchange and routing key each
+one was dead-lettered from (its latest x-death entry), with publisher confirms: a dead letter is
+acked only after the broker confirmed its republish. Properties and headers are kept; the
+header x-replay-count is incremented. A dead letter is refused, and stays in the queue, when it
+was replayed --max-replays times already, has no x-death header, or its republish is unroutable
+(mandatory) or nacked. A message that fails again and comes back during the same run is left
+for the next run. A run stops when the queue is empty or after --limit messages. Progress goes
+to stderr every 100 messages; the summary to stdout (--json: the result as JSON).
+
+The broker is RUNBOOK_RABBITMQ_URL[_FILE] (amqp://user:password@host:5672/vhost); messages name
+it as amqp://host:port/vhost only. A real replay first writes an audit_logs row (outcome
+started: who, which queue, how many) to RUNBOOK_POSTGRES_DSN and, when it ends, a second row
+(succeeded or failed) with the counts and the exchanges and routing keys replayed to; without
+PostgreSQL a real replay is refused. --dry-run needs neither the database nor --operator: it
+peeks at the messages (each is put back) and says what a replay would do.
+
+Interrupted (SIGKILL, lost connection, Ctrl-C): nothing is lost, since the broker requeues every
+dead letter not yet acked. One message is in flight at a time: if its republish had reached the
+destination but its ack had not reached the broker, it is in the destination AND back in the
+dead-letter queue, and the next run replays it once more. At most one duplicate, never a loss. Run the same command again; the started audit row without
+an outcome row marks the interrupted run."""
+
+REPLAY_EPILOG = """\
+exit codes: 0 done (refused messages are reported, and stay in the queue),
+            1 the broker or PostgreSQL failed (the message says what was done),
+            2 bad input or configuration: unknown queue, login or virtual host refused,
+              RUNBOOK_RABBITMQ_URL or RUNBOOK_POSTGRES_DSN missing, no --operator
+
+examples:
+  runbook dlq replay --queue dead_letter_queue --dry-run
+  runbook dlq replay --queue dead_letter_queue --limit 100 --operator alice
+  runbook dlq replay --queue dead_letter_queue --operator alice --json"""
+
+PROGRESS_EVERY = 100
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "dlq",
+        parents=[common],
+        formatter_class=fmt,
+        help="the RabbitMQ dead-letter queue: replay dead letters",
+        description="Tools for the RabbitMQ dead-letter queue (the dlq-backlog runbook diagnoses it).",
+    )
+    p.set_defaults(func=lambda _args: _usage(p))
+    commands = p.add_subparsers(title="commands", metavar="COMMAND")
+    r = commands.add_parser(
+        "replay",
+        parents=[common],
+        formatter_class=fmt,
+        help="republish dead letters to where they came from (audited)",
+        description=REPLAY_DESCRIPTION,
+        epilog=REPLAY_EPILOG,
+    )
+    r.add_argument("--queue", metavar="Q", required=True, help="the dead-letter queue to replay from")
+    r.add_argument("--limit", metavar="N", type=_positive, help="replay at most N messages (default: all)")
+    r.add_argument(
+        "--max-replays",
+        metavar="N",
+        type=_positive,
+        help="refuse messages already replayed N times (default: rabbitmq.max_replays, 3)",
+    )
+    r.add_argument("--dry-run", action="store_true", help="change nothing: say what would be replayed")
+    r.add_argument(
+        "--operator",
+        metavar="NAME",
+        default=os.environ.get("RUNBOOK_OPERATOR", ""),
+        help="your identity for audit_logs (default: $RUNBOOK_OPERATOR); required unless --dry-run",
+    )
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
+    r.set_defaults(func=cmd_replay)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from ..rabbitmq import RabbitMQ
+
+    settings = settings_for(args)
+    if settings.rabbitmq.url is None:
+        raise ConfigError("RabbitMQ is not configured: set RUNBOOK_RABBITMQ_URL (or RUNBOOK_RABBITMQ_URL_FILE)")
+    max_replays = args.max_replays or settings.rabbitmq.max_replays
+    operator = args.operator.strip()
+    if not args.dry_run:
+        _require_audit(settings, operator)
+    mq = RabbitMQ.from_settings(settings)
+    if args.dry_run:
+        result = mq.replay(args.queue, limit=args.limit, max_replays=max_replays, dry_run=True)
+    else:
+        trail = AuditTrail(settings, operator, args.queue, mq.where)
+        depth = mq.depth(args.queue)  # an unknown queue stops here, before any audit row or change
+        trail.started(limit=args.limit, max_replays=max_replays, depth=depth)
+        result = trail.around(
+            lambda: mq.replay(
+                args.queue,
+                limit=args.limit,
+                max_replays=max_replays,
+                progress=_progress_printer(),
+                progress_every=PROGRESS_EVERY,
+            )
+        )
+    echo(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    return EXIT_OK
+
+
+def _require_audit(settings: Any, operator: str) -> None:
+    if not operator:
+        raise ConfigError("a replay needs --operator NAME (or $RUNBOOK_OPERATOR) for the audit log; or use --dry-run")
+    if settings.postgres.dsn is None:
+        raise ConfigError(
+            "a replay writes an audit_logs row first, and PostgreSQL is not configured: set RUNBOOK_POSTGRES_DSN "
+            "(or RUNBOOK_POSTGRES_DSN_FILE); --dry-run works without it. Nothing was replayed."
+        )
+
+
+def _progress_printer() -> Any:
+    started = time.monotonic()
+
+    def show(result: Any, expected: int) -> None:
+        rate = result.considered / max(time.monotonic() - started, 1e-6)
+        echo(
+            f"runbook: dlq replay: {result.considered}/{expected} handled, {result.replayed} replayed, "
+            f"{result.refused_total} refused ({rate:.0f} msg/s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+class AuditTrail:
+    """The two audit_logs rows of one replay run: ``started`` before anything changes (no row,
+    no replay), then ``succeeded`` or ``failed`` with what was done."""
+
+    ACTION = "runbook.dlq_replay"
+
+    def __init__(self, settings: Any, operator: str, queue: str, where: str) -> None:
+        self.dsn = settings.postgres.dsn.get_secret_value()
+        self.timeout_s = settings.postgres.connect_timeout_s
+        self.operator = operator
+        self.queue = queue
+        self.details: dict[str, Any] = {"tool": "runbook dlq replay", "environment": settings.env, "from": where}
+
+    def started(self, **plan: Any) -> None:
+        from ..rabbitmq import replay_command
+
+        command = replay_command(self.queue, plan["limit"], plan["max_replays"], self.operator)
+        self.details = {**self.details, "command": command, **plan}
+        self._write("started", self.details)
+
+    def around(self, replay: Any) -> Any:
+        """Run ``replay`` and write its outcome row, also when it fails part-way."""
+        from ..errors import RunbookError
+        from ..rabbitmq import ReplayInterrupted
+
+        try:
+            result = replay()
+        except ReplayInterrupted as exc:
+            self._write("failed", {**self.details, "result": exc.result.to_dict(), "error": str(exc)}, str(exc))
+            raise
+        except RunbookError as exc:
+            self._write("failed", {**self.details, "result": None, "error": str(exc)}, str(exc))
+            raise
+        except KeyboardInterrupt:
+            said = "interrupted (Ctrl-C): the broker requeued every dead letter not yet acked"
+            self._write("failed", {**self.details, "result": None, "error": said}, said)
+            raise
+        self._write("succeeded", {**self.details, "result": result.to_dict(), "error": None}, result.summary())
+        return result
+
+    def _write(self, outcome: str, details: dict[str, Any], done: str = "nothing was replayed") -> None:
+        import psycopg
+
+        from ..audit import insert_audit
+        from ..credentials import password_of, safe_endpoint
+
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=max(1, int(self.timeout_s))) as conn:
+                insert_audit(
+                    conn,
+                    actor=self.operator,
+                    action=self.ACTION,
+                    resource_type="rabbitmq_queue",
+                    resource_id=self.queue,
+                    outcome=outcome,
+                    details=details,
+                )
+        except psycopg.Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            for secret in password_of(self.dsn):
+                first = first.replace(secret, "[REDACTED]")
+            raise SourceUnavailable(
+                "PostgreSQL",
+                f"{safe_endpoint(self.dsn)}: the {outcome} audit row could not be written ({first}); {done}",
+            ) from None

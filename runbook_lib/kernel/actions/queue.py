@@ -1,0 +1,56 @@
+"""Options on RabbitMQ: replay dead letters to their original exchange and routing key, with the
+same code as ``runbook dlq replay`` (:meth:`runbook_lib.rabbitmq.RabbitMQ.replay`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import SourceError
+from ...rabbitmq import replay_command
+from .guard import Guard, Option
+
+
+class QueueOptions(Guard):
+    def dlq_replay(
+        self, queue: str = "", limit: int | None = 100, *, recommended: bool | None = None, why: str = ""
+    ) -> dict[str, Any]:
+        """Republish up to ``limit`` dead letters of ``queue`` (default: rabbitmq.dlq_queue) to
+        their original exchange and routing key, each acked only after the broker confirmed its
+        republish; those replayed rabbitmq.max_replays times already, without x-death or
+        unroutable stay in the queue. The plan is a dry run over the first messages."""
+        cfg = self.rb.settings.rabbitmq
+        q = queue or cfg.dlq_queue
+        count = None if limit is None else int(limit)
+        command = replay_command(q, count, cfg.max_replays, self.rb.operator)
+
+        def plan() -> dict[str, Any]:
+            preview_n = cfg.sample_size if count is None else min(count, cfg.sample_size)
+            preview = self.rb.rabbitmq.replay(q, limit=preview_n, max_replays=cfg.max_replays, dry_run=True)
+            return {
+                "command": command,
+                "queue": q,
+                "depth": preview.depth_before,
+                "preview": preview.to_dict(),
+                "would": preview.summary(),
+                "noop": preview.depth_before == 0,
+            }
+
+        def perform(_p: dict[str, Any]) -> dict[str, Any]:
+            return self.rb.rabbitmq.replay(q, limit=count, max_replays=cfg.max_replays).to_dict()
+
+        option = Option(
+            "dlq_replay",
+            f"Replay {'all' if count is None else f'up to {count}'} dead letters from {q}",
+            f"{q} on {self._mq_where()}",
+            command,
+            ("rabbitmq_queue", q),
+            plan,
+            perform,
+        )
+        return self._run(option, recommended, why)
+
+    def _mq_where(self) -> str:
+        try:
+            return self.rb.rabbitmq.where
+        except SourceError:
+            return "RabbitMQ (not configured)"

@@ -1,0 +1,157 @@
+"""Error budgets of every SLO in the catalog: budget left over the SLO's window, burn rate over
+1 h, 6 h and 3 d, the policy band and what it means for deploys, and when the budget runs out
+at the current burn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from ...errors import SourceError, SourceNotConfigured
+from ...present import duration, iso, percent, times
+from .. import sli, slo
+from ..protocol import RunbookLike
+from .base import Result, check
+
+BURN_WINDOWS = ("1h", "6h", "3d")
+VERDICT = {"normal": "ok", "caution": "warning", "freeze": "warning", "incident": "critical"}
+
+
+@dataclass
+class Budgets(Result):
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    worst: dict[str, Any] | None = None
+
+
+@check("Error budgets", Budgets, essential=True)
+def budgets(rb: RunbookLike) -> Budgets:
+    """One row per SLO: SLI, objective, budget left over its window, burn over 1h/6h/3d, band,
+    projected exhaustion. Data that does not cover the window is marked provisional."""
+    rows = [_evaluate(rb, spec) for spec in rb.catalog.slos]
+    table = pd.DataFrame(rows)
+    shown = table.assign(
+        objective=table["objective"].map(lambda v: f"{v:.2%}"),
+        remaining=table["remaining"].map(lambda v: percent(v, 1)),
+        **{f"burn_{w}": table[f"burn_{w}"].map(times) for w in BURN_WINDOWS},
+    )[["slo", "objective", "window", "remaining", *[f"burn_{w}" for w in BURN_WINDOWS], "band", "exhausted", "data"]]
+    rb.table(shown, title="Error budget per SLO (catalog), least left first")
+    measured = [r for r in rows if r["remaining"] is not None]
+    title = "Error budgets"
+    if not measured:
+        rb.finding(title, "unchecked", "No SLO has data in Prometheus.", reason="no data", slos=len(rows))
+        return Budgets.unchecked("no data")
+    worst = min(measured, key=lambda r: r["remaining"])
+    _overview(rb, measured, worst)
+    for row in measured:
+        _finding(rb, row)
+    return Budgets(table=table, worst=worst)
+
+
+def _overview(rb: RunbookLike, measured: list[dict[str, Any]], worst: dict[str, Any]) -> None:
+    """What the record says first: which SLOs are below half their budget, and the policy the
+    worst of them sets."""
+    low = sorted((r for r in measured if r["band"] != "normal"), key=lambda r: r["remaining"])
+    listed = ", ".join(f"{r['slo']} {_left(r['remaining'])} ({r['band'].upper()})" for r in low)
+    summary = (
+        f"{len(low)} of {len(measured)} SLOs below half their error budget: {listed}. "
+        f"The policy follows the worst: {worst['policy']}."
+        if low
+        else f"All {len(measured)} SLOs have more than half their error budget left."
+    )
+    rb.finding(
+        "Error budgets",
+        VERDICT[worst["band"]],
+        summary,
+        role="symptom",
+        worst=worst["slo"],
+        band=worst["band"],
+        low={r["slo"]: r["band"] for r in low},
+    )
+
+
+def _left(remaining: float) -> str:
+    return f"{remaining:.0%} left" if remaining >= 0 else f"overspent by {-remaining:.0%}"
+
+
+def _evaluate(rb: RunbookLike, spec: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"slo": spec.name, "objective": spec.objective, "window": spec.window, "sli": spec.sli}
+    empty = {"remaining": None, "band": "no data", "exhausted": "", "data": "", "provisional": True}
+    row |= {f"burn_{w}": None for w in BURN_WINDOWS} | empty
+    indicator = sli.for_slo(spec, rb.metrics)
+    if indicator is None:
+        return row | {"band": "no SLI source", "data": f"no Prometheus SLI for {spec.sli!r}"}
+    try:
+        ratio = slo.finite(rb.prometheus.scalar(indicator.ratio(spec.window), rb.now))
+        burns = {
+            w: slo.burn_rate(slo.finite(rb.prometheus.scalar(indicator.ratio(w), rb.now)), spec.objective)
+            for w in BURN_WINDOWS
+        }
+        hours = rb.prometheus.scalar(f"count_over_time(({indicator.coverage})[{spec.window}:1h])", rb.now) or 0.0
+    except SourceNotConfigured:
+        raise  # the check records "not configured" once, not one row per SLO
+    except SourceError as exc:
+        return row | {"band": "unchecked", "data": str(exc)[:200]}
+    window_s = slo.parse_duration(spec.window)
+    remaining = slo.budget_remaining(ratio, spec.objective)
+    band = slo.policy_band(remaining)
+    row |= {f"burn_{w}": b for w, b in burns.items()}
+    if remaining is None or band is None:
+        return row | {"data": "no events in the window"}
+    current = next((burns[w] for w in BURN_WINDOWS if burns[w] is not None), None)
+    left_s = slo.time_to_exhaustion(current, remaining, window_s)
+    exhausted = (
+        "already"
+        if remaining <= 0
+        else "never at this burn"
+        if left_s == float("inf")
+        else iso(rb.now + timedelta(seconds=left_s))
+    )
+    provisional = hours < window_s / 3600 * 0.9
+    return row | {
+        "remaining": remaining,
+        "band": band.name,
+        "policy": band.policy,
+        "deploys": band.deploys,
+        "exhausted": exhausted,
+        "exhausted_in_s": None if left_s == float("inf") else left_s,
+        "data_hours": hours,
+        "provisional": provisional,
+        "data": f"{hours:.0f} h of {duration(window_s)}" + (" (provisional)" if provisional else ""),
+        "description": indicator.description,
+    }
+
+
+def _finding(rb: RunbookLike, row: dict[str, Any]) -> None:
+    remaining = row["remaining"]
+    left = f"{row['window']} error budget {_left(remaining)}"
+    burns = ", ".join(f"{times(row[f'burn_{w}'])} over {w}" for w in BURN_WINDOWS)
+    when = (
+        "already exhausted"
+        if row["exhausted"] == "already"
+        else f"runs out {row['exhausted']} at the current burn"
+        if row["exhausted_in_s"] is not None
+        else "not burning now"
+    )
+    provisional = (
+        f" Provisional: Prometheus holds only {row['data_hours']:.0f} h of the window." if row["provisional"] else ""
+    )
+    rb.finding(
+        f"Error budget: {row['slo']}",
+        VERDICT[row["band"]],
+        f"{row['slo']} (objective {row['objective']:.2%}): {left}; burn {burns}; {when}. "
+        f"Policy band {row['band'].upper()}: {row['policy']} (deploys: {row['deploys']}).{provisional}",
+        role="cause" if row["band"] in ("freeze", "incident") else None,
+        slo=row["slo"],
+        objective=row["objective"],
+        window=row["window"],
+        budget_remaining=remaining,
+        burn_rates={w: row[f"burn_{w}"] for w in BURN_WINDOWS},
+        band=row["band"],
+        deploys=row["deploys"],
+        exhausted_at=row["exhausted"],
+        provisional=row["provisional"],
+        data_hours=row["data_hours"],
+    )

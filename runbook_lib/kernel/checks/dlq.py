@@ -1,0 +1,186 @@
+"""The dead-letter queue: its depth over AMQP, a sample of its messages (peeked and put back)
+grouped by why and where they died (``x-death``), and its depth trend in Prometheus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from ...rabbitmq import NO_X_DEATH, refusal
+from ..plots import timeseries
+from ..promql import selector
+from ..protocol import RunbookLike
+from .base import Result, check
+
+GROUP_BY = ["reason", "original_queue", "routing_key"]
+# What an x-death reason says about the consumer, for the finding.
+MEANING = {
+    "rejected": "its consumer rejected or nacked them without requeue (a failing handler or poison messages)",
+    "expired": "their TTL ran out before a consumer took them (consumers down or too slow)",
+    "maxlen": "the queue was over its length limit (consumers too slow)",
+    "delivery_limit": "they were redelivered more often than the quorum queue's delivery-limit (poison messages)",
+}
+
+
+@dataclass
+class Depth(Result):
+    queue: str = ""
+    messages: int = 0
+
+
+@dataclass
+class Letters(Result):
+    queue: str = ""
+    sampled: int = 0
+    groups: pd.DataFrame = field(default_factory=pd.DataFrame)
+    top_queue: str | None = None
+    top_reason: str | None = None
+    top_count: int = 0
+    replayable: int = 0
+
+
+@dataclass
+class Trend(Result):
+    series: bool = False
+    first: float | None = None
+    last: float | None = None
+    per_minute: float | None = None
+
+
+def queue_name(rb: RunbookLike, queue: str = "") -> str:
+    """The runbook's ``queue`` parameter, or the configured dead-letter queue when it is empty."""
+    return queue or rb.settings.rabbitmq.dlq_queue
+
+
+@check("Dead-letter queue depth", Depth, essential=True)
+def depth(rb: RunbookLike, queue: str = "") -> Depth:
+    """Messages ready in the dead-letter queue, read over AMQP (queue.declare, passive)."""
+    q = queue_name(rb, queue)
+    n = rb.rabbitmq.depth(q)
+    warn = rb.settings.rabbitmq.depth_warn
+    verdict = "critical" if n > warn else "warning" if n else "ok"
+    rb.finding(
+        "Dead-letter queue depth",
+        verdict,
+        f"{n} dead letters in {q} on {rb.rabbitmq.where} (DLQBacklog fires above {warn}).",
+        role="symptom" if n else None,
+        queue=q,
+        messages=n,
+        threshold=warn,
+    )
+    return Depth(queue=q, messages=n)
+
+
+@check("Dead letters by reason", Letters, essential=True)
+def reasons(rb: RunbookLike, queue: str = "", sample: int | None = None) -> Letters:
+    """Peek up to ``sample`` (default: rabbitmq.sample_size) dead letters, every one put back,
+    and group them by x-death reason, original queue and routing key."""
+    q = queue_name(rb, queue)
+    cfg = rb.settings.rabbitmq
+    letters = rb.rabbitmq.peek(q, int(sample or cfg.sample_size))
+    if not letters:
+        rb.finding("Dead letters by reason", "ok", f"{q} is empty: no dead letter to look at.", queue=q, sampled=0)
+        return Letters(queue=q)
+    frame = pd.DataFrame(letters)
+    groups = _groups(frame)
+    rb.table(groups, title=f"Dead letters by x-death reason, original queue and routing key ({len(frame)} peeked)")
+    top = groups.iloc[0]
+    replayable = sum(refusal(letter, cfg.max_replays) is None for letter in letters)
+    _finding(rb, q, frame, top, replayable)
+    return Letters(
+        queue=q,
+        sampled=len(frame),
+        groups=groups,
+        top_queue=str(top["original_queue"]),
+        top_reason=str(top["reason"]),
+        top_count=int(top["messages"]),
+        replayable=replayable,
+    )
+
+
+def _groups(frame: pd.DataFrame) -> pd.DataFrame:
+    return (
+        frame.groupby(GROUP_BY, dropna=False)
+        .agg(
+            messages=("bytes", "size"),
+            replays_max=("replays", "max"),
+            last_dead_lettered=("dead_lettered_at", "max"),
+        )
+        .sort_values("messages", ascending=False)
+        .reset_index()
+    )
+
+
+def _finding(rb: RunbookLike, q: str, frame: pd.DataFrame, top: pd.Series, replayable: int) -> None:
+    reason, origin, count = str(top["reason"]), str(top["original_queue"]), int(top["messages"])
+    at_max = int((frame["replays"] >= rb.settings.rabbitmq.max_replays).sum())
+    why = MEANING.get(reason, "see the x-death reason in RabbitMQ's documentation")
+    where = "without an x-death header" if reason == NO_X_DEATH else f"from {origin} ({reason}): {why}"
+    rb.finding(
+        "Dead letters by reason",
+        "warning",
+        f"{count} of {len(frame)} peeked dead letters came {where}; routing key {top['routing_key']!r}. "
+        f"{replayable} can be replayed"
+        + (f", {at_max} were replayed {rb.settings.rabbitmq.max_replays} times already" if at_max else "")
+        + ".",
+        role="cause",
+        queue=q,
+        original_queue=origin,
+        reason=reason,
+        routing_key=str(top["routing_key"]),
+        count=count,
+        sampled=len(frame),
+        replayable=replayable,
+        at_max_replays=at_max,
+        by_reason=_counts(frame, "reason"),
+        by_original_queue=_counts(frame, "original_queue"),
+    )
+
+
+def _counts(frame: pd.DataFrame, column: str) -> dict[str, Any]:
+    return {str(k): int(v) for k, v in frame[column].value_counts().items()}
+
+
+@check("Dead-letter queue trend", Trend)
+def trend(rb: RunbookLike, queue: str = "", range_s: float = 3600) -> Trend:
+    """The DLQ's depth over the last ``range_s`` from the RabbitMQ exporter (metrics.queue_messages,
+    label ``queue``): growing means messages are still failing now."""
+    q = queue_name(rb, queue)
+    metric = rb.metrics.queue_messages
+    expr = f"sum({selector(metric, queue=q)})"
+    frame = rb.prometheus.query_range(expr, rb.now - timedelta(seconds=range_s), rb.now, 60)
+    rb.query_link(expr, f"{metric} of {q}", range_s)
+    if frame.empty:
+        rb.finding(
+            "Dead-letter queue trend",
+            "info",
+            f"No {metric} series for queue {q} in Prometheus: the RabbitMQ exporter is not scraped here "
+            "(or names the metric differently: metrics.queue_messages).",
+            metric=metric,
+            series=False,
+        )
+        return Trend()
+    timeseries(rb, frame, f"{q}: messages", thresholds={"DLQBacklog": rb.settings.rabbitmq.depth_warn})
+    return _trend_finding(rb, q, frame.sort_values("timestamp"))
+
+
+def _trend_finding(rb: RunbookLike, q: str, frame: pd.DataFrame) -> Trend:
+    first, last = float(frame["value"].iloc[0]), float(frame["value"].iloc[-1])
+    minutes = max((frame["timestamp"].iloc[-1] - frame["timestamp"].iloc[0]).total_seconds() / 60, 1.0)
+    rate = (last - first) / minutes
+    growing = last > first
+    rb.finding(
+        "Dead-letter queue trend",
+        "warning" if growing else "info",
+        f"{q} went from {first:.0f} to {last:.0f} messages in {minutes:.0f} min ({rate:+.1f}/min): "
+        + ("still growing, messages are failing now." if growing else "not growing."),
+        role="symptom" if growing else None,
+        first=first,
+        last=last,
+        per_minute=round(rate, 3),
+        series=True,
+    )
+    return Trend(series=True, first=first, last=last, per_minute=rate)

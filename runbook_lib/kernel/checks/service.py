@@ -1,0 +1,234 @@
+"""Is the service down, and why: the ``up`` history of its scrape targets, its pods (phase,
+restarts, CrashLoopBackOff, OOMKilled), recent events (FailedScheduling, probe failures,
+image pulls), and direct probes of its health URLs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from ...present import ago, duration, iso
+from ..promql import label_name, selector
+from ..protocol import RunbookLike
+from ..sources.probe import probe
+from .base import Result, check
+
+# Event reasons that explain a pod not serving, worst first (kubelet and scheduler names).
+EVENT_REASONS = {
+    "FailedScheduling": "the scheduler cannot place a pod",
+    "OOMKilling": "the kernel killed a container for memory",
+    "BackOff": "a container keeps crashing and is restarted with back-off",
+    "Failed": "a container or image pull failed",
+    "ErrImagePull": "the image cannot be pulled",
+    "ImagePullBackOff": "the image cannot be pulled",
+    "Unhealthy": "liveness or readiness probes fail",
+    "FailedMount": "a volume cannot be mounted",
+    "Evicted": "the node evicted the pod",
+}
+# Why a container is not running, as kubectl shows it, with what it usually means.
+POD_REASONS = {
+    "OOMKilled": "killed for exceeding its memory limit: raise the limit or find the leak",
+    "CrashLoopBackOff": "the process exits right after start: read its last log lines (previous container)",
+    "Error": "the process exited with an error",
+    "ImagePullBackOff": "the image cannot be pulled: a wrong tag or registry credentials",
+    "ErrImagePull": "the image cannot be pulled: a wrong tag or registry credentials",
+    "CreateContainerConfigError": "a referenced ConfigMap or Secret is missing",
+    "Unschedulable": "no node has room (requests too large, or nodes down)",
+}
+
+
+@dataclass
+class Targets(Result):
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    down: list[str] = field(default_factory=list)
+    total: int = 0
+    down_since: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass
+class Pods(Result):
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+    not_ready: int = 0
+
+
+@dataclass
+class Events(Result):
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Probes(Result):
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    failing: list[str] = field(default_factory=list)
+
+
+@check("Scrape targets (up)", Targets, essential=True)
+def targets(rb: RunbookLike, job: str | None = None, lookback_s: float = 3 * 3600) -> Targets:
+    """The ``up{job=...}`` history: which targets are down now, since when, all or some."""
+    job = job or (rb.alert.labels.get(rb.metrics.job_label) if rb.alert else None) or rb.metrics.api_job
+    expr = selector("up", **{label_name(rb.metrics.job_label): job})
+    title = "Scrape targets (up)"
+    history = rb.prometheus.query_range(expr, rb.now - timedelta(seconds=lookback_s), rb.now, step=15)
+    rb.query_link(expr, f"up of job {job}", lookback_s)
+    if history.empty or "instance" not in history:
+        rb.finding(title, "unchecked", f"Prometheus has no up series for job {job!r}.", reason="no data", job=job)
+        return Targets.unchecked("no data")
+    rows, down_since = [], {}
+    for instance, series in history.sort_values("timestamp").groupby("instance"):
+        values = series["value"].tolist()
+        stamps = series["timestamp"].tolist()
+        last_seen = stamps[-1]
+        stale = (rb.now - last_seen.to_pydatetime()).total_seconds() > 300
+        is_down = values[-1] == 0 or stale
+        since = _run_start(stamps, values) if values[-1] == 0 else last_seen if stale else None
+        if is_down and since is not None:
+            down_since[str(instance)] = since.to_pydatetime()
+        rows.append(
+            {
+                "instance": instance,
+                "up_now": not is_down,
+                "down_since": iso(since) if since is not None else "",
+                "down_for": duration((rb.now - since.to_pydatetime()).total_seconds()) if since is not None else "",
+                "up_share": round(float(pd.Series(values).mean()), 3),
+            }
+        )
+    table = pd.DataFrame(rows)
+    rb.table(table, title=f"Targets of job {job} over the last {duration(lookback_s)}")
+    down = [r["instance"] for r in rows if not r["up_now"]]
+    result = Targets(history=history, down=down, total=len(rows), down_since=down_since)
+    if not down:
+        rb.finding(title, "ok", f"All {len(rows)} targets of job {job} are up.", job=job, targets=len(rows))
+        return result
+    first = min(down_since.values()) if down_since else None
+    scope = "all" if len(down) == len(rows) else "some"
+    summary = (
+        f"{len(down)} of {len(rows)} targets of job {job} down ({', '.join(down)})"
+        + (f", the first since {iso(first)} ({ago(first, rb.now)})" if first else "")
+        + (
+            ": the whole service is unreachable."
+            if scope == "all"
+            else ": the others still serve, with less capacity and more load each."
+        )
+    )
+    rb.finding(
+        title,
+        "critical" if scope == "all" else "warning",
+        summary,
+        role="symptom",
+        job=job,
+        down=down,
+        scope=scope,
+        total=len(rows),
+        down_since={k: iso(v) for k, v in down_since.items()},
+    )
+    return result
+
+
+def _run_start(stamps: list[pd.Timestamp], values: list[float]) -> pd.Timestamp:
+    """When the final run of zeros began."""
+    i = len(values) - 1
+    while i > 0 and values[i - 1] == 0:
+        i -= 1
+    return stamps[i]
+
+
+@check("Pods", Pods)
+def pods(rb: RunbookLike, deployment: str | None = None) -> Pods:
+    """Pod phase, readiness, restarts, and why a container is not running (the waiting reason)
+    or how it last ended (OOMKilled, Error)."""
+    name = deployment or rb.service.deployment
+    table = rb.kubernetes.pod_states(name)
+    title = "Pods"
+    if table.empty:
+        rb.finding(title, "critical", f"deployment/{name} has no pods at all.", role="cause", pods=0)
+        return Pods(table=table)
+    shown = table.assign(age=table["age_s"].map(duration)).drop(columns=["age_s"])
+    rb.table(shown, title=f"Pods of deployment/{name}, not ready first")
+    reasons: dict[str, list[str]] = {}
+    for _, row in table.iterrows():
+        for reason in (row["waiting"], row["last_exit"]):
+            if reason in POD_REASONS:
+                reasons.setdefault(reason, []).append(row["pod"])
+    not_ready = int((~table["ready"]).sum())
+    result = Pods(table=table, reasons=reasons, not_ready=not_ready)
+    if not reasons and not not_ready:
+        rb.finding(title, "ok", f"All {len(table)} pods of deployment/{name} are ready.", pods=len(table))
+        return result
+    worst = sorted(reasons, key=lambda r: (-len(reasons[r]), list(POD_REASONS).index(r)))
+    parts = [f"{r} ({len(reasons[r])}: {', '.join(reasons[r])}): {POD_REASONS[r]}" for r in worst]
+    restarts = int(table["restarts"].sum())
+    rb.finding(
+        title,
+        "critical" if not_ready == len(table) else "warning",
+        f"{not_ready} of {len(table)} pods of deployment/{name} not ready, {restarts} restarts. "
+        + ("; ".join(parts) if parts else "No waiting or termination reason reported."),
+        role="cause" if reasons else "symptom",
+        not_ready=not_ready,
+        pods=len(table),
+        restarts=restarts,
+        reasons={r: reasons[r] for r in worst},
+        top_reason=worst[0] if worst else None,
+    )
+    return result
+
+
+@check("Recent events", Events)
+def events(rb: RunbookLike, deployment: str | None = None) -> Events:
+    """Warning events of the deployment, its ReplicaSets and pods, newest first."""
+    name = deployment or rb.service.deployment
+    table = rb.kubernetes.events(name)
+    title = "Recent events"
+    warnings = table[table["type"] == "Warning"] if not table.empty else table
+    if warnings.empty:
+        rb.finding(title, "ok", f"No warning events for deployment/{name} or its pods.")
+        return Events(table=table)
+    rb.table(warnings, title=f"Warning events for deployment/{name} and its pods, newest first")
+    counts = warnings.groupby("reason")["count"].sum().sort_values(ascending=False)
+    reasons = {str(k): int(v) for k, v in counts.items()}
+    known = [r for r in EVENT_REASONS if r in reasons]
+    listed = "; ".join(f"{r} x{reasons[r]} ({EVENT_REASONS[r]})" for r in known) or ", ".join(reasons)
+    rb.finding(
+        title,
+        "warning",
+        f"{int(counts.sum())} warning events: {listed}.",
+        reasons=reasons,
+        newest=str(warnings.iloc[0]["message"]),
+    )
+    return Events(table=table, reasons=reasons)
+
+
+@check("Health probes", Probes)
+def health_probes(rb: RunbookLike, urls: list[str] | None = None) -> Probes:
+    """GET each configured health URL directly: status and latency, or why there is no answer."""
+    urls = list(urls or rb.service.health_urls)
+    title = "Health probes"
+    if not urls:
+        rb.finding(title, "unchecked", "No health URLs configured (service.health_urls).", reason="not configured")
+        return Probes.unchecked("not configured")
+    rows = [probe(u, rb.service.probe_timeout_s) for u in urls]
+    table = pd.DataFrame(rows)
+    rb.table(table, title="Direct probes of the health URLs")
+    failing = [r["url"] for r in rows if not r["ok"]]
+    if not failing:
+        slowest = max(rows, key=lambda r: r["latency_ms"])
+        rb.finding(
+            title,
+            "ok",
+            f"All {len(rows)} health URLs answer (slowest {slowest['latency_ms']:.0f} ms).",
+            urls=len(rows),
+        )
+        return Probes(table=table)
+    kinds = {r["url"]: r["failure"] + (f" {r['status']}" if r["status"] else "") for r in rows if not r["ok"]}
+    rb.finding(
+        title,
+        "critical" if len(failing) == len(rows) else "warning",
+        f"{len(failing)} of {len(rows)} health URLs fail: " + "; ".join(f"{u}: {k}" for u, k in kinds.items()) + ".",
+        role="symptom",
+        failing=kinds,
+        urls=len(rows),
+    )
+    return Probes(table=table, failing=failing)

@@ -1,0 +1,399 @@
+"""The dlq-backlog runbook and `runbook dlq replay`, on the real RabbitMQ (127.0.0.1:5672), each
+test in a virtual host of its own: a work queue whose rejected messages are dead-lettered (via
+the fanout exchange ``dlx``) into ``dead_letter_queue``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import psycopg
+import pytest
+
+import runbook_lib
+from runbook_lib import checks
+from runbook_lib.alertmanager import parse_alert
+from runbook_lib.errors import EXIT_FAILED, EXIT_USAGE
+from runbook_lib.rabbitmq import REPLAY_HEADER, AccessRefused, QueueNotFound, RabbitMQ
+from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.sandbox import services
+from runbook_lib.settings import load_settings
+from tests.helpers import alert_payload, runbook_cli
+
+pytestmark = pytest.mark.services
+
+DLQ = "dead_letter_queue"
+WORK, WORK_QUEUE, ROUTING_KEY = "work", "work_q", "task.run"
+BAD_PASSWORD = "wrong-pw-7f3a9c"
+
+
+# -- the broker -----------------------------------------------------------------------------------
+def rabbitmqctl(*args: str) -> None:
+    res = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, f"rabbitmqctl {' '.join(args)}: {res.stdout}{res.stderr}"
+
+
+@pytest.fixture
+def vhost(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A virtual host of this test's own, with the work queue and its dead-letter queue; the
+    environment points RUNBOOK_RABBITMQ_URL at it. Deleted afterwards."""
+    with socket.socket() as s:
+        s.settimeout(1)
+        if s.connect_ex(("127.0.0.1", 5672)) != 0:
+            pytest.fail("RabbitMQ is not listening on 127.0.0.1:5672 (run scripts/services.sh)")
+    name = f"rbtest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        declare(url_for(name))
+        for var in ("RUNBOOK_RABBITMQ_URL_FILE", "RUNBOOK_DLQ_QUEUE", "RUNBOOK_POSTGRES_DSN"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("RUNBOOK_RABBITMQ_URL", url_for(name))
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def url_for(vhost: str, password: str = "guest") -> str:
+    return f"amqp://guest:{password}@127.0.0.1:5672/{vhost}"
+
+
+def channel(url: str) -> tuple[pika.BlockingConnection, Any]:
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    return conn, conn.channel()
+
+
+def declare(url: str) -> None:
+    conn, ch = channel(url)
+    ch.exchange_declare("dlx", "fanout")
+    ch.queue_declare(DLQ)
+    ch.queue_bind(DLQ, "dlx")
+    ch.exchange_declare(WORK, "direct")
+    ch.queue_declare(WORK_QUEUE, arguments={"x-dead-letter-exchange": "dlx"})
+    ch.queue_bind(WORK_QUEUE, WORK, ROUTING_KEY)
+    conn.close()
+
+
+def dead_letter(url: str, n: int, prefix: str = "msg", headers: dict[str, Any] | None = None) -> list[str]:
+    """Publish ``n`` messages with distinct ids to the work queue and reject each
+    (requeue=False) into the DLQ; returns their ids once the DLQ holds them."""
+    conn, ch = channel(url)
+    ids = [f"{prefix}-{i:05d}" for i in range(n)]
+    before = ch.queue_declare(DLQ, passive=True).method.message_count
+    for mid in ids:
+        ch.basic_publish(
+            WORK, ROUTING_KEY, f"body of {mid}".encode(), pika.BasicProperties(message_id=mid, headers=headers)
+        )
+    for _ in ids:
+        method, _props, _body = ch.basic_get(WORK_QUEUE)
+        ch.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    wait_depth(url, DLQ, before + n)
+    return ids
+
+
+def wait_depth(url: str, queue: str, at_least: int, timeout: float = 15) -> int:
+    mq = RabbitMQ(url)
+    deadline = time.monotonic() + timeout
+    while (depth := mq.depth(queue)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return depth
+
+
+def drain(url: str, queue: str) -> list[tuple[str, dict[str, Any]]]:
+    """Take every message of ``queue`` (acked): (message id, headers) each."""
+    conn, ch = channel(url)
+    out = []
+    while True:
+        method, props, _body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            break
+        out.append((props.message_id, dict(props.headers or {})))
+    conn.close()
+    return out
+
+
+def audit_rows(dsn: str) -> list[tuple[str, str, str, dict[str, Any]]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT actor, resource_id, outcome, details FROM audit_logs WHERE action = 'runbook.dlq_replay' ORDER BY id"
+        ).fetchall()
+
+
+# -- running the runbook ----------------------------------------------------------------------------
+@pytest.fixture
+def run(archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
+    """dlq-backlog through the engine (a fresh kernel); returns record.json."""
+
+    def go(alertname: str | None = None, dsn: str | None = None, **request: Any) -> dict[str, Any]:
+        if dsn:
+            monkeypatch.setenv("RUNBOOK_POSTGRES_DSN", dsn)
+        alert = parse_alert(alert_payload(alertname)["alerts"][0]) if alertname else None
+        result = Engine(load_settings()).run(
+            RunRequest(alert=alert, slug=None if alertname else "dlq-backlog", **request)
+        )
+        assert result.status == "succeeded", result.record.get("failed_cell")
+        assert result.record["runbook"] == "dlq-backlog"
+        return result.record
+
+    return go
+
+
+def finding(record: dict[str, Any], check: str) -> dict[str, Any]:
+    found = [f for f in record["findings"] if f["check"] == check]
+    assert found, f"no {check!r} finding in {[f['check'] for f in record['findings']]}"
+    return found[0]
+
+
+def action(record: dict[str, Any], name: str = "dlq_replay") -> dict[str, Any]:
+    return next(a for a in record["actions"] if a["name"] == name)
+
+
+# -- the runbook ------------------------------------------------------------------------------------
+def test_dlq_backlog_names_the_queue_the_reason_and_the_count_and_loses_nothing(vhost: str, run) -> None:
+    url = url_for(vhost)
+    ids = dead_letter(url, 37)
+    record = run("DLQBacklog")
+    depth = finding(record, "Dead-letter queue depth")
+    assert depth["details"] == {"queue": DLQ, "messages": 37, "threshold": 100} and depth["role"] == "symptom"
+    cause = finding(record, "Dead letters by reason")
+    assert cause["role"] == "cause" and cause["verdict"] == "warning"
+    details = cause["details"]
+    assert details["original_queue"] == WORK_QUEUE and details["reason"] == "rejected"
+    assert details["count"] == 37 and details["sampled"] == 37
+    assert details["routing_key"] == ROUTING_KEY and details["replayable"] == 37
+    assert details["by_reason"] == {"rejected": 37} and details["by_original_queue"] == {WORK_QUEUE: 37}
+    assert "37 of 37" in cause["summary"] and WORK_QUEUE in cause["summary"] and "rejected" in cause["summary"]
+    trend = finding(record, "Dead-letter queue trend")
+    assert trend["verdict"] == "unchecked" and trend["summary"].startswith("Prometheus: "), "no Prometheus here"
+    proposed = action(record)
+    assert proposed["status"] == "proposed" and proposed["recommended"] is True
+    assert (
+        proposed["command"]
+        == "runbook dlq replay --queue dead_letter_queue --limit 100 --max-replays 3 --operator NAME"
+    )
+    assert proposed["plan"]["depth"] == 37 and proposed["plan"]["preview"]["replayed"] == 37
+    assert "guest" not in json.dumps(record).replace("[REDACTED]", ""), "the password never reaches a record"
+    assert wait_depth(url, DLQ, 37) == 37
+    assert sorted(mid for mid, _ in drain(url, DLQ)) == ids, "peeked and put back: every one still there"
+
+
+def test_the_trend_comes_from_prometheus_and_is_info_when_absent(
+    vhost: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Prometheus of this test's own holding a DLQ that grew 0 -> 240 over the last hour."""
+    now = time.time()
+    lines = ["# TYPE rabbitmq_queue_messages gauge"]
+    lines += [
+        f'rabbitmq_queue_messages{{queue="{DLQ}",vhost="{vhost}"}} {4 * m} {now - 3600 + 60 * m:.3f}' for m in range(61)
+    ]
+    (tmp_path / "dlq.om").write_text("\n".join(lines) + "\n# EOF\n")
+    services.backfill(tmp_path / "dlq.om", tmp_path / "tsdb")
+    prom = services.start_prometheus(tmp_path, tmp_path / "tsdb")
+    try:
+        monkeypatch.setenv("RUNBOOK_PROMETHEUS_URL", prom.url)
+        rb = runbook_lib.start()
+        grew = checks.dlq.trend(rb)
+        assert grew.series and grew.first == 0 and grew.last == 240 and 3.5 < (grew.per_minute or 0) < 4.5
+        assert rb.findings[-1]["verdict"] == "warning" and "still growing" in rb.findings[-1]["summary"]
+        absent = checks.dlq.trend(rb, "other_queue")
+        assert not absent.series and absent.checked
+        assert (
+            rb.findings[-1]["verdict"] == "info" and "No rabbitmq_queue_messages series" in rb.findings[-1]["summary"]
+        )
+    finally:
+        prom.stop()
+
+
+# -- the replay tool --------------------------------------------------------------------------------
+def test_replay_returns_every_dead_letter_exactly_once_and_audits(vhost: str, fresh_db: str) -> None:
+    url = url_for(vhost)
+    ids = dead_letter(url, 37)
+    dry = runbook_cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["replayed"] == 37 and json.loads(dry.stdout)["dry_run"] is True
+    no_db = runbook_cli("dlq", "replay", "--queue", DLQ, "--operator", "alice")
+    assert no_db.returncode == EXIT_USAGE and "RUNBOOK_POSTGRES_DSN" in no_db.stderr, no_db.stderr
+    no_operator = runbook_cli("dlq", "replay", "--queue", DLQ, env={"RUNBOOK_POSTGRES_DSN": fresh_db})
+    assert no_operator.returncode == EXIT_USAGE and "--operator" in no_operator.stderr
+    assert wait_depth(url, DLQ, 37) == 37 and audit_rows(fresh_db) == [], "dry run and refusals change nothing"
+
+    res = runbook_cli(
+        "dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env={"RUNBOOK_POSTGRES_DSN": fresh_db}
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["replayed"] == 37 and out["refused"] == 0 and out["depth_after"] == 0
+    assert out["to"] == [{"exchange": WORK, "routing_key": ROUTING_KEY, "messages": 37}]
+    assert RabbitMQ(url).depth(DLQ) == 0
+    back = drain(url, WORK_QUEUE)
+    assert sorted(mid for mid, _ in back) == ids, "each dead letter back in the work queue exactly once"
+    assert {h[REPLAY_HEADER] for _, h in back} == {1} and all(h["x-death"][0]["reason"] == "rejected" for _, h in back)
+    rows = audit_rows(fresh_db)
+    assert [(actor, queue, outcome) for actor, queue, outcome, _ in rows] == [
+        ("alice", DLQ, "started"),
+        ("alice", DLQ, "succeeded"),
+    ]
+    assert rows[0][3]["depth"] == 37 and rows[0][3]["from"] == f"amqp://127.0.0.1:5672/{vhost}"
+    assert rows[1][3]["result"]["replayed"] == 37 and rows[1][3]["result"]["to"] == out["to"]
+
+
+def test_a_replay_killed_mid_way_loses_nothing_and_duplicates_at_most_one(vhost: str, fresh_db: str) -> None:
+    url = url_for(vhost)
+    n = 3000
+    ids = dead_letter(url, n)
+    env = {**os.environ, "RUNBOOK_POSTGRES_DSN": fresh_db}
+    argv = [str(Path(sys.executable).parent / "runbook"), "dlq", "replay", "--queue", DLQ, "--operator", "alice"]
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress every 100 messages: kill once some were replayed
+            if "dlq replay: " in line and int(line.split(" replayed")[0].rsplit(" ", 1)[1]) >= 300:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the replay was killed, not finished"
+    moved = RabbitMQ(url).depth(WORK_QUEUE)
+    assert 300 <= moved < n, moved
+    assert wait_depth(url, DLQ, n - moved) >= n - moved, "the broker requeued what was not acked"
+
+    again = runbook_cli(
+        "dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env={"RUNBOOK_POSTGRES_DSN": fresh_db}
+    )
+    assert again.returncode == 0, again.stderr
+    assert RabbitMQ(url).depth(DLQ) == 0
+    back = Counter(mid for mid, _ in drain(url, WORK_QUEUE))
+    assert set(back) == set(ids), "nothing lost"
+    assert sum(back.values()) - n <= 1 and all(c <= 2 for c in back.values()), "at most the one in flight twice"
+    assert [r[2] for r in audit_rows(fresh_db)] == ["started", "started", "succeeded"], "the killed run: no outcome"
+
+
+def test_max_replays_no_x_death_and_dead_again_stay_in_the_queue(vhost: str) -> None:
+    url = url_for(vhost)
+    worn = dead_letter(url, 2, "worn", headers={REPLAY_HEADER: 3})
+    once_more = dead_letter(url, 1, "last", headers={REPLAY_HEADER: 2})
+    conn, ch = channel(url)
+    ch.basic_publish("", DLQ, b"straight in", pika.BasicProperties(message_id="no-death"))
+    conn.close()
+    wait_depth(url, DLQ, 4)
+    res = runbook_cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
+    assert json.loads(res.stdout)["refused_by_reason"] == {"max_replays": 2, "no_x_death": 1}
+
+    result = RabbitMQ(url).replay(DLQ, max_replays=3)
+    assert (result.replayed, dict(result.refused)) == (1, {"max_replays": 2, "no_x_death": 1})
+    assert result.depth_after == 3
+    assert sorted(mid for mid, _ in drain(url, DLQ)) == sorted([*worn, "no-death"])
+    assert [(mid, h[REPLAY_HEADER]) for mid, h in drain(url, WORK_QUEUE)] == [(once_more[0], 3)]
+
+    # A message that dies again while the run is going is left for the next run, never replayed twice.
+    conn, ch = channel(url)
+    ch.queue_declare("expiring", arguments={"x-dead-letter-exchange": "dlx", "x-message-ttl": 0})
+    for i in range(50):
+        ch.basic_publish("", "expiring", b"x", pika.BasicProperties(message_id=f"exp-{i}"))
+    conn.close()
+    wait_depth(url, DLQ, 50)
+    looped = RabbitMQ(url).replay(DLQ)
+    assert looped.replayed == 50 and set(looped.refused) <= {"dead_again"}
+    back = drain(url, DLQ) if wait_depth(url, DLQ, 50) == 50 else []
+    assert len(back) == 50 and {h[REPLAY_HEADER] for _, h in back} == {1}
+
+
+def test_unroutable_and_vanished_exchanges_are_not_acked(vhost: str) -> None:
+    """mandatory + confirms: a republish nobody receives leaves its dead letter in the DLQ."""
+    url = url_for(vhost)
+    conn, ch = channel(url)
+    ch.exchange_declare("gone", "direct")
+    ch.queue_bind(WORK_QUEUE, "gone", "g")
+    for i in range(2):
+        ch.basic_publish("gone", "g", b"x", pika.BasicProperties(message_id=f"gone-{i}"))
+        method, _props, _body = ch.basic_get(WORK_QUEUE)
+        ch.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    ids = dead_letter(url, 3)
+    conn, ch = channel(url)
+    ch.exchange_delete("gone")
+    ch.queue_unbind(WORK_QUEUE, WORK, ROUTING_KEY)
+    conn.close()
+    stuck = RabbitMQ(url).replay(DLQ)
+    assert (stuck.replayed, dict(stuck.refused), stuck.depth_after) == (0, {"unroutable": 3, "exchange_missing": 2}, 5)
+    conn, ch = channel(url)
+    ch.queue_bind(WORK_QUEUE, WORK, ROUTING_KEY)
+    conn.close()
+    fixed = RabbitMQ(url).replay(DLQ)
+    assert (fixed.replayed, dict(fixed.refused), fixed.depth_after) == (3, {"exchange_missing": 2}, 2)
+    assert sorted(mid for mid, _ in drain(url, WORK_QUEUE)) == ids
+    assert sorted(mid for mid, _ in drain(url, DLQ)) == ["gone-0", "gone-1"]
+
+
+# -- the notebook's option -----------------------------------------------------------------------------
+def test_the_notebook_option_replays_only_when_resolved_executed_and_approved(vhost: str, run, fresh_db: str) -> None:
+    url = url_for(vhost)
+    ids = dead_letter(url, 37)
+    operator = {"operator": "bob@omnihub.test"}
+    dry = run(dsn=fresh_db, mode="resolve", approve=["dlq_replay"], **operator)
+    assert action(dry)["status"] == "dry_run" and action(dry)["plan"]["preview"]["replayed"] == 37
+    unapproved = run(dsn=fresh_db, mode="resolve", dry_run=False, **operator)
+    assert action(unapproved)["status"] == "refused" and "not approved" in action(unapproved)["reason"]
+    assert wait_depth(url, DLQ, 37) == 37 and RabbitMQ(url).depth(WORK_QUEUE) == 0 and audit_rows(fresh_db) == []
+
+    done = run(
+        dsn=fresh_db, mode="resolve", dry_run=False, approve=["dlq_replay"], extra={"replay_limit": 30}, **operator
+    )
+    replayed = action(done)
+    assert replayed["status"] == "done" and replayed["result"]["replayed"] == 30, replayed["reason"]
+    assert RabbitMQ(url).depth(DLQ) == 7
+    assert sorted(mid for mid, _ in drain(url, WORK_QUEUE)) == ids[:30], "the first 30, in order, once each"
+    rows = audit_rows(fresh_db)
+    assert [(a, q, o) for a, q, o, _ in rows] == [
+        ("bob@omnihub.test", DLQ, "started"),
+        ("bob@omnihub.test", DLQ, "succeeded"),
+    ]
+    assert rows[1][3]["result"]["to"] == [{"exchange": WORK, "routing_key": ROUTING_KEY, "messages": 30}]
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+def test_unknown_queue_wrong_password_and_no_broker_are_clear_errors_without_the_password(
+    vhost: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unknown = runbook_cli("dlq", "replay", "--queue", "no_such_queue", "--dry-run")
+    assert unknown.returncode == EXIT_USAGE
+    assert f"no queue 'no_such_queue' in virtual host '{vhost}'" in unknown.stderr, unknown.stderr
+
+    wrong = url_for(vhost, BAD_PASSWORD)
+    denied = runbook_cli("-v", "dlq", "replay", "--queue", DLQ, "--dry-run", env={"RUNBOOK_RABBITMQ_URL": wrong})
+    assert denied.returncode == EXIT_USAGE and "login refused: wrong user or password" in denied.stderr
+    assert f"amqp://127.0.0.1:5672/{vhost}" in denied.stderr
+    assert BAD_PASSWORD not in denied.stdout + denied.stderr
+
+    nobody = runbook_cli(
+        "dlq", "replay", "--queue", DLQ, "--dry-run", env={"RUNBOOK_RABBITMQ_URL": "amqp://u:pw-secret-9@127.0.0.1:9/x"}
+    )
+    assert nobody.returncode == EXIT_FAILED and "cannot connect (connection refused)" in nobody.stderr
+    assert "pw-secret-9" not in nobody.stderr
+
+    with pytest.raises(QueueNotFound):
+        RabbitMQ(url_for(vhost)).peek("no_such_queue", 5)
+    with pytest.raises(AccessRefused) as exc:
+        RabbitMQ(wrong).depth(DLQ)
+    assert BAD_PASSWORD not in str(exc.value)
+    monkeypatch.setenv("RUNBOOK_RABBITMQ_URL", wrong)
+    rb = runbook_lib.start()
+    assert not checks.dlq.depth(rb).checked, "a check never raises: the finding is unchecked"
+    assert rb.findings[-1]["verdict"] == "unchecked" and BAD_PASSWORD not in json.dumps(rb.findings)
+
+    helptext = runbook_cli("dlq", "replay", "--help")
+    assert helptext.returncode == 0
+    for words in ("x-death", "x-replay-count", "SIGKILL", "audit_logs", "--max-replays", "--dry-run", "exit codes"):
+        assert words in helptext.stdout, words
