@@ -20,7 +20,7 @@ import pytest
 from runbook_lib.sandbox import services
 from runbook_lib.sandbox.fake_kube import FakeKube
 from runbook_lib.sandbox.incident import Scenario, write_file
-from tests.helpers import NAMESPACE, REDIS_URL, temp_database
+from tests.helpers import HOME, NAMESPACE, REDIS_URL, temp_database
 
 # Fixtures that reach a real service; a test using one is marked `services` automatically.
 SERVICE_FIXTURES = {"prometheus", "pg_dsn", "fresh_db", "full_env"}
@@ -66,9 +66,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not any(item.get_closest_marker("services") for item in session.items):
         return
     missing = [
-        f"{name} on 127.0.0.1:{port}" for name, port in (("PostgreSQL", 5432), ("Redis", 6379)) if not _port_open(port)
+        f"{name} on 127.0.0.1:{port}"
+        for name, port in (("PostgreSQL", 5432), ("Redis", 6379), ("RabbitMQ", 5672))
+        if not _port_open(port)
     ]
-    missing += [b for b in ("prometheus", "promtool", "prometheus-alertmanager") if not shutil.which(b)]
+    missing += [b for b in ("prometheus", "promtool", "prometheus-alertmanager", "rabbitmqctl") if not shutil.which(b)]
+    if not (HOME / ".tools" / "node_modules" / ".bin" / "ganache").exists():
+        missing.append("ganache (.tools/node_modules/.bin/ganache)")
     if missing:
         pytest.exit(
             f"required services/binaries missing: {', '.join(missing)} (run scripts/bootstrap.sh and scripts/services.sh)",
