@@ -7,11 +7,13 @@ Every connection is opened for one operation and closed after it. Errors are
 only (never the user info of the URL).
 
 **Replay, one message at a time.** ``basic.get`` a dead letter (unacked); refuse it (leave it
-unacked until the end of the run, then requeue it) when it has no ``x-death`` header, has been
-replayed ``max_replays`` times already (header ``x-replay-count``), or its republish is
-unroutable or nacked; otherwise republish it, with every property and header kept and
-``x-replay-count`` incremented, to the exchange and routing key its latest ``x-death`` entry
-names, ``mandatory`` and on a channel in confirm mode, and ack the dead letter only once the
+unacked until the end of the run, then requeue it) when it has no ``x-death`` header, a
+malformed one (``bad_x_death``: its latest entry must be a table whose ``queue``, ``reason`` and
+``exchange`` are strings, whose ``routing-keys`` is a non-empty array of strings and whose
+``count``, if any, is an integer), has been replayed ``max_replays`` times already (header
+``x-replay-count``), or its republish is unroutable or nacked; otherwise republish it, with every
+property and header kept and ``x-replay-count`` incremented, to the exchange and routing key its
+latest ``x-death`` entry names, ``mandatory`` and on a channel in confirm mode, and ack the dead letter only once the
 broker has confirmed the republish. A run goes on until the queue is empty (or ``limit``
 messages); each republish carries the run's id (``x-replay-run``), so a message that fails again
 and comes back during the same run is left for the next one ("dead_again"), not replayed twice.
@@ -21,6 +23,10 @@ letter: nothing is lost. Only one message is in flight at a time; if its republi
 the destination but its ack had not reached the broker, the next run replays it once more: at
 most one duplicate per interruption, and only of that message (acks and the next ``basic.get``
 share a channel, so the broker has processed the previous ack before it answers the next get).
+
+**Peeks count.** A peek (:meth:`RabbitMQ.peek`, a dry run, a refused message put back) takes each
+message and requeues it: on a quorum-queue DLQ every peek counts against delivery-limit; give the
+DLQ ``delivery-limit: -1`` or use a classic queue.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ NAME = "RabbitMQ"
 REPLAY_HEADER = "x-replay-count"
 RUN_HEADER = "x-replay-run"  # the run that replayed it last: a run never replays a message twice
 NO_X_DEATH = "(no x-death)"
+BAD_X_DEATH = "bad_x_death"  # the refusal, and the reason a description gives, for a malformed x-death
+BAD_X_DEATH_QUEUE = "(bad x-death)"
 # pika logs every failed connection attempt at ERROR, several lines each; our error says it once.
 if logging.getLogger("pika").level == logging.NOTSET:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
@@ -159,31 +167,66 @@ def replay_command(queue: str, limit: int | None, max_replays: int | None, opera
 
 # -- one dead letter -----------------------------------------------------------------------------
 def describe(method: Any, props: pika.BasicProperties, body: bytes) -> dict[str, Any]:
-    """A dead letter as a plain dict: where it died (its latest x-death entry) and why."""
-    headers = props.headers or {}
-    deaths = headers.get("x-death") or []
-    last = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
-    keys = last.get("routing-keys") or []
+    """A dead letter as a plain dict: where it died (its latest x-death entry) and why. Total: any
+    header shape gives a description (a malformed x-death gives reason ``bad_x_death``), never
+    an exception. ``x_death`` is "ok", "missing" or "bad"."""
+    headers = props.headers if isinstance(props.headers, dict) else {}
+    shape, last = latest_death(props.headers)
+    ok = shape == "ok"
     died = last.get("time")
     return {
         "message_id": _text(props.message_id),
-        "reason": _text(last.get("reason")) or NO_X_DEATH,
-        "original_queue": _text(last.get("queue")) or NO_X_DEATH,
-        "original_exchange": _text(last.get("exchange")) if last else None,
-        "routing_key": _text(keys[0]) if keys else (method.routing_key if not last else ""),
-        "death_count": int(last.get("count") or 0),
+        "x_death": shape,
+        "reason": last["reason"] if ok else NO_X_DEATH if shape == "missing" else BAD_X_DEATH,
+        "original_queue": last["queue"] if ok else NO_X_DEATH if shape == "missing" else BAD_X_DEATH_QUEUE,
+        "original_exchange": last["exchange"] if ok else None,
+        "routing_key": last["routing-keys"][0] if ok else _text(method.routing_key) if shape == "missing" else "",
+        "death_count": last.get("count", 0) if ok else 0,
         "dead_lettered_at": died.isoformat() if isinstance(died, datetime) else None,
         "replays": _int(headers.get(REPLAY_HEADER)),
         "replay_run": _text(headers.get(RUN_HEADER)),
         "redelivered": bool(method.redelivered),
-        "bytes": len(body),
+        "bytes": len(body or b""),
     }
+
+
+def latest_death(headers: Any) -> tuple[str, dict[str, Any]]:
+    """("ok", the latest x-death entry) when it is well formed; ("missing", {}) without an
+    x-death header; ("bad", {}) for any other shape (a forged or corrupted header must not choose
+    where its message is replayed)."""
+    if headers is None:
+        return "missing", {}
+    if not isinstance(headers, dict):
+        return "bad", {}
+    deaths = headers.get("x-death")
+    if deaths is None:
+        return "missing", {}
+    if isinstance(deaths, list) and deaths and _well_formed(deaths[0]):
+        return "ok", deaths[0]
+    return "bad", {}
+
+
+def _well_formed(entry: Any) -> bool:
+    """An x-death entry as the broker writes it: queue, reason and exchange are str,
+    routing-keys a non-empty list of str, count (if present) an int."""
+    if not isinstance(entry, dict):
+        return False
+    if not all(isinstance(entry.get(k), str) for k in ("queue", "reason", "exchange")):
+        return False
+    keys = entry.get("routing-keys")
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        return False
+    count = entry.get("count", 0)
+    return isinstance(count, int) and not isinstance(count, bool)
 
 
 def refusal(letter: dict[str, Any], max_replays: int) -> str | None:
     """Why a dead letter must stay in the queue, or None when it may be replayed."""
-    if letter["original_exchange"] is None:
+    shape = letter.get("x_death")
+    if shape == "missing":
         return "no_x_death"
+    if shape != "ok":
+        return BAD_X_DEATH
     if letter["replays"] >= max_replays:
         return "max_replays"
     return None
@@ -196,9 +239,12 @@ def _text(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
+    """A count from a header: 0 when it is not a non-negative whole number."""
+    if isinstance(value, bool):
+        return 0
     try:
-        return int(value or 0)
-    except (TypeError, ValueError):
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, ArithmeticError):
         return 0
 
 

@@ -156,6 +156,16 @@ class MetricNames(_Section):
     """Label naming the pod in cAdvisor series."""
     queue_messages: str = "rabbitmq_queue_messages"
     """RabbitMQ exporter gauge of messages in a queue (label ``queue``)."""
+    database_up: str = "pg_up"
+    """postgres_exporter's gauge: 1 while it reaches the database (the database-availability SLI)."""
+    workflows_total: str = "omnihub_workflows_total"
+    """Counter of finished workflows by outcome (the workflow-success SLI)."""
+    executions_total: str = "omnihub_executions_total"
+    """Counter of finished executions by outcome (the execution-success SLI)."""
+    outcome_label: str = "status"
+    """Label holding a workflow's or execution's outcome."""
+    failed_outcome: str = "failed"
+    """The outcome that counts against the success SLOs."""
 
 
 class ServiceSettings(_Section):
@@ -308,6 +318,34 @@ class LinkSettings(_Section):
     """Path of the dashboard records link to, on grafana_url."""
 
 
+class MonitoringSettings(_Section):
+    """What ``runbook generate`` writes into the Alertmanager configuration and the alert
+    annotations. Endpoints and file paths only: secrets are read by Alertmanager from files."""
+
+    runbook_base_url: str = "https://runbooks.omnihub.dev"
+    """The receiver as people reach it: alerts' runbook_url is <this>/runbooks/<slug>."""
+    receiver_url: str = "https://runbooks.omnihub.dev/alerts"
+    """Where Alertmanager posts (the receiver's POST /alerts)."""
+    receiver_token_file: str = "/etc/alertmanager/secrets/runbook-token"  # noqa: S105 (a path, not a secret)
+    """Bearer token of the receiver, as a file Alertmanager reads."""
+    pagerduty_routing_key_file: str = "/etc/alertmanager/secrets/pagerduty-routing-key"
+    """PagerDuty Events v2 routing key, as a file."""
+    slack_api_url_file: str = "/etc/alertmanager/secrets/slack-webhook-url"
+    """Slack incoming-webhook URL, as a file."""
+    slack_channel_critical: str = "#incidents"
+    """Slack channel of critical alerts."""
+    slack_channel_warning: str = "#alerts"
+    """Slack channel of warnings."""
+    email_to: str = "sre-team@omnihub.dev"
+    """Who gets the daily digest of every alert."""
+    email_from: str = "alertmanager@omnihub.dev"
+    """The digest's sender."""
+    smtp_smarthost: str = "smtp.omnihub.dev:587"
+    """SMTP server (host:port) for the digest."""
+    smtp_auth_password_file: str = "/etc/alertmanager/secrets/smtp-password"  # noqa: S105 (a path)
+    """SMTP password, as a file."""
+
+
 class Settings(_Section):
     env: str = "local"
     """Name of the environment file in parameters/environments/ (RUNBOOK_ENV)."""
@@ -345,6 +383,8 @@ class Settings(_Section):
     """Optional Slack/PagerDuty notifications."""
     links: LinkSettings = Field(default_factory=LinkSettings)
     """Where records and messages link to (Prometheus, Grafana)."""
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    """What the generated Alertmanager configuration and alert annotations point at."""
 
     @property
     def prometheus_link_base(self) -> str | None:

@@ -58,7 +58,7 @@ def test_host_processes_never_import_kernel_code() -> None:
 def test_a_kernel_never_imports_the_host_side() -> None:
     mods = loaded_after(
         "import runbook_lib\nfrom runbook_lib import checks\nrb = runbook_lib.start()\nrb.actions\n"
-        "import runbook_lib.kernel.sources.prometheus, runbook_lib.kernel.sources.postgres"
+        "import runbook_lib.prometheus, runbook_lib.kernel.sources.postgres"
     )
     assert "runbook_lib.kernel.notebook" in mods and "runbook_lib.kernel.actions" in mods
     host = ("runbook_lib.cli", "runbook_lib.receiver", "runbook_lib.run", "runbook_lib.record", "runbook_lib.sandbox")

@@ -1,5 +1,5 @@
 """The ``runbook`` command: one module per command group (:mod:`.runs`, :mod:`.records`,
-:mod:`.serve`, :mod:`.dlq`); :mod:`.common` holds what they share."""
+:mod:`.serve`, :mod:`.dlq`, :mod:`.slo`, :mod:`.generate`); :mod:`.common` holds what they share."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ examples:
   runbook open high-error-rate --alert payload.json # prepare and open in JupyterLab
   runbook records && runbook show 20261126T1403
   runbook dlq replay --queue dead_letter_queue --dry-run
+  runbook slo                                      # every SLO's budget, burn rate and band now
+  runbook generate --check                         # monitoring/ up to date with the catalog?
   runbook verify"""
 
 
@@ -67,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import dlq, records, runs, serve
+    from . import dlq, generate, records, runs, serve, slo
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
@@ -80,6 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings environment: parameters/environments/ENV.yaml (default: $RUNBOOK_ENV or local)",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (runs, records, serve, dlq):
+    for group in (runs, records, serve, dlq, slo, generate):
         group.add_parsers(sub, common, fmt)
     return parser

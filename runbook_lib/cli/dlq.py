@@ -17,17 +17,21 @@ Republish dead letters from a RabbitMQ dead-letter queue to the exchange and rou
 one was dead-lettered from (its latest x-death entry), with publisher confirms: a dead letter is
 acked only after the broker confirmed its republish. Properties and headers are kept; the
 header x-replay-count is incremented. A dead letter is refused, and stays in the queue, when it
-was replayed --max-replays times already, has no x-death header, or its republish is unroutable
-(mandatory) or nacked. A message that fails again and comes back during the same run is left
-for the next run. A run stops when the queue is empty or after --limit messages. Progress goes
-to stderr every 100 messages; the summary to stdout (--json: the result as JSON).
+was replayed --max-replays times already, has no x-death header or a malformed one (its latest
+entry must name the queue, reason and exchange as strings and its routing-keys as a non-empty
+list of strings), or its republish is unroutable (mandatory) or nacked. A message that fails
+again and comes back during the same run is left for the next run. A run stops when the queue
+is empty or after --limit messages. Progress goes to stderr every 100 messages; the summary to
+stdout (--json: the result as JSON).
 
 The broker is RUNBOOK_RABBITMQ_URL[_FILE] (amqp://user:password@host:5672/vhost); messages name
 it as amqp://host:port/vhost only. A real replay first writes an audit_logs row (outcome
 started: who, which queue, how many) to RUNBOOK_POSTGRES_DSN and, when it ends, a second row
 (succeeded or failed) with the counts and the exchanges and routing keys replayed to; without
 PostgreSQL a real replay is refused. --dry-run needs neither the database nor --operator: it
-peeks at the messages (each is put back) and says what a replay would do.
+peeks at the messages (each is put back) and says what a replay would do. On a quorum-queue
+dead-letter queue every peek (a --dry-run, a refused message put back) counts against its
+delivery-limit; give the DLQ delivery-limit: -1 or use a classic queue.
 
 Interrupted (SIGKILL, lost connection, Ctrl-C): nothing is lost, since the broker requeues every
 dead letter not yet acked. One message is in flight at a time: if its republish had reached the

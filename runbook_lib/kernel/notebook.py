@@ -30,12 +30,12 @@ from ..settings import Settings, load_settings
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..prometheus import Prometheus
     from ..rabbitmq import RabbitMQ
     from .actions import Actions
     from .sources.blockchain import Blockchain
     from .sources.kubernetes import Kubernetes
     from .sources.postgres import Postgres
-    from .sources.prometheus import Prometheus
     from .sources.redis import Redis
 
 
@@ -254,7 +254,7 @@ class Runbook:
 
     @property
     def prometheus(self) -> Prometheus:
-        from .sources.prometheus import Prometheus
+        from ..prometheus import Prometheus
 
         return self._client("prometheus", Prometheus.from_settings)
 

@@ -14,12 +14,12 @@ if TYPE_CHECKING:
 
     from ..alertmanager import Alert
     from ..catalog import Catalog, Route
+    from ..prometheus import Prometheus
     from ..rabbitmq import RabbitMQ
     from ..settings import MetricNames, ServiceSettings, Settings, Thresholds
     from .sources.blockchain import Blockchain
     from .sources.kubernetes import Kubernetes
     from .sources.postgres import Postgres
-    from .sources.prometheus import Prometheus
     from .sources.redis import Redis
 
 

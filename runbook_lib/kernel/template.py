@@ -54,7 +54,7 @@ PRELOAD = (
     "runbook_lib.kernel.checks",
     "runbook_lib.kernel.actions",
     "runbook_lib.kernel.plots",
-    "runbook_lib.kernel.sources.prometheus",
+    "runbook_lib.prometheus",
     "runbook_lib.kernel.sources.postgres",
     "runbook_lib.kernel.sources.redis",
     "runbook_lib.kernel.sources.kubernetes",
@@ -92,7 +92,7 @@ def _first_use() -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from runbook_lib.kernel.sources.prometheus import Prometheus
+    from runbook_lib.prometheus import Prometheus
 
     Prometheus("http://127.0.0.1:9").close()
     frame = pd.DataFrame([{"endpoint": "/x", "at": pd.Timestamp(datetime.now(UTC)), "value": 1.5, "n": 1, "ok": True}])

@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 REVISION = "deployment.kubernetes.io/revision"
+# Application secrets in the deployment-failure scenario's environment: no record may show them.
+SANDBOX_SECRETS = ("wJalrXUtnFEMI-K7MDENG-old", "app-db-pw-Kq2", "wJalrXUtnFEMI-K7MDENG-new")
 
 
 def _ts(t: datetime) -> str:
@@ -250,10 +252,17 @@ class FakeKube:
             ),
             key=lambda rs: int(rs["metadata"]["annotations"][REVISION]),
         )
-        env_old = [{"name": "DB_POOL_SIZE", "value": "20"}, {"name": "LOG_LEVEL", "value": "info"}]
+        env_old = [
+            {"name": "DB_POOL_SIZE", "value": "20"},
+            {"name": "LOG_LEVEL", "value": "info"},
+            {"name": "AWS_SECRET_ACCESS_KEY", "value": SANDBOX_SECRETS[0]},
+            {"name": "DATABASE_URL", "value": f"postgres://api:{SANDBOX_SECRETS[1]}@db:5432/omnihub"},
+        ]
         env_new = [
             {"name": "DB_POOL_SIZE", "value": "5"},
             {"name": "LOG_LEVEL", "value": "info"},
+            {"name": "AWS_SECRET_ACCESS_KEY", "value": SANDBOX_SECRETS[2]},
+            {"name": "DATABASE_URL", "value": f"postgres://api:{SANDBOX_SECRETS[1]}@db-2:5432/omnihub"},
             {"name": "FEATURE_BATCH_EXECUTE", "value": "on"},
             {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "api-db", "key": "password"}}},
         ]

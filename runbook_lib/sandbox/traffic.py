@@ -10,7 +10,8 @@ The story, relative to ``now``:
   requests and answers slower; the two stable instances (1.42.0) do not change.
 * from ``slow_at`` (an hour ago): database query time ramps from 5 ms to 400 ms, and the
   latency of ``/api/v1/workflows/execute`` follows it; pod CPU stays flat.
-* from ``down_at`` (8 minutes ago): one stable instance stops answering (``up`` is 0).
+* from ``down_at`` (8 minutes ago): one stable instance stops answering (``up`` is 0); an
+  older instance, replaced an hour ago, is simply no longer scraped.
 * the dead-letter queue fills over the last hour.
 
 Older data is written every ten minutes, the last two hours every 15 seconds (so 5-minute rates
@@ -76,6 +77,7 @@ class PlatformScenario:
     bad_error_ratio: float = 0.008
     canary_error_ratio: float = 0.08
     down_instance: str = "10.0.0.12:8080"
+    replaced_instance: str = "10.0.0.10:8080"
     seed: int = 11
     truth: Truth = field(default_factory=Truth)
 
@@ -229,6 +231,9 @@ def _write_platform(s: PlatformScenario, out: TextIO, times: list[datetime], rng
     family("up", "gauge", "Whether the target is up.")
     for inst in s.instances:
         series("up", f'instance="{inst.address}",job="{s.job}"', ((t, float(s.answering(inst, t))) for t in times))
+    # a pod replaced an hour ago: its target stopped being scraped (not down)
+    replaced = s.now - timedelta(hours=1)
+    series("up", f'instance="{s.replaced_instance}",job="{s.job}"', ((t, 1.0) for t in times if t < replaced))
     family("omnihub_db_query_duration_seconds", "histogram", "Database query time seen by the application.")
     for inst in s.instances:
         hist, count = [0.0] * len(BUCKETS), 0.0

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from runbook_lib.kernel import slo
+from runbook_lib import slo
 from runbook_lib.present import duration
 
 

@@ -10,12 +10,12 @@ import psycopg
 import pytest
 import yaml
 
+from runbook_lib import promql
 from runbook_lib.errors import SourceError, SourceNotConfigured, SourceUnavailable
-from runbook_lib.kernel import promql
 from runbook_lib.kernel.sources.kubernetes import Kubernetes
 from runbook_lib.kernel.sources.postgres import Postgres, insert_audit
-from runbook_lib.kernel.sources.prometheus import Prometheus
 from runbook_lib.kernel.sources.redis import Redis
+from runbook_lib.prometheus import Prometheus
 from runbook_lib.sandbox.services import free_port
 from runbook_lib.settings import load_settings
 from tests.helpers import HOME, NAMESPACE, REDIS_URL
@@ -146,7 +146,7 @@ def test_rollback_plan_is_kubectls_json_patch(fake_kube) -> None:
     # annotations: the deployment's skip-listed ones kept (revision), the ReplicaSet's others copied
     assert ops["/metadata/annotations"]["value"]["deployment.kubernetes.io/revision"] == "7"
     assert ops["/metadata/annotations"]["value"]["kubernetes.io/change-cause"].endswith(":1.42.0")
-    k.patch_deployment("api-gateway", NAMESPACE, plan["patch"])
+    k.patch_deployment("api-gateway", NAMESPACE, plan["_patch"])
     assert fake.requests[-1]["content_type"] == "application/json-patch+json"
     assert k.rollout_history("api-gateway")["images"][0].endswith(":1.42.0")  # now the newest revision (8)
     with pytest.raises(SourceError, match="unable to find the specified revision 99"):
@@ -219,7 +219,7 @@ def test_the_documented_rbac_allows_exactly_what_the_runbooks_call(fake_kube) ->
     diagnose = {needed(r) for r in fake.requests}
     assert diagnose <= rbac_rules("runbook-diagnose"), diagnose - rbac_rules("runbook-diagnose")
     fake.requests.clear()
-    k.patch_deployment("api-gateway", NAMESPACE, plan["patch"])
+    k.patch_deployment("api-gateway", NAMESPACE, plan["_patch"])
     k.scale("api-gateway", NAMESPACE, 4)
     resolve = {needed(r) for r in fake.requests}
     assert resolve == {("apps", "deployments", "patch"), ("apps", "deployments/scale", "patch")}

@@ -21,12 +21,12 @@ import pytest
 
 from runbook_lib.errors import ConfigError, SandboxError, SourceError, SourceNotConfigured
 from runbook_lib.kernel.actions.blockchain import set_yaml_key, target_refusal
-from runbook_lib.kernel.checks.blockchain import classify
+from runbook_lib.kernel.checks.blockchain import HEALTHY, classify
 from runbook_lib.kernel.sources.blockchain import Blockchain, endpoint, transport_class
 from runbook_lib.run.engine import Engine, RunRequest
 from runbook_lib.sandbox import dbfaults, ganache
 from runbook_lib.sandbox.services import Service, free_port
-from runbook_lib.settings import RpcProvider, load_settings
+from runbook_lib.settings import BlockchainSettings, RpcProvider, load_settings
 from tests.helpers import own_parameters
 
 pytestmark = pytest.mark.services
@@ -56,6 +56,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, S
 
 STUB_ANSWERS: dict[str, dict[str, Any]] = {
     "/wrong-chain": {"eth_chainId": "0x5", "eth_blockNumber": "0x37", "eth_syncing": False},
+    "/close-behind": {"eth_chainId": "0x539", "eth_blockNumber": "0x35", "eth_syncing": False},
     "/syncing": {
         "eth_chainId": "0x539",
         "eth_blockNumber": "0x36",
@@ -65,7 +66,8 @@ STUB_ANSWERS: dict[str, dict[str, Any]] = {
 
 
 class StubRpc(BaseHTTPRequestHandler):
-    """/rate-limited: a JSON-RPC error; /wrong-chain: chain 5; /syncing: chain 1337, block 54, syncing."""
+    """/rate-limited: a JSON-RPC error; /wrong-chain: chain 5; /syncing: chain 1337, block 54, syncing;
+    /close-behind: chain 1337, block 53 (2 behind node-b: healthy)."""
 
     def do_POST(self) -> None:
         call = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -108,7 +110,7 @@ def dead_port() -> int:
 
 
 # -- a parameters/ of the test's own ----------------------------------------------------------------------
-def providers_yaml(providers: list[dict[str, str]], primary: str) -> str:
+def providers_yaml(providers: list[dict[str, str]], primary: str, chain_id: int | None = 1337) -> str:
     rows = "\n".join(f"    - {json.dumps(p)}" for p in providers)
     return (
         "# Ethereum JSON-RPC providers of this test (loopback only).\n"
@@ -116,7 +118,7 @@ def providers_yaml(providers: list[dict[str, str]], primary: str) -> str:
         "  # best first\n"
         f"  providers:\n{rows}\n"
         f"  primary: {primary}   # the provider the platform uses now\n"
-        "  chain_id: 1337\n"
+        f"  chain_id: {'null' if chain_id is None else chain_id}\n"
         "  timeout_s: 1  # the hung provider costs one second\n"
     )
 
@@ -128,8 +130,8 @@ def params(tmp_path: Path, archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(KEY_VAR, KEY)
     original = env_file.read_text()
 
-    def write(providers: list[dict[str, str]], primary: str) -> Path:
-        env_file.write_text(original + providers_yaml(providers, primary))
+    def write(providers: list[dict[str, str]], primary: str, chain_id: int | None = 1337) -> Path:
+        env_file.write_text(original + providers_yaml(providers, primary, chain_id))
         return env_file
 
     return write
@@ -268,6 +270,69 @@ def test_switch_rpc_provider_guard_matrix(nodes, params, fresh_db: str, monkeypa
     assert action(after)["recommended"] is False, "nothing to switch away from"
 
 
+def test_a_healthy_primary_is_not_switched_unless_a_provider_is_named(
+    nodes, stub, params, fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close-behind (primary) is 2 blocks behind node-b: healthy. Approved, without to_provider,
+    the option does nothing; naming node-b still switches."""
+    _a, b = nodes
+    monkeypatch.setenv("RUNBOOK_POSTGRES_DSN", fresh_db)
+    env_file = params(
+        [{"name": "close-behind", "url": f"{stub}/close-behind"}, {"name": "node-b", "url": f"{b.url}/"}],
+        primary="close-behind",
+    )
+    before = env_file.read_bytes()
+    execute = {"mode": "resolve", "dry_run": False, "operator": OPERATOR, "approve": ["switch_rpc_provider"]}
+
+    record = run(**execute).record
+    primary = findings(record, "Primary RPC provider")["close-behind"]
+    assert primary["verdict"] == "ok" and primary["details"]["lag"] == 2 and primary["details"]["switch_to"] is None
+    kept = action(record)
+    assert kept["status"] == "skipped" and kept["recommended"] is False, kept["reason"]
+    assert kept["plan"]["noop"] is True and kept["plan"]["to"] is None
+    assert kept["plan"]["note"] == "the primary close-behind is healthy" and "diff" not in kept["plan"]
+    assert "the primary close-behind is healthy" in kept["title"] + kept["command"]
+    assert env_file.read_bytes() == before and audit_rows(fresh_db) == [], "nothing written"
+
+    named = action(run(**execute, extra={"to_provider": "node-b"}).record)
+    assert named["status"] == "done" and named["result"]["primary"] == "node-b", named["reason"]
+    assert "primary: node-b   # the provider the platform uses now" in env_file.read_text()
+    assert [(r[2], r[3]) for r in audit_rows(fresh_db)] == [("local:node-b", "started"), ("local:node-b", "succeeded")]
+
+
+def test_providers_split_between_chains_without_chain_id_are_never_healthy(
+    nodes, stub, params, fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """node-a (chain 1337, block 5, primary) and other-chain (chain 5, block 55), no
+    blockchain.chain_id: their heights are not compared and other-chain is not a switch target."""
+    a, _b = nodes
+    monkeypatch.setenv("RUNBOOK_POSTGRES_DSN", fresh_db)
+    env_file = params(
+        [{"name": "node-a", "url": f"{a.url}/"}, {"name": "other-chain", "url": f"{stub}/wrong-chain"}],
+        primary="node-a",
+        chain_id=None,
+    )
+    before = env_file.read_bytes()
+    record = run().record
+    primary = findings(record, "Primary RPC provider")["node-a"]
+    assert primary["details"]["state"] == "unknown_chain" and primary["details"]["switch_to"] is None
+    assert primary["details"]["lag"] is None and primary["verdict"] == "warning"
+    assert "disagree on the chain" in primary["summary"]
+    lag = findings(record, "Block lag")[None]
+    assert lag["verdict"] == "info" and "Not measured" in lag["summary"]
+    assert "Block lag" not in {f["check"] for f in record["findings"] if f.get("role") == "cause"}
+    proposed = action(record)
+    assert proposed["recommended"] is False and proposed["plan"]["to"] is None
+
+    execute = {"mode": "resolve", "dry_run": False, "operator": OPERATOR, "approve": ["switch_rpc_provider"]}
+    forced = action(run(**execute, extra={"to_provider": "other-chain"}).record)
+    assert forced["status"] == "refused" and "disagree on the chain" in forced["reason"], forced["reason"]
+    assert "blockchain.chain_id" in forced["reason"]
+    default = action(run(**execute).record)
+    assert default["status"] == "refused" and "disagree on the chain" in default["reason"], default["reason"]
+    assert env_file.read_bytes() == before and audit_rows(fresh_db) == [], "nothing written"
+
+
 # -- pure pieces, no engine -------------------------------------------------------------------------------------
 def test_set_yaml_key_changes_one_line_and_keeps_the_rest() -> None:
     text = "# top\nblockchain:\n  # which one\n  primary: a  # now\n  chain_id: 1\nother: {x: 1}  # keep\n"
@@ -303,6 +368,54 @@ def test_api_keys_come_only_from_variables_records_redact() -> None:
         Blockchain.from_settings(load_settings(environ={}))
 
 
+RAW_KEY = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("url", "carrier"),
+    [
+        (f"https://mainnet.infura.io/v3/{RAW_KEY}", "path"),
+        (f"https://eth.example/rpc?apikey={RAW_KEY}", "query"),
+        (f"https://eth.example/rpc?network=mainnet&key=Ab_{RAW_KEY}-z", "query"),
+        (f"https://eth.example/v3/{RAW_KEY}?apikey={{api_key}}", "path"),
+        (f"https://eth.example/%30%31{RAW_KEY}", "path"),
+        (f"https://{RAW_KEY}@eth.example/", "user info"),
+    ],
+)
+def test_a_url_carrying_a_raw_key_is_refused_without_showing_it(url: str, carrier: str) -> None:
+    settings = load_settings(environ={})
+    provider = RpcProvider(name="infura", url=url, api_key_env="INFURA_API_KEY" if "{api_key}" in url else None)
+    configured = settings.model_copy(update={"blockchain": BlockchainSettings(providers=[provider])})
+    with pytest.raises(ConfigError) as exc:
+        Blockchain.from_settings(configured, {"INFURA_API_KEY": KEY})
+    said = str(exc.value)
+    assert "blockchain.providers[infura].url" in said and f"in its {carrier}" in said
+    assert "api_key_env" in said and "{api_key}" in said
+    assert RAW_KEY not in said and RAW_KEY[:20] not in said and url not in said
+
+
+def test_urls_without_a_raw_key_are_accepted() -> None:
+    settings = load_settings(environ={})
+    providers = [
+        RpcProvider(name="infura", url="https://mainnet.infura.io/v3/{api_key}", api_key_env="INFURA_API_KEY"),
+        RpcProvider(
+            name="alchemy", url="https://eth-mainnet.g.alchemy.com/v2/{api_key}", api_key_env="ALCHEMY_API_KEY"
+        ),
+        RpcProvider(name="query", url="https://eth.example/rpc?apikey={api_key}&chain=1", api_key_env="Q_API_KEY"),
+        RpcProvider(name="ankr", url="https://rpc.ankr.com/eth"),
+        RpcProvider(name="local", url="http://127.0.0.1:8545/v3/not-here?network=mainnet-archive"),
+        RpcProvider(name="long-words", url="https://eth.example/ethereum-mainnet-archive-node/"),
+    ]
+    configured = settings.model_copy(update={"blockchain": BlockchainSettings(providers=providers)})
+    keys = {"INFURA_API_KEY": KEY, "ALCHEMY_API_KEY": KEY, "Q_API_KEY": KEY}
+    client = Blockchain.from_settings(configured, keys)
+    try:
+        assert list(client.endpoints) == [p.name for p in providers]
+        assert client.endpoints["query"].target == f"https://eth.example/rpc?apikey={KEY}&chain=1"
+    finally:
+        client.close()
+
+
 def test_transport_failures_are_classified_from_their_cause() -> None:
     def raised(cause: BaseException, exc: httpx.HTTPError) -> httpx.HTTPError:
         try:
@@ -335,6 +448,26 @@ def test_the_chain_is_the_configured_one_else_the_majority() -> None:
     )
     assert target_refusal("b", ["a", "b", "c"], rpc) is None
     assert "not a configured provider" in (target_refusal("z", ["a", "b", "c"], rpc) or "")
+
+
+def test_providers_on_different_chains_without_a_chain_id_are_not_compared() -> None:
+    """b (chain 1, block 12, primary) and c (chain 5, block 99), no blockchain.chain_id: c's
+    height says nothing about b, and c may read another network."""
+    b = {"provider": "b", "url": "b", "chain_id": 1, "block": 12, "latency_ms": 1.0}
+    c = {"provider": "c", "url": "c", "chain_id": 5, "block": 99, "latency_ms": 1.0}
+    dead = {"provider": "d", "url": "d", "chain_id": None, "block": None, "error_class": "refused", "error": "x"}
+    rpc = classify([b, c, dead], "b", None, lag_warn=5)
+    assert rpc.expected_chain is None and rpc.chain_unknown
+    assert rpc.status == {"b": "unknown_chain", "c": "unknown_chain", "d": "dead"}
+    assert HEALTHY not in rpc.status.values() and rpc.target is None and rpc.best is None
+    assert all(s.lag is None for s in rpc.states)
+    assert rpc.switch_recommended is False and rpc.switch_why == ""
+    refused = target_refusal("c", ["b", "c", "d"], rpc) or ""
+    assert "disagree on the chain" in refused and "blockchain.chain_id" in refused
+    assert "disagree on the chain" in (target_refusal(None, ["b", "c", "d"], rpc) or "")
+    agreed = classify([b, c], "b", 1, lag_warn=5)
+    assert agreed.status == {"b": "ok", "c": "wrong_chain"} and target_refusal("b", ["b", "c"], agreed) is None
+    assert not agreed.chain_unknown and agreed.switch_recommended is False
 
 
 def test_a_missing_ganache_names_the_bootstrap_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

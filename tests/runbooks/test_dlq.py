@@ -14,7 +14,9 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pika
@@ -25,7 +27,7 @@ import runbook_lib
 from runbook_lib import checks
 from runbook_lib.alertmanager import parse_alert
 from runbook_lib.errors import EXIT_FAILED, EXIT_USAGE
-from runbook_lib.rabbitmq import REPLAY_HEADER, AccessRefused, QueueNotFound, RabbitMQ
+from runbook_lib.rabbitmq import REPLAY_HEADER, AccessRefused, QueueNotFound, RabbitMQ, describe, refusal
 from runbook_lib.run.engine import Engine, RunRequest
 from runbook_lib.sandbox import services
 from runbook_lib.settings import load_settings
@@ -183,7 +185,7 @@ def test_dlq_backlog_names_the_queue_the_reason_and_the_count_and_loses_nothing(
         proposed["command"]
         == "runbook dlq replay --queue dead_letter_queue --limit 100 --max-replays 3 --operator NAME"
     )
-    assert proposed["plan"]["depth"] == 37 and proposed["plan"]["preview"]["replayed"] == 37
+    assert proposed["plan"]["depth"] == 37 and "preview" not in proposed["plan"], "diagnose mode peeks nothing"
     assert "guest" not in json.dumps(record).replace("[REDACTED]", ""), "the password never reaches a record"
     assert wait_depth(url, DLQ, 37) == 37
     assert sorted(mid for mid, _ in drain(url, DLQ)) == ids, "peeked and put back: every one still there"
@@ -397,3 +399,126 @@ def test_unknown_queue_wrong_password_and_no_broker_are_clear_errors_without_the
     assert helptext.returncode == 0
     for words in ("x-death", "x-replay-count", "SIGKILL", "audit_logs", "--max-replays", "--dry-run", "exit codes"):
         assert words in helptext.stdout, words
+    said = " ".join(helptext.stdout.split())
+    assert "every peek" in said and "counts against its delivery-limit" in said and "delivery-limit: -1" in said
+    assert "malformed" in said
+
+
+# -- malformed x-death -------------------------------------------------------------------------------------
+GOOD_DEATH = {
+    "count": 1,
+    "reason": "rejected",
+    "queue": WORK_QUEUE,
+    "time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+    "exchange": WORK,
+    "routing-keys": [ROUTING_KEY],
+}
+BAD_DEATHS: dict[str, Any] = {
+    "a-number": 5,
+    "a-table": GOOD_DEATH,
+    "empty": [],
+    "not-a-table": ["work_q"],
+    "count-lots": [{**GOOD_DEATH, "count": "lots"}],
+    "keys-a-string": [{**GOOD_DEATH, "routing-keys": ROUTING_KEY}],
+    "keys-empty": [{**GOOD_DEATH, "routing-keys": []}],
+    "keys-not-strings": [{**GOOD_DEATH, "routing-keys": [7]}],
+    "no-exchange": [{k: v for k, v in GOOD_DEATH.items() if k != "exchange"}],
+    "bytes": [
+        {"count": 1, "reason": b"rejected", "queue": b"work_q", "exchange": b"work", "routing-keys": [b"task.run"]}
+    ],
+}
+
+
+def test_a_malformed_x_death_is_refused_stays_in_the_queue_and_the_checks_still_work(vhost: str, run) -> None:
+    """Forged or corrupted x-death headers published straight into the DLQ: none chooses where it
+    is replayed; a well-formed one alongside is replayed as usual."""
+    url = url_for(vhost)
+    conn, ch = channel(url)
+    for mid, deaths in BAD_DEATHS.items():
+        ch.basic_publish("", DLQ, b"forged", pika.BasicProperties(message_id=mid, headers={"x-death": deaths}))
+    ch.basic_publish(
+        "", DLQ, b"fine", pika.BasicProperties(message_id="well-formed", headers={"x-death": [GOOD_DEATH]})
+    )
+    conn.close()
+    n = len(BAD_DEATHS)
+    assert wait_depth(url, DLQ, n + 1) == n + 1
+
+    record = run("DLQBacklog")
+    cause = finding(record, "Dead letters by reason")
+    assert cause["verdict"] == "warning" and cause["details"]["sampled"] == n + 1
+    assert cause["details"]["by_reason"] == {"bad_x_death": n, "rejected": 1}
+    assert cause["details"]["replayable"] == 1 and "malformed x-death" in cause["summary"]
+    assert finding(record, "Dead-letter queue depth")["details"]["messages"] == n + 1
+
+    dry = runbook_cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["refused_by_reason"] == {"bad_x_death": n}
+
+    result = RabbitMQ(url).replay(DLQ)
+    assert (result.replayed, dict(result.refused), result.depth_after) == (1, {"bad_x_death": n}, n)
+    assert sorted(mid for mid, _ in drain(url, DLQ)) == sorted(BAD_DEATHS), "every malformed one left in the DLQ"
+    assert [mid for mid, _ in drain(url, WORK_QUEUE)] == ["well-formed"]
+
+
+def test_describe_is_total_and_only_a_well_formed_x_death_is_replayable() -> None:
+    def letter(headers: Any) -> dict[str, Any]:
+        method = SimpleNamespace(routing_key=DLQ, redelivered=False)
+        return describe(method, pika.BasicProperties(message_id="m", headers=headers), b"body")
+
+    shapes: list[Any] = [
+        *BAD_DEATHS.values(),
+        "x-death",
+        b"\x00",
+        [None],
+        [[GOOD_DEATH]],
+        [{**GOOD_DEATH, "count": True}],
+        [{**GOOD_DEATH, "count": 1.5}],
+        [{**GOOD_DEATH, "queue": None}],
+        [{**GOOD_DEATH, "reason": ["rejected"]}],
+        [{**GOOD_DEATH, "routing-keys": {"0": ROUTING_KEY}}],
+        [{"x": {"y": [1, 2, {"z": b"\xff"}]}}],
+    ]
+    for deaths in shapes:
+        d = letter({"x-death": deaths, REPLAY_HEADER: "lots", "x-replay-run": b"\xff\xfe"})
+        assert d["reason"] == "bad_x_death" and d["original_exchange"] is None and d["routing_key"] == "", deaths
+        assert refusal(d, 3) == "bad_x_death", deaths
+    for replays in (float("inf"), -7, [1], {"a": 1}, True, "9" * 5000):
+        assert letter({"x-death": [GOOD_DEATH], REPLAY_HEADER: replays})["replays"] == 0, replays
+    assert letter("not a table")["reason"] == "bad_x_death"
+    odd_time = letter({"x-death": [{**GOOD_DEATH, "time": "yesterday"}, 5]})
+    assert odd_time["x_death"] == "ok" and odd_time["dead_lettered_at"] is None, "a bad time is only not shown"
+    missing = letter({"other": 1})
+    assert (missing["reason"], missing["routing_key"], refusal(missing, 3)) == ("(no x-death)", DLQ, "no_x_death")
+    good = letter({"x-death": [GOOD_DEATH, 5], REPLAY_HEADER: 2})
+    assert (good["original_exchange"], good["routing_key"], good["death_count"], good["replays"]) == (
+        WORK,
+        ROUTING_KEY,
+        1,
+        2,
+    )
+    assert good["dead_lettered_at"] == "2024-01-02T03:04:05+00:00" and refusal(good, 3) is None
+    assert refusal({**good, "replays": 3}, 3) == "max_replays"
+
+
+# -- peeks -------------------------------------------------------------------------------------------------
+def test_a_diagnose_run_peeks_each_dead_letter_only_once(vhost: str, run) -> None:
+    """On a quorum queue every requeue counts against delivery-limit (x-delivery-count): a
+    diagnose run must peek each dead letter once (step 2's sample), not again for the option's plan."""
+    url = url_for(vhost)
+    conn, ch = channel(url)
+    ch.queue_declare("dlq_quorum", durable=True, arguments={"x-queue-type": "quorum"})
+    ch.queue_bind("dlq_quorum", "dlx")
+    conn.close()
+    ids = dead_letter(url, 20)
+    assert wait_depth(url, "dlq_quorum", 20) == 20
+
+    record = run(extra={"queue": "dlq_quorum"})
+    assert finding(record, "Dead letters by reason")["details"]["sampled"] == 20
+    proposed = action(record)
+    assert proposed["status"] == "proposed" and proposed["plan"]["depth"] == 20
+    assert "preview" not in proposed["plan"] and "nothing was peeked" in proposed["plan"]["would"]
+    assert proposed["command"].startswith("runbook dlq replay --queue dlq_quorum --limit 100")
+    assert wait_depth(url, "dlq_quorum", 20) == 20
+    back = drain(url, "dlq_quorum")
+    assert sorted(mid for mid, _ in back) == ids
+    assert Counter(int(h["x-delivery-count"]) for _, h in back) == {1: 20}, "delivered by step 2's peek only"

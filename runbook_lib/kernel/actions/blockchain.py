@@ -2,7 +2,9 @@
 parameters file (``blockchain.primary`` in ``parameters/environments/<env>.yaml``).
 
 Only that key's line changes; every other line, comments included, stays byte for byte. The
-target must be a configured provider that this run's diagnosis found healthy.
+target must be a configured provider that this run's diagnosis found healthy, on a chain the
+diagnosis could establish. Without ``to_provider`` the option switches only when the diagnosis
+recommends it: a healthy primary is left as it is (skipped).
 """
 
 from __future__ import annotations
@@ -30,9 +32,16 @@ class RpcDiagnosis(Protocol):
     checked: bool
     primary: str | None
     target: str | None
+    expected_chain: int | None
 
     @property
     def status(self) -> dict[str, str]: ...
+
+    @property
+    def chain_unknown(self) -> bool: ...
+
+    @property
+    def switch_recommended(self) -> bool: ...
 
 
 class BlockchainOptions(Guard):
@@ -45,20 +54,27 @@ class BlockchainOptions(Guard):
         why: str = "",
     ) -> dict[str, Any]:
         """Set ``blockchain.primary`` to ``to_provider`` (default: the healthy provider the
-        diagnosis ``rpc`` recommends) in this environment's parameters file."""
+        diagnosis ``rpc`` recommends, only when it recommends a switch) in this environment's
+        parameters file. Without ``to_provider`` and with a healthy primary, nothing to do."""
         settings = self.rb.settings
         path = settings.parameters_dir / "environments" / f"{settings.env}.yaml"
         shown = f"parameters/environments/{settings.env}.yaml"
-        target = (to_provider or "").strip() or (rpc.target if rpc is not None else None)
+        explicit = (to_provider or "").strip()
+        target = explicit or (rpc.target if rpc is not None and rpc.switch_recommended else None)
         known = [p.name for p in settings.blockchain.providers]
         current = settings.blockchain.primary
+        not_needed = None if explicit else healthy_primary(rpc)
         command = f"set blockchain.primary: {target or '<provider>'} in {shown} (now: {current or 'not set'})"
+        if not_needed:
+            command = f"nothing to do: {not_needed}; give to_provider to switch anyway"
 
         def plan() -> dict[str, Any]:
             text = _read(path)
-            refusal = target_refusal(target, known, rpc)
             out: dict[str, Any] = {"file": shown, "from": current, "to": target, "command": command}
             out["sha256"] = hashlib.sha256(text.encode()).hexdigest()
+            if not_needed:
+                return {**out, "to": None, "noop": True, "note": not_needed}
+            refusal = target_refusal(target, known, rpc)
             if refusal:
                 return {**out, "missing": refusal}
             assert target is not None
@@ -72,9 +88,10 @@ class BlockchainOptions(Guard):
             _write(path, set_yaml_key(text, "blockchain", "primary", p["to"]))
             return {"file": shown, "primary": p["to"], "previous": current}
 
+        title = f"Switch the primary RPC provider to {target}" if target else "Switch the primary RPC provider"
         option = Option(
             "switch_rpc_provider",
-            f"Switch the primary RPC provider to {target}" if target else "Switch the primary RPC provider",
+            f"{title} (not needed: {not_needed})" if not_needed else title,
             shown,
             command,
             ("rpc_provider", f"{settings.env}:{target or ''}"),
@@ -84,15 +101,33 @@ class BlockchainOptions(Guard):
         return self._run(option, recommended, why)
 
 
+def healthy_primary(rpc: RpcDiagnosis | None) -> str | None:
+    """Why no switch is needed when this run's diagnosis found the primary healthy (and so
+    recommends none); None otherwise."""
+    if rpc is None or not rpc.checked or rpc.switch_recommended or not rpc.primary:
+        return None
+    if rpc.status.get(rpc.primary) != "ok":
+        return None
+    return f"the primary {rpc.primary} is healthy"
+
+
 def target_refusal(target: str | None, known: list[str], rpc: RpcDiagnosis | None) -> str | None:
-    """Why ``target`` may not become the primary (None: it may): no target, not a configured
-    provider, no diagnosis in this run, or not healthy in it."""
-    if not target:
-        return "no healthy provider to switch to in this run's diagnosis; name one with to_provider"
-    if target not in known:
+    """Why ``target`` may not become the primary (None: it may): not a configured provider, no
+    diagnosis in this run, the chain unknown in it (no blockchain.chain_id and the providers
+    disagree), no target, or not healthy in it."""
+    if target and target not in known:
         return f"{target!r} is not a configured provider (known: {', '.join(known) or 'none'})"
     if rpc is None or not rpc.checked:
+        if not target:
+            return "no healthy provider to switch to in this run's diagnosis; name one with to_provider"
         return "this run could not check the providers, so it cannot tell whether the target is healthy"
+    if rpc.expected_chain is None and rpc.chain_unknown:
+        return (
+            "the providers disagree on the chain and no blockchain.chain_id is set, so this run cannot tell which "
+            "provider reads the right network; set blockchain.chain_id and run it again"
+        )
+    if not target:
+        return "no healthy provider to switch to in this run's diagnosis; name one with to_provider"
     state = rpc.status.get(target)
     if state != "ok":
         return f"{target} is {(state or 'unknown').replace('_', ' ')} in this run's diagnosis; switch only to a healthy provider"

@@ -13,6 +13,12 @@ from ...errors import SourceError
 from ..protocol import RunbookLike
 
 
+def public(plan: dict[str, Any]) -> dict[str, Any]:
+    """What a plan shows in the record and the audit row: keys starting with "_" hold what the
+    change needs but nobody may read (a pod template with the application's secret values)."""
+    return {k: v for k, v in plan.items() if not k.startswith("_")}
+
+
 @dataclass(frozen=True)
 class Option:
     """One resolution option: its approval name, what it touches, and how."""
@@ -45,7 +51,7 @@ class Guard:
             return self._emit(action, "unavailable", f"cannot prepare the change: {exc}")
         if option.missing:
             plan = {**plan, "missing": option.missing}
-        action["plan"] = plan
+        action["plan"] = public(plan)
         action["command"] = plan.get("command", option.command)
         refusal = self._refusal(option.name, plan, recommended, why)
         if refusal is not None:
@@ -121,7 +127,7 @@ class Guard:
             "runbook_alert": rb.alertname,
             "fingerprint": rb.alert.fingerprint if rb.alert else None,
             "command": option.command,
-            "plan": jsonable(plan),
+            "plan": jsonable(public(plan)),
             "environment": rb.settings.env,
         }
         try:

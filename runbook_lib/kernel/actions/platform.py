@@ -30,7 +30,7 @@ class PlatformOptions(Guard):
             return self.rb.kubernetes.rollback_plan(name, to_revision)
 
         def perform(p: dict[str, Any]) -> dict[str, Any]:
-            self.rb.kubernetes.patch_deployment(p["deployment"], p["namespace"], p["patch"])
+            self.rb.kubernetes.patch_deployment(p["deployment"], p["namespace"], p["_patch"])
             return {
                 "rolled_back_to": p["to_revision"],
                 "from_revision": p["from_revision"],

@@ -1,5 +1,10 @@
 """Options on RabbitMQ: replay dead letters to their original exchange and routing key, with the
-same code as ``runbook dlq replay`` (:meth:`runbook_lib.rabbitmq.RabbitMQ.replay`)."""
+same code as ``runbook dlq replay`` (:meth:`runbook_lib.rabbitmq.RabbitMQ.replay`).
+
+In diagnose mode the plan touches no message (the depth and the exact command only: the
+runbook's step 2 already sampled them); the dry-run preview, which peeks and puts back, is made
+in resolve mode only. On a quorum-queue DLQ every peek counts against delivery-limit; give the DLQ
+``delivery-limit: -1`` or use a classic queue."""
 
 from __future__ import annotations
 
@@ -17,13 +22,25 @@ class QueueOptions(Guard):
         """Republish up to ``limit`` dead letters of ``queue`` (default: rabbitmq.dlq_queue) to
         their original exchange and routing key, each acked only after the broker confirmed its
         republish; those replayed rabbitmq.max_replays times already, without x-death or
-        unroutable stay in the queue. The plan is a dry run over the first messages."""
+        unroutable stay in the queue. In resolve mode the plan is a dry run over the first
+        messages; in diagnose mode it is the queue's depth and the command, nothing peeked."""
         cfg = self.rb.settings.rabbitmq
         q = queue or cfg.dlq_queue
         count = None if limit is None else int(limit)
         command = replay_command(q, count, cfg.max_replays, self.rb.operator)
 
         def plan() -> dict[str, Any]:
+            if self.rb.mode != "resolve":  # nothing will be done: do not peek (each peek is a delivery)
+                depth = self.rb.rabbitmq.depth(q)
+                up_to = "every one" if count is None else f"up to {count}"
+                return {
+                    "command": command,
+                    "queue": q,
+                    "depth": depth,
+                    "would": f"replay {up_to} of the {depth} dead letters in {q} (no preview in diagnose mode: "
+                    "nothing was peeked; run in resolve mode, or the command with --dry-run, to preview)",
+                    "noop": depth == 0,
+                }
             preview_n = cfg.sample_size if count is None else min(count, cfg.sample_size)
             preview = self.rb.rabbitmq.replay(q, limit=preview_n, max_replays=cfg.max_replays, dry_run=True)
             return {

@@ -2,8 +2,13 @@
 the state of the primary (the provider the platform uses now), which leads the diagnosis.
 
 :func:`providers` probes every configured provider once and classifies it (:func:`classify`:
-``ok``, ``lagging``, ``syncing``, ``dead`` or ``wrong_chain``); the other checks report from
-that one result, so every step speaks of the same moment.
+``ok``, ``lagging``, ``syncing``, ``dead``, ``wrong_chain`` or ``unknown_chain``); the other
+checks report from that one result, so every step speaks of the same moment.
+
+When no ``blockchain.chain_id`` is set and the answering providers are split evenly between
+chains, the expected chain is unknown: no block heights are compared (they may be of different
+chains), every answering provider is ``unknown_chain``, none is healthy and no switch is
+recommended.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ class ProviderState:
     name: str
     url: str
     primary: bool
-    state: str  # ok / lagging / syncing / dead / wrong_chain
+    state: str  # ok / lagging / syncing / dead / wrong_chain / unknown_chain
     chain_id: int | None = None
     block: int | None = None
     lag: int | None = None
@@ -53,6 +58,13 @@ class Providers(Result):
 
     def state_of(self, name: str | None) -> ProviderState | None:
         return next((s for s in self.states if s.name == name), None)
+
+    @property
+    def chain_unknown(self) -> bool:
+        """No expected chain (no blockchain.chain_id, no majority) and the answering providers
+        disagree: which of them reads the right network cannot be told."""
+        answered = {s.chain_id for s in self.states if s.chain_id is not None}
+        return self.expected_chain is None and len(answered) > 1
 
     @property
     def switch_recommended(self) -> bool:
@@ -91,11 +103,19 @@ def classify(
     probes: list[dict[str, Any]], primary: str | None, configured_chain: int | None, lag_warn: int
 ) -> Providers:
     """Each probe's state, lag against the best provider on the expected chain, and the healthy
-    provider to switch to (least lag, then lowest latency, then configured order)."""
+    provider to switch to (least lag, then lowest latency, then configured order). When the
+    expected chain is unknown and the answering providers disagree, no heights are compared and
+    no provider is healthy (``unknown_chain``)."""
     chain, source = expected_chain(probes, configured_chain)
-    on_chain = [p for p in probes if p.get("block") is not None and (chain is None or p["chain_id"] == chain)]
+    chains = {p["chain_id"] for p in probes if p.get("chain_id") is not None}
+    unknown = chain is None and len(chains) > 1
+    on_chain = (
+        []
+        if unknown
+        else [p for p in probes if p.get("block") is not None and (chain is None or p["chain_id"] == chain)]
+    )
     best = max(on_chain, key=lambda p: p["block"], default=None)  # max keeps the first of equals
-    states = [_state(p, primary, chain, best["block"] if best else None, lag_warn) for p in probes]
+    states = [_state(p, primary, chain, best["block"] if best else None, lag_warn, unknown) for p in probes]
     healthy = [s for s in states if s.state == HEALTHY]
     target = min(healthy, key=lambda s: (s.lag or 0, s.latency_ms or 0.0), default=None)
     return Providers(
@@ -109,10 +129,14 @@ def classify(
     )
 
 
-def _state(p: dict[str, Any], primary: str | None, chain: int | None, best: int | None, lag_warn: int) -> ProviderState:
+def _state(
+    p: dict[str, Any], primary: str | None, chain: int | None, best: int | None, lag_warn: int, unknown: bool = False
+) -> ProviderState:
     lag = best - p["block"] if best is not None and p.get("block") is not None else None
     if p.get("error_class"):
         state = "dead"
+    elif unknown:
+        state, lag = "unknown_chain", None
     elif chain is not None and p["chain_id"] != chain:
         state, lag = "wrong_chain", None
     elif lag is not None and lag >= lag_warn:
@@ -186,7 +210,8 @@ def chains(rb: RunbookLike, rpc: Providers) -> Named:
         rb.finding(
             "Chain id",
             "warning",
-            f"The providers disagree on the chain and no blockchain.chain_id is set: {_pairs(answered)}.",
+            f"The providers disagree on the chain and no blockchain.chain_id is set: {_pairs(answered)}. "
+            "No provider is taken as healthy and no switch is recommended until blockchain.chain_id is set.",
             chain_ids=answered,
         )
         return Named()
@@ -214,6 +239,16 @@ def lag(rb: RunbookLike, rpc: Providers) -> Named:
     if not rpc.checked:
         return Named.unchecked(rpc.reason)
     cfg = rb.settings.blockchain
+    if rpc.chain_unknown:
+        rb.finding(
+            "Block lag",
+            "info",
+            "Not measured: the providers disagree on the chain and no blockchain.chain_id is set, so their "
+            "block heights may be of different chains.",
+            best_provider=None,
+            best_block=None,
+        )
+        return Named()
     behind = [s for s in rpc.states if s.state in ("lagging", "syncing")]
     for s in behind:
         rb.finding(
@@ -268,6 +303,8 @@ def _primary_finding(rb: RunbookLike, rpc: Providers, configured: bool) -> None:
 def _primary_verdict(s: ProviderState, lag_critical: int) -> str:
     if s.state in ("dead", "wrong_chain"):
         return "critical"
+    if s.state == "unknown_chain":
+        return "warning"
     return _lag_verdict(s, lag_critical)
 
 
@@ -278,6 +315,11 @@ def _primary_text(s: ProviderState, rpc: Providers) -> str:
         return f"{who} is down ({s.error_class}): every call through it fails."
     if s.state == "wrong_chain":
         return f"{who} is on chain {s.chain_id}, not {rpc.expected_chain}: it reads another network."
+    if s.state == "unknown_chain":
+        return (
+            f"{who} is on chain {s.chain_id}, but the providers disagree on the chain and no blockchain.chain_id "
+            "is set: whether it reads the right network cannot be told."
+        )
     if s.state == "lagging":
         return f"{who} is lagging: what it reads is {s.lag} blocks old."
     if s.state == "syncing":

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from ... import sli, slo
 from ...errors import SourceError, SourceNotConfigured
-from ...present import duration, iso, percent, times
-from .. import sli, slo
+from ...present import iso, percent, times
 from ..protocol import RunbookLike
 from .base import Result, check
 
@@ -77,50 +77,39 @@ def _left(remaining: float) -> str:
 
 
 def _evaluate(rb: RunbookLike, spec: Any) -> dict[str, Any]:
+    """One SLO as a row (the measurement itself is :func:`runbook_lib.sli.evaluate`)."""
     row: dict[str, Any] = {"slo": spec.name, "objective": spec.objective, "window": spec.window, "sli": spec.sli}
-    empty = {"remaining": None, "band": "no data", "exhausted": "", "data": "", "provisional": True}
-    row |= {f"burn_{w}": None for w in BURN_WINDOWS} | empty
-    indicator = sli.for_slo(spec, rb.metrics)
-    if indicator is None:
-        return row | {"band": "no SLI source", "data": f"no Prometheus SLI for {spec.sli!r}"}
+    row |= {f"burn_{w}": None for w in BURN_WINDOWS}
+    row |= {"remaining": None, "band": "no data", "exhausted": "", "data": "", "provisional": True, "firing": []}
     try:
-        ratio = slo.finite(rb.prometheus.scalar(indicator.ratio(spec.window), rb.now))
-        burns = {
-            w: slo.burn_rate(slo.finite(rb.prometheus.scalar(indicator.ratio(w), rb.now)), spec.objective)
-            for w in BURN_WINDOWS
-        }
-        hours = rb.prometheus.scalar(f"count_over_time(({indicator.coverage})[{spec.window}:1h])", rb.now) or 0.0
+        st = sli.evaluate(rb.prometheus, spec, rb.metrics, rb.now)
     except SourceNotConfigured:
         raise  # the check records "not configured" once, not one row per SLO
     except SourceError as exc:
         return row | {"band": "unchecked", "data": str(exc)[:200]}
-    window_s = slo.parse_duration(spec.window)
-    remaining = slo.budget_remaining(ratio, spec.objective)
-    band = slo.policy_band(remaining)
-    row |= {f"burn_{w}": b for w, b in burns.items()}
-    if remaining is None or band is None:
-        return row | {"data": "no events in the window"}
-    current = next((burns[w] for w in BURN_WINDOWS if burns[w] is not None), None)
-    left_s = slo.time_to_exhaustion(current, remaining, window_s)
+    row |= {f"burn_{w}": st.burns.get(w) for w in BURN_WINDOWS}
+    if st.band is None or st.remaining is None:
+        return row | {"band": "no SLI source" if st.description == "" else "no data", "data": st.problem}
+    window_h = slo.parse_duration(spec.window) / 3600
     exhausted = (
         "already"
-        if remaining <= 0
+        if st.exhaustion_s == 0
         else "never at this burn"
-        if left_s == float("inf")
-        else iso(rb.now + timedelta(seconds=left_s))
+        if st.exhaustion_s is None
+        else iso(rb.now + timedelta(seconds=st.exhaustion_s))
     )
-    provisional = hours < window_s / 3600 * 0.9
     return row | {
-        "remaining": remaining,
-        "band": band.name,
-        "policy": band.policy,
-        "deploys": band.deploys,
+        "remaining": st.remaining,
+        "band": st.band.name,
+        "policy": st.band.policy,
+        "deploys": st.band.deploys,
         "exhausted": exhausted,
-        "exhausted_in_s": None if left_s == float("inf") else left_s,
-        "data_hours": hours,
-        "provisional": provisional,
-        "data": f"{hours:.0f} h of {duration(window_s)}" + (" (provisional)" if provisional else ""),
-        "description": indicator.description,
+        "exhausted_in_s": st.exhaustion_s,
+        "data_hours": st.data_hours,
+        "provisional": st.provisional,
+        "data": f"{st.data_hours:.0f} h of {window_h:.0f} h" + (" (provisional)" if st.provisional else ""),
+        "description": st.description,
+        "firing": [t.name for t in st.firing],
     }
 
 
@@ -142,7 +131,9 @@ def _finding(rb: RunbookLike, row: dict[str, Any]) -> None:
         f"Error budget: {row['slo']}",
         VERDICT[row["band"]],
         f"{row['slo']} (objective {row['objective']:.2%}): {left}; burn {burns}; {when}. "
-        f"Policy band {row['band'].upper()}: {row['policy']} (deploys: {row['deploys']}).{provisional}",
+        f"Policy band {row['band'].upper()}: {row['policy']} (deploys: {row['deploys']})."
+        + (f" Burn-rate tiers firing: {', '.join(row['firing'])}." if row["firing"] else "")
+        + provisional,
         role="cause" if row["band"] in ("freeze", "incident") else None,
         slo=row["slo"],
         objective=row["objective"],
@@ -152,6 +143,7 @@ def _finding(rb: RunbookLike, row: dict[str, Any]) -> None:
         band=row["band"],
         deploys=row["deploys"],
         exhausted_at=row["exhausted"],
+        firing_tiers=row["firing"],
         provisional=row["provisional"],
         data_hours=row["data_hours"],
     )

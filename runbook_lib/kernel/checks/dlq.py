@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from ...rabbitmq import NO_X_DEATH, refusal
+from ...promql import selector
+from ...rabbitmq import BAD_X_DEATH_QUEUE, NO_X_DEATH, refusal
 from ..plots import timeseries
-from ..promql import selector
 from ..protocol import RunbookLike
 from .base import Result, check
 
@@ -118,7 +118,12 @@ def _finding(rb: RunbookLike, q: str, frame: pd.DataFrame, top: pd.Series, repla
     reason, origin, count = str(top["reason"]), str(top["original_queue"]), int(top["messages"])
     at_max = int((frame["replays"] >= rb.settings.rabbitmq.max_replays).sum())
     why = MEANING.get(reason, "see the x-death reason in RabbitMQ's documentation")
-    where = "without an x-death header" if reason == NO_X_DEATH else f"from {origin} ({reason}): {why}"
+    if reason == NO_X_DEATH:
+        where = "without an x-death header"
+    elif origin == BAD_X_DEATH_QUEUE:
+        where = "with a malformed x-death header (not the broker's shape: they are never replayed)"
+    else:
+        where = f"from {origin} ({reason}): {why}"
     rb.finding(
         "Dead letters by reason",
         "warning",

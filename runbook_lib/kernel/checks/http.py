@@ -8,11 +8,11 @@ from typing import Any
 
 import pandas as pd
 
+from ... import sli, slo
 from ...errors import SourceError
 from ...present import duration, iso, percent, times
-from .. import slo
+from ...promql import label_name, selector
 from ..plots import timeseries
-from ..promql import label_name, selector
 from ..protocol import RunbookLike
 from .base import Result, check
 
@@ -222,7 +222,7 @@ def error_ratio_graph(rb: RunbookLike, budget: ErrorBudget) -> bool:
 def _budget_finding(rb: RunbookLike, remaining: float) -> None:
     """The 28-day budget and its policy; provisional while Prometheus holds less than 90 % of 28 days."""
     _, everything = _selectors(rb)
-    hours = rb.prometheus.scalar(f"count_over_time(sum({everything})[28d:1h])", rb.now) or 0.0
+    hours = rb.prometheus.scalar(sli.data_hours_expr(everything, "28d"), rb.now) or 0.0
     left = (
         f"{remaining:.0%} of the 28-day error budget remains"
         if remaining >= 0

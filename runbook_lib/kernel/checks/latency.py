@@ -4,15 +4,16 @@ behind it (pg_stat_statements, or what runs long in pg_stat_activity)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pandas as pd
 
+from ... import slo
 from ...present import duration
-from .. import slo
+from ...promql import label_name, selector
 from ..plots import timeseries
-from ..promql import label_name, selector
 from ..protocol import RunbookLike
 from ..sources.postgres import activity
 from .base import Result, check
@@ -112,7 +113,7 @@ def _signals(rb: RunbookLike) -> dict[str, tuple[str, str]]:
     every = selector(m.http_requests)
     db = selector(f"{m.db_query_duration}_bucket")
     pod = label_name(m.pod_label)
-    cpu = selector(m.pod_cpu, **{pod: ("=~", f"{rb.service.deployment}-.*")})
+    cpu = selector(m.pod_cpu, **{pod: ("=~", f"{re.escape(rb.service.deployment)}-.*")})
     return {
         "error rate": (f"sum(rate({errors}[5m])) / sum(rate({every}[5m]))", "the 5xx ratio"),
         "database query time": (f"histogram_quantile(0.95, sum by (le) (rate({db}[5m])))", "p95 database query time"),
@@ -178,40 +179,45 @@ _ADVICE = {
 
 @check("Slow queries", SlowQueries)
 def slow_queries(rb: RunbookLike, min_s: float | None = None) -> SlowQueries:
-    """pg_stat_statements' slowest statements where the extension exists, otherwise the
-    statements running longer than ``min_s`` now (pg_stat_activity)."""
+    """What runs longer than ``min_s`` right now (pg_stat_activity: pg_stat_statements only
+    knows finished statements), then, where pg_stat_statements is installed and preloaded, the
+    statements slowest on average."""
     limit = float(min_s if min_s is not None else rb.thresholds.postgres_slow_query_s)
     title = "Slow queries"
+    running = activity.long_running(rb.postgres, limit)
+    if not running.empty:
+        rb.table(running, title=f"Statements running longer than {duration(limit)} now")
     stats = activity.slow_statements(rb.postgres)
-    if stats is not None:
-        slow = stats[stats["mean_ms"] >= limit * 1000]
-        rb.table(stats, title="Slowest statements by mean time (pg_stat_statements)")
-        source = "pg_stat_statements"
+    if stats is None:
+        rb.note("pg_stat_statements is not installed here: only what runs long right now is shown.")
+        averaged = stats
     else:
-        slow = activity.long_running(rb.postgres, limit)
-        rb.note("pg_stat_statements is not installed here: showing what runs long right now (pg_stat_activity).")
-        if not slow.empty:
-            rb.table(slow, title=f"Statements running longer than {duration(limit)}")
-        source = "pg_stat_activity"
-    if slow.empty:
-        rb.finding(title, "ok", f"No statement over {duration(limit)} ({source}).", source=source)
-        return SlowQueries(table=slow, source=source)
-    top = slow.iloc[0]
-    seconds = float(top["running_s"]) if "running_s" in top else float(top["mean_ms"]) / 1000
-    who = f" from {top['application']} (pid {int(top['pid'])})" if "application" in top else ""
+        rb.table(stats, title="Slowest statements by mean time (pg_stat_statements)")
+        averaged = stats[stats["mean_ms"] >= limit * 1000]
+    if not running.empty:
+        top, source = running.iloc[0], "pg_stat_activity"
+        seconds, verb, count = float(top["running_s"]), "has run", len(running)
+        who = f" from {top['application']} (pid {int(top['pid'])})"
+    elif averaged is not None and not averaged.empty:
+        top, source = averaged.iloc[0], "pg_stat_statements"
+        seconds, verb, count, who = float(top["mean_ms"]) / 1000, "averages", len(averaged), ""
+    else:
+        where = "pg_stat_activity" + (", pg_stat_statements" if stats is not None else "")
+        rb.finding(title, "ok", f"No statement over {duration(limit)} ({where}).", source=where)
+        return SlowQueries(table=running, source=where)
     rb.finding(
         title,
         "warning",
-        f"{len(slow)} statement(s) over {duration(limit)} ({source}); the slowest{who} "
-        f"{'has run' if 'running_s' in top else 'averages'} {duration(seconds)}: {top['query'][:160]}",
+        f"{count} statement(s) over {duration(limit)} ({source}); the slowest{who} {verb} {duration(seconds)}: "
+        f"{top['query'][:160]}",
         role="cause",
         source=source,
-        count=len(slow),
+        count=count,
         seconds=seconds,
         query=str(top["query"]),
         application=str(top.get("application", "")),
     )
-    return SlowQueries(table=slow, source=source)
+    return SlowQueries(table=running if source == "pg_stat_activity" else averaged, source=source)
 
 
 def _s(value: float | None) -> str:

@@ -9,11 +9,13 @@ from typing import Any
 
 import pandas as pd
 
+from ... import slo
 from ...present import percent
-from .. import slo
-from ..promql import label_name, selector
+from ...promql import label_name, selector
 from ..protocol import RunbookLike
 from .base import Result, check
+
+MIN_CANARY_REQUESTS = 100  # fewer requests than this over the window cannot show a difference
 
 
 @dataclass
@@ -111,9 +113,10 @@ def canary(rb: RunbookLike, changed: Changes | None = None, window: str = "15m")
     slo.parse_duration(window)
     m = rb.metrics
     version, status_label = label_name(m.version_label), label_name(m.status_label)
-    errors = selector(m.http_requests, **{status_label: ("=~", m.error_status_regex)})
-    every = selector(m.http_requests)
-    bucket = selector(f"{m.latency_histogram}_bucket")
+    scope = {label_name(m.job_label): m.api_job, version: ("!=", "")}  # this service's versioned traffic only
+    errors = selector(m.http_requests, **scope, **{status_label: ("=~", m.error_status_regex)})
+    every = selector(m.http_requests, **scope)
+    bucket = selector(f"{m.latency_histogram}_bucket", **scope)
     prom = rb.prometheus
     rps = prom.query(f"sum by ({version}) (rate({every}[{window}]))", rb.now)
     title = "Canary against stable"
@@ -132,15 +135,18 @@ def canary(rb: RunbookLike, changed: Changes | None = None, window: str = "15m")
     table["p95_s"] = p95.set_index(version)["value"] if not p95.empty and version in p95 else float("nan")
     table = table.fillna({"error_ratio": 0.0}).reset_index().rename(columns={version: "version"})
     tag = (changed.new_image or "").rpartition(":")[2] if changed else ""
-    canary_v = tag if tag in set(table["version"]) else str(table.sort_values("requests_per_s").iloc[0]["version"])
+    by_tag = tag in set(table["version"])
+    canary_v = tag if by_tag else str(table.sort_values("requests_per_s").iloc[0]["version"])
     table["role"] = ["canary" if v == canary_v else "stable" for v in table["version"]]
     rb.table(table.round(5), title=f"Per version over {window}")
     can = table[table["role"] == "canary"].iloc[0]
     stable = table[table["role"] == "stable"].sort_values("requests_per_s", ascending=False).iloc[0]
     budget = slo.error_budget(rb.thresholds.availability_objective)
-    worse_errors = can["error_ratio"] > max(2 * stable["error_ratio"], budget)
-    worse_latency = bool(can["p95_s"] > 1.5 * stable["p95_s"]) if can["p95_s"] == can["p95_s"] else False
-    result = Canary(table=table, canary=canary_v, stable=str(stable["version"]), worse=bool(worse_errors))
+    requests = float(can["requests_per_s"]) * slo.parse_duration(window)
+    enough = requests >= MIN_CANARY_REQUESTS  # 1 error in 3 requests says nothing
+    worse_errors = enough and can["error_ratio"] > max(2 * stable["error_ratio"], budget)
+    worse_latency = enough and bool(can["p95_s"] > 1.5 * stable["p95_s"]) if can["p95_s"] == can["p95_s"] else False
+    result = Canary(table=table, canary=canary_v, stable=str(stable["version"]), worse=bool(worse_errors and by_tag))
     summary = (
         f"canary {canary_v}: {percent(can['error_ratio'])} errors, p95 {can['p95_s']:.2f}s; stable "
         f"{stable['version']}: {percent(stable['error_ratio'])} errors, p95 {stable['p95_s']:.2f}s"
@@ -152,14 +158,26 @@ def canary(rb: RunbookLike, changed: Changes | None = None, window: str = "15m")
         "stable_error_ratio": float(stable["error_ratio"]),
         "canary_p95_s": float(can["p95_s"]),
         "stable_p95_s": float(stable["p95_s"]),
+        "canary_requests": round(requests),
+        "canary_from": "image tag" if by_tag else "least traffic",
     }
     if worse_errors or worse_latency:
         what = "fails more" if worse_errors else "is slower"
+        who = "The new version" if by_tag else f"Version {canary_v} (the one with the least traffic)"
+        advice = "roll back (Option 1)" if by_tag else "check it is the new release before rolling back"
         rb.finding(
             title,
-            "critical" if worse_errors else "warning",
-            f"The new version {what} than the stable one ({summary}): roll back (Option 1).",
+            "critical" if worse_errors and by_tag else "warning",
+            f"{who} {what} than the stable one ({summary}): {advice}.",
             role="cause",
+            **details,
+        )
+    elif not enough:
+        rb.finding(
+            title,
+            "info",
+            f"Too little canary traffic to compare ({round(requests)} requests in {window}, fewer than "
+            f"{MIN_CANARY_REQUESTS}): {summary}.",
             **details,
         )
     else:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from ...present import ago, duration, iso
-from ..promql import label_name, selector
+from ...promql import label_name, selector
 from ..protocol import RunbookLike
 from ..sources.probe import probe
 from .base import Result, check
@@ -77,31 +77,54 @@ def targets(rb: RunbookLike, job: str | None = None, lookback_s: float = 3 * 360
     if history.empty or "instance" not in history:
         rb.finding(title, "unchecked", f"Prometheus has no up series for job {job!r}.", reason="no data", job=job)
         return Targets.unchecked("no data")
-    rows, down_since = [], {}
+    rows, down_since, vanished = [], {}, []
     for instance, series in history.sort_values("timestamp").groupby("instance"):
         values = series["value"].tolist()
         stamps = series["timestamp"].tolist()
-        last_seen = stamps[-1]
-        stale = (rb.now - last_seen.to_pydatetime()).total_seconds() > 300
-        is_down = values[-1] == 0 or stale
-        since = _run_start(stamps, values) if values[-1] == 0 else last_seen if stale else None
-        if is_down and since is not None:
+        if (rb.now - stamps[-1].to_pydatetime()).total_seconds() > 300:
+            # no longer scraped at all: a pod replaced by a rollout or a scale-down, not a target down
+            vanished.append(str(instance))
+            continue
+        since = _run_start(stamps, values) if values[-1] == 0 else None
+        if since is not None:
             down_since[str(instance)] = since.to_pydatetime()
         rows.append(
             {
                 "instance": instance,
-                "up_now": not is_down,
-                "down_since": iso(since) if since is not None else "",
+                "up_now": values[-1] != 0,
+                "down_since": ("at least since " if since == stamps[0] else "") + iso(since)
+                if since is not None
+                else "",
                 "down_for": duration((rb.now - since.to_pydatetime()).total_seconds()) if since is not None else "",
                 "up_share": round(float(pd.Series(values).mean()), 3),
             }
         )
+    if not rows:
+        rb.finding(
+            title,
+            "critical",
+            f"No target of job {job} reports any more ({len(vanished)} stopped being scraped in the last "
+            f"{duration(lookback_s)}): every instance is gone, or the scrape configuration lost them.",
+            role="symptom",
+            job=job,
+            vanished=vanished,
+            scope="all",
+        )
+        return Targets(history=history, down=vanished, total=len(vanished))
     table = pd.DataFrame(rows)
     rb.table(table, title=f"Targets of job {job} over the last {duration(lookback_s)}")
     down = [r["instance"] for r in rows if not r["up_now"]]
     result = Targets(history=history, down=down, total=len(rows), down_since=down_since)
+    gone = f" ({len(vanished)} earlier targets stopped being scraped: replaced or scaled down.)" if vanished else ""
     if not down:
-        rb.finding(title, "ok", f"All {len(rows)} targets of job {job} are up.", job=job, targets=len(rows))
+        rb.finding(
+            title,
+            "ok",
+            f"All {len(rows)} targets of job {job} are up.{gone}",
+            job=job,
+            targets=len(rows),
+            vanished=vanished,
+        )
         return result
     first = min(down_since.values()) if down_since else None
     scope = "all" if len(down) == len(rows) else "some"
@@ -113,6 +136,7 @@ def targets(rb: RunbookLike, job: str | None = None, lookback_s: float = 3 * 360
             if scope == "all"
             else ": the others still serve, with less capacity and more load each."
         )
+        + gone
     )
     rb.finding(
         title,
@@ -124,6 +148,7 @@ def targets(rb: RunbookLike, job: str | None = None, lookback_s: float = 3 * 360
         scope=scope,
         total=len(rows),
         down_since={k: iso(v) for k, v in down_since.items()},
+        vanished=vanished,
     )
     return result
 
@@ -151,15 +176,21 @@ def pods(rb: RunbookLike, deployment: str | None = None) -> Pods:
     reasons: dict[str, list[str]] = {}
     for _, row in table.iterrows():
         for reason in (row["waiting"], row["last_exit"]):
-            if reason in POD_REASONS:
+            if reason.removeprefix("Init:") in POD_REASONS:
                 reasons.setdefault(reason, []).append(row["pod"])
     not_ready = int((~table["ready"]).sum())
     result = Pods(table=table, reasons=reasons, not_ready=not_ready)
     if not reasons and not not_ready:
         rb.finding(title, "ok", f"All {len(table)} pods of deployment/{name} are ready.", pods=len(table))
         return result
-    worst = sorted(reasons, key=lambda r: (-len(reasons[r]), list(POD_REASONS).index(r)))
-    parts = [f"{r} ({len(reasons[r])}: {', '.join(reasons[r])}): {POD_REASONS[r]}" for r in worst]
+    order = list(POD_REASONS)
+    worst = sorted(reasons, key=lambda r: (-len(reasons[r]), order.index(r.removeprefix("Init:"))))
+    parts = [
+        f"{r} ({len(reasons[r])}: {', '.join(reasons[r])}): "
+        + ("an init container " if r.startswith("Init:") else "")
+        + POD_REASONS[r.removeprefix("Init:")]
+        for r in worst
+    ]
     restarts = int(table["restarts"].sum())
     rb.finding(
         title,

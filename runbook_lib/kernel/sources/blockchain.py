@@ -4,13 +4,16 @@ one provider (chain id, head block with latency, sync state).
 A provider's URL may hold ``{api_key}``, filled from the environment variable its
 ``api_key_env`` names; that variable's name must be one every record redacts
 (:data:`runbook_lib.credentials.SECRET_ENV_NAME`). Everything shown (findings, errors, tables)
-uses the URL with the placeholder, never the key.
+uses the URL with the placeholder, never the key. A URL that carries a key itself (a user-info
+password, or a path segment or query value that looks like a key: a run of 20 or more letters,
+digits, ``-`` and ``_`` mixing letters and digits) is refused, since it would be shown verbatim.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import ssl
 import time
@@ -22,11 +25,13 @@ import httpx
 
 from ...credentials import MIN_SECRET_CHARS, SECRET_ENV_NAME, password_of
 from ...errors import ConfigError, SourceError, SourceNotConfigured
+from ...prometheus import tls_context
 from ...settings import RpcProvider, Settings
-from .prometheus import tls_context
 
 NAME = "Blockchain RPC"
 PLACEHOLDER = "{api_key}"
+# A run that looks like an API key or a project secret (Infura's 32 hex digits, Alchemy's keys).
+KEY_RUN = re.compile(r"[A-Za-z0-9_-]{20,}")
 # How a call failed: the transport (refused, dns, timeout, tls, unreachable), the HTTP layer
 # (http_status, not_json) or the node (jsonrpc: an error object; bad_answer: a result that is
 # not what the method returns).
@@ -132,11 +137,17 @@ class Blockchain:
 def endpoint(provider: RpcProvider, environ: dict[str, str]) -> Endpoint:
     """The provider with its key filled in. Refuses a key in a variable records would not
     redact (ConfigError), a key that is not set (SourceNotConfigured), and a URL that carries
-    a password or has a placeholder without a key variable (ConfigError)."""
+    a password or a raw key, or has a placeholder without a key variable (ConfigError)."""
     where = f"blockchain.providers[{provider.name}]"
     _check_url(where, provider.url)
     if password_of(provider.url):
         raise ConfigError(f"{where}.url contains a password; put the key in api_key_env and {PLACEHOLDER} in the url")
+    carrier = _raw_key(provider.url)
+    if carrier:
+        raise ConfigError(
+            f"{where}.url carries what looks like an API key in its {carrier}, which every record would show; "
+            f"move the key to the environment variable api_key_env names and put {PLACEHOLDER} in its place"
+        )
     if not provider.api_key_env:
         if PLACEHOLDER in provider.url:
             raise ConfigError(f"{where}.url has {PLACEHOLDER} but no api_key_env names the variable holding it")
@@ -164,6 +175,29 @@ def _check_url(where: str, url: str) -> None:
         raise ConfigError(f"{where}.url is not a valid URL: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigError(f"{where}.url must be an http:// or https:// URL with a host")
+
+
+def _raw_key(url: str) -> str | None:
+    """Where the URL (outside its placeholder) holds something that looks like a key: "path",
+    "query" or "user info"; None when nowhere."""
+    try:
+        parsed = httpx.URL(url.replace(PLACEHOLDER, "."))  # "." ends a run: the placeholder is no key
+    except httpx.InvalidURL:  # the placeholder in the host, say
+        parsed = httpx.URL(url.replace(PLACEHOLDER, "key"))
+    parts = [
+        ("user info", [parsed.username]),
+        ("path", parsed.path.split("/")),
+        ("query", [text for pair in parsed.params.multi_items() for text in pair]),
+        ("fragment", [parsed.fragment]),
+    ]
+    for carrier, texts in parts:
+        if any(_looks_like_key(text) for text in texts):
+            return carrier
+    return None
+
+
+def _looks_like_key(text: str) -> bool:
+    return any(re.search(r"[0-9]", run) and re.search(r"[A-Za-z]", run) for run in KEY_RUN.findall(text))
 
 
 # -- classification ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils import parse_quantity
 
-from ...credentials import SECRET_ENV_NAME
+from ...credentials import password_of
 from ...errors import SourceError, SourceNotConfigured, SourceUnavailable
 from ...settings import Settings
 
@@ -242,7 +242,8 @@ class Kubernetes:
         rows = []
         for ev in items:
             obj = ev.get("involvedObject") or {}
-            if not str(obj.get("name", "")).startswith(name):
+            involved = str(obj.get("name", ""))
+            if involved != name and not involved.startswith(f"{name}-"):
                 continue
             when = ev.get("lastTimestamp") or ev.get("eventTime") or ev["metadata"].get("creationTimestamp")
             rows.append(
@@ -386,7 +387,8 @@ class Kubernetes:
             "to_revision": target,
             "noop": template == dep_template,
             "images": [c.get("image") for c in template.get("spec", {}).get("containers", [])],
-            "patch": patch,
+            "patch": _masked(patch),  # shown: environment values hidden as in the ReplicaSet diff
+            "_patch": patch,  # sent
         }
 
     def patch_deployment(
@@ -431,9 +433,15 @@ POD_COLUMNS = [
 
 def _pod_row(pod: Mapping[str, Any]) -> dict[str, Any]:
     status = pod.get("status") or {}
-    statuses = status.get("containerStatuses") or []
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    init = {id(c) for c in status.get("initContainerStatuses") or []}
     waiting = next(
-        (c["state"]["waiting"].get("reason", "") for c in statuses if (c.get("state") or {}).get("waiting")), ""
+        (
+            ("Init:" if id(c) in init else "") + c["state"]["waiting"].get("reason", "")
+            for c in statuses
+            if (c.get("state") or {}).get("waiting")
+        ),
+        "",
     )
     last = [
         (c.get("lastState") or {}).get("terminated") or (c.get("state") or {}).get("terminated") or {} for c in statuses
@@ -447,7 +455,7 @@ def _pod_row(pod: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "pod": pod["metadata"]["name"],
         "phase": status.get("phase", "Unknown"),
-        "ready": _ready(status, statuses),
+        "ready": _ready(status, status.get("containerStatuses") or []),
         "restarts": sum(int(c.get("restartCount") or 0) for c in statuses),
         "waiting": waiting,
         "last_exit": ended.get("reason", ""),
@@ -472,22 +480,59 @@ def _containers(rs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {c.get("name", "?"): c for c in rs["spec"]["template"]["spec"].get("containers", [])}
 
 
+# An environment variable whose name says it holds a secret: its value is never shown. Broader
+# than the redaction pattern on purpose: these are the application's secrets, which no
+# redactor of ours knows.
+SECRET_NAME = re.compile(
+    r"PASS|SECRET|TOKEN|KEY|PRIVATE|CRED|DSN|AUTH|MNEMONIC|SEED|COOKIE|SESSION|CERT|SIGN", re.IGNORECASE
+)
+# A value that looks like a key whatever its name: a long run of key characters, letters and digits.
+KEY_LIKE = re.compile(r"(?=[A-Za-z0-9_+/=-]*\d)(?=[A-Za-z0-9_+/=-]*[A-Za-z])[A-Za-z0-9_+/=-]{20,}")
+
+
 def _env(container: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-    """name -> (what is compared, what is shown): a secret-looking name or a secretKeyRef never
-    shows its value, but a change to it still shows as a change."""
+    """name -> (what is compared, what is shown). A value from a secretKeyRef shows as the
+    reference; a value whose name looks secret, or that looks like a key, shows as "(hidden)"
+    (the comparison still uses the value, so a change shows as a change); a password inside a
+    URL is masked."""
     out = {}
     for var in container.get("env") or []:
         name = str(var.get("name", ""))
         if "valueFrom" in var:
-            ref = var["valueFrom"]
+            ref = var["valueFrom"] if isinstance(var["valueFrom"], dict) else {}
             kind = next(iter(ref), "valueFrom")
-            target = ref.get(kind) or {}
+            target = ref.get(kind) if isinstance(ref.get(kind), dict) else {}
             shown = f"<{kind} {target.get('name', '')}/{target.get('key', '')}>"
-            out[name] = (json.dumps(ref, sort_keys=True), shown)
-        else:
-            value = str(var.get("value", ""))
-            out[name] = (value, "(hidden: secret-looking name)" if SECRET_ENV_NAME.search(name) else value)
+            out[name] = (json.dumps(ref, sort_keys=True, default=str), shown)
+            continue
+        value = str(var.get("value", ""))
+        out[name] = (value, _shown_value(name, value))
     return out
+
+
+def _masked(doc: Any) -> Any:
+    """A copy of ``doc`` with every container environment value shown as :func:`_shown_value` shows it."""
+    if isinstance(doc, list):
+        return [_masked(x) for x in doc]
+    if not isinstance(doc, dict):
+        return doc
+    out = {k: _masked(v) for k, v in doc.items()}
+    if isinstance(doc.get("env"), list):
+        out["env"] = [
+            {**var, "value": _shown_value(str(var.get("name", "")), str(var["value"]))}
+            if isinstance(var, dict) and "value" in var
+            else var
+            for var in doc["env"]
+        ]
+    return out
+
+
+def _shown_value(name: str, value: str) -> str:
+    if SECRET_NAME.search(name) or KEY_LIKE.search(value):
+        return "(hidden)"  # not even a hash: a short secret's hash can be guessed
+    for password in sorted(password_of(value), key=len, reverse=True):
+        value = value.replace(password, "***")
+    return value
 
 
 def _selector(deployment: Mapping[str, Any]) -> str:

@@ -115,3 +115,53 @@ def budget_policy(remaining: float | None) -> str:
     """The package's error-budget policy for the share of budget left."""
     band = policy_band(remaining)
     return band.policy if band else "unknown (no data)"
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One multiwindow, multi-burn-rate alert (the SRE workbook's table): it fires when the
+    burn rate over both the long and the short window is at least ``burn_rate``."""
+
+    burn_rate: float
+    long_window: str
+    short_window: str
+    severity: str  # page / ticket
+
+    @property
+    def name(self) -> str:
+        return f"{self.burn_rate:g}x"
+
+
+TIERS = (
+    Tier(14.4, "1h", "5m", "page"),
+    Tier(6.0, "6h", "30m", "page"),
+    Tier(3.0, "1d", "2h", "ticket"),
+    Tier(1.0, "3d", "6h", "ticket"),
+)
+
+
+def windows() -> list[str]:
+    """Every window the tiers read, shortest first."""
+    return sorted({w for t in TIERS for w in (t.long_window, t.short_window)}, key=parse_duration)
+
+
+def firing_tiers(burns: dict[str, float | None], tiers: tuple[Tier, ...] = TIERS) -> list[Tier]:
+    """The tiers whose long and short windows both burn at least their rate. A window with no
+    data (None) never fires a tier."""
+    fired = []
+    for tier in tiers:
+        long_burn, short_burn = burns.get(tier.long_window), burns.get(tier.short_window)
+        if long_burn is not None and short_burn is not None and min(long_burn, short_burn) >= tier.burn_rate:
+            fired.append(tier)
+    return fired
+
+
+def exhaustion_at_s(remaining: float | None, burn: float | None, window_s: float) -> float | None:
+    """Seconds from now until the budget is gone at ``burn``: 0 when it already is, None when
+    unknown or not burning (never at this rate)."""
+    if remaining is None:
+        return None
+    if remaining <= 0:
+        return 0.0
+    left = time_to_exhaustion(burn, remaining, window_s)
+    return None if math.isinf(left) else left

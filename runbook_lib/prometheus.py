@@ -12,9 +12,9 @@ import certifi
 import httpx
 import pandas as pd
 
-from ...credentials import safe_endpoint
-from ...errors import SourceError, SourceNotConfigured, SourceUnavailable
-from ...settings import Settings
+from .credentials import safe_endpoint
+from .errors import SourceError, SourceNotConfigured, SourceUnavailable
+from .settings import Settings
 
 NAME = "Prometheus"
 
