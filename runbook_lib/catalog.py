@@ -16,6 +16,9 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SEVERITIES = ("critical", "warning", "info")
 
 
+RUNBOOK_KINDS = ("fallback", "drill", "report", "manual")
+
+
 @dataclass(frozen=True)
 class AlertSpec:
     name: str
@@ -50,6 +53,8 @@ class Catalog:
         self.alerts = {a.name: a for a in alerts}
         self.slos = slos
         self.runbooks_dir = runbooks_dir
+        # runbooks no alert routes to: slug -> (kind, how it is reached)
+        self.kinds: dict[str, tuple[str, str]] = {}
 
     @classmethod
     def load(cls, path: Path, runbooks_dir: Path) -> Catalog:
@@ -98,7 +103,13 @@ class Catalog:
                     extra={k: v for k, v in item.items() if k not in known},
                 )
             )
-        return cls(alerts, slos, runbooks_dir)
+        catalog = cls(alerts, slos, runbooks_dir)
+        for slug, item in (raw.get("runbooks") or {}).items():
+            kind = str((item or {}).get("kind", ""))
+            if not SLUG.fullmatch(str(slug)) or kind not in RUNBOOK_KINDS:
+                raise ConfigError(f"{path.name}: runbooks.{slug}: kind must be one of {RUNBOOK_KINDS}")
+            catalog.kinds[str(slug)] = (kind, str((item or {}).get("reached_by", "")))
+        return catalog
 
     def notebook(self, slug: str) -> Path:
         return self.runbooks_dir / f"{slug}.ipynb"

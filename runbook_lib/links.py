@@ -3,8 +3,16 @@ graph page over a time range, a Grafana dashboard over the same range. Only http
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
+
+# The generated Grafana dashboards (runbook_lib.dashboards): file -> uid.
+DASHBOARDS = {
+    "slo.json": "omnihub-slo",
+    "operator.json": "omnihub-operator",
+    "infrastructure.json": "omnihub-infrastructure",
+}
 
 
 def _base(url: str | None) -> str | None:
@@ -39,3 +47,18 @@ def grafana(base: str | None, dashboard: str | None, end: datetime, range_s: flo
     start = end - timedelta(seconds=range_s)
     path = "/" + dashboard.lstrip("/")
     return f"{root}{path}?from={int(start.timestamp() * 1000)}&to={int(end.timestamp() * 1000)}"
+
+
+def panel_id(title: str) -> int:
+    """A generated dashboard panel's stable id, from its title alone (adding or reordering
+    panels never moves another panel's link)."""
+    return 100_000 + zlib.crc32(title.encode("utf-8")) % 900_000
+
+
+def grafana_panel(
+    base: str | None, dashboard_file: str, title: str, end: datetime, range_s: float = 3 * 3600
+) -> str | None:
+    """One panel of a generated dashboard, alone (``viewPanel``), over the same range."""
+    uid = DASHBOARDS.get(dashboard_file)
+    page = grafana(base, f"/d/{uid}", end, range_s) if uid else None
+    return f"{page}&viewPanel={panel_id(title)}" if page else None

@@ -318,6 +318,38 @@ class LinkSettings(_Section):
     """Path of the dashboard records link to, on grafana_url."""
 
 
+class GrowthRow(_Section):
+    metric: str
+    """What grows (the package's growth table)."""
+    current: float
+    """The package's figure for now."""
+    six_months: float
+    twelve_months: float
+    trigger: str
+    """When to scale, in the package's words."""
+
+
+class CapacitySettings(_Section):
+    lookback: str = "3d"
+    """How much history the capacity report fits its trends to."""
+    database_disk_bytes: float | None = None
+    """Size of the database's volume; None: disk use is not projected."""
+    cpu_trigger: float = 0.7
+    """CPU use of the pods' limits at which to scale horizontally (the HPA's target)."""
+    memory_trigger: float = 0.8
+    """Memory use of the pods' limits at which to scale."""
+    disk_trigger: float = 0.8
+    """Database disk use at which to grow storage."""
+    connections_trigger: float = 0.8
+    """Share of max_connections at which to add a pooler or raise the limit."""
+    hpa_min_replicas: int = 3
+    """The package's HPA: minimum replicas."""
+    hpa_max_replicas: int = 20
+    """The package's HPA: maximum replicas."""
+    growth: list[GrowthRow] = Field(default_factory=list)
+    """The package's growth projections (parameters/defaults.yaml)."""
+
+
 class MonitoringSettings(_Section):
     """What ``runbook generate`` writes into the Alertmanager configuration and the alert
     annotations. Endpoints and file paths only: secrets are read by Alertmanager from files."""
@@ -383,6 +415,8 @@ class Settings(_Section):
     """Optional Slack/PagerDuty notifications."""
     links: LinkSettings = Field(default_factory=LinkSettings)
     """Where records and messages link to (Prometheus, Grafana)."""
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
+    """The capacity report: triggers, the HPA's bounds, the package's growth table."""
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     """What the generated Alertmanager configuration and alert annotations point at."""
 

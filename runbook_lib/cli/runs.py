@@ -160,11 +160,19 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "note": "" if route.reason == "catalog" else route.reason,
             }
         )
+    others = [
+        {"runbook": slug, "kind": kind, "reached_by": how}
+        for slug, (kind, how) in sorted(catalog.kinds.items())
+        if catalog.has_notebook(slug)
+    ]
     if args.json:
-        print(json.dumps({"alerts": rows, "runbooks": catalog.slugs()}, indent=2))
+        print(json.dumps({"alerts": rows, "runbooks": catalog.slugs(), "not_alerted": others}, indent=2))
         return EXIT_OK
     print(f"Runbooks in {settings.runbooks_path}: {', '.join(catalog.slugs()) or '(none)'}\n")
     print_table(rows, ["alert", "severity", "routed_to", "note"])
+    if others:
+        print("\nRunbooks no alert routes to:")
+        print_table(others, ["runbook", "kind", "reached_by"])
     print("\nAny other alertname is routed to: triage")
     return EXIT_OK
 

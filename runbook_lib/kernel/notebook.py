@@ -24,7 +24,7 @@ from ..alertmanager import Alert, parse_alert
 from ..catalog import Catalog, Route
 from ..contract import ACTION_MIME, FINDING_MIME, MODES, VERDICTS, jsonable, worst_first
 from ..errors import RunbookError, SourceError, SourceNotConfigured, SourceUnavailable
-from ..links import prometheus_graph
+from ..links import grafana_panel, prometheus_graph
 from ..settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -205,14 +205,21 @@ class Runbook:
         """Show a PNG (a plot) in the notebook and the record."""
         self._display({"image/png": base64.b64encode(png).decode("ascii"), "text/plain": f"[{alt}]"})
 
-    def query_link(self, expr: str, title: str, range_s: float = 3 * 3600) -> None:
-        """ "Open in Prometheus" for a query this runbook ran, over ``range_s`` up to now."""
-        url = prometheus_graph(self.settings.prometheus_link_base, expr, self.now, range_s)
-        if url:
-            html = (
-                f'<div class="rb-note"><a href="{present.esc(url)}">open in Prometheus</a>: {present.esc(title)}</div>'
-            )
-            self._display({"text/html": html, "text/plain": f"open in Prometheus: {url}"})
+    def query_link(
+        self, expr: str, title: str, range_s: float = 3 * 3600, panel: tuple[str, str] | None = None
+    ) -> None:
+        """ "Open in Prometheus" for a query this runbook ran, over ``range_s`` up to now; with
+        ``panel`` (dashboard file, panel title) and links.grafana_url set, the matching panel of
+        the generated Grafana dashboard too."""
+        urls = [("open in Prometheus", prometheus_graph(self.settings.prometheus_link_base, expr, self.now, range_s))]
+        if panel:
+            found = grafana_panel(self.settings.links.grafana_url, panel[0], panel[1], self.now, range_s)
+            urls.append((f"Grafana: {panel[1]}", found))
+        shown = [(label, url) for label, url in urls if url]
+        if shown:
+            anchors = " · ".join(f'<a href="{present.esc(url)}">{present.esc(label)}</a>' for label, url in shown)
+            html = f'<div class="rb-note">{anchors}: {present.esc(title)}</div>'
+            self._display({"text/html": html, "text/plain": "; ".join(f"{label}: {url}" for label, url in shown)})
 
     def note(self, text: str) -> None:
         self._display({"text/html": present.note_html(text), "text/plain": text})

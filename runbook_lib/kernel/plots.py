@@ -21,6 +21,7 @@ import pandas as pd
 from .protocol import RunbookLike
 
 LINE, THRESHOLD, MARKER = "#2f6db5", "#b3261e", "#6b6b73"
+SERIES = ("#2f6db5", "#e08a00", "#2e8b57", "#8e44ad", "#6b6b73")  # several lines in one graph
 
 
 def timeseries(
@@ -32,15 +33,21 @@ def timeseries(
     thresholds: Mapping[str, float] | None = None,
     markers: Mapping[str, datetime] | None = None,
 ) -> bool:
-    """Plot ``frame`` (columns timestamp, value) with dashed horizontal ``thresholds`` and
-    vertical ``markers`` (a spike start, a rollout), and show it in the record. Returns False
-    (and shows nothing) when there is nothing to plot."""
+    """Plot ``frame`` (columns timestamp, value; with a ``series`` column, one labelled line per
+    series) with dashed horizontal ``thresholds`` and vertical ``markers`` (a spike start, a
+    rollout), and show it in the record. Returns False (and shows nothing) when there is nothing
+    to plot."""
     if frame.empty or "timestamp" not in frame or "value" not in frame:
         return False
     data = frame.sort_values("timestamp")
     scale = 100.0 if percent else 1.0
     fig, ax = plt.subplots(figsize=(6.4, 2.6), dpi=110)
-    ax.plot(data["timestamp"], data["value"] * scale, color=LINE, linewidth=1.6)
+    if "series" in data:
+        for (name, part), color in zip(data.groupby("series", sort=False), SERIES, strict=False):
+            ax.plot(part["timestamp"], part["value"] * scale, color=color, linewidth=1.4, label=str(name))
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
+    else:
+        ax.plot(data["timestamp"], data["value"] * scale, color=LINE, linewidth=1.6)
     for label, value in (thresholds or {}).items():
         ax.axhline(value * scale, color=THRESHOLD, linestyle="--", linewidth=1)
         ax.annotate(
@@ -63,7 +70,8 @@ def timeseries(
     ax.set_title(title, fontsize=9, loc="left", y=1.0)  # a fixed y: no automatic placement (15 ms)
     ax.set_ylabel("%" if percent else "", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz="UTC"))
+    long_range = (end - start) > pd.Timedelta(days=1)
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M" if long_range else "%H:%M", tz="UTC"))
     ax.set_xlabel("UTC", fontsize=7)
     ax.grid(alpha=0.25)
     fig.subplots_adjust(left=0.08, right=0.985, top=0.89, bottom=0.18)  # tight_layout measures text: 30 ms

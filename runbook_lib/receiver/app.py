@@ -31,6 +31,7 @@ from .auth import check_auth
 from .health import Health
 from .intake import Intake
 from .metrics import Metrics
+from .runbook_page import PAGE_CSP, RunbookPages
 
 log = logging.getLogger("runbook.webhook")
 RECORD_HEADERS = {
@@ -95,6 +96,7 @@ def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any
     _alerts_route(app, settings, intake, metrics, health, require_auth)
     _status_routes(app, intake, metrics, health, supervisor)
     _records_route(app, settings, require_auth)
+    _runbooks_route(app, settings, require_auth)
     app.state.intake = intake
     app.state.metrics = metrics
     app.state.health = health
@@ -221,3 +223,18 @@ def _records_route(app: FastAPI, settings: Settings, require_auth: bool) -> None
         except (ArchiveError, OSError):
             return JSONResponse({"error": "no such record"}, status_code=404, headers=RECORD_HEADERS)
         return HTMLResponse(with_events(page, loaded.get("events", [])), headers=RECORD_HEADERS)
+
+
+def _runbooks_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:
+    """``GET /runbooks/{slug}``, where generated alerts' ``runbook_url`` points (.runbook_page)."""
+    pages = RunbookPages(settings.runbooks_path, settings.catalog_file, settings.archive_path)
+    headers = {**RECORD_HEADERS, "Content-Security-Policy": PAGE_CSP}
+
+    @app.get("/runbooks/{slug:path}")  # ":path": "../x", "a/b" reach the 404 below, with its headers
+    async def runbook_page(slug: str, request: Request) -> Response:
+        if require_auth and not check_auth(settings, request.headers.get("authorization")):
+            return _unauthorized(settings)
+        page = await asyncio.to_thread(pages.page, slug)
+        if page is None:  # the slug is never echoed
+            return JSONResponse({"error": "no such runbook"}, status_code=404, headers=RECORD_HEADERS)
+        return HTMLResponse(page, headers=headers)

@@ -139,6 +139,26 @@ class PlatformScenario:
             base *= 1.3
         return base
 
+    # -- growth (the capacity report): each rises linearly over the three days ---------------------
+    def _grown(self, t: datetime, start: float, per_day: float) -> float:
+        return start + per_day * (t - self.start).total_seconds() / 86400
+
+    def cpu_cores(self, t: datetime) -> float:
+        """Per pod: 0.17 cores three days ago, 0.05 more each day (limit 0.5: 70 % is 0.35)."""
+        return self._grown(t, 0.17, 0.05)
+
+    def memory_bytes(self, t: datetime) -> float:
+        """Per pod: 300 MiB three days ago, 25 MiB more each day (limit 512 MiB: 80 % is 409.6)."""
+        return self._grown(t, 300 * 2**20, 25 * 2**20)
+
+    def database_bytes(self, t: datetime) -> float:
+        """8 GB three days ago, 0.3 GB more each day."""
+        return self._grown(t, 8e9, 0.3e9)
+
+    def connections(self, t: datetime) -> float:
+        """40 connections three days ago, 5 more each day (of 100)."""
+        return self._grown(t, 40.0, 5.0)
+
     def answering(self, inst: Instance, t: datetime) -> bool:
         return not (inst.address == self.down_instance and t >= self.down_at)
 
@@ -253,18 +273,23 @@ def _write_platform(s: PlatformScenario, out: TextIO, times: list[datetime], rng
             lines += len(BUCKETS) + 2
     family("container_cpu_usage_seconds_total", "counter", "cAdvisor CPU seconds.")
     for inst in s.instances:
-        acc = 0.0
         labels = f'container="api",namespace="{s.namespace}",pod="{inst.pod}"'
-
-        def cpu(inst: Instance = inst) -> Iterator[tuple[datetime, float]]:
-            nonlocal acc
-            last = times[0]
-            for t in times:
-                acc += 0.2 * (t - last).total_seconds() * rng.uniform(0.97, 1.03)
-                last = t
-                yield t, acc
-
-        series("container_cpu_usage_seconds_total", labels, cpu())
+        series("container_cpu_usage_seconds_total", labels, _cpu_seconds(s, times, rng))
+    family("container_memory_working_set_bytes", "gauge", "cAdvisor working set.")
+    for inst in s.instances:
+        labels = f'container="api",namespace="{s.namespace}",pod="{inst.pod}"'
+        series("container_memory_working_set_bytes", labels, ((t, s.memory_bytes(t)) for t in times))
+    family("kube_pod_container_resource_limits", "gauge", "kube-state-metrics container limits.")
+    for inst in s.instances:
+        for resource, unit, value in (("cpu", "core", 0.5), ("memory", "byte", 512 * 2**20)):
+            labels = f'container="api",namespace="{s.namespace}",pod="{inst.pod}",resource="{resource}",unit="{unit}"'
+            series("kube_pod_container_resource_limits", labels, ((t, value) for t in times))
+    family("pg_database_size_bytes", "gauge", "postgres_exporter database size.")
+    series("pg_database_size_bytes", 'datname="omnihub",instance="db:9187"', ((t, s.database_bytes(t)) for t in times))
+    family("pg_stat_activity_count", "gauge", "postgres_exporter connections.")
+    series("pg_stat_activity_count", 'instance="db:9187",state="active"', ((t, s.connections(t)) for t in times))
+    family("pg_settings_max_connections", "gauge", "postgres_exporter max_connections.")
+    series("pg_settings_max_connections", 'instance="db:9187"', ((t, 100.0) for t in times))
     bad_from = s.bad_period[0]
     pg_down = (bad_from + timedelta(minutes=30), bad_from + timedelta(minutes=40))
     family("pg_up", "gauge", "Whether PostgreSQL answers the exporter.")
@@ -288,6 +313,14 @@ def _write_platform(s: PlatformScenario, out: TextIO, times: list[datetime], rng
     return lines
 
 
+def _cpu_seconds(s: PlatformScenario, times: list[datetime], rng: random.Random) -> Iterator[tuple[datetime, float]]:
+    acc, last = 0.0, times[0]
+    for t in times:
+        acc += s.cpu_cores(t) * (t - last).total_seconds() * rng.uniform(0.99, 1.01)
+        last = t
+        yield t, acc
+
+
 def _dlq_depth(s: PlatformScenario, t: datetime) -> float:
     started = s.now - timedelta(hours=1)
     return 0.0 if t < started else min(340.0, 340.0 * (t - started).total_seconds() / 3600)
@@ -296,3 +329,20 @@ def _dlq_depth(s: PlatformScenario, t: datetime) -> float:
 def write_file(s: PlatformScenario, path: Path) -> int:
     with path.open("w") as fh:
         return write_openmetrics(s, fh)
+
+
+def write_steady(path: Path, now: datetime, error_ratio: float, hours: int = 72, per_minute: float = 10_000.0) -> None:
+    """A known answer: ``hours`` of API traffic, one sample a minute, failing exactly
+    ``error_ratio`` of requests all along (and nothing else). Every window's error ratio is
+    ``error_ratio``, so the budget left is 1 - error_ratio / (1 - objective)."""
+    start = now.replace(second=0, microsecond=0) - timedelta(hours=hours)
+    errors = per_minute * error_ratio
+    with path.open("w") as out:
+        out.write("# HELP http_requests Total HTTP requests.\n# TYPE http_requests counter\n")
+        for status, step in (("500", errors), ("200", per_minute - errors)):
+            for i in range(hours * 60 + 1):
+                t = start + timedelta(minutes=i)
+                out.write(
+                    f'http_requests_total{{job="api-gateway",status="{status}"}} {step * i:.3f} {t.timestamp():.3f}\n'
+                )
+        out.write("# EOF\n")

@@ -1,10 +1,12 @@
-"""The SRE package's error-budget arithmetic."""
+"""The SRE package's error-budget arithmetic: examples from the package, then properties."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from runbook_lib import slo
 from runbook_lib.present import duration
@@ -46,3 +48,71 @@ def test_durations() -> None:
             slo.parse_duration(bad)
     assert duration(5400) == "1h30m" and duration(42) == "42s" and duration(57000) == "15h50m"
     assert duration(0.31) == "0.3s" and duration(None) == "n/a" and duration(-5) == "n/a"
+
+
+# -- properties (hypothesis) ----------------------------------------------------------------------
+
+objectives = st.floats(min_value=0.9, max_value=0.99999)
+ratios = st.floats(min_value=0.0, max_value=1.0)
+shares = st.floats(min_value=-5.0, max_value=1.0)
+burns = st.floats(min_value=0.0, max_value=1000.0)
+
+
+@given(ratios, objectives)
+def test_burn_rate_is_the_ratio_over_the_budget_and_budget_left_is_one_minus_it(ratio: float, objective: float) -> None:
+    burn = slo.burn_rate(ratio, objective)
+    assert burn == pytest.approx(ratio / (1 - objective))
+    # the budget left over a window is 1 - the burn over that window
+    assert slo.budget_remaining(ratio, objective) == pytest.approx(1 - burn)
+
+
+@given(shares, shares)
+def test_the_policy_band_never_improves_as_the_budget_shrinks(a: float, b: float) -> None:
+    order = ["incident", "freeze", "caution", "normal"]
+    low, high = sorted((a, b))
+    assert order.index(slo.policy_band(low).name) <= order.index(slo.policy_band(high).name)
+
+
+@given(shares)
+def test_the_policy_band_matches_the_package_table(remaining: float) -> None:
+    name = slo.policy_band(remaining).name
+    expected = (
+        "normal" if remaining > 0.5 else "caution" if remaining > 0.25 else "freeze" if remaining > 0.10 else "incident"
+    )
+    assert name == expected
+
+
+@given(st.floats(min_value=0.0, max_value=1.0), st.floats(min_value=0.01, max_value=1000.0))
+def test_exhaustion_spends_exactly_what_is_left(remaining: float, burn: float) -> None:
+    window = 28 * 86400
+    left = slo.exhaustion_at_s(remaining, burn, window)
+    if remaining == 0:
+        assert left == 0
+        return
+    # burning at `burn` spends burn/window of the budget per second
+    assert left * burn / window == pytest.approx(remaining)
+
+
+@given(st.floats(min_value=-5.0, max_value=0.0))
+def test_an_overspent_budget_is_exhausted_now_and_no_burn_never_exhausts(remaining: float) -> None:
+    assert slo.exhaustion_at_s(remaining, 3.0, 86400) == 0
+    assert slo.exhaustion_at_s(0.5, 0.0, 86400) is None
+    assert slo.exhaustion_at_s(None, 3.0, 86400) is None
+
+
+@given(st.dictionaries(st.sampled_from(["5m", "30m", "1h", "2h", "6h", "1d", "3d"]), burns))
+def test_a_tier_fires_exactly_when_both_its_windows_burn_at_its_rate(measured: dict[str, float]) -> None:
+    table = {(14.4, "1h", "5m"), (6.0, "6h", "30m"), (3.0, "1d", "2h"), (1.0, "3d", "6h")}  # the package's
+    fired = {(t.burn_rate, t.long_window, t.short_window) for t in slo.firing_tiers(measured)}
+    expected = {
+        (rate, long_w, short_w)
+        for rate, long_w, short_w in table
+        if long_w in measured and short_w in measured and measured[long_w] >= rate and measured[short_w] >= rate
+    }
+    assert fired == expected
+
+
+@given(burns)
+def test_a_steady_burn_fires_every_tier_at_or_below_it(burn: float) -> None:
+    steady = dict.fromkeys(slo.windows(), burn)
+    assert {t.burn_rate for t in slo.firing_tiers(steady)} == {r for r in (14.4, 6.0, 3.0, 1.0) if burn >= r}

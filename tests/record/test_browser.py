@@ -4,44 +4,11 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 from tests.helpers import HOME, alert_payload, runbook_cli, write_json
 
 SCREENSHOTS = HOME / ".screenshots"
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        pytest.fail("Debian's chromium and chromium-driver are required (scripts/bootstrap.sh installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_burn_rate_record_reads_at_390_and_1280_px(tmp_path: Path, full_env, browser) -> None:

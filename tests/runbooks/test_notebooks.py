@@ -94,6 +94,13 @@ def step_titles(nb: nbformat.NotebookNode) -> list[tuple[str, str, str | None]]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_title_metadata_is_the_notebooks_own_heading(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    heading = "".join(nb.cells[0].source).splitlines()[0]
+    assert heading == f"# {nb.metadata.get('title')}", "metadata.title is what pages and records call it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_each_step_is_titled_once(path: Path) -> None:
     """rb.step(n, title) repeats the markdown heading above it word for word: the record's
     step labels and the notebook's headings cannot drift apart."""
@@ -131,6 +138,20 @@ def test_an_alert_whose_runbook_is_missing_falls_to_triage_and_says_so(tmp_path:
     route = catalog.route("DLQBacklog")
     assert route.slug == "triage" and route.reason == "runbook 'dlq-backlog' not written yet"
     assert route.spec is not None and route.spec.runbook == "dlq-backlog"
+
+
+def test_every_runbook_is_reached_from_an_alert_or_is_a_drill_report_or_named_manual_runbook() -> None:
+    catalog = Catalog.load(HOME / "parameters" / "catalog.yaml", HOME / "runbooks")
+    routed = {a.runbook for a in catalog.alerts.values()}
+    for slug in catalog.slugs():
+        assert slug in routed or slug in catalog.kinds, f"{slug}: no alert routes to it and the catalog lists no kind"
+        assert not (slug in routed and slug in catalog.kinds), f"{slug}: both routed and listed"
+    assert {s for s, (kind, _) in catalog.kinds.items() if kind in ("drill", "report")} >= {
+        "dr-drill-database-restore",
+        "slo-report",
+        "capacity-report",
+    }
+    assert set(catalog.kinds) <= set(catalog.slugs()), "the catalog lists a runbook that does not exist"
 
 
 def test_runbook_list_routes_every_catalog_alert_to_its_own_runbook() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from runbook_lib import dashboards
 from runbook_lib.alertmanager import parse_alert
+from runbook_lib.catalog import Catalog
 from runbook_lib.run.engine import Engine, RunRequest
 from runbook_lib.sandbox import services
 from runbook_lib.sandbox.fake_kube import SANDBOX_SECRETS, FakeKube
@@ -83,7 +85,11 @@ def env(
     into a parameters/ of the test's own."""
     scenario, prom = platform
     urls = "\n".join(f"    - {u}" for u in health_urls.values())
-    own_parameters(tmp_path, monkeypatch, f"service:\n  health_urls:\n{urls}\n  probe_timeout_s: 1\n")
+    own_parameters(
+        tmp_path,
+        monkeypatch,
+        f"service:\n  health_urls:\n{urls}\n  probe_timeout_s: 1\ncapacity:\n  database_disk_bytes: 12000000000\n",
+    )
     fake = FakeKube()
     fake.add_api_gateway(NAMESPACE, scenario.canary_at - timedelta(minutes=2))
     fake.start()
@@ -197,8 +203,9 @@ def _sleep(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_high_latency_ranks_the_slow_endpoint_follows_the_database_and_finds_the_long_query(
-    env: FakeKube, long_query: None
+    env: FakeKube, long_query: None, archive_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("RUNBOOK_GRAFANA_URL", "https://grafana.example.test")
     record = run("high-latency", "HighLatency")
 
     latency = finding(record, "Latency by endpoint")
@@ -214,6 +221,13 @@ def test_high_latency_ranks_the_slow_endpoint_follows_the_database_and_finds_the
     assert slow["role"] == "cause" and slow["details"]["application"] == "report-export"
     assert slow["details"]["source"] == "pg_stat_activity" and slow["details"]["seconds"] > 5
     assert "monthly report export" in slow["details"]["query"]
+
+    # the p95 query links the generated SLO dashboard's P95 panel (the same id the dashboard has)
+    settings = load_settings()
+    slo_dash = dashboards.dashboards(Catalog.load(settings.catalog_file, settings.runbooks_path), settings.metrics)
+    p95 = next(p for p in dashboards.panels(slo_dash["slo.json"]) if p.get("title") == "P95 Latency")
+    page = next(archive_dir.rglob(f"{record['id']}/record.html")).read_text()
+    assert "https://grafana.example.test/d/omnihub-slo?from=" in page and f"viewPanel={p95['id']}" in page
 
 
 # -- low-error-budget ---------------------------------------------------------------------------------
@@ -293,3 +307,81 @@ def test_deployment_failure_names_the_stuck_rollout_the_change_and_the_worse_can
     rollback = action(record, "rollback")
     assert rollback["recommended"] is True and rollback["status"] == "proposed"
     assert rollback["plan"]["to_revision"] == 6 and rollback["plan"]["images"] == ["omnihub/api-gateway:1.42.0"]
+
+
+# -- the report notebooks ---------------------------------------------------------------------------
+def _open(browser: Any, page: Path) -> dict[str, Any]:
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+    )
+    browser.get(page.as_uri())
+    return browser.execute_script(
+        """
+        const imgs = [...document.querySelectorAll('img')];
+        return {decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).map(i => i.alt),
+                overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth};
+        """
+    )
+
+
+def test_the_slo_report_shows_its_graphs_and_the_band_per_slo(
+    env: FakeKube, platform: tuple[PlatformScenario, services.Service], pg_dsn: str, archive_dir: Path, browser: Any
+) -> None:
+    record = run("slo-report")
+    scenario = platform[0]
+    assert record["alert"] is None or not record["alert"]
+    burn = finding(record, "Error budget burn-down")["details"]
+    # the same freeze band as low-error-budget: 84 % of the budget spent in the three days of data
+    assert burn["band"] == "freeze" and burn["budget_remaining"] == pytest.approx(
+        1 - scenario.truth.ratio("3d") / 0.001, abs=0.05
+    )
+    assert burn["budget_remaining_at_start"] > burn["budget_remaining"]  # it burned down
+    latency = finding(record, "Latency percentiles against targets")["details"]
+    assert "p95" in latency["over_target"]  # the slow endpoint drags p95 past 500 ms
+    with psycopg.connect(pg_dsn) as conn:  # what the workflows table says, asked independently
+        done, failed = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FILTER (WHERE status = 'failed')"
+            " FROM workflows WHERE created_at > now() - interval '1 day'"
+        ).fetchone()
+    wf = finding(record, "Workflow success")["details"]
+    assert (wf["completed"], wf["failed"]) == (done, failed)
+    queues = finding(record, "Queue depths")["details"]
+    assert queues["dlq_depth"] == pytest.approx(340, abs=1)  # the scenario's DLQ, from Prometheus
+    assert {f["details"]["slo"] for f in record["findings"] if f["check"].startswith("Error budget:")} == {
+        "api-availability",
+        "api-latency-p95",
+        "workflow-success",
+        "execution-success",
+        "database-availability",
+    }
+    page = next(archive_dir.rglob(f"{record['id']}/record.html"))
+    seen = _open(browser, page)
+    graphs = [alt for alt in seen["decoded"] if alt.startswith("[graph:")]
+    assert len(graphs) >= 4, seen  # availability, burn-down, latency, DLQ depth
+    assert seen["overflow"] <= 0
+
+
+def test_the_capacity_report_projects_each_trigger_and_the_hpa_headroom(
+    env: FakeKube, platform: tuple[PlatformScenario, services.Service], archive_dir: Path, browser: Any
+) -> None:
+    record = run("capacity-report")
+    scenario = platform[0]
+    crossings = finding(record, "Scaling triggers")["details"]["crossings"]
+    # by hand, from the scenario's linear growth (per pod or in all, now -> trigger):
+    expected_days = {
+        "cpu": (0.35 - 0.32) / 0.05,  # 0.17 + 3 x 0.05 cores of a 0.5 limit -> 70 %
+        "memory": (409.6 - 375) / 25,  # 300 + 3 x 25 MiB of 512 -> 80 %
+        "disk": (9.6 - 8.9) / 0.3,  # 8 + 3 x 0.3 GB of a 12 GB volume -> 80 %
+        "connections": (80 - 55) / 5,  # 40 + 3 x 5 of 100 -> 80 %
+    }
+    for resource, days in expected_days.items():
+        when = datetime.fromisoformat(crossings[resource].replace("Z", "+00:00"))
+        got = (when - scenario.now).total_seconds() / 86400
+        assert got == pytest.approx(days, rel=0.15, abs=0.1), (resource, got, days)
+    headroom = finding(record, "HPA headroom")["details"]
+    assert headroom["replicas"] == 3 and headroom["needed"] == 3 and headroom["headroom"] == 17
+    growth = finding(record, "Growth against the package's projections")["details"]["measured"]
+    assert growth["Requests/sec"] == pytest.approx(75 * 2 / 3, rel=0.1)  # two of three instances answer
+    page = next(archive_dir.rglob(f"{record['id']}/record.html"))
+    seen = _open(browser, page)
+    assert any(alt.startswith("[graph: Use against capacity") for alt in seen["decoded"]), seen

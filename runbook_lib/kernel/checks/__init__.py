@@ -16,7 +16,8 @@ emergency controls), :mod:`.drill` (the database-restore DR drill) and :mod:`.bl
 dead-letter queue: depth, dead letters by x-death reason and original queue, depth trend);
 :mod:`.service` (up history, pods, events, health probes), :mod:`.latency` (percentiles by
 endpoint, what latency follows, slow queries), :mod:`.budget` (every SLO's error budget, burn
-and policy band) and :mod:`.rollout` (stuck rollouts, ReplicaSet diff, canary against stable).
+and policy band) :mod:`.rollout` (stuck rollouts, ReplicaSet diff, canary against stable), :mod:`.report` (the SLO
+dashboard as graphs) and :mod:`.capacity` (growth, scaling-trigger dates, HPA headroom).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from . import (
     alerts,
     blockchain,
     budget,
+    capacity,
     connections,
     database,
     deps,
@@ -36,6 +38,7 @@ from . import (
     latency,
     migrations,
     operator,
+    report,
     rollout,
     service,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "alerts",
     "blockchain",
     "budget",
+    "capacity",
     "check",
     "connections",
     "database",
@@ -58,6 +62,7 @@ __all__ = [
     "latency",
     "migrations",
     "operator",
+    "report",
     "rollout",
     "service",
 ]

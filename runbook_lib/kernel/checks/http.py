@@ -72,7 +72,11 @@ def errors_by_endpoint(rb: RunbookLike, window: str = "5m") -> EndpointErrors:
         return EndpointErrors.unchecked("no data")
     rb.table(frame.round(6), title=f"5xx rate by endpoint over {w}, worst first")
     ep, (errors_sel, _all) = label_name(rb.metrics.endpoint_label), _selectors(rb)
-    rb.query_link(f"sum by ({ep}) (rate({errors_sel}[{w}]))", "5xx rate by endpoint")
+    rb.query_link(
+        f"sum by ({ep}) (rate({errors_sel}[{w}]))",
+        "5xx rate by endpoint",
+        panel=("slo.json", "5xx Error Rate by Endpoint"),
+    )
     result = EndpointErrors(table=frame)
     total_errors = float(frame["errors_per_s"].sum())
     if total_errors <= 0:
@@ -215,7 +219,9 @@ def error_ratio_graph(rb: RunbookLike, budget: ErrorBudget) -> bool:
         },
         markers=markers,
     )
-    rb.query_link(ratio_expr(rb, "5m"), "5xx ratio (5m)", th.spike_lookback_s)
+    rb.query_link(
+        ratio_expr(rb, "5m"), "5xx ratio (5m)", th.spike_lookback_s, panel=("slo.json", "5xx Error Rate (last 7 days)")
+    )
     return shown
 
 

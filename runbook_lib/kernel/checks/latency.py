@@ -76,7 +76,7 @@ def percentiles(rb: RunbookLike, window: str = "5m") -> Percentiles:
     table = pd.DataFrame(columns).rename_axis("endpoint").reset_index().sort_values("p95_s", ascending=False)
     table = table.assign(over_target=table["p95_s"] > target).reset_index(drop=True)
     rb.table(table.round(3), title=f"Latency per endpoint over {window}, slowest p95 first (target {target:g}s)")
-    rb.query_link(_quantile(rb, 0.95, window, ep), "p95 latency by endpoint")
+    rb.query_link(_quantile(rb, 0.95, window, ep), "p95 latency by endpoint", panel=("slo.json", "P95 Latency"))
     overall = slo.finite(rb.prometheus.scalar(_quantile(rb, 0.95, window), rb.now))
     over = table[table["over_target"]]
     result = Percentiles(table=table, target_s=target, over_target=over["endpoint"].tolist(), p95_s=overall)

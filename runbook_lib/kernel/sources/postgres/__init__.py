@@ -2,7 +2,8 @@
 subject: :mod:`.client` (connections, why one failed, health), :mod:`.activity` (sessions,
 connection use, locks, replication), :mod:`.schema` (migrations, invalid indexes),
 :mod:`.integrity` (orphans, row counts, checksums, amcheck), :mod:`.operator` (approval queue,
-emergency controls, audit history) and :mod:`.backup` (pg_dump, pg_restore, scratch databases).
+emergency controls, audit history), :mod:`.backup` (pg_dump, pg_restore, scratch databases) and
+:mod:`.usage` (users, workflow outcomes, approvals pending, database size, for the reports).
 """
 
 from __future__ import annotations
