@@ -272,3 +272,25 @@ def test_every_package_alert_fires_at_its_threshold_and_not_below(generated: dic
                 }
             )
     promtool_test(tmp_path, {"alerts.yml": generated["prometheus/alerts.yml"]}, tests)
+
+
+@pytest.mark.services
+def test_every_rule_expression_is_accepted_by_a_real_prometheus(generated: dict[str, str], prometheus: Any) -> None:
+    """promtool parses the rules; a real Prometheus must also evaluate every expression (the
+    recording rules' names are not defined there, so the alerts that read them return nothing,
+    without error)."""
+    from runbook_lib.errors import SourceError
+    from runbook_lib.prometheus import Prometheus
+
+    prom = Prometheus(prometheus.url)
+    rejected, count = [], 0
+    for rel in ("prometheus/alerts.yml", "prometheus/slo_recording_rules.yml", "prometheus/slo_burn_rate_alerts.yml"):
+        for group in yaml.safe_load(generated[rel])["groups"]:
+            for rule in group["rules"]:
+                count += 1
+                try:
+                    prom.query(rule["expr"])
+                except SourceError as exc:
+                    rejected.append(f"{rel} {rule.get('record') or rule.get('alert')}: {exc}")
+    prom.close()
+    assert count == 10 + 55 + 20 and rejected == []

@@ -110,11 +110,15 @@ def _evaluate(rb: RunbookLike, spec: Any) -> dict[str, Any]:
         "data": f"{st.data_hours:.0f} h of {window_h:.0f} h" + (" (provisional)" if st.provisional else ""),
         "description": st.description,
         "firing": [t.name for t in st.firing],
+        "expr": indicator.ratio(spec.window) if (indicator := sli.for_slo(spec, rb.metrics)) else "",
     }
 
 
 def _finding(rb: RunbookLike, row: dict[str, Any]) -> None:
     remaining = row["remaining"]
+    window_s = slo.parse_duration(row["window"])
+    panel = ("slo.json", f"Error Budget Remaining ({row['slo']})")
+    rb.query_link(row["expr"], f"{row['slo']}: error ratio over {row['window']}", window_s, panel=panel)
     left = f"{row['window']} error budget {_left(remaining)}"
     burns = ", ".join(f"{times(row[f'burn_{w}'])} over {w}" for w in BURN_WINDOWS)
     when = (

@@ -154,6 +154,7 @@ def projections(rb: RunbookLike) -> Projections:
     cpu_use = None
     for name, (expr, trigger, what) in _utilisation(rb).items():
         series = rb.prometheus.query_range(expr, rb.now - timedelta(seconds=span), rb.now, max(300.0, span / 200))
+        rb.query_link(expr, f"{name}: {what}", span)
         if series.empty:
             rows.append({"resource": name, "what": what, "now": "no data", "trigger": f"{trigger:.0%}"})
             continue

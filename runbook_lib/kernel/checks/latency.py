@@ -132,6 +132,7 @@ def follows(rb: RunbookLike, lookback_s: float = 2 * 3600) -> Follows:
         rb.finding(title, "unchecked", "No latency history to compare.", reason="no data")
         return Follows.unchecked("no data")
     timeseries(rb, p95, f"p95 latency, last {duration(lookback_s)}", thresholds={"target": target_s(rb)})
+    rb.query_link(_quantile(rb, 0.95, "5m"), "p95 latency", lookback_s, panel=("slo.json", "P95 Latency"))
     base = p95.set_index("timestamp")["value"]
     correlations, missing = {}, []
     for name, (expr, _what) in _signals(rb).items():

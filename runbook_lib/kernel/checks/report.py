@@ -143,6 +143,12 @@ def latency(rb: RunbookLike, lookback: str = "1d") -> Shown:
         rb.finding(title, "unchecked", f"No {bucket} data in the last {lookback}.", reason="no data")
         return Shown.unchecked("no data")
     series = pd.concat(frames)
+    rb.query_link(
+        f"histogram_quantile(0.95, sum by (le) (rate({bucket}[5m])))",
+        "p95 latency",
+        slo.parse_duration(lookback),
+        panel=("slo.json", "P95 Latency"),
+    )
     timeseries(rb, series, f"Latency p50 / p95 / p99, last {lookback} (s)", thresholds={"p95 target": 0.5})
     over = [k for k, target in LATENCY_TARGETS_S.items() if now.get(k) is not None and now[k] > target]
     parts = ", ".join(f"{k} {_ms(now.get(k))} (target {_ms(t)})" for k, t in LATENCY_TARGETS_S.items())

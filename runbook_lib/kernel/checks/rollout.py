@@ -129,6 +129,10 @@ def canary(rb: RunbookLike, changed: Changes | None = None, window: str = "15m")
         )
         return Canary.unchecked("no versions")
     err = prom.query(f"sum by ({version}) (rate({errors}[{window}]))", rb.now)
+    rb.query_link(
+        f"sum by ({version}) (rate({errors}[{window}])) / sum by ({version}) (rate({every}[{window}]))",
+        "error ratio per version",
+    )
     p95 = prom.query(f"histogram_quantile(0.95, sum by (le, {version}) (rate({bucket}[{window}])))", rb.now)
     table = rps.set_index(version)[["value"]].rename(columns={"value": "requests_per_s"})
     table["error_ratio"] = (err.set_index(version)["value"] if not err.empty else 0.0) / table["requests_per_s"]
