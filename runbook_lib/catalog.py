@@ -117,9 +117,14 @@ class Catalog:
     def has_notebook(self, slug: str) -> bool:
         return bool(SLUG.fullmatch(slug)) and self.notebook(slug).is_file()
 
-    def route(self, alertname: str) -> Route:
+    def route(self, alertname: str, hint: str | None = None) -> Route:
+        """The runbook for an alertname. An alert not in the catalog may name one in its
+        ``runbook`` annotation (the generated burn-rate alerts do); only a runbook that a catalog
+        alert already routes to is taken, so an alert cannot pick a drill or a report."""
         spec = self.alerts.get(alertname)
         if spec is None:
+            if hint and hint in {a.runbook for a in self.alerts.values()} and self.has_notebook(hint):
+                return Route(alertname, hint, "runbook annotation", None)
             return Route(alertname, TRIAGE, "not in catalog", None)
         if not self.has_notebook(spec.runbook):
             return Route(alertname, TRIAGE, f"runbook {spec.runbook!r} not written yet", spec)

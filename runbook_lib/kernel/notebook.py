@@ -104,7 +104,7 @@ class Runbook:
 
     @property
     def route(self) -> Route | None:
-        return self.catalog.route(self.alert.name) if self.alert else None
+        return self.catalog.route(self.alert.name, self.alert.annotations.get("runbook")) if self.alert else None
 
     @property
     def service(self) -> Any:

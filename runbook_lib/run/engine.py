@@ -62,7 +62,7 @@ class Engine:
     # -- routing ------------------------------------------------------------------------------
     def pick_runbook(self, alert: Alert | None, slug: str | None) -> tuple[str, Route | None]:
         """The runbook slug to run: the given one, or the alert's route (triage if none)."""
-        route = self.catalog.route(alert.name) if alert else None
+        route = self.catalog.route(alert.name, alert.annotations.get("runbook")) if alert else None
         if slug:
             if not self.catalog.has_notebook(slug):
                 known = ", ".join(self.catalog.slugs())

@@ -132,6 +132,15 @@ def test_every_catalog_alert_is_routed_somewhere() -> None:
     assert catalog.route("NotAnAlert").slug == "triage"
 
 
+def test_an_alert_outside_the_catalog_may_name_an_alert_runbook_but_not_a_drill() -> None:
+    catalog = Catalog.load(HOME / "parameters" / "catalog.yaml", HOME / "runbooks")
+    burn = catalog.route("ErrorBudgetBurn", "low-error-budget")  # the generated burn-rate alerts
+    assert (burn.slug, burn.reason) == ("low-error-budget", "runbook annotation")
+    for hint in ("dr-drill-database-restore", "slo-report", "../triage", "nope", None):
+        assert catalog.route("ErrorBudgetBurn", hint).slug == "triage", hint
+    assert catalog.route("ServiceDown", "low-error-budget").slug == "service-down"  # the catalog wins
+
+
 def test_an_alert_whose_runbook_is_missing_falls_to_triage_and_says_so(tmp_path: Path) -> None:
     shutil.copy(HOME / "runbooks" / "triage.ipynb", tmp_path / "triage.ipynb")
     catalog = Catalog.load(HOME / "parameters" / "catalog.yaml", tmp_path)  # only triage is written
