@@ -28,3 +28,20 @@ def insert_audit(
     ).fetchone()
     assert row is not None
     return int(row[0] if isinstance(row, tuple) else row["id"])
+
+
+def rows_between(
+    dsn: str, start: Any, end: Any, limit: int = 500, connect_timeout_s: float = 5.0
+) -> list[dict[str, Any]]:
+    """audit_logs rows written in [start, end], oldest first (the incident report's timeline)."""
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(dsn, connect_timeout=connect_timeout_s, row_factory=dict_row) as conn:
+        conn.read_only = True
+        return list(
+            conn.execute(
+                "SELECT created_at, actor, action, resource_type, resource_id, outcome FROM audit_logs"
+                " WHERE created_at BETWEEN %s AND %s ORDER BY created_at, id LIMIT %s",
+                (start, end, int(limit)),
+            ).fetchall()
+        )

@@ -55,6 +55,8 @@ class Catalog:
         self.runbooks_dir = runbooks_dir
         # runbooks no alert routes to: slug -> (kind, how it is reached)
         self.kinds: dict[str, tuple[str, str]] = {}
+        # critical alerts that are SEV-1 (the rest of the critical ones are SEV-2)
+        self.sev1: set[str] = set()
 
     @classmethod
     def load(cls, path: Path, runbooks_dir: Path) -> Catalog:
@@ -104,6 +106,11 @@ class Catalog:
                 )
             )
         catalog = cls(alerts, slos, runbooks_dir)
+        sev1 = raw.get("sev1") or []
+        unknown = [n for n in sev1 if n not in catalog.alerts or catalog.alerts[n].severity != "critical"]
+        if unknown:
+            raise ConfigError(f"{path.name}: sev1 lists alerts that are not critical alerts of the catalog: {unknown}")
+        catalog.sev1 = set(sev1)
         for slug, item in (raw.get("runbooks") or {}).items():
             kind = str((item or {}).get("kind", ""))
             if not SLUG.fullmatch(str(slug)) or kind not in RUNBOOK_KINDS:

@@ -35,6 +35,9 @@ examples:
   runbook dlq replay --queue dead_letter_queue --dry-run
   runbook slo                                      # every SLO's budget, burn rate and band now
   runbook generate --check                         # monitoring/ up to date with the catalog?
+  runbook report 20261126T1403                     # the incident report of a record, attached to the archive
+  runbook oncall --weeks 4                         # who is primary, secondary, manager; the next 4 weeks
+  runbook toil add "deployed by hand" --minutes 10 --category manual-deploy
   runbook verify"""
 
 
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import dlq, generate, records, runs, serve, slo
+    from . import dlq, generate, oncall, records, report, runs, serve, slo, toil
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
@@ -82,6 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings environment: parameters/environments/ENV.yaml (default: $RUNBOOK_ENV or local)",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (runs, records, serve, dlq, slo, generate):
+    for group in (runs, records, serve, dlq, slo, generate, report, oncall, toil):
         group.add_parsers(sub, common, fmt)
     return parser

@@ -135,6 +135,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"run       {rec['status'].upper()}  started {iso(rec['started_at'])}  took {duration(rec['duration_s'])}"
         + (f"  attempt {rec['attempt']}" if rec.get("attempt", 1) > 1 else ""),
     ]
+    if rec.get("incident"):
+        from datetime import UTC, datetime
+
+        from .. import incident
+
+        inc = rec["incident"]
+        rows = incident.status(inc, datetime.now(UTC), incident.resolved_at(rec.get("events") or []))
+        out.append(f"incident  {inc['sev']}: {inc['meaning']}")
+        for row in rows:
+            state = "met" if row["met"] else "PASSED" if row["passed"] else "ahead"
+            out.append(f"          {state:<6} {row['name']:<20} due {row['due']}")
     if rec.get("failed_cell"):
         fc = rec["failed_cell"]
         out.append(f"stopped   in In [{fc.get('execution_count')}]: {fc.get('ename')}: {fc.get('evalue')}")

@@ -24,6 +24,8 @@ def event_text(e: dict[str, Any]) -> str:
         return f"{d.get('alertname')} also fired in this group ({iso(d.get('starts_at'))}); it was not run again."
     if e.get("event") == "related":
         return f"Another record of this Alertmanager group: {d.get('record')} ({d.get('alertname')}, runbook {d.get('runbook')})."
+    if e.get("event") == "report":
+        return f"Incident report written: {d.get('path')} ({d.get('format')}, sha256 {str(d.get('sha256'))[:12]}...)."
     return f"{e.get('event')} at {iso(e.get('at'))}"
 
 

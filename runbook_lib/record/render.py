@@ -24,6 +24,7 @@ from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from pygments.formatters import HtmlFormatter
 
+from .. import incident
 from ..contract import worst_first
 from ..present import ago, duration, esc, finding_html, iso, kv_html, note_html
 from . import diagnosis
@@ -209,9 +210,22 @@ def _headline_html(record: dict[str, Any]) -> str:
     if d.get("recommended"):
         lines.append(f'<p class="rb-recommended"><b>Recommended:</b> {esc(d["recommended"])}</p>')
     fired = alert.get("startsAt")
-    when = [labels.get("severity", ""), f"fired {ago(fired, record.get('started_at'))} ({iso(fired)})" if fired else ""]
+    sev = (record.get("incident") or {}).get("sev", "")
+    when = [
+        sev,
+        labels.get("severity", ""),
+        f"fired {ago(fired, record.get('started_at'))} ({iso(fired)})" if fired else "",
+        _next_deadline(record),
+    ]
     lines.append(f'<p class="rb-when">{esc(" · ".join(w for w in when if w))}</p>')
     return f'<div class="rb-headline rb-{esc(css)}">{"".join(lines)}</div>'
+
+
+def _next_deadline(record: dict[str, Any]) -> str:
+    """The next response deadline, relative to the record's own time (the page never changes;
+    `runbook show` and /records tell it against now)."""
+    rows = incident.status(record.get("incident"), record.get("started_at"))
+    return f"next: {incident.describe(incident.next_deadline(rows))}" if rows else ""
 
 
 def _group_html(record: dict[str, Any]) -> str:
@@ -254,6 +268,7 @@ def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Summary", (alert.get("annotations") or {}).get("summary", "")),
         ("Run", f"{record['status']} in {duration(record.get('duration_s'))}, {iso(record.get('started_at'))}"),
         ("Alert firing since", iso(alert.get("startsAt", ""))),
+        ("Incident", _incident_text(record)),
         ("Runbook", f"{record.get('runbook')} (mode {record.get('mode')}, dry_run {dry_run})"),
         ("Environment", record.get("environment")),
         ("Record", record["id"]),
@@ -263,6 +278,15 @@ def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
     if other:
         rows.append(("Labels", ", ".join(f"{k}={v}" for k, v in sorted(other.items()))))
     return rows
+
+
+def _incident_text(record: dict[str, Any]) -> str:
+    found = record.get("incident")
+    if not found:
+        return "no alert: no incident"
+    rows = incident.status(found, record.get("started_at"))
+    due = "; ".join(f"{r['name']} {r['due']}" for r in rows) or "no response deadline"
+    return f"{found['sev']} ({found['meaning']}). Deadlines: {due}"
 
 
 def _failure_html(record: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ class _Chain:
     records: dict[str, str] = field(default_factory=dict)  # id -> record_sha256
     hashes: dict[int, str] = field(default_factory=dict)  # seq -> line hash
     events: list[tuple[str, Any]] = field(default_factory=list)  # (label, record id)
+    reports: dict[str, str] = field(default_factory=dict)  # attached report path -> sha256
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -82,8 +83,27 @@ def verify(
         problems.append(
             Problem(str(stray.relative_to(archive.root)), "unexpected file in the archive's date directories")
         )
-    problems += _check_root(archive) + _check_staging(archive, chain.records)
+    problems += _check_root(archive) + _check_staging(archive, chain.records) + _check_reports(archive, chain)
     return chain.record_lines, problems
+
+
+def _check_reports(archive: Archive, chain: _Chain) -> list[Problem]:
+    """Every attached incident report is there, byte for byte, and nothing else is."""
+    problems = []
+    for rel, sha in sorted(chain.reports.items()):
+        path = archive.root / rel
+        if not rel.startswith("reports/") or ".." in Path(rel).parts:
+            problems.append(Problem(rel, "a report event points outside reports/"))
+        elif not path.is_file():
+            problems.append(Problem(rel, "attached report is missing"))
+        elif sha256_file(path) != sha:
+            problems.append(Problem(rel, "attached report changed since it was written (sha256 differs)"))
+    folder = archive.root / "reports"
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if path.relative_to(archive.root).as_posix() not in chain.reports:
+                problems.append(Problem(str(path.relative_to(archive.root)), "report file not chained in the index"))
+    return problems
 
 
 # What may stand in the archive root besides the year directories: the index, HEAD, locks, the
@@ -96,6 +116,7 @@ ROOT_NAMES = {
     ".HEAD.tmp",  # HEAD being replaced: present for an instant during an append
     ".staging",
     "interactive",
+    "reports",
     ".gitkeep",
     "intake.sqlite3",
     "intake.sqlite3-wal",
@@ -185,6 +206,9 @@ def _check_line(chain: _Chain, entry: dict[str, Any], raw: bytes, where: str, pr
         chain.hashes[chain.seq] = entry["hash"]
     if entry.get("type") == "event":
         chain.events.append((at, entry.get("record")))
+        data = entry.get("data") if isinstance(entry.get("data"), dict) else {}
+        if entry.get("event") == "report" and isinstance(data.get("path"), str):
+            chain.reports[data["path"]] = str(data.get("sha256"))
 
 
 def _check_anchors(chain: _Chain, anchors: Sequence[Anchor]) -> list[Problem]:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import incident
 from ..alertmanager import Alert
 from ..catalog import TRIAGE, Catalog, Route
 from ..contract import GROUP_ALERTNAME, MODES, PARAMETERS, declared_parameters
@@ -200,6 +201,7 @@ class Engine:
             "status": done.status,
             "failed_cell": done.failure,
             "diagnosis": diagnosis,
+            "incident": incident.for_alert(params["alert"], self.catalog.sev1),
             "linked_alerts": request.linked,
             "related_records": request.related,
             "links": self._links(route, started),

@@ -27,7 +27,7 @@ from runbook_lib.sandbox.load import burst_payloads, post_all
 from runbook_lib.sandbox.minimal import write_minimal_collection
 from runbook_lib.sandbox.services import Service, free_port, start_receiver, wait_for
 from runbook_lib.sandbox.stack import Sandbox
-from tests.helpers import HOME, alert_payload
+from tests.helpers import HOME, alert_payload, runbook_cli
 
 pytestmark = pytest.mark.slow
 TOKEN = "e2e-token-" + os.urandom(6).hex()
@@ -146,8 +146,42 @@ def test_alertmanager_chain_records_then_resolves(tmp_path: Path) -> None:
             }
             assert runs['runbook_runs_total{status="succeeded"}'] >= 1
             assert runs['runbook_runs_total{status="resolved"}'] >= 1
+            _report_of_the_resolved_incident(arc, rid, {**env, "RUNBOOK_ARCHIVE": str(archive)}, tmp_path)
         finally:
             receiver.stop()
+
+
+def _report_of_the_resolved_incident(arc: Archive, rid: str, env: dict[str, str], tmp_path: Path) -> None:
+    """`runbook report` on the real record: firing, receipt, the runbook's steps, the resolution,
+    in time order; SEV-2 (a critical alert not listed as SEV-1); attached and verified."""
+    res = runbook_cli("report", rid, env=env)
+    assert res.returncode == 0, res.stderr
+    text = res.stdout
+    (tmp_path / "report.md").write_text(text)
+    timeline = text.split("## Timeline (UTC)\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    stamps = [line[2:22] for line in timeline if line.startswith("- 20")]
+    assert stamps == sorted(stamps) and len(stamps) >= 8, timeline
+    joined = "\n".join(timeline)
+    order = [
+        "HighErrorBudgetBurnRate fired",
+        "notification received",
+        "Step 1: Identify which endpoints are failing",
+        "Step 4: Check logs for error patterns and resource pressure",
+        "alert resolved",
+    ]
+    positions = [joined.index(what) for what in order]
+    assert positions == sorted(positions), joined
+    assert "**Severity:** SEV-2" in text and "Incident Commander (IC):** TO COMPLETE" in text
+    assert "/api/v1/workflows/execute" in text  # the findings, and the impact pre-filled from them
+    assert "- [ ] Schedule postmortem meeting (blameless)" in text  # the runbook's own checklist
+    assert "audit_logs row(s) in the incident window" in text
+    assert "preliminary report: due" in text and "full report: due" in text  # deadlines from the resolution
+    attached = [e for e in arc.load(rid)["events"] if e["event"] == "report"]
+    assert len(attached) == 1 and (arc.root / attached[0]["data"]["path"]).read_text() == text
+    count, problems = verify(arc)
+    assert problems == [] and count >= 1
+    (arc.root / attached[0]["data"]["path"]).write_text(text.replace("SEV-2", "SEV-3"))
+    assert any("attached report changed" in p.what for p in verify(arc)[1])
 
 
 def test_a_group_of_three_runs_high_error_rate_once_and_links_both_alerts(

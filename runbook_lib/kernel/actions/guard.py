@@ -77,7 +77,7 @@ class Guard:
             "audit_ids": [],
             "plan": None,
             "result": None,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
 
     # -- procedures over several cells (the DR drill) --------------------------------------------

@@ -1,0 +1,224 @@
+"""Incident reports built from an archived record, never by hand: the timeline (firing, receipt,
+each runbook step with its time, actions, audit_logs rows in the incident window, resolution),
+the findings, the SEV level and its deadlines, the roles to fill in, root cause and impact
+pre-filled from the findings and marked for a human to complete, and the runbook's own
+Post-Incident checklist.
+
+A written report is attached to the archive: ``reports/<record id>/report-<n>.<fmt>``, its
+sha256 chained in the index as a ``report`` event, so ``runbook verify`` covers it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .. import incident
+from ..contract import worst_first
+from ..present import duration, iso, visible, when
+from . import diagnosis
+from .archive import Archive
+
+STEP_CALL = re.compile(r"""^rb\.step\(\s*(?P<n>[^,]+?)\s*,\s*(?P<q>["'])(?P<title>.*?)(?P=q)\s*\)""", re.M)
+REPORTS = "reports"
+
+
+@dataclass
+class Event:
+    at: datetime
+    what: str
+    source: str  # alertmanager, receiver, runbook, action, audit_logs
+
+
+@dataclass
+class Report:
+    record: dict[str, Any]
+    timeline: list[Event] = field(default_factory=list)
+    checklist: list[str] = field(default_factory=list)
+    audit_note: str = ""
+
+
+def build(
+    archive: Archive, record_id: str, audit_rows: list[dict[str, Any]] | None = None, audit_note: str = ""
+) -> Report:
+    """The report of one record (``audit_rows``: audit_logs rows of the incident window, read
+    by the caller where PostgreSQL is configured)."""
+    record = archive.load(record_id)
+    nb = json.loads((archive.record_dir(record_id) / "notebook.ipynb").read_text(encoding="utf-8"))
+    report = Report(record=record, checklist=_checklist(nb), audit_note=audit_note)
+    alert = record.get("alert") or {}
+    add = report.timeline.append
+    if fired := when(alert.get("startsAt")):
+        add(Event(fired, f"{(alert.get('labels') or {}).get('alertname', 'alert')} fired", "alertmanager"))
+    if received := when((record.get("intake") or {}).get("received_at")):
+        add(Event(received, "notification received by the runbook receiver", "receiver"))
+    if started := when(record.get("started_at")):
+        add(Event(started, f"runbook {record.get('runbook')} started ({record.get('mode')} mode)", "runbook"))
+    for at, label in _steps(nb):
+        add(Event(at, label, "runbook"))
+    if ended := when(record.get("ended_at")):
+        add(Event(ended, f"runbook {record.get('status')}: {diagnosis.of(record).get('headline', '')}", "runbook"))
+    for action in record.get("actions") or []:
+        if at := when(action.get("at")):
+            add(
+                Event(
+                    at,
+                    f"{action.get('title')}: {action.get('status')} ({action.get('operator') or 'no operator'})",
+                    "action",
+                )
+            )
+    for row in audit_rows or []:
+        if at := when(row.get("created_at")):
+            add(
+                Event(
+                    at,
+                    f"audit: {row.get('actor')} {row.get('action')} {row.get('resource_type')}/{row.get('resource_id')} -> {row.get('outcome')}",
+                    "audit_logs",
+                )
+            )
+    for event in record.get("events") or []:
+        data = event.get("data") or {}
+        if event.get("event") in ("resolved", "resolved-without-record") and (at := when(data.get("ends_at"))):
+            add(Event(at, "alert resolved", "alertmanager"))
+    report.timeline.sort(key=lambda e: e.at)
+    return report
+
+
+def window(record: dict[str, Any]) -> tuple[datetime, datetime]:
+    """The incident window: from its firing (or the run) to its resolution (or now), plus an hour."""
+    alert = record.get("alert") or {}
+    start = when(alert.get("startsAt")) or when(record.get("started_at")) or datetime.now(UTC)
+    end = when(incident.resolved_at(record.get("events") or [])) or datetime.now(UTC)
+    return start - timedelta(minutes=5), end + timedelta(hours=1)
+
+
+def _steps(nb: dict[str, Any]) -> list[tuple[datetime, str]]:
+    out = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source") or "")
+        m = STEP_CALL.search(source)
+        at = when(((cell.get("metadata") or {}).get("papermill") or {}).get("start_time"))
+        if m and at:
+            n = m["n"].strip().strip("\"'")
+            label = f"Step {n}" if n.isdigit() else n
+            out.append((at, f"{label}: {m['title']}"))
+    return out
+
+
+def _checklist(nb: dict[str, Any]) -> list[str]:
+    """The runbook's own Post-Incident checklist (its '## Post-Incident' section)."""
+    items, inside = [], False
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "markdown":
+            continue
+        for line in "".join(cell.get("source") or "").splitlines():
+            if line.startswith("## "):
+                inside = line.strip().lower() == "## post-incident"
+            elif inside and line.strip().startswith("- ["):
+                items.append(re.sub(r"^- \[[ xX]\]\s*", "", line.strip()))
+    return items
+
+
+def markdown(report: Report, now: datetime | None = None) -> str:
+    """The report as Markdown (every value from the record made visible: no control characters)."""
+    rec = report.record
+    alert = rec.get("alert") or {}
+    labels = alert.get("labels") or {}
+    d = diagnosis.of(rec)
+    now = now or datetime.now(UTC)
+    inc = rec.get("incident")
+    rows = incident.status(inc, now, incident.resolved_at(rec.get("events") or []))
+    findings = worst_first([f for f in rec.get("findings") or [] if f.get("verdict") != "unchecked"])
+    causes = [f for f in findings if f.get("role") == "cause"]
+    lines = [
+        f"# Incident report: {visible(labels.get('alertname') or rec.get('runbook'))} ({rec['id']})",
+        "",
+        "_Built by `runbook report` from the archived record; sections marked TO COMPLETE are for a human._",
+        "",
+        "## Summary",
+        "",
+        f"- **Severity:** {inc['sev']}: {inc['meaning']}" if inc else "- **Severity:** no alert (not an incident)",
+        f"- **Alert:** {visible(labels.get('alertname', ''))} ({visible(labels.get('severity', ''))}), fired {iso(alert.get('startsAt'))}",
+        f"- **Status:** {'resolved ' + iso(incident.resolved_at(rec.get('events') or [])) if incident.resolved_at(rec.get('events') or []) else 'still firing when this report was built'}",
+        f"- **Diagnosis:** {visible(d.get('headline', ''))}",
+        f"- **Record:** {rec['id']} (runbook {rec.get('runbook')}, {rec.get('status')})",
+        "",
+        "## Roles",
+        "",
+        "- **Incident Commander (IC):** TO COMPLETE",
+        "- **Technical Lead (TL):** TO COMPLETE",
+        "- **Communications Lead (CL):** TO COMPLETE",
+        "",
+        "## Deadlines",
+        "",
+    ]
+    lines += [
+        f"- {r['name']}: due {r['due']}" + (" — met" if r["met"] else " — **passed**" if r["passed"] else "")
+        for r in rows
+    ] or ["- none (SEV-3: a ticket, fixed in the next sprint)"]
+    lines += ["", "## Timeline (UTC)", ""]
+    lines += [f"- {iso(e.at)} [{e.source}] {visible(e.what)}" for e in report.timeline]
+    if report.audit_note:
+        lines.append(f"- ({report.audit_note})")
+    lines += ["", "## Findings", ""]
+    lines += [f"- **{f['verdict'].upper()}** {visible(f.get('check'))}: {visible(f.get('summary'))}" for f in findings]
+    lines += ["", "## Root cause (TO COMPLETE)", ""]
+    lines += [f"- Pre-filled from the diagnosis: {visible(f.get('summary'))}" for f in causes] or [
+        "- The runbook named no cause: TO COMPLETE."
+    ]
+    symptom = d.get("symptom") or "no symptom recorded"
+    lines += ["", "## Impact (TO COMPLETE)", "", f"- Pre-filled from the diagnosis: {visible(symptom)}"]
+    if (fired := when(alert.get("startsAt"))) and (ended := when(incident.resolved_at(rec.get("events") or []))):
+        lines.append(f"- Duration: {duration((ended - fired).total_seconds())} from firing to resolution.")
+    lines += ["", "## Actions taken", ""]
+    lines += [
+        f"- {visible(a.get('title'))}: {a.get('status')} ({visible(a.get('operator') or 'no operator')})"
+        for a in rec.get("actions") or []
+    ] or ["- none"]
+    lines += ["", "## Post-Incident checklist (from the runbook)", ""]
+    lines += [f"- [ ] {visible(item)}" for item in report.checklist] or ["- [ ] Write the postmortem"]
+    return "\n".join(lines) + "\n"
+
+
+def html(report: Report, now: datetime | None = None) -> str:
+    """The same report as a standalone HTML page (escaped; no scripts)."""
+    from ..present import esc
+
+    body = []
+    for line in markdown(report, now).splitlines():
+        if line.startswith("# "):
+            body.append(f"<h1>{esc(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{esc(line[3:])}</h2>")
+        elif line.startswith("- "):
+            text = esc(line[2:]).replace("**", "")
+            body.append(f"<li>{text}</li>")
+        elif line.strip():
+            body.append(f"<p>{esc(line.strip('_'))}</p>")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        f"<title>Incident report {esc(report.record['id'])}</title>"
+        "<style>body{font-family:sans-serif;max-width:50rem;margin:1rem auto;padding:0 1rem;line-height:1.4}"
+        "li{margin:.2rem 0;overflow-wrap:anywhere}</style></head><body>" + "\n".join(body) + "</body></html>\n"
+    )
+
+
+def attach(archive: Archive, record_id: str, text: str, fmt: str) -> tuple[Path, dict[str, Any]]:
+    """Write the report into the archive and chain a ``report`` event with its sha256."""
+    folder = archive.root / REPORTS / record_id
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(list(folder.glob("report-*"))) + 1
+    path = folder / f"report-{n}.{fmt}"
+    path.write_text(text, encoding="utf-8")
+    rel = path.relative_to(archive.root).as_posix()
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    event = archive.append_event(record_id, "report", {"path": rel, "sha256": sha, "format": fmt})
+    return path, event
