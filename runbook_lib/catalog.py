@@ -16,7 +16,7 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SEVERITIES = ("critical", "warning", "info")
 
 
-RUNBOOK_KINDS = ("fallback", "drill", "report", "manual")
+RUNBOOK_KINDS = ("fallback", "drill", "report", "checklist", "manual")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .credentials import (
     SECRET_ENV_MAP,
@@ -28,6 +28,7 @@ from .credentials import (
     secret_parts,
 )
 from .errors import ConfigError
+from .signing import MAX_TTL_S
 
 PACKAGE_HOME = Path(__file__).resolve().parent.parent
 
@@ -304,8 +305,22 @@ class NotifySettings(_Section):
     """Base URL for record links in messages, e.g. http://runbooks.internal:9095 (RUNBOOK_RECORD_BASE_URL)."""
     page_incomplete: bool = False
     """Page PagerDuty even when the diagnosis is incomplete (no essential check could be made)."""
+    link_signing_key: SecretStr | None = None
+    """Key that signs the record links in Slack and PagerDuty messages, ``/r/<id>?exp=&sig=``
+    (RUNBOOK_LINK_SIGNING_KEY[_FILE]; at least 32 characters, e.g. ``openssl rand -hex 32``): a
+    browser opens that one record without the receiver's credentials until the link expires.
+    None: messages link ``/records/<id>`` (credentials needed) and ``GET /r/...`` answers 404."""
+    link_ttl_s: int = Field(default=7 * 86400, ge=60, le=MAX_TTL_S)
+    """How long a signed record link stays valid, in seconds (7 days; at most 365 days)."""
     timeout_s: float = 5.0
     """Timeout per notification request."""
+
+    @field_validator("link_signing_key")
+    @classmethod
+    def _signing_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. the output of `openssl rand -hex 32`)")
+        return value
 
 
 class LinkSettings(_Section):

@@ -14,12 +14,14 @@ import logging
 import threading
 import time
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 
+from .. import signing
 from ..alertmanager import WebhookPayload, parse_payload
 from ..errors import AlertError, ArchiveError
 from ..faults import environmental
@@ -31,6 +33,7 @@ from .auth import check_auth
 from .health import Health
 from .intake import Intake
 from .metrics import Metrics
+from .records_page import BadFilter, RecordsIndex
 from .runbook_page import PAGE_CSP, RunbookPages
 
 log = logging.getLogger("runbook.webhook")
@@ -96,6 +99,8 @@ def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any
     _alerts_route(app, settings, intake, metrics, health, require_auth)
     _status_routes(app, intake, metrics, health, supervisor)
     _records_route(app, settings, require_auth)
+    _records_index_route(app, settings, require_auth)
+    _signed_record_route(app, settings)
     _runbooks_route(app, settings, require_auth)
     app.state.intake = intake
     app.state.metrics = metrics
@@ -208,6 +213,18 @@ def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Healt
         return PlainTextResponse(data, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
+async def _record_page(archive: Archive, record_id: str) -> Response:
+    """One record's archived page with its later events: what /records/{id} and a valid /r/{id} serve."""
+    if not RECORD_ID.fullmatch(record_id):
+        return JSONResponse({"error": "not a record id"}, status_code=404, headers=RECORD_HEADERS)
+    try:
+        loaded = await asyncio.to_thread(archive.load, record_id)
+        page = (archive.record_dir(record_id) / "record.html").read_text(encoding="utf-8")
+    except (ArchiveError, OSError):
+        return JSONResponse({"error": "no such record"}, status_code=404, headers=RECORD_HEADERS)
+    return HTMLResponse(with_events(page, loaded.get("events", [])), headers=RECORD_HEADERS)
+
+
 def _records_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:
     archive = Archive(settings.archive_path)
 
@@ -215,14 +232,53 @@ def _records_route(app: FastAPI, settings: Settings, require_auth: bool) -> None
     async def record(record_id: str, request: Request) -> Response:
         if require_auth and not check_auth(settings, request.headers.get("authorization")):
             return _unauthorized(settings)
-        if not RECORD_ID.fullmatch(record_id):
-            return JSONResponse({"error": "not a record id"}, status_code=404, headers=RECORD_HEADERS)
+        return await _record_page(archive, record_id)
+
+
+def _records_index_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:
+    """``GET /records``: the index of incidents, filtered by plain links (.records_page)."""
+    index = RecordsIndex(settings.archive_path)
+    headers = {**RECORD_HEADERS, "Content-Security-Policy": PAGE_CSP}
+
+    @app.get("/records")
+    async def records_index(request: Request) -> Response:
+        if require_auth and not check_auth(settings, request.headers.get("authorization")):
+            return _unauthorized(settings)
         try:
-            loaded = await asyncio.to_thread(archive.load, record_id)
-            page = (archive.record_dir(record_id) / "record.html").read_text(encoding="utf-8")
-        except (ArchiveError, OSError):
-            return JSONResponse({"error": "no such record"}, status_code=404, headers=RECORD_HEADERS)
-        return HTMLResponse(with_events(page, loaded.get("events", [])), headers=RECORD_HEADERS)
+            page = await asyncio.to_thread(index.page, request.query_params.multi_items(), datetime.now(UTC))
+        except BadFilter as exc:  # names the parameter and what it allows, never the value sent
+            return JSONResponse(exc.body(), status_code=400, headers=RECORD_HEADERS)
+        return HTMLResponse(page, headers=headers)
+
+
+SIGNED_LINK_ERRORS = {
+    "missing": "this link is incomplete: it needs its exp and sig",
+    "malformed": "this link is not valid",
+    "bad signature": "this link is not valid",
+    "expired": "this link has expired; open the record at /records with your credentials",
+}
+
+
+def _signed_record_route(app: FastAPI, settings: Settings) -> None:
+    """``GET /r/{id}?exp=&sig=``: the one record a signed link in a message names, without other
+    credentials, until it expires (runbook_lib.signing); 403 otherwise. It grants nothing else.
+    Without notify.link_signing_key: 404 (messages then link /records/{id})."""
+    archive = Archive(settings.archive_path)
+    configured = settings.notify.link_signing_key
+    key = configured.get_secret_value() if configured is not None else None
+
+    @app.get("/r/{record_id:path}")  # ":path": "a/b" reaches the checks below, with their headers
+    async def signed_record(record_id: str, request: Request) -> Response:
+        if key is None:
+            return JSONResponse({"error": "not found"}, status_code=404, headers=RECORD_HEADERS)
+        params = request.query_params
+        if len(params.getlist("exp")) > 1 or len(params.getlist("sig")) > 1:
+            why: str | None = "malformed"
+        else:
+            why = signing.problem(key, record_id, params.get("exp"), params.get("sig"), time.time())
+        if why is not None:
+            return JSONResponse({"error": SIGNED_LINK_ERRORS[why]}, status_code=403, headers=RECORD_HEADERS)
+        return await _record_page(archive, record_id)
 
 
 def _runbooks_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:

@@ -2,12 +2,14 @@
 Kit) and/or a PagerDuty Events v2 endpoint (critical alerts only, as the SRE package routes
 pages; not for an incomplete diagnosis unless notify.page_incomplete). Off unless their secret
 is set in the environment. Best effort, two tries: a failed notification is logged and noted on
-the job in the intake journal, never blocks a record."""
+the job in the intake journal, never blocks a record. With notify.link_signing_key the record
+link is signed and expiring (:mod:`runbook_lib.signing`), so it opens from a phone's browser."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from .. import signing
 from ..contract import worst_first
 from ..credentials import safe_endpoint
 from ..present import ago, duration, finding_text, more, slack_text, visible
@@ -33,9 +36,18 @@ _PD_SEVERITY = {"critical": "critical", "warning": "warning", "info": "info"}
 PAGE_SEVERITIES = {"critical"}  # the package pages for critical alerts only; Slack gets all
 
 
-def record_url(settings: Settings, record_id: str) -> str | None:
-    base = settings.notify.record_base_url
-    return f"{base.rstrip('/')}/records/{record_id}" if base else None
+def record_url(settings: Settings, record_id: str, now: float | None = None) -> str | None:
+    """The link to a record in a message: signed and expiring (``/r/<id>?exp=&sig=``, opens in a
+    browser without the receiver's credentials) when notify.link_signing_key is set, else the
+    plain ``/records/<id>``; None without notify.record_base_url."""
+    cfg = settings.notify
+    if not cfg.record_base_url:
+        return None
+    base = cfg.record_base_url.rstrip("/")
+    if cfg.link_signing_key is None:
+        return f"{base}/records/{record_id}"
+    moment = time.time() if now is None else now
+    return base + signing.signed_path(cfg.link_signing_key.get_secret_value(), record_id, moment, cfg.link_ttl_s)
 
 
 def summary_lines(record: dict[str, Any], top: int = 3) -> list[str]:
@@ -43,6 +55,11 @@ def summary_lines(record: dict[str, Any], top: int = 3) -> list[str]:
     lines = [finding_text(f, step=False, limit=200, inline=True) for f in findings[:top]]
     if len(findings) > top:
         lines.append(more(top, len(findings)))
+    found = record.get("incident") or {}
+    if who := found.get("on_call"):
+        lines.append(
+            f"{found.get('sev')}; on call: {who['primary']} (secondary {who['secondary']}, manager {who['manager']})"
+        )
     return lines
 
 

@@ -269,6 +269,7 @@ def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
         ("Run", f"{record['status']} in {duration(record.get('duration_s'))}, {iso(record.get('started_at'))}"),
         ("Alert firing since", iso(alert.get("startsAt", ""))),
         ("Incident", _incident_text(record)),
+        ("On call when it fired", _on_call_text(record)),
         ("Runbook", f"{record.get('runbook')} (mode {record.get('mode')}, dry_run {dry_run})"),
         ("Environment", record.get("environment")),
         ("Record", record["id"]),
@@ -278,6 +279,13 @@ def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
     if other:
         rows.append(("Labels", ", ".join(f"{k}={v}" for k, v in sorted(other.items()))))
     return rows
+
+
+def _on_call_text(record: dict[str, Any]) -> str:
+    who = (record.get("incident") or {}).get("on_call")
+    if not who:
+        return "no roster (parameters/oncall.yaml) covers the firing time"
+    return f"primary {who['primary']}, secondary {who['secondary']}, manager {who['manager']}"
 
 
 def _incident_text(record: dict[str, Any]) -> str:

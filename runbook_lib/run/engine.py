@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import incident
+from .. import incident, oncall
 from ..alertmanager import Alert
 from ..catalog import TRIAGE, Catalog, Route
 from ..contract import GROUP_ALERTNAME, MODES, PARAMETERS, declared_parameters
 from ..credentials import environment_secrets
 from ..errors import ConfigError, RunbookError, RunbookNotFound
 from ..links import grafana, prometheus_graph
+from ..present import when
 from ..record.archive import Archive, new_record_id, sha256_file
 from ..record.build import SCHEMA, ArchivedRecord, collect, versions, write_record
 from ..record.diagnosis import diagnose
@@ -59,6 +60,19 @@ class Engine:
         self.catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
         self.archive = Archive(settings.archive_path)
         self.redactor = Redactor([*settings.secret_values(), *environment_secrets()])
+
+    def _incident(self, alert: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The SEV level and deadlines, and who was on call when the alert fired."""
+        found = incident.for_alert(alert, self.catalog.sev1)
+        if found is None or not alert:
+            return found
+        fired = when(alert.get("startsAt"))
+        try:
+            found["on_call"] = oncall.on_call_at(self.settings.home, fired) if fired else None
+        except ConfigError as exc:
+            found["on_call"] = None
+            found["on_call_error"] = str(exc)[:300]
+        return found
 
     # -- routing ------------------------------------------------------------------------------
     def pick_runbook(self, alert: Alert | None, slug: str | None) -> tuple[str, Route | None]:
@@ -201,7 +215,7 @@ class Engine:
             "status": done.status,
             "failed_cell": done.failure,
             "diagnosis": diagnosis,
-            "incident": incident.for_alert(params["alert"], self.catalog.sev1),
+            "incident": self._incident(params["alert"]),
             "linked_alerts": request.linked,
             "related_records": request.related,
             "links": self._links(route, started),

@@ -91,3 +91,17 @@ def test_no_page_for_an_incomplete_diagnosis_unless_configured(capture) -> None:
     configured = load_settings(environ=env, overrides={"notify.page_incomplete": True})
     assert Notifier(configured).record_done(nothing) == [] and len(received) == 1
     assert received[0][1]["payload"]["summary"].startswith("INCOMPLETE Blind")
+
+
+def test_messages_name_the_sev_level_and_who_was_on_call(capture) -> None:
+    base, received = capture
+    settings = load_settings(environ={"RUNBOOK_SLACK_WEBHOOK_URL": f"{base}/services/T000/B000/slacksecret"})
+    rec = record("DatabaseDown", "PostgreSQL refuses connections")
+    rec["incident"] = {
+        "sev": "SEV-1",
+        "deadlines": [],
+        "on_call": {"primary": "Avery Example", "secondary": "Devon Dummy", "manager": "Morgan Fictional"},
+    }
+    assert Notifier(settings).record_done(rec) == []
+    slack = json.dumps(next(body for path, body in received if path.startswith("/services/")))
+    assert "SEV-1; on call: Avery Example (secondary Devon Dummy, manager Morgan Fictional)" in slack

@@ -155,7 +155,7 @@ def test_every_runbook_is_reached_from_an_alert_or_is_a_drill_report_or_named_ma
     for slug in catalog.slugs():
         assert slug in routed or slug in catalog.kinds, f"{slug}: no alert routes to it and the catalog lists no kind"
         assert not (slug in routed and slug in catalog.kinds), f"{slug}: both routed and listed"
-    assert {s for s, (kind, _) in catalog.kinds.items() if kind in ("drill", "report")} >= {
+    assert {s for s, (kind, _) in catalog.kinds.items() if kind in ("drill", "report", "checklist")} >= {
         "dr-drill-database-restore",
         "slo-report",
         "capacity-report",

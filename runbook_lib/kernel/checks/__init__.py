@@ -17,7 +17,8 @@ dead-letter queue: depth, dead letters by x-death reason and original queue, dep
 :mod:`.service` (up history, pods, events, health probes), :mod:`.latency` (percentiles by
 endpoint, what latency follows, slow queries), :mod:`.budget` (every SLO's error budget, burn
 and policy band) :mod:`.rollout` (stuck rollouts, ReplicaSet diff, canary against stable), :mod:`.report` (the SLO
-dashboard as graphs) and :mod:`.capacity` (growth, scaling-trigger dates, HPA headroom).
+dashboard as graphs), :mod:`.capacity` (growth, scaling-trigger dates, HPA headroom) and
+:mod:`.shift` (who is on call, open incidents, reports owed, access, toil).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from . import (
     report,
     rollout,
     service,
+    shift,
 )
 from .base import Result, check
 
@@ -65,4 +67,5 @@ __all__ = [
     "report",
     "rollout",
     "service",
+    "shift",
 ]

@@ -1,0 +1,218 @@
+"""The on-call shift: who is on call, the incidents still open (with their SEV and deadlines),
+the reports still owed, whether every backend is reachable with the configured credentials, and
+this week's toil. Used by the oncall-shift-start and oncall-shift-end checklists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from ... import incident, oncall, toil
+from ...errors import ConfigError, SourceError, SourceNotConfigured
+from ...present import iso
+from ...rabbitmq import QueueNotFound
+from ..protocol import RunbookLike
+from ..sources.archive import ArchiveReader
+from .base import Result, check
+
+OWED = ("preliminary report", "full report")
+
+
+@dataclass
+class Incidents(Result):
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    open: int = 0
+    overdue: int = 0
+
+
+@dataclass
+class Access(Result):
+    reachable: dict[str, str] = field(default_factory=dict)  # backend -> "ok" / "not configured" / error
+
+
+@check("On call now", Result)
+def on_call(rb: RunbookLike) -> Result:
+    """Primary, secondary and manager now, from parameters/oncall.yaml."""
+    try:
+        now = oncall.on_call_at(rb.settings.home, rb.now)
+    except ConfigError as exc:
+        rb.finding("On call now", "warning", f"parameters/oncall.yaml cannot be used: {exc}")
+        return Result.unchecked(str(exc))
+    if now is None:
+        rb.finding("On call now", "unchecked", "No roster (parameters/oncall.yaml) covers now.", reason="no roster")
+        return Result.unchecked("no roster")
+    rb.finding(
+        "On call now",
+        "info",
+        f"Primary {now['primary']}, secondary {now['secondary']}, escalation manager {now['manager']}.",
+        **now,
+    )
+    return Result()
+
+
+def _incidents(rb: RunbookLike, days: float) -> list[dict[str, Any]]:
+    reader = ArchiveReader.from_settings(rb.settings)
+    since = rb.now - timedelta(days=days)
+    rows = []
+    for entry in reader.entries():
+        record = reader.record(entry.record_id)
+        inc, alert = record.get("incident"), record.get("alert") or {}
+        fired = pd.Timestamp(alert.get("startsAt")) if alert.get("startsAt") else None
+        if not inc or fired is None or fired.to_pydatetime() < since:
+            continue
+        resolved = incident.resolved_at(entry.events)
+        status = incident.status(inc, rb.now, resolved)
+        rows.append(
+            {
+                "record": entry.record_id,
+                "alert": (alert.get("labels") or {}).get("alertname", ""),
+                "sev": inc["sev"],
+                "fired": iso(fired),
+                "resolved": iso(resolved) if resolved else "",
+                "deadlines": status,
+                "reports": entry.reports,
+                "headline": (record.get("diagnosis") or {}).get("headline", "")[:160],
+            }
+        )
+    return rows
+
+
+@check("Open incidents", Incidents, essential=True)
+def open_incidents(rb: RunbookLike, days: float = 7) -> Incidents:
+    """Records of the last ``days`` whose alert has not resolved: SEV, next deadline, headline."""
+    rows = [r for r in _incidents(rb, days) if not r["resolved"]]
+    title = "Open incidents"
+    if not rows:
+        rb.finding(title, "ok", f"No incident of the last {days:g} days is still firing.", open=0)
+        return Incidents()
+    table = pd.DataFrame(
+        [
+            {
+                "record": r["record"],
+                "alert": r["alert"],
+                "sev": r["sev"],
+                "fired": r["fired"],
+                "next": incident.describe(incident.next_deadline(r["deadlines"])),
+                "headline": r["headline"],
+            }
+            for r in sorted(rows, key=lambda r: (r["sev"], r["fired"]))
+        ]
+    )
+    rb.table(table, title=f"Incidents still firing (last {days:g} days), worst SEV first")
+    overdue = sum(any(d["passed"] for d in r["deadlines"]) for r in rows)
+    paging = sum(r["sev"] in ("SEV-1", "SEV-2") for r in rows)
+    rb.finding(
+        title,
+        "critical" if overdue and paging else "warning",
+        f"{len(rows)} incident(s) still firing ({paging} SEV-1/SEV-2), {overdue} with a passed deadline: "
+        + "; ".join(f"{r['sev']} {r['alert']} since {r['fired']}" for r in table.to_dict("records")[:5])
+        + ".",
+        role="symptom",
+        open=len(rows),
+        overdue=overdue,
+        records=[r["record"] for r in rows],
+    )
+    return Incidents(table=table, open=len(rows), overdue=overdue)
+
+
+@check("Reports owed", Incidents)
+def reports_owed(rb: RunbookLike, days: float = 14) -> Incidents:
+    """Resolved SEV-1/SEV-2 incidents without an attached report (`runbook report`), by deadline."""
+    owed = []
+    for r in _incidents(rb, days):
+        if not r["resolved"] or r["reports"]:
+            continue
+        for d in r["deadlines"]:
+            if d["name"] in OWED:
+                owed.append(
+                    {
+                        "record": r["record"],
+                        "alert": r["alert"],
+                        "sev": r["sev"],
+                        "report": d["name"],
+                        "due": d["due"],
+                        "passed": d["passed"],
+                    }
+                )
+    title = "Reports owed"
+    if not owed:
+        rb.finding(title, "ok", f"No report owed for the incidents resolved in the last {days:g} days.", owed=0)
+        return Incidents()
+    table = pd.DataFrame(sorted(owed, key=lambda o: o["due"]))
+    rb.table(table, title="Incident reports still owed, by deadline (write with `runbook report RECORD`)")
+    late = int(table["passed"].sum())
+    first = table.iloc[0]
+    rb.finding(
+        title,
+        "warning" if late else "info",
+        f"{table['record'].nunique()} resolved incident(s) without a report; {late} deadline(s) passed; "
+        f"next: {first['report']} for {first['alert']} ({first['record']}) due {first['due']}.",
+        owed=int(table["record"].nunique()),
+        late=late,
+    )
+    return Incidents(table=table, open=int(table["record"].nunique()), overdue=late)
+
+
+@check("Access with the configured credentials", Access, essential=True)
+def access(rb: RunbookLike) -> Access:
+    """Kubernetes, PostgreSQL, Prometheus and RabbitMQ, each asked one cheap question."""
+    probes = {
+        "Kubernetes": lambda: rb.kubernetes.deployment(rb.service.deployment),
+        "PostgreSQL": lambda: rb.postgres.row("SELECT 1 AS ok"),
+        "Prometheus": lambda: rb.prometheus.query("vector(1)"),
+        "RabbitMQ": lambda: rb.rabbitmq.depth(rb.settings.rabbitmq.dlq_queue),
+    }
+    reachable = {}
+    for name, ask in probes.items():
+        try:
+            ask()
+            reachable[name] = "ok"
+        except QueueNotFound:
+            reachable[name] = "ok"  # the broker answered (and has no such queue yet)
+        except SourceNotConfigured:
+            reachable[name] = "not configured"
+        except SourceError as exc:
+            reachable[name] = str(exc)[:200]
+    rb.table(pd.DataFrame([{"backend": k, "access": v} for k, v in reachable.items()]), title="Access")
+    failing = [k for k, v in reachable.items() if v not in ("ok", "not configured")]
+    missing = [k for k, v in reachable.items() if v == "not configured"]
+    ok = [k for k, v in reachable.items() if v == "ok"]
+    rb.finding(
+        "Access with the configured credentials",
+        "critical" if failing else "warning" if missing else "ok",
+        (f"Cannot reach {', '.join(failing)} with the configured credentials. " if failing else "")
+        + (f"Not configured: {', '.join(missing)}. " if missing else "")
+        + (f"Reachable: {', '.join(ok)}." if ok else "Nothing reachable."),
+        role="cause" if failing else None,
+        reachable=reachable,
+    )
+    return Access(reachable=reachable)
+
+
+@check("Toil this week", Result)
+def toil_this_week(rb: RunbookLike) -> Result:
+    """This week's toil (`runbook toil add`) against the package's 30 % target."""
+    dsn = rb.settings.postgres.dsn
+    if dsn is None:
+        raise SourceNotConfigured("PostgreSQL", "set RUNBOOK_POSTGRES_DSN (toil is stored there)")
+    try:
+        cfg = toil.ToilConfig.load(oncall.roster_path(rb.settings.home))
+        week = toil.report(dsn.get_secret_value(), 1, rb.now, hours_per_week=cfg.hours_per_week, target=cfg.target)[-1]
+    except ConfigError as exc:
+        rb.finding("Toil this week", "unchecked", str(exc), reason="config")
+        return Result.unchecked(str(exc))
+    cats = ", ".join(f"{k} {v} min" for k, v in list(week.by_category.items())[:3]) or "none logged"
+    rb.finding(
+        "Toil this week",
+        "warning" if week.over_target else "ok",
+        f"{week.minutes} min of toil in {week.week} ({week.entries} entries): {week.share:.0%} of "
+        f"{cfg.hours_per_week:g} on-call hours against the {cfg.target:.0%} target; top: {cats}.",
+        minutes=week.minutes,
+        share=week.share,
+        over_target=week.over_target,
+        by_category=week.by_category,
+    )
+    return Result()
