@@ -84,9 +84,12 @@ def for_alert(alert: Mapping[str, Any] | None, sev1: set[str], resolved_at: Any 
     }
 
 
-def status(incident: Mapping[str, Any] | None, now: Any, resolved_at: Any = None) -> list[dict[str, Any]]:
+def status(
+    incident: Mapping[str, Any] | None, now: Any, resolved_at: Any = None, reported: bool = False
+) -> list[dict[str, Any]]:
     """Each deadline with ``passed`` and ``left_s`` at ``now``; with ``resolved_at`` the report
-    deadlines are added and the response deadlines stop at the resolution (met if it came first)."""
+    deadlines are added and the response deadlines stop at the resolution (met if it came first);
+    ``reported``: a report is attached, so the preliminary and full report deadlines are met."""
     if not incident:
         return []
     moment = when(now)
@@ -99,7 +102,9 @@ def status(incident: Mapping[str, Any] | None, now: Any, resolved_at: Any = None
     out = []
     for d in rows:
         due = when(d["due"])
-        met = d["since"] == "firing" and resolved is not None and resolved <= due
+        met = (d["since"] == "firing" and resolved is not None and resolved <= due) or (
+            reported and d["name"] in ("preliminary report", "full report")
+        )
         passed = not met and moment is not None and due is not None and moment > due
         left = (due - moment).total_seconds() if due and moment else None
         out.append({**d, "passed": passed, "met": met, "left_s": left})
@@ -124,9 +129,25 @@ def describe(row: Mapping[str, Any] | None) -> str:
     return f"{row['name']} due {row['due']} (in {duration(left)})"
 
 
-def resolved_at(events: list[Mapping[str, Any]]) -> str | None:
-    """When the alert resolved, from a record's chained events (Alertmanager's endsAt)."""
+def resolved_at(events: list[Mapping[str, Any]], fingerprint: str | None = None) -> str | None:
+    """When the record's own alert resolved (Alertmanager's endsAt), from its chained events.
+    With ``fingerprint`` (the record's alert's), a resolution of another alert linked to the same
+    record (a group member) does not count: the incident is still firing."""
     for event in events or []:
-        if event.get("event") in ("resolved", "resolved-without-record"):
-            return (event.get("data") or {}).get("ends_at") or event.get("at")
+        data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
+        if event.get("event") not in ("resolved", "resolved-without-record"):
+            continue
+        if fingerprint and data.get("fingerprint") and data.get("fingerprint") != fingerprint:
+            continue
+        return data.get("ends_at") or event.get("at")
     return None
+
+
+def record_resolved_at(record: Mapping[str, Any]) -> str | None:
+    """When a loaded record's own alert resolved (None while it fires)."""
+    return resolved_at(record.get("events") or [], (record.get("alert") or {}).get("fingerprint"))
+
+
+def reported(events: list[Mapping[str, Any]]) -> bool:
+    """Whether an incident report (`runbook report`) is attached to the record."""
+    return any(e.get("event") == "report" for e in events or [])

@@ -213,7 +213,7 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
             {
                 "source_matchers": ['severity="critical"'],
                 "target_matchers": ['severity="warning"'],
-                "equal": ["alertname", "service"],
+                "equal": ["alertname", "service", "slo"],  # a page-tier burn hides only its own SLO's tickets
             }
         ],
         "receivers": [

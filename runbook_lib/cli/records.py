@@ -141,7 +141,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         from .. import incident
 
         inc = rec["incident"]
-        rows = incident.status(inc, datetime.now(UTC), incident.resolved_at(rec.get("events") or []))
+        rows = incident.status(
+            inc, datetime.now(UTC), incident.record_resolved_at(rec), incident.reported(rec.get("events") or [])
+        )
         out.append(f"incident  {inc['sev']}: {inc['meaning']}")
         for row in rows:
             state = "met" if row["met"] else "PASSED" if row["passed"] else "ahead"

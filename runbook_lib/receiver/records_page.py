@@ -179,7 +179,7 @@ class RecordsIndex:
                 continue
             row = {**self._summary(entry["id"]), "runbook": entry["runbook"]}
             events = index.events.get(entry["id"], [])
-            row["resolved"] = any(e.get("event") == "resolved" for e in events)
+            row["resolved"] = incident.resolved_at(events, row.get("fingerprint")) is not None
             row["state"] = "resolved" if row["resolved"] else ("firing" if row["has_alert"] else "")
             if filters.status and row["state"] != filters.status:
                 continue
@@ -240,6 +240,7 @@ class RecordsIndex:
                 "severity": str(labels.get("severity") or ""),
                 "sev": str(found.get("sev")) if isinstance(found, Mapping) and found.get("sev") else "-",
                 "incident": found if isinstance(found, Mapping) else None,
+                "fingerprint": str(alert.get("fingerprint") or ""),
                 "run": str(rec.get("status") or ""),
                 "verdict": str(d.get("verdict") or ""),
                 "headline": str(d.get("headline") or ""),
@@ -336,7 +337,10 @@ def deadline_text(row: Mapping[str, Any], now: datetime) -> tuple[str, str]:
     if not found:
         return "-", ""
     try:
-        rows = incident.status(found, now, incident.resolved_at(row.get("events") or []))
+        events = row.get("events") or []
+        rows = incident.status(
+            found, now, incident.resolved_at(events, row.get("fingerprint")), incident.reported(events)
+        )
         ahead = incident.describe(incident.next_deadline(rows))
     except (KeyError, TypeError, ValueError, AttributeError):
         return "deadlines unreadable", ""

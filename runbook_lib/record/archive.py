@@ -36,6 +36,9 @@ RECORD_FILES = ("notebook.ipynb", "record.html")
 RECORD_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,63}-[0-9a-f]{8}")
 GENESIS = "0" * 64
 INDEX = "index.jsonl"
+REPORTS = "reports"  # attached incident reports: reports/<record id>/report-<n>.<fmt>
+REPORT_FORMATS = ("md", "html")
+REPORT_NAME = re.compile(r"report-(\d{1,6})\.(md|html)")
 HEAD = "HEAD"
 
 
@@ -131,6 +134,48 @@ class Archive:
         """Chain a later fact about a record (or about no record: record_id None)."""
         with self._locked():
             return self._append({"type": "event", "record": record_id, "event": event, "data": data})
+
+    def attach_report(self, record_id: str, text: str, fmt: str) -> tuple[Path, dict[str, Any]]:
+        """Write an incident report to reports/<id>/report-<n>.<fmt> and chain a ``report`` event
+        with its sha256, all under the archive lock: the number is taken once (O_EXCL), no
+        symlink is followed, the file is on disk (fsync) before its event is chained, and a report
+        whose event could not be chained is removed."""
+        self.check_id(record_id)
+        if fmt not in REPORT_FORMATS:
+            raise ArchiveError(f"report format must be one of {REPORT_FORMATS}, not {fmt!r}")
+        data = text.encode("utf-8")
+        with self._locked():
+            if not self.is_indexed(record_id):
+                raise ArchiveError(f"record {record_id} is not in the index")
+            folder = self.root / REPORTS / record_id
+            for part in (self.root / REPORTS, folder):
+                if part.is_symlink() or (part.exists() and not part.is_dir()):
+                    raise ArchiveError(
+                        f"{part.relative_to(self.root)} is not a plain directory: refusing to write there"
+                    )
+            folder.mkdir(parents=True, exist_ok=True)
+            taken = [int(m.group(1)) for p in folder.iterdir() if (m := REPORT_NAME.fullmatch(p.name))]
+            path = folder / f"report-{max(taken, default=0) + 1}.{fmt}"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _fsync_dir(folder)
+            rel = path.relative_to(self.root).as_posix()
+            try:
+                event = self._append(
+                    {
+                        "type": "event",
+                        "record": record_id,
+                        "event": "report",
+                        "data": {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "format": fmt},
+                    }
+                )
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        return path, event
 
     def adopt(self, record_id: str) -> bool:
         """Index a record directory that was moved into place but not indexed (a crash in

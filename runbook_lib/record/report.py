@@ -9,7 +9,6 @@ sha256 chained in the index as a ``report`` event, so ``runbook verify`` covers 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from . import diagnosis
 from .archive import Archive
 
 STEP_CALL = re.compile(r"""^rb\.step\(\s*(?P<n>[^,]+?)\s*,\s*(?P<q>["'])(?P<title>.*?)(?P=q)\s*\)""", re.M)
-REPORTS = "reports"
 
 
 @dataclass
@@ -92,7 +90,7 @@ def window(record: dict[str, Any]) -> tuple[datetime, datetime]:
     """The incident window: from its firing (or the run) to its resolution (or now), plus an hour."""
     alert = record.get("alert") or {}
     start = when(alert.get("startsAt")) or when(record.get("started_at")) or datetime.now(UTC)
-    end = when(incident.resolved_at(record.get("events") or [])) or datetime.now(UTC)
+    end = when(incident.record_resolved_at(record)) or datetime.now(UTC)
     return start - timedelta(minutes=5), end + timedelta(hours=1)
 
 
@@ -125,6 +123,17 @@ def _checklist(nb: dict[str, Any]) -> list[str]:
     return items
 
 
+MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!])")  # links, images, HTML, emphasis, code; lines are flattened
+
+
+def _md(value: Any) -> str:
+    """A record value (alert labels are untrusted) as one line of Markdown text: control
+    characters made visible, newlines flattened, every character with a meaning escaped, so a
+    label can neither add a heading nor a link nor an image."""
+    flat = " ".join(visible(str(value if value is not None else "")).split())
+    return MD_SPECIAL.sub(r"\\\1", flat)
+
+
 def markdown(report: Report, now: datetime | None = None) -> str:
     """The report as Markdown (every value from the record made visible: no control characters)."""
     rec = report.record
@@ -133,20 +142,20 @@ def markdown(report: Report, now: datetime | None = None) -> str:
     d = diagnosis.of(rec)
     now = now or datetime.now(UTC)
     inc = rec.get("incident")
-    rows = incident.status(inc, now, incident.resolved_at(rec.get("events") or []))
+    rows = incident.status(inc, now, incident.record_resolved_at(rec), incident.reported(rec.get("events") or []))
     findings = worst_first([f for f in rec.get("findings") or [] if f.get("verdict") != "unchecked"])
     causes = [f for f in findings if f.get("role") == "cause"]
     lines = [
-        f"# Incident report: {visible(labels.get('alertname') or rec.get('runbook'))} ({rec['id']})",
+        f"# Incident report: {_md(labels.get('alertname') or rec.get('runbook'))} ({rec['id']})",
         "",
         "_Built by `runbook report` from the archived record; sections marked TO COMPLETE are for a human._",
         "",
         "## Summary",
         "",
         f"- **Severity:** {inc['sev']}: {inc['meaning']}" if inc else "- **Severity:** no alert (not an incident)",
-        f"- **Alert:** {visible(labels.get('alertname', ''))} ({visible(labels.get('severity', ''))}), fired {iso(alert.get('startsAt'))}",
+        f"- **Alert:** {_md(labels.get('alertname', ''))} ({_md(labels.get('severity', ''))}), fired {iso(alert.get('startsAt'))}",
         f"- **Status:** {'resolved ' + iso(incident.resolved_at(rec.get('events') or [])) if incident.resolved_at(rec.get('events') or []) else 'still firing when this report was built'}",
-        f"- **Diagnosis:** {visible(d.get('headline', ''))}",
+        f"- **Diagnosis:** {_md(d.get('headline', ''))}",
         f"- **Record:** {rec['id']} (runbook {rec.get('runbook')}, {rec.get('status')})",
         "",
         "## Roles",
@@ -163,26 +172,26 @@ def markdown(report: Report, now: datetime | None = None) -> str:
         for r in rows
     ] or ["- none (SEV-3: a ticket, fixed in the next sprint)"]
     lines += ["", "## Timeline (UTC)", ""]
-    lines += [f"- {iso(e.at)} [{e.source}] {visible(e.what)}" for e in report.timeline]
+    lines += [f"- {iso(e.at)} [{e.source}] {_md(e.what)}" for e in report.timeline]
     if report.audit_note:
         lines.append(f"- ({report.audit_note})")
     lines += ["", "## Findings", ""]
-    lines += [f"- **{f['verdict'].upper()}** {visible(f.get('check'))}: {visible(f.get('summary'))}" for f in findings]
+    lines += [f"- **{f['verdict'].upper()}** {_md(f.get('check'))}: {_md(f.get('summary'))}" for f in findings]
     lines += ["", "## Root cause (TO COMPLETE)", ""]
-    lines += [f"- Pre-filled from the diagnosis: {visible(f.get('summary'))}" for f in causes] or [
+    lines += [f"- Pre-filled from the diagnosis: {_md(f.get('summary'))}" for f in causes] or [
         "- The runbook named no cause: TO COMPLETE."
     ]
     symptom = d.get("symptom") or "no symptom recorded"
-    lines += ["", "## Impact (TO COMPLETE)", "", f"- Pre-filled from the diagnosis: {visible(symptom)}"]
-    if (fired := when(alert.get("startsAt"))) and (ended := when(incident.resolved_at(rec.get("events") or []))):
+    lines += ["", "## Impact (TO COMPLETE)", "", f"- Pre-filled from the diagnosis: {_md(symptom)}"]
+    if (fired := when(alert.get("startsAt"))) and (ended := when(incident.record_resolved_at(rec))):
         lines.append(f"- Duration: {duration((ended - fired).total_seconds())} from firing to resolution.")
     lines += ["", "## Actions taken", ""]
     lines += [
-        f"- {visible(a.get('title'))}: {a.get('status')} ({visible(a.get('operator') or 'no operator')})"
+        f"- {_md(a.get('title'))}: {a.get('status')} ({_md(a.get('operator') or 'no operator')})"
         for a in rec.get("actions") or []
     ] or ["- none"]
     lines += ["", "## Post-Incident checklist (from the runbook)", ""]
-    lines += [f"- [ ] {visible(item)}" for item in report.checklist] or ["- [ ] Write the postmortem"]
+    lines += [f"- [ ] {_md(item)}" for item in report.checklist] or ["- [ ] Write the postmortem"]
     return "\n".join(lines) + "\n"
 
 
@@ -193,11 +202,11 @@ def html(report: Report, now: datetime | None = None) -> str:
     body = []
     for line in markdown(report, now).splitlines():
         if line.startswith("# "):
-            body.append(f"<h1>{esc(line[2:])}</h1>")
+            body.append(f"<h1>{esc(_unescape(line[2:]))}</h1>")
         elif line.startswith("## "):
-            body.append(f"<h2>{esc(line[3:])}</h2>")
+            body.append(f"<h2>{esc(_unescape(line[3:]))}</h2>")
         elif line.startswith("- "):
-            text = esc(line[2:]).replace("**", "")
+            text = esc(_unescape(line[2:].replace("**", "")))
             body.append(f"<li>{text}</li>")
         elif line.strip():
             body.append(f"<p>{esc(line.strip('_'))}</p>")
@@ -211,14 +220,10 @@ def html(report: Report, now: datetime | None = None) -> str:
     )
 
 
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def attach(archive: Archive, record_id: str, text: str, fmt: str) -> tuple[Path, dict[str, Any]]:
-    """Write the report into the archive and chain a ``report`` event with its sha256."""
-    folder = archive.root / REPORTS / record_id
-    folder.mkdir(parents=True, exist_ok=True)
-    n = len(list(folder.glob("report-*"))) + 1
-    path = folder / f"report-{n}.{fmt}"
-    path.write_text(text, encoding="utf-8")
-    rel = path.relative_to(archive.root).as_posix()
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    event = archive.append_event(record_id, "report", {"path": rel, "sha256": sha, "format": fmt})
-    return path, event
+    """Attach the report to the archive (see :meth:`Archive.attach_report`)."""
+    return archive.attach_report(record_id, text, fmt)

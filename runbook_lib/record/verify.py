@@ -12,7 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchiveError
-from .archive import GENESIS, HEAD, INDEX, RECORD_FILES, RECORD_ID, Archive, canonical, line_hash, sha256_file
+from .archive import (
+    GENESIS,
+    HEAD,
+    INDEX,
+    RECORD_FILES,
+    RECORD_ID,
+    REPORT_NAME,
+    REPORTS,
+    Archive,
+    canonical,
+    line_hash,
+    sha256_file,
+)
 
 
 @dataclass
@@ -35,7 +47,7 @@ class _Chain:
     records: dict[str, str] = field(default_factory=dict)  # id -> record_sha256
     hashes: dict[int, str] = field(default_factory=dict)  # seq -> line hash
     events: list[tuple[str, Any]] = field(default_factory=list)  # (label, record id)
-    reports: dict[str, str] = field(default_factory=dict)  # attached report path -> sha256
+    reports: list[tuple[str, str, Any]] = field(default_factory=list)  # (path, sha256, record) per report event
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -88,21 +100,42 @@ def verify(
 
 
 def _check_reports(archive: Archive, chain: _Chain) -> list[Problem]:
-    """Every attached incident report is there, byte for byte, and nothing else is."""
-    problems = []
-    for rel, sha in sorted(chain.reports.items()):
+    """Every attached incident report is where its event says (reports/<record>/report-<n>.<fmt>,
+    for an indexed record), byte for byte, chained once; nothing else is under reports/, and no
+    symlink is."""
+    problems, seen = [], set()
+    for rel, sha, record in chain.reports:
+        parts = rel.split("/")
+        shaped = (
+            len(parts) == 3
+            and parts[0] == REPORTS
+            and parts[1] == record
+            and record in chain.records
+            and REPORT_NAME.fullmatch(parts[2])
+        )
+        if not shaped:
+            problems.append(
+                Problem(rel[:200], "a report event that does not name reports/<its record>/report-<n>.<fmt>")
+            )
+            continue
+        if rel in seen:
+            problems.append(Problem(rel, "chained twice: an attached report was replaced"))
+        seen.add(rel)
         path = archive.root / rel
-        if not rel.startswith("reports/") or ".." in Path(rel).parts:
-            problems.append(Problem(rel, "a report event points outside reports/"))
+        if path.is_symlink() or path.parent.is_symlink() or (archive.root / REPORTS).is_symlink():
+            problems.append(Problem(rel, "attached report is a symlink"))
         elif not path.is_file():
             problems.append(Problem(rel, "attached report is missing"))
         elif sha256_file(path) != sha:
             problems.append(Problem(rel, "attached report changed since it was written (sha256 differs)"))
-    folder = archive.root / "reports"
-    if folder.is_dir():
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if path.relative_to(archive.root).as_posix() not in chain.reports:
-                problems.append(Problem(str(path.relative_to(archive.root)), "report file not chained in the index"))
+    folder = archive.root / REPORTS
+    if folder.is_dir() and not folder.is_symlink():
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(archive.root).as_posix()
+            if path.is_symlink():
+                problems.append(Problem(rel, "symlink under reports/"))
+            elif path.is_file() and rel not in seen:
+                problems.append(Problem(rel, "report file not chained in the index"))
     return problems
 
 
@@ -207,8 +240,8 @@ def _check_line(chain: _Chain, entry: dict[str, Any], raw: bytes, where: str, pr
     if entry.get("type") == "event":
         chain.events.append((at, entry.get("record")))
         data = entry.get("data") if isinstance(entry.get("data"), dict) else {}
-        if entry.get("event") == "report" and isinstance(data.get("path"), str):
-            chain.reports[data["path"]] = str(data.get("sha256"))
+        if entry.get("event") == "report":
+            chain.reports.append((str(data.get("path")), str(data.get("sha256")), entry.get("record")))
 
 
 def _check_anchors(chain: _Chain, anchors: Sequence[Anchor]) -> list[Problem]:

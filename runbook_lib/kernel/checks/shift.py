@@ -34,20 +34,26 @@ class Access(Result):
 
 
 @check("On call now", Result)
-def on_call(rb: RunbookLike) -> Result:
-    """Primary, secondary and manager now, from parameters/oncall.yaml."""
+def on_call(rb: RunbookLike, next_shift: bool = False) -> Result:
+    """Primary, secondary and manager now, from parameters/oncall.yaml; with ``next_shift``, at
+    the next primary handover (who takes over)."""
+    at = rb.now
     try:
-        now = oncall.on_call_at(rb.settings.home, rb.now)
+        if next_shift and oncall.roster_path(rb.settings.home).is_file():
+            at = oncall.who(oncall.Roster.load(oncall.roster_path(rb.settings.home)), rb.now).primary_until
+        now = oncall.on_call_at(rb.settings.home, at)
     except ConfigError as exc:
         rb.finding("On call now", "warning", f"parameters/oncall.yaml cannot be used: {exc}")
         return Result.unchecked(str(exc))
     if now is None:
         rb.finding("On call now", "unchecked", "No roster (parameters/oncall.yaml) covers now.", reason="no roster")
         return Result.unchecked("no roster")
+    when_text = f"From {iso(at)}: primary" if next_shift else "Primary"
     rb.finding(
         "On call now",
         "info",
-        f"Primary {now['primary']}, secondary {now['secondary']}, escalation manager {now['manager']}.",
+        f"{when_text} {now['primary']}, secondary {now['secondary']}, escalation manager {now['manager']}.",
+        at=iso(at),
         **now,
     )
     return Result()
@@ -61,10 +67,12 @@ def _incidents(rb: RunbookLike, days: float) -> list[dict[str, Any]]:
         record = reader.record(entry.record_id)
         inc, alert = record.get("incident"), record.get("alert") or {}
         fired = pd.Timestamp(alert.get("startsAt")) if alert.get("startsAt") else None
-        if not inc or fired is None or fired.to_pydatetime() < since:
+        if not inc or fired is None:
             continue
-        resolved = incident.resolved_at(entry.events)
-        status = incident.status(inc, rb.now, resolved)
+        if fired.to_pydatetime() < since and incident.resolved_at(entry.events, alert.get("fingerprint")):
+            continue  # an old incident drops out once resolved; one still firing never does
+        resolved = incident.resolved_at(entry.events, alert.get("fingerprint"))
+        status = incident.status(inc, rb.now, resolved, incident.reported(entry.events))
         rows.append(
             {
                 "record": entry.record_id,

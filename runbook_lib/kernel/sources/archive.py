@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from ...errors import SourceError, SourceNotConfigured
 from ...settings import Settings
 
 NAME = "Archive"
+RECORD_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,63}-[0-9a-f]{8}")
 
 
 @dataclass
@@ -56,6 +58,8 @@ class ArchiveReader:
                 item = json.loads(line)
             except ValueError:
                 continue  # `runbook verify` reports it; a checklist reads what it can
+            if not isinstance(item, dict):
+                continue
             if item.get("type") == "record" and isinstance(item.get("id"), str):
                 records[item["id"]] = Entry(item["id"], str(item.get("runbook")), str(item.get("status")))
             elif item.get("type") == "event" and item.get("record") in records:
@@ -63,6 +67,8 @@ class ArchiveReader:
         return list(records.values())
 
     def record(self, record_id: str) -> dict[str, Any]:
+        if not RECORD_ID.fullmatch(record_id):
+            raise SourceError(NAME, "not a record id")
         d = record_id[:8]
         path = self.root / d[:4] / d[4:6] / d[6:8] / record_id / "record.json"
         try:
