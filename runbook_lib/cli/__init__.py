@@ -38,6 +38,7 @@ examples:
   runbook report 20261126T1403                     # the incident report of a record, attached to the archive
   runbook oncall --weeks 4                         # who is primary, secondary, manager; the next 4 weeks
   runbook toil add "deployed by hand" --minutes 10 --category manual-deploy
+  runbook drills                                   # the DR drill calendar: next due, verdicts, overdue
   runbook verify"""
 
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import dlq, generate, oncall, records, report, runs, serve, slo, toil
+    from . import dlq, drills, generate, oncall, records, report, runs, serve, slo, toil
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
@@ -85,6 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings environment: parameters/environments/ENV.yaml (default: $RUNBOOK_ENV or local)",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (runs, records, serve, dlq, slo, generate, report, oncall, toil):
+    for group in (runs, records, serve, dlq, slo, generate, report, oncall, toil, drills):
         group.add_parsers(sub, common, fmt)
     return parser

@@ -62,6 +62,10 @@ def test_shift_start_and_end_on_real_services(
         "RabbitMQ": "ok",
     }
     assert any(f["check"].startswith("Error budget:") for f in start["findings"])
+    # no drill has run in this archive: every drill of an ended quarter is flagged overdue
+    quarter = (datetime.now(UTC).month - 1) // 3 + 1
+    ended = ["database-restore", "regional-failover", "environment-restore", "chaos"][: quarter - 1]
+    assert finding(start, "DR drills")["details"]["overdue"] == ended
 
     # the alert resolves; its report is owed until `runbook report` attaches one
     Archive(archive_dir).append_event(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ... import incident, oncall, toil
+from ... import drills, incident, oncall, toil
 from ...errors import ConfigError, SourceError, SourceNotConfigured
 from ...present import iso
 from ...rabbitmq import QueueNotFound
@@ -222,5 +222,58 @@ def toil_this_week(rb: RunbookLike) -> Result:
         share=week.share,
         over_target=week.over_target,
         by_category=week.by_category,
+    )
+    return Result()
+
+
+@check("DR drills", Result)
+def drills_due(rb: RunbookLike) -> Result:
+    """The quarterly DR drill calendar (parameters/drills.yaml) against the drill records in the
+    archive: an overdue drill is flagged."""
+    try:
+        calendar = drills.load(rb.settings.home / drills.CALENDAR_FILE)
+    except ConfigError as exc:
+        rb.finding("DR drills", "unchecked", str(exc), reason="config")
+        return Result.unchecked(str(exc))
+    reader = ArchiveReader.from_settings(rb.settings)
+    runbooks = {d.runbook for d in calendar}
+    runs = []
+    for entry in reader.entries():
+        if entry.runbook not in runbooks:
+            continue
+        record = reader.record(entry.record_id)
+        started = pd.Timestamp(record.get("started_at")).to_pydatetime()
+        runs.append(
+            drills.Run(entry.record_id, entry.runbook, started, str(record.get("mode")), drills.verdict_of(record))
+        )
+    states = drills.calendar(calendar, runs, rb.now.year, rb.now)
+    rb.table(
+        pd.DataFrame(
+            [
+                {
+                    "quarter": f"Q{s.drill.quarter}",
+                    "drill": s.drill.name,
+                    "status": s.status,
+                    "last run": iso(s.last.at) if s.last else "never",
+                    "verdict": s.last.verdict if s.last else "",
+                }
+                for s in states
+            ]
+        ),
+        title=f"DR drills {rb.now.year}",
+    )
+    overdue = [s.drill.name for s in states if s.status == "overdue"]
+    upcoming = drills.next_due(states, rb.now)
+    rb.finding(
+        "DR drills",
+        "warning" if overdue else "ok",
+        (f"Overdue: {', '.join(overdue)}. " if overdue else "No drill is overdue. ")
+        + (
+            f"Next: {upcoming.drill.name} (runbook run {upcoming.drill.runbook})."
+            if upcoming
+            else "All done this year."
+        ),
+        overdue=overdue,
+        next=upcoming.drill.name if upcoming else None,
     )
     return Result()
