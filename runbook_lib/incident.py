@@ -71,12 +71,20 @@ def deadlines(sev: str, starts_at: Any, resolved_at: Any = None) -> list[dict[st
     return out
 
 
-def for_alert(alert: Mapping[str, Any] | None, sev1: set[str], resolved_at: Any = None) -> dict[str, Any] | None:
-    """What a record stores about its incident: the SEV level, its meaning and the deadlines."""
+def for_alert(
+    alert: Mapping[str, Any] | None,
+    sev1: set[str],
+    resolved_at: Any = None,
+    members: list[Mapping[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """What a record stores about its incident: the SEV level (the worst of the alert and the
+    ``members`` one run stands for, each {alertname, severity}), its meaning and the deadlines."""
     if not alert:
         return None
     labels = alert.get("labels") or {}
-    sev = sev_level(labels.get("alertname"), labels.get("severity"), sev1)
+    levels = [sev_level(labels.get("alertname"), labels.get("severity"), sev1)]
+    levels += [sev_level(m.get("alertname"), m.get("severity"), sev1) for m in members or []]
+    sev = min(levels)  # "SEV-1" < "SEV-2" < "SEV-3"
     return {
         "sev": sev,
         "meaning": MEANING[sev],

@@ -61,9 +61,10 @@ class Engine:
         self.archive = Archive(settings.archive_path)
         self.redactor = Redactor([*settings.secret_values(), *environment_secrets()])
 
-    def _incident(self, alert: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The SEV level and deadlines, and who was on call when the alert fired."""
-        found = incident.for_alert(alert, self.catalog.sev1)
+    def _incident(self, alert: dict[str, Any] | None, linked: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The SEV level and deadlines (the worst of the alert and the alerts linked to this run),
+        and who was on call when the alert fired."""
+        found = incident.for_alert(alert, self.catalog.sev1, members=linked)
         if found is None or not alert:
             return found
         fired = when(alert.get("startsAt"))
@@ -215,7 +216,7 @@ class Engine:
             "status": done.status,
             "failed_cell": done.failure,
             "diagnosis": diagnosis,
-            "incident": self._incident(params["alert"]),
+            "incident": self._incident(params["alert"], request.linked),
             "linked_alerts": request.linked,
             "related_records": request.related,
             "links": self._links(route, started),
