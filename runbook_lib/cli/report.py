@@ -23,7 +23,7 @@ report-<n>.<format>, its sha256 chained in the index as a `report` event, so `ru
 covers it. --no-attach only prints."""
 
 EPILOG = """\
-exit codes: 0 written, 1 the archive could not be read or written, 2 no such record / bad option
+exit codes: 0 written, 1 no such record, or the archive could not be read or written, 2 bad option
 
 examples:
   runbook report 20261127T1403                 # Markdown on stdout, attached to the archive
