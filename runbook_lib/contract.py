@@ -62,6 +62,8 @@ APPROVALS = (
     "expire_items",
     "disable_kill_switch",
     "dr_drill",
+    "dr_env_restore",
+    "dr_failover",
     "restart",
     "dlq_replay",
     "switch_rpc_provider",

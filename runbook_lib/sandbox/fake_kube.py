@@ -1,7 +1,9 @@
 """An HTTP-level fake Kubernetes API server, for the real ``kubernetes`` client.
 
 It serves the REST shapes of the endpoints the runbooks use (deployments, replicasets, pods,
-pod logs, events, the scale subresource, metrics.k8s.io pod metrics), answers errors as
+pod logs, events, the scale subresource, metrics.k8s.io pod metrics), plus a generic store for
+any other object by its REST path (POST to create, GET to read, DELETE; ``/api`` for
+reachability; kinds in ``reject_kinds`` are refused as Invalid), answers errors as
 ``kind: Status``, requires a bearer token, applies JSON patches and merge patches, and
 emulates the deployment controller's one behaviour that rollbacks depend on: when the pod
 template changes to an existing ReplicaSet's, that ReplicaSet becomes the newest revision.
@@ -52,6 +54,8 @@ class FakeKube:
         self.logs: dict[tuple[str, str], str] = {}
         self.metrics: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
+        self.objects: dict[str, dict[str, Any]] = {}  # any other object, by its REST path
+        self.reject_kinds: set[str] = set()  # POSTs of these kinds answer 422 Invalid
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -452,7 +456,55 @@ class FakeKube:
                     {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items},
                     "application/json",
                 )
+            if path == "/api" and method == "GET":
+                return 200, {"kind": "APIVersions", "versions": ["v1"]}, "application/json"
+            generic = self._generic(method, path, body)
+            if generic is not None:
+                return generic
             return 404, status(404, "NotFound", "the server could not find the requested resource"), "application/json"
+
+    def _generic(self, method: str, path: str, body: bytes) -> tuple[int, Any, str] | None:
+        """Create (POST to the collection), read (GET) and delete (DELETE) any object by path:
+        /api/v1[/namespaces/NS]/PLURAL[/NAME] or /apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME]."""
+        m = GENERIC.fullmatch(path)
+        if m is None:
+            return None
+        plural, name = m.group("plural"), m.group("name")
+        if method == "POST" and name is None:
+            obj = json.loads(body) if body else {}
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            if not isinstance(meta, dict) or not meta.get("name"):
+                return 422, status(422, "Invalid", f"{plural}: metadata.name: Required value"), "application/json"
+            if obj.get("kind") in self.reject_kinds:
+                return (
+                    422,
+                    status(422, "Invalid", f'{plural} "{meta["name"]}" is invalid: {obj["kind"]} is not allowed here'),
+                    "application/json",
+                )
+            key = f"{path}/{meta['name']}"
+            if key in self.objects:
+                return (
+                    409,
+                    status(409, "AlreadyExists", f'{plural} "{meta["name"]}" already exists'),
+                    "application/json",
+                )
+            if m.group("ns"):
+                meta["namespace"] = m.group("ns")
+            meta.setdefault("uid", f"uid-{len(self.objects)}-{meta['name']}")
+            meta.setdefault("creationTimestamp", _ts(datetime.now(UTC)))
+            self.objects[key] = obj
+            return 201, obj, "application/json"
+        if name is None:
+            return None
+        obj = self.objects.get(path)
+        if obj is None:
+            return 404, status(404, "NotFound", f'{plural} "{name}" not found'), "application/json"
+        if method == "GET":
+            return 200, obj, "application/json"
+        if method == "DELETE":
+            del self.objects[path]
+            return 200, status(200, "", f'{plural} "{name}" deleted') | {"status": "Success"}, "application/json"
+        return 405, status(405, "MethodNotAllowed", "method not allowed"), "application/json"
 
     def _controller(self, ns: str, name: str) -> None:
         """After a template change: the ReplicaSet with the same template becomes the newest
@@ -493,6 +545,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _serve
+
+
+GENERIC = re.compile(
+    r"/(?:api/v1|apis/[^/]+/[^/]+)(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[a-z0-9.-]+)(?:/(?P<name>[^/]+))?"
+)
 
 
 def _parse_selector(text: str) -> dict[str, str]:

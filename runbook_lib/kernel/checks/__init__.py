@@ -11,7 +11,9 @@ By subject: :mod:`.alerts` (the alert's own expression), :mod:`.http` (errors, S
 (reachability, recovery, replication, uptime), :mod:`.connections` (max_connections, holders,
 idle in transaction), :mod:`.migrations` (migration state, lock waits, DDL, invalid indexes),
 :mod:`.integrity` (orphans, row counts, checksums, amcheck), :mod:`.operator` (approval queue,
-emergency controls), :mod:`.drill` (the database-restore DR drill) and :mod:`.blockchain`
+emergency controls), :mod:`.drill` (the database-restore DR drill), :mod:`.failover` (the
+regional-failover DR drill: promote the streaming standby), :mod:`.envrestore` (the
+environment-restore DR drill: database, deploy manifests, smoke run) and :mod:`.blockchain`
 (JSON-RPC providers: dead, lagging, wrong chain; the primary's state); :mod:`.dlq` (the
 dead-letter queue: depth, dead letters by x-death reason and original queue, depth trend);
 :mod:`.service` (up history, pods, events, health probes), :mod:`.latency` (percentiles by
@@ -33,6 +35,8 @@ from . import (
     deps,
     dlq,
     drill,
+    envrestore,
+    failover,
     http,
     integrity,
     kube,
@@ -58,6 +62,8 @@ __all__ = [
     "deps",
     "dlq",
     "drill",
+    "envrestore",
+    "failover",
     "http",
     "integrity",
     "kube",

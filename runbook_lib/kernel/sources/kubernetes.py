@@ -1,6 +1,7 @@
 """Kubernetes through the official client: rollout history and status (as kubectl reads them),
 pod states and events, the difference between two ReplicaSets, pod logs, top pods
-(metrics.k8s.io), and the writes the actions need (rollback patch, restart, scale)."""
+(metrics.k8s.io), the writes the actions need (rollback patch, restart, scale), and any object
+by its REST path for the environment-restore drill (create, read, delete a manifest's object)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,21 @@ class Kubernetes:
             return json.loads(body)
         except ValueError:
             raise SourceError(NAME, f"{what}: the API server answered something that is not JSON") from None
+
+    def _rest(
+        self, method: str, path: str, body: Any = None, _preload_content: bool = False, _request_timeout: Any = None
+    ) -> Any:
+        """One request on a resource path through the client's transport (its auth, TLS and
+        timeouts); a non-2xx answer raises ApiException as the typed APIs do."""
+        headers = {"Accept": "application/json"} | ({"Content-Type": "application/json"} if body is not None else {})
+        request = self.api.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        resp = self.api.call_api(*request, _request_timeout=_request_timeout)
+        resp.read()
+        if not 200 <= resp.status <= 299:
+            raise ApiException.from_response(http_resp=resp, body=None, data=None)
+        return resp.response
 
     @property
     def apps(self) -> k8s.AppsV1Api:
@@ -415,6 +431,60 @@ class Kubernetes:
             {"spec": {"replicas": int(replicas)}},
             _content_type="application/merge-patch+json",
         )
+
+    # -- any object by its REST path (the environment-restore drill) ------------------------
+    def api_versions(self) -> dict[str, Any]:
+        """GET /api: the cheapest answer that proves the API server is there and accepts us."""
+        return self._call("get /api", self._rest, "GET", "/api")
+
+    def object_path(self, manifest: Mapping[str, Any], with_name: bool = True) -> str:
+        """The REST path of a manifest's object (its collection's with ``with_name=False``).
+        The plural is the kind's lowercase plural (no discovery); a namespaced kind without a
+        namespace goes to the configured one."""
+        api_version, kind = str(manifest.get("apiVersion") or ""), str(manifest.get("kind") or "")
+        name = str((manifest.get("metadata") or {}).get("name") or "")
+        if not api_version or not kind or not name:
+            raise SourceError(
+                NAME, f"a manifest needs apiVersion, kind and metadata.name (got {kind or '?'}/{name or '?'})"
+            )
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        if kind not in CLUSTER_SCOPED:
+            base += f"/namespaces/{object_namespace(manifest, self.namespace)}"
+        lower = kind.lower()
+        plural = lower[:-1] + "ies" if lower.endswith("y") else lower + ("es" if lower.endswith("s") else "s")
+        return f"{base}/{plural}/{name}" if with_name else f"{base}/{plural}"
+
+    def create_object(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a manifest's object to its collection (like ``kubectl create -f``)."""
+        body = json.loads(json.dumps(manifest))
+        if body.get("kind") not in CLUSTER_SCOPED:
+            body.setdefault("metadata", {})["namespace"] = object_namespace(manifest, self.namespace)
+        return self._call(
+            f"create {self.object_path(manifest)}", self._rest, "POST", self.object_path(manifest, False), body
+        )
+
+    def read_object(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(f"get {self.object_path(manifest)}", self._rest, "GET", self.object_path(manifest))
+
+    def delete_object(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call(f"delete {self.object_path(manifest)}", self._rest, "DELETE", self.object_path(manifest))
+
+
+# Kinds without a namespace (the ones a deploy folder is likely to hold).
+CLUSTER_SCOPED = {
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+}
+
+
+def object_namespace(manifest: Mapping[str, Any], default: str) -> str:
+    return str((manifest.get("metadata") or {}).get("namespace") or default)
 
 
 POD_COLUMNS = [

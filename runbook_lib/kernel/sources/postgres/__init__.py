@@ -3,7 +3,8 @@ subject: :mod:`.client` (connections, why one failed, health), :mod:`.activity` 
 connection use, locks, replication), :mod:`.schema` (migrations, invalid indexes),
 :mod:`.integrity` (orphans, row counts, checksums, amcheck), :mod:`.operator` (approval queue,
 emergency controls, audit history), :mod:`.backup` (pg_dump, pg_restore, scratch databases) and
-:mod:`.usage` (users, workflow outcomes, approvals pending, database size, for the reports).
+:mod:`.usage` (users, workflow outcomes, approvals pending, database size, for the reports) and
+:mod:`.replication` (the regional-failover drill: readiness, markers, stop, promote).
 """
 
 from __future__ import annotations
