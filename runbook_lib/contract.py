@@ -67,6 +67,7 @@ APPROVALS = (
     "restart",
     "dlq_replay",
     "switch_rpc_provider",
+    "chaos",
 )
 
 # The pseudo-alert under which alerts beyond the receiver's run caps are grouped into one

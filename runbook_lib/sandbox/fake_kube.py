@@ -440,6 +440,12 @@ class FakeKube:
                     {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items},
                     "application/json",
                 )
+            m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)", path)
+            if m and method == "DELETE":  # no controller recreates it (a ReplicaSet would)
+                pod = self.pods.pop((m.group(1), m.group(2)), None)
+                if pod is None:
+                    return 404, status(404, "NotFound", f'pods "{m.group(2)}" not found'), "application/json"
+                return 200, pod, "application/json"
             m = re.fullmatch(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/log", path)
             if m and method == "GET":
                 text = self.logs.get((m.group(1), m.group(2)))

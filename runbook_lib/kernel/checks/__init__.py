@@ -13,7 +13,8 @@ idle in transaction), :mod:`.migrations` (migration state, lock waits, DDL, inva
 :mod:`.integrity` (orphans, row counts, checksums, amcheck), :mod:`.operator` (approval queue,
 emergency controls), :mod:`.drill` (the database-restore DR drill), :mod:`.failover` (the
 regional-failover DR drill: promote the streaming standby), :mod:`.envrestore` (the
-environment-restore DR drill: database, deploy manifests, smoke run) and :mod:`.blockchain`
+environment-restore DR drill: database, deploy manifests, smoke run), :mod:`.chaos` (the chaos DR
+drill: real faults injected, each runbook run against its fault, cause named or not) and :mod:`.blockchain`
 (JSON-RPC providers: dead, lagging, wrong chain; the primary's state); :mod:`.dlq` (the
 dead-letter queue: depth, dead letters by x-death reason and original queue, depth trend);
 :mod:`.service` (up history, pods, events, health probes), :mod:`.latency` (percentiles by
@@ -30,6 +31,7 @@ from . import (
     blockchain,
     budget,
     capacity,
+    chaos,
     connections,
     database,
     deps,
@@ -56,6 +58,7 @@ __all__ = [
     "blockchain",
     "budget",
     "capacity",
+    "chaos",
     "check",
     "connections",
     "database",
