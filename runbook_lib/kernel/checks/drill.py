@@ -16,11 +16,9 @@ naming the operator, is its trail.
 
 from __future__ import annotations
 
-import functools
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,36 +30,15 @@ from ...errors import SourceError
 from ...present import duration, iso
 from ..protocol import RunbookLike
 from ..sources.postgres import ConnectFailed, Postgres, backup, integrity
+from .base import DrillSteps, drill_step, int_or_none
 
 ACTION = "dr_drill"
 DRILL_TABLES = ("profiles", "workflows", "audit_logs")  # what SRE_PACKAGE.md's drill verifies
 STALE_SCRATCH_S = 6 * 3600  # a scratch database this old was left by a drill that died: dropped
 
 
-def _step(title: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Run a drill step only when the drill may run and no earlier step failed; an error ends
-    the drill's steps (but never the notebook) and is a critical finding."""
-
-    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(fn)
-        def wrapper(self: Drill, *args: Any, **kwargs: Any) -> None:
-            if self.blocked:
-                self.rb.finding(title, "info", f"Not run: {self.blocked}.", drill_step=title)
-                return
-            try:
-                fn(self, *args, **kwargs)
-            except Exception as exc:  # a drill must always reach its cleanup
-                self.failed = f"{title}: {exc}"
-                self.blocked = f"{title} failed"
-                self.rb.finding(title, "critical", f"Failed: {exc}", role="cause", drill_step=title, error=str(exc))
-
-        return wrapper
-
-    return decorate
-
-
 @dataclass
-class Drill:
+class Drill(DrillSteps):
     rb: RunbookLike
     source: Postgres | None
     server: Postgres | None
@@ -84,7 +61,7 @@ class Drill:
     result: dict[str, Any] = field(default_factory=dict)
 
     # -- 1 ----------------------------------------------------------------------------------
-    @_step("Backup")
+    @drill_step("Backup")
     def backup(self) -> None:
         """pg_dump -Fc from an exported snapshot, counting the source in that snapshot; or the
         given backup file, its time read from the file itself."""
@@ -129,7 +106,7 @@ class Drill:
         )
 
     # -- 2 ----------------------------------------------------------------------------------
-    @_step("Failure declared")
+    @drill_step("Failure declared")
     def declare_failure(self) -> None:
         """The failure's time: the drill's parameter, else now. RTO counts from here."""
         self.failure_at = _parse_time(self.failure_param) if self.failure_param else datetime.now(UTC)
@@ -145,7 +122,7 @@ class Drill:
         )
 
     # -- 3 ----------------------------------------------------------------------------------
-    @_step("Restore")
+    @drill_step("Restore")
     def restore(self) -> None:
         assert self.server is not None and self.backup_file is not None
         name = backup.scratch_name(datetime.now(UTC))
@@ -168,7 +145,7 @@ class Drill:
         )
 
     # -- 4 ----------------------------------------------------------------------------------
-    @_step("Verification")
+    @drill_step("Verification")
     def verify(self) -> None:
         """Row counts and MAX(created_at) of each table in the restore against the source."""
         assert self.server is not None and self.scratch is not None and self.expected is not None
@@ -189,11 +166,11 @@ class Drill:
         differ = [r["table"] for _, r in cmp.iterrows() if r["exists_restored"] and not r["match"]]
         self.verified = not missing and not differ
         self.result["tables"] = {
-            r["table"]: {"source": _int(r["rows_source"]), "restored": _int(r["rows_restored"])}
+            r["table"]: {"source": int_or_none(r["rows_source"]), "restored": int_or_none(r["rows_restored"])}
             for _, r in cmp.iterrows()
         }
         if self.verified:
-            counts = ", ".join(f"{r['table']} {_int(r['rows_restored'])}" for _, r in cmp.iterrows())
+            counts = ", ".join(f"{r['table']} {int_or_none(r['rows_restored'])}" for _, r in cmp.iterrows())
             self.rb.finding(
                 "Verification",
                 "ok",
@@ -220,7 +197,7 @@ class Drill:
         )
 
     # -- 5, 6 ---------------------------------------------------------------------------------
-    @_step("RPO and RTO")
+    @drill_step("RPO and RTO")
     def measure(self) -> None:
         assert self.failure_at is not None and self.backup_at is not None
         assert self.declared_at is not None and self.verified_at is not None
@@ -359,7 +336,7 @@ def prepare(
     try:
         base = rb.postgres
         drill.source = base.on_database(source_database) if source_database else base
-        drill.server = _drill_server(rb, drill.source)
+        drill.server = backup.scratch_server(rb.settings, drill.source)
         state = drill.source.server_state()
         cfg = rb.settings.postgres
         tools = {name: backup.tool(name, cfg.bin_dir) for name in ("pg_dump", "pg_restore")}
@@ -440,15 +417,6 @@ def _rpo_now(rb: RunbookLike, drill: Drill, given: Path) -> None:
     )
 
 
-def _drill_server(rb: RunbookLike, source: Postgres) -> Postgres:
-    cfg = rb.settings.postgres
-    if cfg.drill_dsn is not None:
-        return Postgres(
-            cfg.drill_dsn.get_secret_value(), cfg.connect_timeout_s, cfg.statement_timeout_ms, cfg.lock_timeout_ms
-        )
-    return source
-
-
 def _parse_time(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -463,7 +431,3 @@ def _same(a: Any, b: Any) -> bool:
     if a is None or b is None or pd.isna(a) or pd.isna(b):
         return False
     return bool(pd.Timestamp(a) == pd.Timestamp(b)) if isinstance(a, datetime | pd.Timestamp) else int(a) == int(b)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)

@@ -15,14 +15,12 @@ It runs only with ``mode="resolve"``, ``dry_run=False``, an operator and ``dr_en
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from ...present import duration
 from ..protocol import RunbookLike
 from ..sources.kubernetes import CLUSTER_SCOPED, Kubernetes, object_namespace
 from ..sources.postgres import ConnectFailed, Postgres, backup, integrity
+from .base import DrillSteps, drill_step, int_or_none
 
 ACTION = "dr_env_restore"
 TITLE = "DR drill: restore the environment from scratch"
@@ -50,36 +49,8 @@ class StepFailed(Exception):
     """A step ran and found the environment wrong: the message is the reason."""
 
 
-def _step(title: str, key: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Run a step only when the drill may run and no earlier step failed; time it; an error
-    ends the drill's steps (never the notebook) and is a critical finding with the reason."""
-
-    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(fn)
-        def wrapper(self: EnvRestore, *args: Any, **kwargs: Any) -> None:
-            if self.blocked:
-                self.rb.finding(title, "info", f"Not run: {self.blocked}.", drill_step=key)
-                return
-            started = time.monotonic()
-            self.started = self.started or started
-            try:
-                fn(self, *args, **kwargs)
-            except Exception as exc:  # a drill must always reach its cleanup
-                reason = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
-                self.reasons.append(f"{title}: {reason}")
-                self.blocked = f"{title} failed"
-                self.rb.finding(title, "critical", f"Failed: {reason}", role="cause", drill_step=key, error=reason)
-            finally:
-                self.steps[key] = round(time.monotonic() - started, 3)
-                self.ended = time.monotonic()
-
-        return wrapper
-
-    return decorate
-
-
 @dataclass
-class EnvRestore:
+class EnvRestore(DrillSteps):
     rb: RunbookLike
     source: Postgres | None
     server: Postgres | None
@@ -100,7 +71,17 @@ class EnvRestore:
     result: dict[str, Any] = field(default_factory=dict)
 
     # -- 1 ----------------------------------------------------------------------------------
-    @_step("Database restore", "database")
+    def step_failed(self, title: str, exc: Exception) -> str:
+        reason = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+        self.reasons.append(f"{title}: {reason}")
+        return reason
+
+    def step_timed(self, key: str, started: float, ended: float) -> None:
+        self.started = self.started or started
+        self.steps[key] = round(ended - started, 3)
+        self.ended = ended
+
+    @drill_step("Database restore", "database")
     def restore_database(self) -> None:
         """A fresh pg_dump (rows counted in its snapshot) or the given backup (rows estimated
         at its time), restored into a new scratch database; the schema's tables must exist and
@@ -134,12 +115,12 @@ class EnvRestore:
         self.rb.table(cmp, title="Schema and rows: the backup against the restore")
         missing = [r["table"] for _, r in cmp.iterrows() if not r["exists"]]
         differ = [
-            f"{r['table']} ({_int(r['rows_restored'])} rows restored, {_int(r['rows_backup'])} in the backup)"
+            f"{r['table']} ({int_or_none(r['rows_restored'])} rows restored, {int_or_none(r['rows_backup'])} in the backup)"
             for _, r in cmp.iterrows()
-            if r["exists"] and _int(r["rows_restored"]) != _int(r["rows_backup"])
+            if r["exists"] and int_or_none(r["rows_restored"]) != int_or_none(r["rows_backup"])
         ]
         self.result["tables"] = {
-            r["table"]: {"backup": _int(r["rows_backup"]), "restored": _int(r["rows_restored"])}
+            r["table"]: {"backup": int_or_none(r["rows_backup"]), "restored": int_or_none(r["rows_restored"])}
             for _, r in cmp.iterrows()
         }
         self.result["scratch"] = name
@@ -160,7 +141,7 @@ class EnvRestore:
         )
 
     # -- 2 ----------------------------------------------------------------------------------
-    @_step("Kubernetes manifests", "manifests")
+    @drill_step("Kubernetes manifests", "manifests")
     def apply_manifests(self) -> None:
         """Create every object of the deploy manifests, then read each back: same kind, name
         and namespace. One failure does not stop the others (all are cleaned up)."""
@@ -201,7 +182,7 @@ class EnvRestore:
         )
 
     # -- 3 ----------------------------------------------------------------------------------
-    @_step("Smoke checks", "smoke")
+    @drill_step("Smoke checks", "smoke")
     def smoke(self) -> None:
         """Each configured backend answers (PostgreSQL on the restored database), then one
         runbook runs in diagnose mode, in a subprocess, against the restored database."""
@@ -400,7 +381,7 @@ def prepare(
     try:
         base = rb.postgres
         drill.source = base.on_database(source_database) if source_database else base
-        drill.server = _scratch_server(rb, drill.source)
+        drill.server = backup.scratch_server(rb.settings, drill.source)
         state = drill.source.server_state()
         cfg = rb.settings.postgres
         tools = {name: backup.tool(name, cfg.bin_dir) for name in ("pg_dump", "pg_restore")}
@@ -480,17 +461,3 @@ def prepare(
     else:
         drill.plan["status"] = "running"
     return drill
-
-
-def _scratch_server(rb: RunbookLike, source: Postgres) -> Postgres:
-    """Where scratch databases go: RUNBOOK_POSTGRES_DRILL_DSN's server if set, else the source's."""
-    cfg = rb.settings.postgres
-    if cfg.drill_dsn is not None:
-        return Postgres(
-            cfg.drill_dsn.get_secret_value(), cfg.connect_timeout_s, cfg.statement_timeout_ms, cfg.lock_timeout_ms
-        )
-    return source
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None or pd.isna(value) else int(value)

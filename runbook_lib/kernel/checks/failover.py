@@ -18,10 +18,8 @@ replicating stops the drill before anything is touched: FAIL, with the reason.
 
 from __future__ import annotations
 
-import functools
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +32,7 @@ from ...errors import SourceError
 from ...present import duration, iso
 from ..protocol import RunbookLike
 from ..sources.postgres import ConnectFailed, Postgres, backup, replication
+from .base import DrillSteps, drill_step
 
 ACTION = "dr_failover"
 TITLE = "DR drill: fail over to the standby"
@@ -42,30 +41,8 @@ PROMOTE_WAIT_S = 60
 NOT_RUN = ("proposed", "dry_run", "refused", "unavailable")
 
 
-def _step(title: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Run a drill step only when the drill may run and no earlier step failed; an error ends
-    the drill's steps (but never the notebook) and is a critical finding."""
-
-    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
-        @functools.wraps(fn)
-        def wrapper(self: Failover, *args: Any, **kwargs: Any) -> None:
-            if self.blocked:
-                self.rb.finding(title, "info", f"Not run: {self.blocked}.", drill_step=title)
-                return
-            try:
-                fn(self, *args, **kwargs)
-            except Exception as exc:  # a drill must always reach its verdict and cleanup
-                self.failed = f"{title}: {exc}"
-                self.blocked = f"{title} failed"
-                self.rb.finding(title, "critical", f"Failed: {exc}", role="cause", drill_step=title, error=str(exc))
-
-        return wrapper
-
-    return decorate
-
-
 @dataclass
-class Failover:
+class Failover(DrillSteps):
     rb: RunbookLike
     primary: Postgres | None
     standby: Postgres | None
@@ -82,7 +59,7 @@ class Failover:
     result: dict[str, Any] = field(default_factory=dict)
 
     # -- 2 ----------------------------------------------------------------------------------
-    @_step("Marker")
+    @drill_step("Marker")
     def write_marker(self) -> None:
         """A row in dr_drill_markers on the primary, just before the failure; then wait (a
         little) for the standby to replay it."""
@@ -109,7 +86,7 @@ class Failover:
         )
 
     # -- 3 ----------------------------------------------------------------------------------
-    @_step("Failure declared")
+    @drill_step("Failure declared")
     def fail_primary(self) -> None:
         """Stop the primary as a regional outage would: pg_ctl stop -m immediate (no shutdown
         checkpoint, no last WAL sent). RTO counts from here."""
@@ -134,7 +111,7 @@ class Failover:
         )
 
     # -- 4 ----------------------------------------------------------------------------------
-    @_step("Promotion")
+    @drill_step("Promotion")
     def promote(self) -> None:
         """pg_promote(wait => true) on the standby, then insert a marker until one succeeds:
         RTO is the failure to that first write."""
@@ -171,7 +148,7 @@ class Failover:
         )
 
     # -- 5 ----------------------------------------------------------------------------------
-    @_step("RPO and RTO")
+    @drill_step("RPO and RTO")
     def measure(self) -> None:
         """RPO: the old primary's markers missing on the new primary (rows), and the time from
         the last marker it holds to the failure (seconds). RTO: failure to first write."""

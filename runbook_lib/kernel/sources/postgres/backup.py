@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ....errors import SourceError
+from ....settings import Settings
 from .client import NAME, Postgres
 
 SCRATCH_PREFIX = "rb_drill_"
@@ -170,3 +171,14 @@ def _run(cmd: list[str], env: dict[str, str], timeout_s: float, what: str = "") 
 
 def _int(text: str) -> int:
     return int(text) if text.isdigit() else -1
+
+
+def scratch_server(settings: Settings, source: Postgres) -> Postgres:
+    """Where a drill creates its scratch databases: RUNBOOK_POSTGRES_DRILL_DSN's server if set,
+    else the source's."""
+    cfg = settings.postgres
+    if cfg.drill_dsn is None:
+        return source
+    return Postgres(
+        cfg.drill_dsn.get_secret_value(), cfg.connect_timeout_s, cfg.statement_timeout_ms, cfg.lock_timeout_ms
+    )
