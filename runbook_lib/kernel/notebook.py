@@ -221,6 +221,11 @@ class Runbook:
             html = f'<div class="rb-note">{anchors}: {present.esc(title)}</div>'
             self._display({"text/html": html, "text/plain": "; ".join(f"{label}: {url}" for label, url in shown)})
 
+    def show(self, html: str, text: str) -> None:
+        """Show HTML built with :mod:`runbook_lib.present` (values escaped there), with its text
+        form, as an output the record keeps."""
+        self._display({"text/html": html, "text/plain": text})
+
     def note(self, text: str) -> None:
         self._display({"text/html": present.note_html(text), "text/plain": text})
 

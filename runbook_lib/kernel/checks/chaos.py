@@ -395,7 +395,7 @@ class Chaos:
             '<div class="rb-tablewrap"><b>Chaos drill: faults and the runbooks that diagnosed them</b>'
             f'<table class="rb-table"><tr class="rb-head">{head}</tr>{body}</table></div>'
         )
-        _display({"text/html": html, "text/plain": text})
+        self.rb.show(html, text)
 
     def verdict(self) -> None:
         """PASS when every fault that ran had its cause named; FAIL naming those that were not.
@@ -771,16 +771,3 @@ def _with_address(dsn: str, host: str, port: int) -> str:
 def _relative_link(record: str) -> str:
     """From the drill's record.html (<archive>/YYYY/MM/DD/<id>/) to a record under the same archive."""
     return record if record.startswith("/") else "../../../../" + record
-
-
-def _display(bundle: dict[str, Any]) -> None:
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-
-        if get_ipython() is not None:
-            display(bundle, raw=True)
-            return
-    except ImportError:
-        pass
-    print(bundle.get("text/plain", ""))
