@@ -25,6 +25,7 @@ SECRET_ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_POSTGRES_DRILL_DSN": ("postgres", "drill_dsn"),
     "RUNBOOK_REDIS_URL": ("redis", "url"),
     "RUNBOOK_RABBITMQ_URL": ("rabbitmq", "url"),
+    "RUNBOOK_BROKER_URL": ("receiver", "broker_url"),
     "RUNBOOK_PROMETHEUS_TOKEN": ("prometheus", "bearer_token"),
     "RUNBOOK_WEBHOOK_TOKEN": ("receiver", "token"),
     "RUNBOOK_WEBHOOK_PASSWORD": ("receiver", "basic_password"),
@@ -36,7 +37,13 @@ SECRET_ENV_MAP: dict[str, tuple[str, ...]] = {
 SECRET_KEYS = set(SECRET_ENV_MAP.values())
 # Secret settings that are connection URLs: only the password inside is secret (the host is
 # what every message about the backend names). Every other secret is secret as a whole.
-URL_SECRETS = {("postgres", "dsn"), ("postgres", "drill_dsn"), ("redis", "url"), ("rabbitmq", "url")}
+URL_SECRETS = {
+    ("postgres", "dsn"),
+    ("postgres", "drill_dsn"),
+    ("redis", "url"),
+    ("rabbitmq", "url"),
+    ("receiver", "broker_url"),
+}
 URL_SECRET_VARS = {var for var, path in SECRET_ENV_MAP.items() if path in URL_SECRETS}
 # Environment variables whose values are redacted wherever they appear, whatever their use.
 SECRET_ENV_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|API_KEY|ROUTING_KEY)$", re.I)

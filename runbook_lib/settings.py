@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -266,7 +266,15 @@ class ReceiverSettings(_Section):
     port: int = 9095
     """Port `runbook serve` listens on."""
     workers: int = Field(default=2, ge=1, le=64)
-    """Worker processes running diagnoses (RUNBOOK_WORKERS)."""
+    """Worker processes running diagnoses (RUNBOOK_WORKERS); local executor only."""
+    executor: Literal["local", "celery"] = "local"
+    """Who runs the diagnoses (RUNBOOK_EXECUTOR): "local", the receiver's own worker processes,
+    or "celery", `runbook worker` processes anywhere, fed through the broker."""
+    broker_url: SecretStr | None = None
+    """The Celery broker, amqp://user:password@host:5672/vhost (RUNBOOK_BROKER_URL[_FILE]);
+    needed by the celery executor and by `runbook worker`."""
+    celery_queue: str = "runbook.runs"
+    """The broker queue runs are sent to (durable; `runbook worker` consumes it)."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     """Largest webhook body accepted; larger is 413."""
     journal: str | None = None
@@ -511,6 +519,7 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_ARCHIVE": ("archive", "path"),
     "RUNBOOK_CELL_TIMEOUT": ("engine", "cell_timeout_s"),
     "RUNBOOK_WORKERS": ("receiver", "workers"),
+    "RUNBOOK_EXECUTOR": ("receiver", "executor"),
     "RUNBOOK_JOURNAL": ("receiver", "journal"),
     "RUNBOOK_WEBHOOK_USER": ("receiver", "basic_user"),
     "RUNBOOK_PAGERDUTY_URL": ("notify", "pagerduty_url"),

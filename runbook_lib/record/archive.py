@@ -9,6 +9,7 @@ Layout (root = settings.archive_path, ``executed/`` by default)::
                          the line before it (a hash chain)
     <root>/HEAD          seq and hash of the last index line (detects a truncated index)
     <root>/.staging/     runs in progress (moved into place atomically when done)
+    <root>/.attempts/    how often a broker-delivered run was started, per record id
 
 Records are never modified after they are indexed. Later facts about a record (the alert
 resolved, say) are appended to the index as ``event`` lines, so the chain stays valid.
@@ -40,6 +41,7 @@ REPORTS = "reports"  # attached incident reports: reports/<record id>/report-<n>
 REPORT_FORMATS = ("md", "html")
 REPORT_NAME = re.compile(r"report-(\d{1,6})\.(md|html)")
 HEAD = "HEAD"
+ATTEMPTS = ".attempts"  # per-record start counts of broker-delivered runs
 
 
 def new_record_id(slug: str, when: datetime | None = None) -> str:
@@ -190,6 +192,27 @@ class Archive:
                     raise ArchiveError(f"record {record_id}: {name} does not match its record.json; not adopted")
             self._append(self._record_entry(record_id, record))
             return True
+
+    def note_attempt(self, record_id: str) -> int:
+        """Count one more start of the run that writes ``record_id`` and return the count (1 the
+        first time). A broker redelivers the job of a worker that was lost mid-run but does not say
+        how often; this counter, kept beside the records (``.attempts/<id>``), does."""
+        self.check_id(record_id)
+        with self._locked():
+            folder = self.root / ATTEMPTS
+            folder.mkdir(exist_ok=True)
+            path = folder / record_id
+            try:
+                n = int(path.read_text().strip() or 0) + 1
+            except FileNotFoundError:
+                n = 1
+            except ValueError:
+                raise ArchiveError(f"{path} does not hold a count") from None
+            tmp = folder / f".{record_id}.tmp"
+            tmp.write_text(f"{n}\n")
+            _fsync_file(tmp)
+            os.replace(tmp, path)
+            return n
 
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Append one line and move HEAD to it, or leave both as they were: a write that fails
