@@ -45,8 +45,9 @@ URL_SECRETS = {
     ("receiver", "broker_url"),
 }
 URL_SECRET_VARS = {var for var, path in SECRET_ENV_MAP.items() if path in URL_SECRETS}
-# Environment variables whose values are redacted wherever they appear, whatever their use.
-SECRET_ENV_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|API_KEY|ROUTING_KEY)$", re.I)
+# Environment variables whose values are redacted wherever they appear, whatever their use
+# (AWS_SECRET_ACCESS_KEY, the credential of an archive in S3, ends in neither SECRET nor KEY alone).
+SECRET_ENV_NAME = re.compile(r"(PASSWORD|PASSWD|TOKEN|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|API_KEY|ROUTING_KEY)$", re.I)
 
 MIN_SECRET_CHARS = 4
 

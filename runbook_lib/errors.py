@@ -63,6 +63,16 @@ class ArchiveError(RunbookError):
     label = "archive error"
 
 
+class ArchiveUnavailable(ArchiveError):
+    """The archive cannot be used right now: its S3 endpoint is unreachable, credentials are
+    missing or refused, the bucket is missing, or its lock was not obtained in time. Environmental
+    (:mod:`.faults`): a worker keeps its job and retries once the storage is back."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class JournalError(RunbookError):
     """The intake journal could not be written (the webhook answers 503 so Alertmanager retries)."""
 

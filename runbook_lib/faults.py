@@ -1,5 +1,5 @@
 """Telling an environmental failure (the disk is full, an I/O error, a read-only file system, a
-locked journal) from a failure of the work itself.
+locked journal, an archive in S3 that cannot be reached) from a failure of the work itself.
 
 An environmental failure is never a final state for a job: the worker keeps the job and retries
 it with backoff until the environment recovers (see :mod:`.worker`). Only the runbook itself can
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+
+from .errors import ArchiveUnavailable
 
 ENVIRONMENTAL_ERRNOS = {
     errno.ENOSPC: "no space left on device",
@@ -39,6 +41,8 @@ def environmental(exc: BaseException | None) -> str | None:
         if isinstance(exc, OSError) and exc.errno in ENVIRONMENTAL_ERRNOS:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
             return f"{ENVIRONMENTAL_ERRNOS[exc.errno]}{where}"
+        if isinstance(exc, ArchiveUnavailable):
+            return f"archive unavailable: {exc.reason}"
         if isinstance(exc, sqlite3.OperationalError):
             text = str(exc).lower()
             for known in SQLITE_ENVIRONMENTAL:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -257,7 +258,72 @@ class EngineSettings(_Section):
 
 class ArchiveSettings(_Section):
     path: str = "executed"
-    """Archive directory (RUNBOOK_ARCHIVE); relative paths are under the project home."""
+    """Where records are archived (RUNBOOK_ARCHIVE): a directory (relative paths are under the
+    project home), ``file:///absolute/path``, or ``s3://bucket/prefix`` (S3 or an S3-compatible
+    store; several hosts may write one archive at once). Never with credentials in it."""
+    endpoint: str | None = None
+    """The S3 endpoint of an s3:// archive (RUNBOOK_ARCHIVE_ENDPOINT), e.g. http://minio:9000;
+    None: botocore's AWS_ENDPOINT_URL, else AWS. Credentials come from the standard AWS variables
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE) or an instance role."""
+
+    @field_validator("path")
+    @classmethod
+    def _known_location(cls, value: str) -> str:
+        archive_location(value)  # raises ValueError naming what is wrong (never a credential)
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _plain_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if "@" in parts.netloc:
+            raise ValueError("must not contain credentials: give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL of the S3 service, e.g. http://127.0.0.1:9000")
+        return value.strip()
+
+
+# The local working directory of an archive in S3 (under the project home): runs stage here, and
+# the receiver keeps its locks, its default journal and interactive notebooks here.
+REMOTE_WORK_DIR = ".runbook"
+S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def archive_location(raw: str) -> tuple[str, str]:
+    """Where ``archive.path`` points: ``("local", the path as given)`` for a plain path or a
+    ``file://`` URL, ``("s3", "s3://bucket/prefix")`` (normalised: no trailing slash, no empty
+    segment) for S3. Raises ValueError saying what is wrong; the message never repeats a value
+    that holds credentials."""
+    text = raw.strip()
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if not scheme:
+        if not text:
+            raise ValueError("is empty: give a directory, file:///absolute/path or s3://bucket/prefix")
+        return "local", raw
+    name = scheme.group(1).lower()
+    parts = urlsplit(text)
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not contain credentials: give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, never in the URL"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{name}:// URL may have no query or fragment")
+    if name == "file":
+        path = unquote(parts.path)
+        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+            raise ValueError("a file:// URL names an absolute local path: file:///absolute/path")
+        return "local", path
+    if name == "s3":
+        if not S3_BUCKET.fullmatch(parts.netloc):
+            raise ValueError(f"{safe_endpoint(text)}: s3:// needs a bucket name (lowercase letters, digits, '.', '-')")
+        segments = [s for s in parts.path.split("/") if s]
+        if any(s in (".", "..") for s in segments):
+            raise ValueError(f"{safe_endpoint(text)}: the prefix may not contain '.' or '..' segments")
+        prefix = "/".join(segments)
+        return "s3", f"s3://{parts.netloc}/{prefix}" if prefix else f"s3://{parts.netloc}"
+    raise ValueError(f"{name}:// is not supported: use a directory, file:///absolute/path or s3://bucket/prefix")
 
 
 class ReceiverSettings(_Section):
@@ -461,8 +527,25 @@ class Settings(_Section):
         return self.catalog_path or (self.parameters_dir / "catalog.yaml")
 
     @property
+    def archive_is_remote(self) -> bool:
+        """The archive is in S3 (``s3://``), not in a local directory."""
+        return archive_location(self.archive.path)[0] != "local"
+
+    @property
+    def archive_url(self) -> str:
+        """The archive's location: its normalised ``s3://bucket/prefix``, or its local directory."""
+        kind, where = archive_location(self.archive.path)
+        return where if kind != "local" else str(self.archive_path)
+
+    @property
     def archive_path(self) -> Path:
-        p = Path(self.archive.path).expanduser()
+        """The archive's local directory: the archive itself when it is local; for an archive in
+        S3, its local working directory ``<home>/.runbook`` (staging of runs in progress, the
+        receiver's locks, its default journal ``intake.sqlite3``, interactive notebooks)."""
+        kind, where = archive_location(self.archive.path)
+        if kind != "local":
+            return self.home / REMOTE_WORK_DIR
+        p = Path(where).expanduser()
         return p if p.is_absolute() else self.home / p
 
     @property
@@ -517,6 +600,7 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_KUBE_CONTEXT": ("kubernetes", "context"),
     "KUBECONFIG": ("kubernetes", "kubeconfig"),
     "RUNBOOK_ARCHIVE": ("archive", "path"),
+    "RUNBOOK_ARCHIVE_ENDPOINT": ("archive", "endpoint"),
     "RUNBOOK_CELL_TIMEOUT": ("engine", "cell_timeout_s"),
     "RUNBOOK_WORKERS": ("receiver", "workers"),
     "RUNBOOK_EXECUTOR": ("receiver", "executor"),

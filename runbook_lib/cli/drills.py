@@ -63,7 +63,7 @@ def runs_from_archive(archive: Any, runbooks: set[str]) -> list[Any]:
 
 def cmd_drills(args: argparse.Namespace) -> int:
     from .. import drills
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
 
     settings = settings_for(args)
     now = datetime.now(UTC)
@@ -71,8 +71,8 @@ def cmd_drills(args: argparse.Namespace) -> int:
     if not 2000 <= year <= 2200:
         raise ConfigError(f"--year {year}: not a plausible year")
     calendar = drills.load(settings.home / drills.CALENDAR_FILE)
-    archive = Archive(settings.archive_path)
-    runs = runs_from_archive(archive, {d.runbook for d in calendar}) if archive.index_path.exists() else []
+    archive = archive_for(settings)
+    runs = runs_from_archive(archive, {d.runbook for d in calendar}) if archive.has_index() else []
     states = drills.calendar(calendar, runs, year, now)
     upcoming = drills.next_due(states, now)
     if args.json:
@@ -88,7 +88,7 @@ def cmd_drills(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    echo(f"DR drills {year} (calendar {settings.home / drills.CALENDAR_FILE}, archive {archive.root}):\n")
+    echo(f"DR drills {year} (calendar {settings.home / drills.CALENDAR_FILE}, archive {archive.location}):\n")
     rows = [
         {
             "quarter": f"Q{s.drill.quarter}",

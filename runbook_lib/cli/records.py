@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_FAILED, EXIT_OK, ArchiveError
@@ -74,10 +73,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
 
     settings = settings_for(args)
-    archive = Archive(settings.archive_path)
+    archive = archive_for(settings)
     entries = list(archive.entries())
     resolved = {e["record"] for e in entries if e.get("type") == "event" and e.get("event") == "resolved"}
     ids = [e["id"] for e in entries if e.get("type") == "record"][::-1]
@@ -108,17 +107,17 @@ def cmd_records(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     if not rows:
-        echo(f"no records in {settings.archive_path}")
+        echo(f"no records in {archive.location}")
         return EXIT_OK
     print_table(rows, ["id", "alert", "verdict", "status", "worst", "resolved"])
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
 
     settings = settings_for(args)
-    archive = Archive(settings.archive_path)
+    archive = archive_for(settings)
     rec = archive.load(archive.find(args.id))
     if args.json:
         print(json.dumps(rec, indent=2, ensure_ascii=False))
@@ -166,42 +165,40 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.append("\nevents:")
         for e in rec["events"]:
             out.append(f"  {iso(e['at'])}  {event_text(e)}")
-    folder = Path(rec["dir"])
-    out.append(
-        f"\nhtml      {folder / 'record.html'}\nnotebook  {folder / 'notebook.ipynb'}\njson      {folder / 'record.json'}"
-    )
+    folder = rec["dir"]  # a directory, or the record's s3:// URL
+    out.append(f"\nhtml      {folder}/record.html\nnotebook  {folder}/notebook.ipynb\njson      {folder}/record.json")
     echo("\n".join(out))
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
     from ..record.verify import verify
 
     settings = settings_for(args)
-    archive = Archive(settings.archive_path)
+    archive = archive_for(settings)
     count, problems = verify(archive, expect_head=args.expect_head, anchors=args.anchor)
     if problems:
-        echo(f"runbook verify: FAILED: {len(problems)} problem(s) in {archive.root}", file=sys.stderr)
+        echo(f"runbook verify: FAILED: {len(problems)} problem(s) in {archive.location}", file=sys.stderr)
         for p in problems:
             echo(f"  {p}", file=sys.stderr)
         return EXIT_FAILED
     head = archive.read_head()
     anchored = f"; passes through {len(args.anchor)} anchor(s)" if args.anchor else ""
     print(
-        f"ok: {count} records verified in {archive.root}; chain intact{anchored}; "
+        f"ok: {count} records verified in {archive.location}; chain intact{anchored}; "
         f"head {head['hash'] if head else '(empty)'}"
     )
     return EXIT_OK
 
 
 def cmd_anchor(args: argparse.Namespace) -> int:
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
 
-    archive = Archive(settings_for(args).archive_path)
+    archive = archive_for(settings_for(args))
     head = archive.read_head()
     if head is None:
-        raise ArchiveError(f"{archive.root} has no index entries yet: nothing to anchor")
+        raise ArchiveError(f"{archive.location} has no index entries yet: nothing to anchor")
     print(f"{head['seq']}:{head['hash']}")
     echo(f"keep it outside the archive; later: runbook verify --anchor {head['seq']}:{head['hash']}", file=sys.stderr)
     return EXIT_OK

@@ -49,10 +49,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 def cmd_report(args: argparse.Namespace) -> int:
     from ..audit import rows_between
     from ..record import report
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
 
     settings = settings_for(args)
-    archive = Archive(settings.archive_path)
+    archive = archive_for(settings)
     record_id = archive.find(args.id)
     record = archive.load(record_id)
     rows, note = [], "audit_logs not read: RUNBOOK_POSTGRES_DSN is not set"

@@ -207,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"  stopped in In [{fc.get('execution_count')}]: {fc.get('ename')}: {fc.get('evalue')}", file=sys.stderr
             )
             echo(f"  continue from its outputs: runbook open {rec['id']}", file=sys.stderr)
-    echo(result.html_path)
+    echo(result.html_location)
     if not result.ok:
         return EXIT_FAILED
     return EXIT_INCOMPLETE if result.incomplete else EXIT_OK
@@ -260,17 +260,17 @@ def jupyter_lab() -> str | None:
 def _record_id(settings: Any, text: str) -> str | None:
     """The record ``text`` names, if it is not a runbook slug."""
     from ..catalog import Catalog
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
 
     if Catalog.load(settings.catalog_file, settings.runbooks_path).has_notebook(text):
         return None
-    return Archive(settings.archive_path).find(text)
+    return archive_for(settings).find(text)
 
 
 def _working_copy(settings: Any, record_id: str, work: Path) -> Path:
-    from ..record.archive import Archive
+    from ..record.remote import archive_for
 
-    source = Archive(settings.archive_path).record_dir(record_id) / "notebook.ipynb"
+    notebook = archive_for(settings).read_record_file(record_id, "notebook.ipynb")
     target = work / f"{record_id}-continued-{datetime.now(UTC):%H%M%S}.ipynb"
-    shutil.copyfile(source, target)
+    target.write_bytes(notebook)
     return target

@@ -30,8 +30,37 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
     p.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: receiver.workers / RUNBOOK_WORKERS)"
     )
+    p.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default=None,
+        help="who runs the diagnoses: 'local' worker processes of this receiver, or 'celery': `runbook worker`\n"
+        "processes anywhere, fed through the broker at RUNBOOK_BROKER_URL (default: receiver.executor /\n"
+        "RUNBOOK_EXECUTOR, local)",
+    )
     p.add_argument("--insecure-no-auth", action="store_true", help="allow no credentials (loopback addresses only)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "worker",
+        parents=[common],
+        formatter_class=fmt,
+        help="a Celery worker running diagnoses for `runbook serve --executor celery`",
+        description="Consume runs from the broker (RUNBOOK_BROKER_URL, queue receiver.celery_queue) and execute\n"
+        "each into a record in the archive (RUNBOOK_ARCHIVE: a path, file:// or s3:// URL), one at a time,\n"
+        "with warm kernels. Start as many as you need, on any machine that reaches the broker, the\n"
+        "archive and the backends; the receiver keeps the journal, deduplication and resolutions.\n\n"
+        "A worker lost mid-run (kill -9, OOM, node gone) has its run redelivered by the broker to another\n"
+        "worker and retried once; the record says so. SIGTERM finishes the current run, then exits.",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help="serve GET /healthz on this port (200 while consuming; for Kubernetes probes)",
+    )
+    p.add_argument("--health-host", default="0.0.0.0", help="address of the /healthz server (default 0.0.0.0)")  # noqa: S104
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser(
         "demo",
@@ -80,9 +109,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from ..credentials import safe_endpoint
     from ..errors import ConfigError
     from ..receiver.app import create_app
     from ..receiver.auth import auth_configured
+    from ..receiver.celery_exec import broker_url
     from ..receiver.locks import receiver_locks
     from ..receiver.supervisor import Supervisor
     from ..settings import load_settings
@@ -90,7 +121,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.workers is not None:
         overrides["receiver.workers"] = args.workers
+    if args.executor is not None:
+        overrides["receiver.executor"] = args.executor
     settings = load_settings(env=args.env, overrides=overrides)
+    celery = settings.receiver.executor == "celery"
     logging.getLogger("runbook").setLevel(logging.INFO)  # one structured line per notification
     host = args.host or settings.receiver.host
     port = args.port if args.port is not None else settings.receiver.port
@@ -103,15 +137,45 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
         if not _is_loopback(host):
             raise ConfigError(f"--insecure-no-auth only works on a loopback address, not {host}")
+    if celery:
+        from ..receiver.celery_exec import Dispatcher
+
+        broker = safe_endpoint(broker_url(settings))  # refuses to start without a broker
     with receiver_locks(settings):
-        supervisor = Supervisor(settings, args.env, overrides, settings.receiver.workers)
+        if celery:
+            supervisor: Any = Dispatcher(settings)
+            runs = f"celery executor: runs go to `runbook worker` processes via {broker}"
+        else:
+            supervisor = Supervisor(settings, args.env, overrides, settings.receiver.workers)
+            runs = f"{settings.receiver.workers} workers"
         app = create_app(settings, require_auth=has_auth, supervisor=supervisor)
         auth = "bearer/basic auth" if has_auth else "NO AUTH (loopback only)"
         print(
-            f"runbook serve: http://{host}:{port}/alerts ({auth}); {settings.receiver.workers} workers; "
-            f"journal {settings.journal_path}; archive {settings.archive_path}",
+            f"runbook serve: http://{host}:{port}/alerts ({auth}); {runs}; "
+            f"journal {settings.journal_path}; archive {settings.archive_url}",
             file=sys.stderr,
             flush=True,
         )
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import sys
+
+    from .. import process
+    from ..credentials import safe_endpoint
+    from ..receiver.celery_exec import broker_url, run_worker
+    from ..settings import load_settings
+
+    settings = load_settings(env=args.env)
+    broker = safe_endpoint(broker_url(settings))  # a clear error before anything starts
+    process.prepare()
+    logging.getLogger("runbook").setLevel(logging.INFO)  # one structured line per run
+    print(
+        f"runbook worker: consuming {settings.receiver.celery_queue} at {broker}; archive {settings.archive_url}"
+        + (f"; /healthz on {args.health_host}:{args.health_port}" if args.health_port is not None else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    return run_worker(settings, args.health_host, args.health_port)

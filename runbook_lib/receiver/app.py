@@ -23,11 +23,12 @@ from prometheus_client import generate_latest
 
 from .. import signing
 from ..alertmanager import WebhookPayload, parse_payload
-from ..errors import AlertError, ArchiveError
+from ..errors import AlertError, ArchiveError, ArchiveUnavailable
 from ..faults import environmental
 from ..present import visible
 from ..record.archive import RECORD_ID, Archive
 from ..record.events import with_events
+from ..record.remote import archive_for
 from ..settings import Settings
 from .auth import check_auth
 from .health import Health
@@ -88,7 +89,7 @@ def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any
     intake = Intake.from_settings(settings)
     intake.start_group_commit()
     health = supervisor.health if supervisor is not None else Health()
-    metrics = Metrics(intake, health)
+    metrics = Metrics(intake, health, supervisor)
     app = FastAPI(
         title="OmniHub runbook receiver",
         lifespan=_lifespan(metrics, supervisor),
@@ -98,10 +99,11 @@ def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any
     )
     _alerts_route(app, settings, intake, metrics, health, require_auth)
     _status_routes(app, intake, metrics, health, supervisor)
-    _records_route(app, settings, require_auth)
-    _records_index_route(app, settings, require_auth)
-    _signed_record_route(app, settings)
-    _runbooks_route(app, settings, require_auth)
+    archive = archive_for(settings)  # one client for the pages (an archive in S3 is listed, not walked)
+    _records_route(app, settings, archive, require_auth)
+    _records_index_route(app, settings, archive, require_auth)
+    _signed_record_route(app, settings, archive)
+    _runbooks_route(app, settings, archive, require_auth)
     app.state.intake = intake
     app.state.metrics = metrics
     app.state.health = health
@@ -201,8 +203,8 @@ def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Healt
             body["problems"] = problems
         if not intake.writer_alive():
             body["status"] = "journal writer stopped"
-        elif supervisor is not None and body["workers"] == 0:
-            body["status"] = "no workers"
+        elif supervisor is not None and body["workers"] == 0 and getattr(supervisor, "name", "local") == "local":
+            body["status"] = "no workers"  # (celery workers come and go on their own; the broker holds the runs)
         elif problems:
             body["status"] = "degraded"
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
@@ -219,15 +221,16 @@ async def _record_page(archive: Archive, record_id: str) -> Response:
         return JSONResponse({"error": "not a record id"}, status_code=404, headers=RECORD_HEADERS)
     try:
         loaded = await asyncio.to_thread(archive.load, record_id)
-        page = (archive.record_dir(record_id) / "record.html").read_text(encoding="utf-8")
-    except (ArchiveError, OSError):
+        page = (await asyncio.to_thread(archive.read_record_file, record_id, "record.html")).decode("utf-8")
+    except ArchiveUnavailable as exc:  # the storage, not the record: say so, and let the client retry
+        log.warning("record %s not served: %s", record_id, exc)
+        return JSONResponse({"error": "the archive cannot be read right now"}, status_code=503, headers=RECORD_HEADERS)
+    except (ArchiveError, OSError, ValueError):
         return JSONResponse({"error": "no such record"}, status_code=404, headers=RECORD_HEADERS)
     return HTMLResponse(with_events(page, loaded.get("events", [])), headers=RECORD_HEADERS)
 
 
-def _records_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:
-    archive = Archive(settings.archive_path)
-
+def _records_route(app: FastAPI, settings: Settings, archive: Archive, require_auth: bool) -> None:
     @app.get("/records/{record_id}")
     async def record(record_id: str, request: Request) -> Response:
         if require_auth and not check_auth(settings, request.headers.get("authorization")):
@@ -235,9 +238,9 @@ def _records_route(app: FastAPI, settings: Settings, require_auth: bool) -> None
         return await _record_page(archive, record_id)
 
 
-def _records_index_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:
+def _records_index_route(app: FastAPI, settings: Settings, archive: Archive, require_auth: bool) -> None:
     """``GET /records``: the index of incidents, filtered by plain links (.records_page)."""
-    index = RecordsIndex(settings.archive_path)
+    index = RecordsIndex(archive)
     headers = {**RECORD_HEADERS, "Content-Security-Policy": PAGE_CSP}
 
     @app.get("/records")
@@ -259,11 +262,10 @@ SIGNED_LINK_ERRORS = {
 }
 
 
-def _signed_record_route(app: FastAPI, settings: Settings) -> None:
+def _signed_record_route(app: FastAPI, settings: Settings, archive: Archive) -> None:
     """``GET /r/{id}?exp=&sig=``: the one record a signed link in a message names, without other
     credentials, until it expires (runbook_lib.signing); 403 otherwise. It grants nothing else.
     Without notify.link_signing_key: 404 (messages then link /records/{id})."""
-    archive = Archive(settings.archive_path)
     configured = settings.notify.link_signing_key
     key = configured.get_secret_value() if configured is not None else None
 
@@ -281,9 +283,9 @@ def _signed_record_route(app: FastAPI, settings: Settings) -> None:
         return await _record_page(archive, record_id)
 
 
-def _runbooks_route(app: FastAPI, settings: Settings, require_auth: bool) -> None:
+def _runbooks_route(app: FastAPI, settings: Settings, archive: Archive, require_auth: bool) -> None:
     """``GET /runbooks/{slug}``, where generated alerts' ``runbook_url`` points (.runbook_page)."""
-    pages = RunbookPages(settings.runbooks_path, settings.catalog_file, settings.archive_path)
+    pages = RunbookPages(settings.runbooks_path, settings.catalog_file, archive)
     headers = {**RECORD_HEADERS, "Content-Security-Policy": PAGE_CSP}
 
     @app.get("/runbooks/{slug:path}")  # ":path": "../x", "a/b" reach the 404 below, with its headers

@@ -486,6 +486,15 @@ class Intake:
                 (record_id, now, job_id),
             )
 
+    def set_worker(self, job_id: int, worker: str) -> None:
+        """Who holds a running job now (the celery executor: 'celery' once the broker has it)."""
+        with self._tx() as conn:
+            conn.execute("UPDATE jobs SET worker = ? WHERE id = ? AND state = 'running'", (worker, job_id))
+
+    def job_state(self, job_id: int) -> str | None:
+        row = self._conn().execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row["state"] if row else None
+
     def note(self, job_id: int, note: str) -> None:
         """Append a note to a job (e.g. a notification that could not be sent)."""
         with self._tx() as conn:

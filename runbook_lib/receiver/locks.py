@@ -58,7 +58,8 @@ def receiver_locks(settings: Settings) -> Iterator[None]:
     holder = f"pid {os.getpid()}, journal {settings.journal_path}"
     locks = [
         ExclusiveLock(Path(f"{settings.journal_path}.lock"), f"the journal {settings.journal_path}", holder),
-        ExclusiveLock(settings.archive_path / ARCHIVE_LOCK, f"the archive {settings.archive_path}", holder),
+        # an archive in S3 is locked in its local working directory: one receiver per host's checkout
+        ExclusiveLock(settings.archive_path / ARCHIVE_LOCK, f"the archive {settings.archive_url}", holder),
     ]
     taken: list[ExclusiveLock] = []
     try:

@@ -39,8 +39,9 @@ class HealthCollector(Collector):
 class JournalCollector(Collector):
     """Counts that must survive restarts are read from the journal at scrape time."""
 
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, intake: Intake, executor: Any = None) -> None:
         self.intake = intake
+        self.executor = executor  # the Supervisor (local) or the celery Dispatcher; None in tests
 
     def collect(self) -> Any:
         caps = GaugeMetricFamily(
@@ -74,17 +75,30 @@ class JournalCollector(Collector):
             if outcome != "grouped":  # members of a group: no run of their own
                 runs.add_metric([str(outcome)], n)
         yield runs
-        depth = GaugeMetricFamily("runbook_queue_depth", "Jobs waiting or running.", labels=["state"])
-        for state in ("queued", "running"):
-            depth.add_metric([state], c["states"].get(state, 0))
+        running = c["states"].get("running", 0)
+        in_broker = self.executor.waiting() if self.executor is not None else 0
+        depth = GaugeMetricFamily(
+            "runbook_queue_depth",
+            "Jobs waiting for a worker (queued: in the journal, plus those sent to the broker that no worker "
+            "has taken yet) or taken by a worker (running; with celery: sent to the broker).",
+            labels=["state"],
+        )
+        depth.add_metric(["queued"], c["states"].get("queued", 0) + in_broker)
+        depth.add_metric(["running"], running)
         yield depth
+        if self.executor is not None:
+            flight = GaugeMetricFamily(
+                "runbook_runs_in_flight", "Runs a worker is executing now, by executor.", labels=["executor"]
+            )
+            flight.add_metric([self.executor.name], self.executor.in_flight(running))
+            yield flight
 
 
 class Metrics:
-    def __init__(self, intake: Intake, health: Health) -> None:
+    def __init__(self, intake: Intake, health: Health, executor: Any = None) -> None:
         self.intake = intake
         self.registry = CollectorRegistry()
-        self.registry.register(JournalCollector(intake))
+        self.registry.register(JournalCollector(intake, executor))
         self.registry.register(HealthCollector(health))
         self.rejected = Counter(
             "runbook_notifications_rejected", "Notifications refused, by reason.", ["reason"], registry=self.registry

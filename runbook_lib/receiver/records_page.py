@@ -11,7 +11,7 @@ Safety as the runbook page: every value goes through :func:`esc`, no script, no 
 served with the runbook page's CSP (``sandbox``, ``default-src 'none'``) and the same in a meta tag.
 
 Costs: the archive index is scanned once per index version (append-only, so its size and mtime
-name it) for the records and the events about them; each record's summary is read once (records
+name it; its size and ETag in S3, one HEAD request per page) for the records and the events about them; each record's summary is read once (records
 never change after archiving). Per request only the deadlines are worked out, for the rows shown.
 """
 
@@ -161,10 +161,10 @@ class _Index:
 class RecordsIndex:
     """Builds ``/records`` pages for one receiver (archive fixed at start)."""
 
-    def __init__(self, archive_root: Any) -> None:
-        self.archive = Archive(archive_root)
+    def __init__(self, archive: Any) -> None:
+        self.archive = archive if isinstance(archive, Archive) else Archive(archive)
         self._lock = threading.Lock()
-        self._index: tuple[tuple[int, int], _Index] | None = None
+        self._index: tuple[tuple[Any, ...], _Index] | None = None
         self._summaries: dict[str, dict[str, Any]] = {}  # record id -> summary (records never change)
 
     # -- the page -----------------------------------------------------------------------------
@@ -197,14 +197,14 @@ class RecordsIndex:
 
     # -- the archive ---------------------------------------------------------------------------
     def _read_index(self) -> _Index:
-        path = self.archive.index_path
         try:
-            st = path.stat()
-        except FileNotFoundError:
-            return _Index()
+            key = self.archive.index_version()  # (size, mtime) of a file, (size, ETag) of an S3 object
+        except ArchiveError as exc:
+            return _Index(error=f"The archive cannot be read: {exc}")
         except OSError as exc:
             return _Index(error=f"The archive index cannot be read ({exc.strerror}); run `runbook verify`.")
-        key = (st.st_size, st.st_mtime_ns)
+        if key is None:
+            return _Index()
         cached = self._index
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -227,7 +227,7 @@ class RecordsIndex:
         if cached is not None:
             return cached
         try:
-            rec = json.loads((self.archive.record_dir(record_id) / "record.json").read_text(encoding="utf-8"))
+            rec = json.loads(self.archive.read_record_file(record_id, "record.json"))
             alert = rec.get("alert") or {}
             labels = alert.get("labels") or {}
             found = rec.get("incident")

@@ -111,14 +111,14 @@ def render_notebook(path: Path, slug: str) -> tuple[str, str]:
 class RunbookPages:
     """Builds ``/runbooks/{slug}`` pages for one receiver (settings fixed at start)."""
 
-    def __init__(self, runbooks_dir: Path, catalog_file: Path, archive_root: Path) -> None:
+    def __init__(self, runbooks_dir: Path, catalog_file: Path, archive: Archive | Path) -> None:
         self.runbooks_dir = Path(runbooks_dir)
         self.catalog_file = Path(catalog_file)
-        self.archive = Archive(archive_root)
+        self.archive = archive if isinstance(archive, Archive) else Archive(archive)
         self._lock = threading.Lock()
         self._notebooks: dict[str, tuple[tuple[int, int], str, str]] = {}  # slug -> (stat key, title, html)
         self._catalog: tuple[tuple[int, int], Catalog | None, str] | None = None  # (key, catalog, error)
-        self._index: tuple[tuple[int, int], dict[str, list[str]]] | None = None  # (key, slug -> ids newest first)
+        self._index: tuple[tuple[Any, ...], dict[str, list[str]]] | None = None  # (key, slug -> ids newest first)
         self._records: dict[str, dict[str, str]] = {}  # record id -> its summary (records never change)
 
     # -- the page -----------------------------------------------------------------------------
@@ -224,12 +224,9 @@ class RunbookPages:
         return [self._summary(rid) for rid in ids], ""
 
     def _index_by_slug(self) -> dict[str, list[str]]:
-        index = self.archive.index_path
-        try:
-            st = index.stat()
-        except FileNotFoundError:
+        key = self.archive.index_version()  # (size, mtime) of a file, (size, ETag) of an S3 object
+        if key is None:
             return {}
-        key = (st.st_size, st.st_mtime_ns)
         cached = self._index
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -248,7 +245,7 @@ class RunbookPages:
         if cached is not None:
             return cached
         try:
-            rec = json.loads((self.archive.record_dir(record_id) / "record.json").read_text(encoding="utf-8"))
+            rec = json.loads(self.archive.read_record_file(record_id, "record.json"))
             alert = rec.get("alert") or {}
             labels = alert.get("labels") or {}
             diag = rec.get("diagnosis") or {}

@@ -23,6 +23,8 @@ log = logging.getLogger("runbook.worker")
 class Supervisor:
     """Keeps ``n`` worker processes alive; requeues what a dead worker left running."""
 
+    name = "local"  # the executor, as /metrics labels it
+
     def __init__(
         self, settings: Settings, env: str | None, overrides: dict[str, Any], n: int, health: Health | None = None
     ) -> None:
@@ -132,6 +134,14 @@ class Supervisor:
 
     def alive(self) -> int:
         return sum(1 for p in self.procs if p.is_alive())
+
+    def waiting(self) -> int:
+        """Jobs handed to workers but not yet taken: none (workers claim from the journal)."""
+        return 0
+
+    def in_flight(self, running: int) -> int:
+        """Runs being executed now: every running job is on a live worker (or about to be requeued)."""
+        return running
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop_timeout = timeout

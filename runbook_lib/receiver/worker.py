@@ -51,21 +51,103 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-class JobRunner:
-    """Processes one claimed job. Shared by worker processes and tests."""
+class RunExecutor:
+    """Runs a planned job into its archived record: the half of a job that needs the engine but
+    not the journal. Local workers use it through :class:`JobRunner`; `runbook worker` (the celery
+    executor) uses it alone, on a machine that never sees the receiver's journal."""
 
     def __init__(self, settings: Settings) -> None:
         from ..run.engine import Engine  # heavy (papermill, nbconvert): after process.prepare()
 
         self.settings = settings
         self.engine: Engine = Engine(settings)
-        self.intake = Intake.from_settings(settings)
         self.notifier = Notifier(settings)
 
-    def process(self, job: Job) -> str:
+    @property
+    def archive(self) -> Any:
+        return self.engine.archive
+
+    def recover(self, record_id: str) -> dict[str, Any] | None:
+        """The record of an earlier try of this job, if it got as far as the archive (a crash
+        between archiving and telling the journal), with ``recovered`` saying how; else None."""
+        archive = self.engine.archive
+        if archive.is_indexed(record_id):
+            how = "record found archived after a restart"
+        elif archive.adopt(record_id):
+            how = "record adopted into the index after a restart"
+        else:
+            return None
+        record: dict[str, Any] = archive.load(record_id)
+        record["recovered"] = how
+        return record
+
+    def execute(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """Run ``plan`` (from :meth:`JobRunner.plan`) into its record; returns the record."""
+        from ..run.engine import RunRequest
+
+        alert = parse_alert(plan["alert"])
+        rid = plan["record_id"]
+        request = RunRequest(
+            alert=alert,
+            slug=plan["slug"],
+            mode="diagnose",
+            dry_run=True,
+            record_id=rid,
+            attempt=plan["attempt"],
+            notes=list(plan["notes"]),
+            origin="receiver",
+            intake=plan["intake"],
+            skip_execution=plan["skip"],
+            linked=plan["linked"],
+            related=plan["related"],
+        )
+        log.info(
+            "job started id=%s alert=%s fingerprint=%s runbook=%s record=%s attempt=%d",
+            plan["job"],
+            visible(alert.name)[:120],
+            alert.fingerprint,
+            plan["slug"],
+            rid,
+            request.attempt,
+        )
+        result = self.engine.run(request)
+        for other in request.related:  # the earlier records of this group learn of this one
+            self.engine.archive.append_event(
+                other["record_id"], "related", {"record": rid, "alertname": alert.name, "runbook": plan["slug"]}
+            )
+        log.info(
+            "record written id=%s job=%s status=%s verdict=%s run_s=%.2f receipt_to_record_s=%.2f",
+            rid,
+            plan["job"],
+            result.status,
+            (result.record.get("diagnosis") or {}).get("verdict"),
+            result.record.get("duration_s", 0),
+            time.time() - plan["received_at"],
+        )
+        return result.record
+
+    def notify(self, fn: Any, *args: Any) -> list[str]:
+        """Send a Slack/PagerDuty message; returns what failed (for the job's notes)."""
+        if not self.notifier.enabled:
+            return []
+        return [str(err) for err in fn(*args)]
+
+
+class JobRunner:
+    """Processes one claimed job. Shared by worker processes, the celery dispatcher and tests."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.executor = RunExecutor(settings)
+        self.engine = self.executor.engine
+        self.notifier = self.executor.notifier
+        self.intake = Intake.from_settings(settings)
+
+    def process(self, job: Job, dispatch: Any = None) -> str:
         """A job that cannot be processed is finished as "error" with a note, so one poisoned job
         cannot kill workers in a loop. Raises only environmental failures (see :mod:`.faults`):
-        those are retried, never final."""
+        those are retried, never final. With ``dispatch`` (the celery executor), a firing job's
+        plan is handed to it instead of being run here; it returns "dispatched"."""
         give_up_after = self.settings.receiver.max_attempts + 1  # the extra one writes the "interrupted" record
         if job.attempts > give_up_after:
             note = f"gave up after {job.attempts - 1} attempts that never finished"
@@ -77,7 +159,13 @@ class JobRunner:
                 return self._resolved(job)
             if job.link_to is not None:
                 return self._linked(job)
-            return self._firing(job)
+            plan = self.plan(job)
+            if plan is None:
+                return "recovered"
+            if dispatch is not None:
+                dispatch(plan)
+                return "dispatched"
+            return self._firing(job, plan)
         except Exception as exc:
             if environmental(exc):
                 raise
@@ -89,27 +177,24 @@ class JobRunner:
                 raise  # worker, and the supervisor requeues its job (never left 'running' on a live worker)
             return "error"
 
-    def _firing(self, job: Job) -> str:
+    def plan(self, job: Job) -> dict[str, Any] | None:
+        """Everything a firing job's run needs, as JSON (the celery executor sends it to a worker
+        that has no journal): the alert (a group's pseudo-alert), runbook, record id (assigned now
+        and kept, so a retry writes the same record), attempt, notes, linked and related records.
+        None when an earlier try's record is already archived (the job is finished here)."""
         from ..record.archive import new_record_id
-        from ..run.engine import RunRequest
 
         if job.kind == "group":
-            alert = parse_alert(group_alert(job, self.intake.group_members(job.id), self.intake.caps.describe()))
+            alert_doc = group_alert(job, self.intake.group_members(job.id), self.intake.caps.describe())
         else:
-            alert = parse_alert(job.alert)
-        slug, _route = self.engine.pick_runbook(alert, None)
-        archive = self.engine.archive
+            alert_doc = job.alert
+        slug, _route = self.engine.pick_runbook(parse_alert(alert_doc), None)
         rid = job.record_id
-        recovered = None
-        if rid and archive.is_indexed(rid):  # archived before a crash; only the journal missed it
-            recovered = "record found archived after a restart"
-        elif rid and archive.record_dir(rid).is_dir() and archive.adopt(rid):
-            recovered = "record adopted into the index after a restart"
-        if rid and recovered:
-            record = archive.load(rid)
-            self.intake.finish(job.id, record["status"], rid, note=recovered)
+        record = self.executor.recover(rid) if rid else None
+        if rid and record is not None:
+            self.intake.finish(job.id, record["status"], rid, note=record["recovered"])
             self._notify(self.notifier.record_done, record, job=job)  # finish had not happened, so neither had this
-            return "recovered"
+            return None
         if not rid:
             rid = new_record_id(slug)
             self.intake.set_record_id(job.id, rid)
@@ -118,51 +203,30 @@ class JobRunner:
         skip = None
         if job.attempts > max_attempts:
             skip = f"interrupted {job.attempts - 1} times (worker died mid-run); not retried again"
-        request = RunRequest(
-            alert=alert,
-            slug=slug,
-            mode="diagnose",
-            dry_run=True,
-            record_id=rid,
-            attempt=min(job.attempts, max_attempts),
-            notes=list(job.notes),
-            origin="receiver",
-            intake={
+        return {
+            "job": job.id,
+            "alert": alert_doc,
+            "slug": slug,
+            "record_id": rid,
+            "attempt": min(job.attempts, max_attempts),
+            "notes": list(job.notes),
+            "skip": skip,
+            "received_at": job.received_at,
+            "intake": {
                 "job": job.id,
                 "notification": job.notification_id,
                 "received_at": _iso(job.received_at),
                 "group_key": job.group_key,
             },
-            skip_execution=skip,
-            linked=[_brief(m) for m in self.intake.group_members(job.id)] if job.kind == "alert" else [],
-            related=self.intake.related_records(job),
-        )
-        log.info(
-            "job started id=%s alert=%s fingerprint=%s runbook=%s record=%s attempt=%d",
-            job.id,
-            visible(alert.name)[:120],
-            alert.fingerprint,
-            slug,
-            rid,
-            request.attempt,
-        )
-        result = self.engine.run(request)
-        for other in request.related:  # the earlier records of this group learn of this one
-            self.engine.archive.append_event(
-                other["record_id"], "related", {"record": rid, "alertname": alert.name, "runbook": slug}
-            )
-        self.intake.finish(job.id, result.status, rid)
-        log.info(
-            "record written id=%s job=%s status=%s verdict=%s run_s=%.2f receipt_to_record_s=%.2f",
-            rid,
-            job.id,
-            result.status,
-            (result.record.get("diagnosis") or {}).get("verdict"),
-            result.record.get("duration_s", 0),
-            time.time() - job.received_at,
-        )
-        self._notify(self.notifier.record_done, result.record, job=job)
-        return result.status
+            "linked": [_brief(m) for m in self.intake.group_members(job.id)] if job.kind == "alert" else [],
+            "related": self.intake.related_records(job),
+        }
+
+    def _firing(self, job: Job, plan: dict[str, Any]) -> str:
+        record = self.executor.execute(plan)
+        self.intake.finish(job.id, record["status"], plan["record_id"])
+        self._notify(self.notifier.record_done, record, job=job)
+        return str(record["status"])
 
     def route(self, alertname: str) -> str:
         """The runbook an alert goes to (for linking alerts of one group that share one)."""
@@ -220,14 +284,15 @@ class JobRunner:
         return "resolved"
 
     def _notify(self, fn: Any, *args: Any, job: Job) -> None:
-        if not self.notifier.enabled:
-            return
-        for err in fn(*args):
+        for err in self.executor.notify(fn, *args):
             log.warning("job %s: %s", job.id, err)
-            try:
-                self.intake.note(job.id, f"notification failed: {err}")
-            except Exception as exc:  # a note is not worth re-running the job (and re-notifying)
-                log.warning("job %s: could not note the failed notification: %s", job.id, exc)
+            self.note_quietly(job.id, f"notification failed: {err}")
+
+    def note_quietly(self, job_id: int, note: str) -> None:
+        try:
+            self.intake.note(job_id, note)
+        except Exception as exc:  # a note is not worth re-running the job (and re-notifying)
+            log.warning("job %s: could not note %r: %s", job_id, note[:80], exc)
 
 
 GROUP_LIST_CHARS = 15_000  # the listing annotation stays under the alert model's 16 KiB per value

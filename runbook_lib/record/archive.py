@@ -1,6 +1,11 @@
 """The incident-record archive: layout and the hash-chained index (verification: :mod:`.verify`).
 
-Layout (root = settings.archive_path, ``executed/`` by default)::
+This module is the archive in a local directory; :mod:`.remote` is the same archive in S3 (same
+layout, same index format), and :func:`.remote.archive_for` picks one from the settings. Reading
+code (load, find, verify, the receiver's pages) asks :attr:`Archive.files` (a :mod:`.storage`
+tree) or the methods here, never the file system, so it works on both.
+
+Layout (root = settings.archive_url, ``executed/`` by default)::
 
     <root>/<YYYY>/<MM>/<DD>/<record-id>/notebook.ipynb   executed notebook, redacted
                                         record.html      nbconvert HTML, sanitised, summary first
@@ -8,7 +13,8 @@ Layout (root = settings.archive_path, ``executed/`` by default)::
     <root>/index.jsonl   append-only; one line per record or event, each carrying the hash of
                          the line before it (a hash chain)
     <root>/HEAD          seq and hash of the last index line (detects a truncated index)
-    <root>/.staging/     runs in progress (moved into place atomically when done)
+    <root>/.staging/     runs in progress (moved into place atomically when done; for an
+                         archive in S3 they stage in a local directory instead)
     <root>/.attempts/    how often a broker-delivered run was started, per record id
 
 Records are never modified after they are indexed. Later facts about a record (the alert
@@ -32,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArchiveError
+from .storage import RECORD_ID, LocalTree, sha256_file
 
 RECORD_FILES = ("notebook.ipynb", "record.html")
-RECORD_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,63}-[0-9a-f]{8}")
 GENESIS = "0" * 64
 INDEX = "index.jsonl"
 REPORTS = "reports"  # attached incident reports: reports/<record id>/report-<n>.<fmt>
@@ -49,14 +55,6 @@ def new_record_id(slug: str, when: datetime | None = None) -> str:
     return f"{when:%Y%m%dT%H%M%SZ}-{slug}-{secrets.token_hex(4)}"
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -67,10 +65,25 @@ def line_hash(entry: dict[str, Any]) -> str:
 
 
 class Archive:
+    """The archive in a local directory (fcntl lock, O_APPEND index, fsync, os.replace)."""
+
+    remote = False
+
     def __init__(self, root: Path) -> None:
+        if isinstance(root, str) and "://" in root:
+            raise ArchiveError(
+                f"{root.partition('://')[0]}:// is a URL, not a directory: open it with "
+                "runbook_lib.record.remote.open_archive (or archive_for(settings))"
+            )
         self.root = Path(root)
+        self.files: Any = LocalTree(self.root)
 
     # -- paths ----------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        """The archive as messages name it: its directory (a URL for a remote archive)."""
+        return str(self.root)
+
     @property
     def index_path(self) -> Path:
         return self.root / INDEX
@@ -90,6 +103,30 @@ class Archive:
 
     def record_dir(self, record_id: str) -> Path:
         return self.root / self.relpath_for(record_id)
+
+    def record_location(self, record_id: str) -> str:
+        """Where a record's folder is, as people open it (a path here, a URL for S3)."""
+        return str(self.record_dir(record_id))
+
+    def has_record_dir(self, record_id: str) -> bool:
+        """The record's folder is in place (it may still lack its index line: see adopt)."""
+        return self.record_dir(record_id).is_dir()
+
+    def read_record_file(self, record_id: str, name: str) -> bytes:
+        """One of a record's files (notebook.ipynb, record.html, record.json), as archived."""
+        if name not in (*RECORD_FILES, "record.json"):
+            raise ArchiveError(f"a record has no file {name[:80]!r}")
+        try:
+            return self.files.read_bytes(f"{self.relpath_for(record_id)}/{name}")
+        except FileNotFoundError:
+            raise ArchiveError(f"record {record_id} has no {name} in {self.location}") from None
+
+    def has_index(self) -> bool:
+        return bool(self.files.is_file(INDEX))
+
+    def index_version(self) -> tuple[Any, ...] | None:
+        """Changes whenever the index does (a cache key); None while there is no index."""
+        return self.files.version(INDEX)
 
     @staticmethod
     def check_id(record_id: str) -> None:
@@ -122,12 +159,12 @@ class Archive:
             self._append(self._record_entry(record_id, record))
         return final
 
-    def _record_entry(self, record_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    def _record_entry(self, record_id: str, record: dict[str, Any], record_sha256: str | None = None) -> dict[str, Any]:
         return {
             "type": "record",
             "id": record_id,
             "path": self.relpath_for(record_id),
-            "record_sha256": sha256_file(self.record_dir(record_id) / "record.json"),
+            "record_sha256": record_sha256 or sha256_file(self.record_dir(record_id) / "record.json"),
             "runbook": record.get("runbook"),
             "status": record.get("status"),
         }
@@ -294,14 +331,16 @@ class Archive:
         return any(e.get("type") == "record" and e.get("id") == record_id for e in self.entries())
 
     def load(self, record_id: str) -> dict[str, Any]:
-        """record.json of one record plus the events chained about it since."""
+        """record.json of one record plus the events chained about it since; ``dir`` is where
+        the record's folder is (:meth:`record_location`)."""
         self.check_id(record_id)
-        path = self.record_dir(record_id) / "record.json"
-        if not path.exists():
-            raise ArchiveError(f"no record {record_id} in {self.root}")
-        record = json.loads(path.read_text())
+        try:
+            raw = self.files.read_bytes(f"{self.relpath_for(record_id)}/record.json")
+        except (FileNotFoundError, NotADirectoryError):
+            raise ArchiveError(f"no record {record_id} in {self.location}") from None
+        record = json.loads(raw)
         record["events"] = [e for e in self.entries() if e.get("type") == "event" and e.get("record") == record_id]
-        record["dir"] = str(path.parent)
+        record["dir"] = self.record_location(record_id)
         return record
 
     def find(self, prefix: str) -> str:
@@ -313,31 +352,25 @@ class Archive:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise ArchiveError(f"no record matches {prefix[:80]!r} in {self.root}")
+            raise ArchiveError(f"no record matches {prefix[:80]!r} in {self.location}")
         raise ArchiveError(f"{prefix!r} matches {len(matches)} records; give more of the id")
 
     def read_head(self) -> dict[str, Any] | None:
         try:
-            return json.loads((self.root / HEAD).read_text())
+            head = json.loads(self.files.read_bytes(HEAD))
         except (OSError, ValueError):
             return None
+        return head if isinstance(head, dict) else None
 
     def record_dirs(self) -> Iterator[tuple[str, Path]]:
-        if not self.root.exists():
-            return
-        for year in sorted(self.root.glob("[0-9][0-9][0-9][0-9]")):
-            for path in sorted(year.glob("[0-9][0-9]/[0-9][0-9]/*")):
-                if path.is_dir():
-                    yield path.name, path
+        """(record id, folder) of every folder at YYYY/MM/DD/<name>, indexed or not."""
+        for name, rel in self.files.record_folders():
+            yield name, self.root / rel
 
     def stray_files(self) -> Iterator[Path]:
-        if not self.root.exists():
-            return
-        for year in sorted(self.root.glob("[0-9][0-9][0-9][0-9]")):
-            for path in sorted(year.rglob("*")):
-                depth = len(path.relative_to(year).parts)
-                if (depth <= 3 and not path.is_dir()) or (depth == 3 and not RECORD_ID.fullmatch(path.name)):
-                    yield path
+        """Files and folders in the date directories that are no part of the layout."""
+        for rel in self.files.strays():
+            yield self.root / rel
 
 
 def _fsync_file(path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import nbformat
 
 from ..contract import ACTION_MIME, FINDING_MIME
+from ..errors import ArchiveError
 from ..present import visible
 from ..redact import Redactor
 from .archive import Archive, sha256_file
@@ -33,12 +34,20 @@ SCHEMA = 1
 class ArchivedRecord:
     record_id: str
     status: str
-    path: Path
+    path: Path | None  # the record's directory; None when the archive is in S3 (see location)
     record: dict[str, Any]
+    location: str = ""  # where the record's folder is: its directory, or its s3:// URL
 
     @property
     def html_path(self) -> Path:
+        if self.path is None:
+            raise ArchiveError(f"record {self.record_id} is in S3 ({self.location}): use html_location")
         return self.path / "record.html"
+
+    @property
+    def html_location(self) -> str:
+        """The record's page as people open it: a local path, or its s3:// URL."""
+        return f"{self.location or self.path}/record.html"
 
     @property
     def ok(self) -> bool:
@@ -100,8 +109,9 @@ def write_record(
     (staging / "record.json").write_text(
         redactor.text(json.dumps(record, indent=2, ensure_ascii=False)) + "\n", encoding="utf-8"
     )
-    final = archive.commit(staging, record)
-    say(f"record {record['id']}: {record['status']} in {record['duration_s']:.1f} s -> {final / 'record.html'}")
+    final = archive.commit(staging, record)  # the record's directory; its URL for an archive in S3
+    location = archive.record_location(record["id"])
+    say(f"record {record['id']}: {record['status']} in {record['duration_s']:.1f} s -> {location}/record.html")
     log.info(
         "record %s (%s) status=%s duration=%.2fs",
         record["id"],
@@ -109,4 +119,4 @@ def write_record(
         record["status"],
         record["duration_s"],
     )
-    return ArchivedRecord(record["id"], record["status"], final, record)
+    return ArchivedRecord(record["id"], record["status"], final if isinstance(final, Path) else None, record, location)

@@ -46,7 +46,7 @@ def build(
     """The report of one record (``audit_rows``: audit_logs rows of the incident window, read
     by the caller where PostgreSQL is configured)."""
     record = archive.load(record_id)
-    nb = json.loads((archive.record_dir(record_id) / "notebook.ipynb").read_text(encoding="utf-8"))
+    nb = json.loads(archive.read_record_file(record_id, "notebook.ipynb"))
     report = Report(record=record, checklist=_checklist(nb), audit_note=audit_note)
     alert = record.get("alert") or {}
     add = report.timeline.append
@@ -224,6 +224,6 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
 
-def attach(archive: Archive, record_id: str, text: str, fmt: str) -> tuple[Path, dict[str, Any]]:
+def attach(archive: Archive, record_id: str, text: str, fmt: str) -> tuple[Path | str, dict[str, Any]]:
     """Attach the report to the archive (see :meth:`Archive.attach_report`)."""
     return archive.attach_report(record_id, text, fmt)

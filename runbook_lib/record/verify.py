@@ -1,14 +1,17 @@
 """Verifying the archive: the index hash chain, HEAD, every record's files, and that no record
-directory, index line or file is missing, added or reordered."""
+directory, index line or file is missing, added or reordered.
+
+Everything is read through the archive's tree (:mod:`.storage`), so a local directory and an
+archive in S3 are verified alike. The index is read first and the tree listed after it: every
+record the index names had its files written before its line was chained."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ArchiveError
@@ -23,7 +26,6 @@ from .archive import (
     Archive,
     canonical,
     line_hash,
-    sha256_file,
 )
 
 
@@ -77,29 +79,30 @@ def verify(
     rewriting that entry, or anything before it, changes its hash).
 
     Returns (records checked, problems)."""
-    if not archive.index_path.exists():
-        problems = _without_index(archive, expect_head)
+    files = archive.files
+    if not files.is_file(INDEX):
+        problems = _without_index(archive, files.snapshot(), expect_head)
         problems += [Problem(f"anchor {a}", "the index is missing") for a in anchors]
         return 0, problems
-    chain = _walk_index(archive)
+    index = files.read_bytes(INDEX)
+    tree = files.snapshot()  # listed after the index was read (see the module's docstring)
+    chain = _walk_index(archive, tree, index)
     problems = chain.problems
     problems += _check_head(archive, chain, expect_head)
     problems += _check_anchors(chain, anchors)
     for label, record_id in chain.events:
         if record_id is not None and record_id not in chain.records:
             problems.append(Problem(label, f"refers to record {str(record_id)[:60]}, which is not in the index"))
-    for rid, path in archive.record_dirs():
+    for rid, rel in tree.record_folders():
         if rid not in chain.records:
-            problems.append(Problem(rid, f"record directory {path.relative_to(archive.root)} is not in the index"))
-    for stray in archive.stray_files():
-        problems.append(
-            Problem(str(stray.relative_to(archive.root)), "unexpected file in the archive's date directories")
-        )
-    problems += _check_root(archive) + _check_staging(archive, chain.records) + _check_reports(archive, chain)
+            problems.append(Problem(rid, f"record directory {rel} is not in the index"))
+    for stray in tree.strays():
+        problems.append(Problem(stray, "unexpected file in the archive's date directories"))
+    problems += _check_root(tree) + _check_staging(tree, chain.records) + _check_reports(tree, chain)
     return chain.record_lines, problems
 
 
-def _check_reports(archive: Archive, chain: _Chain) -> list[Problem]:
+def _check_reports(tree: Any, chain: _Chain) -> list[Problem]:
     """Every attached incident report is where its event says (reports/<record>/report-<n>.<fmt>,
     for an indexed record), byte for byte, chained once; nothing else is under reports/, and no
     symlink is."""
@@ -121,20 +124,17 @@ def _check_reports(archive: Archive, chain: _Chain) -> list[Problem]:
         if rel in seen:
             problems.append(Problem(rel, "chained twice: an attached report was replaced"))
         seen.add(rel)
-        path = archive.root / rel
-        if path.is_symlink() or path.parent.is_symlink() or (archive.root / REPORTS).is_symlink():
+        if tree.is_symlink(rel) or tree.is_symlink(rel.rpartition("/")[0]) or tree.is_symlink(REPORTS):
             problems.append(Problem(rel, "attached report is a symlink"))
-        elif not path.is_file():
+        elif not tree.is_file(rel):
             problems.append(Problem(rel, "attached report is missing"))
-        elif sha256_file(path) != sha:
+        elif tree.sha256(rel) != sha:
             problems.append(Problem(rel, "attached report changed since it was written (sha256 differs)"))
-    folder = archive.root / REPORTS
-    if folder.is_dir() and not folder.is_symlink():
-        for path in sorted(folder.rglob("*")):
-            rel = path.relative_to(archive.root).as_posix()
-            if path.is_symlink():
+    if tree.kind(REPORTS) == "dir":
+        for rel, kind in tree.walk(REPORTS):
+            if kind == "link":
                 problems.append(Problem(rel, "symlink under reports/"))
-            elif path.is_file() and rel not in seen:
+            elif kind == "file" and rel not in seen:
                 problems.append(Problem(rel, "report file not chained in the index"))
     return problems
 
@@ -156,36 +156,37 @@ ROOT_NAMES = {
     "intake.sqlite3-shm",
     "intake.sqlite3-journal",
     "intake.sqlite3.lock",
+    ".attempts",  # start counts of broker-delivered runs (Archive.note_attempt)
 }
 
 
-def _check_root(archive: Archive) -> list[Problem]:
+def _check_root(tree: Any) -> list[Problem]:
     problems = []
-    for path in sorted(archive.root.iterdir()):
-        year_dir = re.fullmatch(r"\d{4}", path.name) and path.is_dir() and not path.is_symlink()
-        if path.name not in ROOT_NAMES and not year_dir:
-            problems.append(Problem(path.name, "unexpected file in the archive root"))
+    for name in tree.iterdir(""):
+        year_dir = re.fullmatch(r"\d{4}", name) and tree.kind(name) == "dir"
+        if name not in ROOT_NAMES and not year_dir:
+            problems.append(Problem(name, "unexpected file in the archive root"))
     return problems
 
 
-def _check_staging(archive: Archive, indexed: dict[str, str]) -> list[Problem]:
-    """Runs in progress stage here; files, foreign names and staging of archived records do not."""
-    staging = archive.root / ".staging"
-    if not staging.is_dir():
+def _check_staging(tree: Any, indexed: dict[str, str]) -> list[Problem]:
+    """Runs in progress stage here; files, foreign names and staging of archived records do not.
+    (An archive in S3 stages in a local directory: it has no .staging.)"""
+    if not tree.is_dir(".staging"):
         return []
     problems = []
-    for path in sorted(staging.iterdir()):
-        where = f".staging/{path.name}"
-        if not path.is_dir() or path.is_symlink() or not RECORD_ID.fullmatch(path.name):
+    for name in tree.iterdir(".staging"):
+        where = f".staging/{name}"
+        if tree.kind(where) != "dir" or not RECORD_ID.fullmatch(name):
             problems.append(Problem(where, "unexpected file in .staging (only runs in progress belong there)"))
-        elif path.name in indexed:
+        elif name in indexed:
             problems.append(Problem(where, "left over: this record is already archived"))
     return problems
 
 
-def _without_index(archive: Archive, expect_head: str | None) -> list[Problem]:
+def _without_index(archive: Archive, tree: Any, expect_head: str | None) -> list[Problem]:
     problems = []
-    if any(archive.record_dirs()):
+    if any(tree.record_folders()):
         problems.append(Problem(INDEX, "missing, but record directories exist"))
     if archive.read_head() is not None:
         problems.append(Problem(INDEX, "missing, but HEAD says the archive has entries"))
@@ -194,9 +195,9 @@ def _without_index(archive: Archive, expect_head: str | None) -> list[Problem]:
     return problems
 
 
-def _walk_index(archive: Archive) -> _Chain:
+def _walk_index(archive: Archive, tree: Any, index: bytes) -> _Chain:
     chain = _Chain()
-    raw_lines = archive.index_path.read_bytes().split(b"\n")
+    raw_lines = index.split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()
     else:
@@ -217,7 +218,7 @@ def _walk_index(archive: Archive) -> _Chain:
         prev = entry.get("hash")
         chain.last_hash = prev or chain.last_hash
         if entry.get("type") == "record":
-            _check_record_line(archive, chain, entry, where)
+            _check_record_line(archive, tree, chain, entry, where)
     return chain
 
 
@@ -263,13 +264,13 @@ def _check_anchors(chain: _Chain, anchors: Sequence[Anchor]) -> list[Problem]:
     return problems
 
 
-def _check_record_line(archive: Archive, chain: _Chain, entry: dict[str, Any], where: str) -> None:
+def _check_record_line(archive: Archive, tree: Any, chain: _Chain, entry: dict[str, Any], where: str) -> None:
     rid = str(entry.get("id"))
     chain.record_lines += 1
     if rid in chain.records:
         chain.problems.append(Problem(rid, f"indexed twice ({where})"))
     chain.records[rid] = str(entry.get("record_sha256"))
-    chain.problems.extend(_verify_record(archive, rid, entry))
+    chain.problems.extend(_verify_record(archive, tree, rid, entry))
 
 
 def _check_head(archive: Archive, chain: _Chain, expect_head: str | None) -> list[Problem]:
@@ -290,24 +291,25 @@ def _check_head(archive: Archive, chain: _Chain, expect_head: str | None) -> lis
     return problems
 
 
-def _verify_record(archive: Archive, rid: str, entry: dict[str, Any]) -> list[Problem]:
+def _verify_record(archive: Archive, tree: Any, rid: str, entry: dict[str, Any]) -> list[Problem]:
     try:
         archive.check_id(rid)
     except ArchiveError as exc:
         return [Problem(rid, str(exc))]
-    folder = archive.record_dir(rid)
-    rj = folder / "record.json"
-    if folder.is_symlink():
-        return [Problem(rid, f"the record directory is a symbolic link (to {_target(archive, folder)})")]
-    if entry.get("path") != archive.relpath_for(rid):
+    folder = archive.relpath_for(rid)
+    rj = f"{folder}/record.json"
+    if tree.is_symlink(folder):
+        return [Problem(rid, f"the record directory is a symbolic link (to {tree.link_target(folder)})")]
+    if entry.get("path") != folder:
         return [Problem(rid, "index path does not match the record id")]
-    if not rj.exists():
-        return [Problem(rid, f"record.json missing ({folder.relative_to(archive.root)} deleted?)")]
+    if not tree.exists(rj):
+        return [Problem(rid, f"record.json missing ({folder} deleted?)")]
     out = []
-    if sha256_file(rj) != entry.get("record_sha256"):
+    raw = tree.read_bytes(rj)
+    if hashlib.sha256(raw).hexdigest() != entry.get("record_sha256"):
         out.append(Problem(rid, "record.json changed since it was archived"))
     try:
-        record = json.loads(rj.read_text())
+        record = json.loads(raw)
         files = dict(record.get("files") or {})
     except ValueError:
         return [*out, Problem(rid, "record.json is not valid JSON")]
@@ -317,31 +319,18 @@ def _verify_record(archive: Archive, rid: str, entry: dict[str, Any]) -> list[Pr
         if name not in files:
             out.append(Problem(rid, f"record.json lists no hash for {name}"))
     for name, digest in files.items():
-        path = folder / name
-        if "/" in name or not path.is_file():
+        path = f"{folder}/{name}"
+        if "/" in name or name in ("", ".", "..") or not tree.is_file(path):
             out.append(Problem(rid, f"{name} missing"))
-        elif sha256_file(path) != digest:
+        elif tree.sha256(path) != digest:
             out.append(Problem(rid, f"{name} changed since it was archived"))
-    out += _links(archive, rid, folder)
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in files and p.name != "record.json")
+    names = tree.iterdir(folder)
+    out += [
+        Problem(rid, f"{name} is a symbolic link (to {tree.link_target(f'{folder}/{name}')})")
+        for name in names
+        if tree.is_symlink(f"{folder}/{name}")
+    ]
+    extra = sorted(name for name in names if name not in files and name != "record.json")
     if extra:
         out.append(Problem(rid, f"unexpected files added: {', '.join(extra)}"))
     return out
-
-
-def _links(archive: Archive, rid: str, folder: Path) -> list[Problem]:
-    """A record file is a file: a symbolic link could show anything, however its hash came out."""
-    return [
-        Problem(rid, f"{path.name} is a symbolic link (to {_target(archive, path)})")
-        for path in sorted(folder.iterdir())
-        if path.is_symlink()
-    ]
-
-
-def _target(archive: Archive, link: Path) -> str:
-    try:
-        target = link.resolve()
-    except (OSError, RuntimeError):  # a loop of links
-        return f"{os.readlink(link)}, a loop of links"
-    inside = target.is_relative_to(archive.root.resolve())
-    return f"{target}, {'inside' if inside else 'OUTSIDE'} the archive"

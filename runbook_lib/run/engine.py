@@ -23,9 +23,10 @@ from ..credentials import environment_secrets
 from ..errors import ConfigError, RunbookError, RunbookNotFound
 from ..links import grafana, prometheus_graph
 from ..present import when
-from ..record.archive import Archive, new_record_id, sha256_file
+from ..record.archive import new_record_id, sha256_file
 from ..record.build import SCHEMA, ArchivedRecord, collect, versions, write_record
 from ..record.diagnosis import diagnose
+from ..record.remote import archive_for
 from ..redact import Redactor
 from ..settings import Settings
 from .execute import Execution, execute
@@ -58,7 +59,7 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
-        self.archive = Archive(settings.archive_path)
+        self.archive = archive_for(settings)
         self.redactor = Redactor([*settings.secret_values(), *environment_secrets()])
 
     def _incident(self, alert: dict[str, Any] | None, linked: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from ..record.archive import Archive
 from ..record.build import ArchivedRecord
 from ..record.events import event_text
+from ..record.remote import archive_for
 from ..record.verify import verify
 from ..settings import Settings, load_settings
 from . import services
@@ -44,7 +44,7 @@ def _say_factory() -> Callable[[str], None]:
 def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
     say = _say_factory()
     settings = load_settings(env=env)
-    archive = Archive(settings.archive_path)
+    archive = archive_for(settings)
     token = secrets.token_urlsafe(24)
     with Sandbox(workdir, home, say) as sb:
         sb.prepare_incident()
@@ -55,7 +55,8 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
             **sb.env(),
             "RUNBOOK_WEBHOOK_TOKEN": token,
             "RUNBOOK_JOURNAL": str(journal),
-            "RUNBOOK_ARCHIVE": str(settings.archive_path),
+            "RUNBOOK_ARCHIVE": settings.archive_url,
+            **({"RUNBOOK_ARCHIVE_ENDPOINT": settings.archive.endpoint} if settings.archive.endpoint else {}),
             "RUNBOOK_ENV": settings.env,
         }
         receiver = services.start_receiver(workdir / "receiver", receiver_env)
@@ -120,8 +121,8 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
             say("stopping receiver, Alertmanager, Prometheus, fake Kubernetes; dropping the sandbox database")
             receiver.stop()
     for rid in dict.fromkeys(rid for _name, rid in sorted(done.items(), key=lambda kv: kv[0] != MAIN_ALERT)):
-        print(archive.record_dir(rid) / "record.html")
-    print(drill.html_path)
+        print(f"{archive.record_location(rid)}/record.html")
+    print(drill.html_location)
     return 0 if not problems and drill.ok else 1
 
 
@@ -169,5 +170,5 @@ def run_direct(home: Path, workdir: Path, alert_file: Path, env: str | None = No
         for f in result.record["findings"]:
             say(f"  {f['verdict'].upper():<9} {f['check']}: {f['summary'][:150]}")
         say("stopping the sandbox")
-    print(result.html_path)
+    print(result.html_location)
     return 0 if result.ok else 1

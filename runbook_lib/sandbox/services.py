@@ -13,7 +13,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,40 @@ def _spawn(
         time.sleep(0.1)
     svc.stop()
     raise SandboxError(f"{name} not ready on {svc.url} within {timeout:.0f}s:\n{svc.log_tail()}")
+
+
+def rabbitmqctl(*args: str) -> None:
+    res = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False)
+    if res.returncode != 0:
+        raise SandboxError(f"rabbitmqctl {' '.join(args)}: {res.stdout}{res.stderr}")
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost(prefix: str = "rbtest") -> Iterator[str]:
+    """A RabbitMQ virtual host of the caller's own on 127.0.0.1:5672 (guest has all rights in
+    it), deleted afterwards. Fails loudly when RabbitMQ is not listening."""
+    with socket.socket() as s:
+        s.settimeout(1)
+        if s.connect_ex(("127.0.0.1", 5672)) != 0:
+            raise SandboxError("RabbitMQ is not listening on 127.0.0.1:5672 (run scripts/services.sh)")
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def start_worker(workdir: Path, env: dict[str, str], name: str = "worker", timeout: float = 90.0) -> Service:
+    """`runbook worker` (the celery executor's worker) as a subprocess, ready when its /healthz
+    says it is consuming."""
+    import sys
+
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "runbook"), "worker", "--health-host", "127.0.0.1"]
+    argv += ["--health-port", str(port)]
+    return _spawn(name, argv, workdir, port, "/healthz", timeout, env=env)
 
 
 def backfill(openmetrics: Path, tsdb: Path) -> None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -41,30 +39,16 @@ BAD_PASSWORD = "wrong-pw-7f3a9c"
 
 
 # -- the broker -----------------------------------------------------------------------------------
-def rabbitmqctl(*args: str) -> None:
-    res = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False)
-    assert res.returncode == 0, f"rabbitmqctl {' '.join(args)}: {res.stdout}{res.stderr}"
-
-
 @pytest.fixture
 def vhost(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A virtual host of this test's own, with the work queue and its dead-letter queue; the
     environment points RUNBOOK_RABBITMQ_URL at it. Deleted afterwards."""
-    with socket.socket() as s:
-        s.settimeout(1)
-        if s.connect_ex(("127.0.0.1", 5672)) != 0:
-            pytest.fail("RabbitMQ is not listening on 127.0.0.1:5672 (run scripts/services.sh)")
-    name = f"rbtest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    with services.rabbitmq_vhost() as name:
         declare(url_for(name))
         for var in ("RUNBOOK_RABBITMQ_URL_FILE", "RUNBOOK_DLQ_QUEUE", "RUNBOOK_POSTGRES_DSN"):
             monkeypatch.delenv(var, raising=False)
         monkeypatch.setenv("RUNBOOK_RABBITMQ_URL", url_for(name))
         yield name
-    finally:
-        rabbitmqctl("delete_vhost", name)
 
 
 def url_for(vhost: str, password: str = "guest") -> str:

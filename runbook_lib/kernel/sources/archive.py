@@ -41,6 +41,10 @@ class ArchiveReader:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArchiveReader:
+        if settings.archive_is_remote:  # read through runbook_lib.record on the host side only
+            raise SourceNotConfigured(
+                NAME, f"the archive is in S3 ({settings.archive_url}); the checklists read a local archive only"
+            )
         root = settings.archive_path
         if not (root / "index.jsonl").is_file():
             raise SourceNotConfigured(NAME, f"no archive index at {root}/index.jsonl (set RUNBOOK_ARCHIVE)")

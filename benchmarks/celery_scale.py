@@ -1,0 +1,127 @@
+"""Records per minute with the celery executor: 1 worker against 2 (and the local executor with
+the same number of workers as a reference), on this machine.
+
+    .venv/bin/python benchmarks/celery_scale.py [--alerts 200] [--runbook noop|triage] [--no-local]
+
+Each configuration gets a fresh RabbitMQ vhost and archive: `runbook serve --executor celery`
+plus N `runbook worker` processes (or `runbook serve --workers N`), a burst of distinct alerts
+posted 10 at a time, and the clock runs from the first POST until the journal has every job done.
+Prints records per minute, the ratio to one worker, and the resident memory (RSS, summed over
+each worker's process tree: worker + warm-kernel template + spare kernels) measured at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HOME = Path(__file__).resolve().parent.parent
+
+
+def tree_rss_mb(pid: int) -> float:
+    """RSS of a process and all its descendants, in MB."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True, check=True).stdout
+    rows = [tuple(int(x) for x in line.split()) for line in out.splitlines() if line.strip()]
+    children: dict[int, list[int]] = {}
+    rss = {}
+    for p, pp, r in rows:
+        children.setdefault(pp, []).append(p)
+        rss[p] = r
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += children.get(p, [])
+    return total / 1024
+
+
+def done_count(archive: Path) -> int:
+    with sqlite3.connect(archive / "intake.sqlite3") as db:
+        return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
+
+
+def measure(executor: str, workers: int, alerts: int, runbook: str) -> dict[str, Any]:
+    from runbook_lib.sandbox.load import burst_payloads, post_all
+    from runbook_lib.sandbox.minimal import write_minimal_collection
+    from runbook_lib.sandbox.services import rabbitmq_vhost, start_receiver, start_worker
+
+    work = Path(tempfile.mkdtemp(prefix=f"rb-scale-{executor}{workers}-"))
+    runbooks, catalog = write_minimal_collection(work / "collection", HOME)
+    token = "bench-token-" + os.urandom(4).hex()
+    archive = work / "executed"
+    with rabbitmq_vhost("rbbench") as vhost:
+        env = {
+            "RUNBOOK_ARCHIVE": str(archive),
+            "RUNBOOK_RUNBOOKS_DIR": str(runbooks),
+            "RUNBOOK_CATALOG": str(catalog),
+            "RUNBOOK_WEBHOOK_TOKEN": token,
+            "RUNBOOK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+            "RUNBOOK_EXECUTOR": executor,
+        }
+        started = []
+        try:
+            receiver = start_receiver(work / "receiver", env, workers=workers)
+            started.append(receiver)
+            if executor == "celery":
+                for i in range(workers):
+                    started.append(start_worker(work / f"w{i}", env, f"worker-{i}"))
+            time.sleep(3)  # warm kernels ready everywhere before the clock starts
+            alertname = "BurstAlert" if runbook == "noop" else "UnknownBurstAlert"
+            payloads = burst_payloads(alerts, alertname=alertname)
+            t0 = time.monotonic()
+            results = post_all(f"{receiver.url}/alerts", payloads, token, concurrency=10)
+            if {r.status for r in results} != {200}:
+                raise SystemExit(f"not every alert was accepted: {sorted({r.status for r in results})}")
+            last = -1
+            while (n := done_count(archive)) < alerts:
+                if n // 50 != last // 50:
+                    print(f"  {executor} x{workers}: {n}/{alerts} done", file=sys.stderr, flush=True)
+                last = n
+                if time.monotonic() - t0 > 1800:
+                    raise SystemExit(f"{executor} x{workers}: only {n} of {alerts} done after 30 min")
+                time.sleep(0.2)
+            elapsed = time.monotonic() - t0
+            pids = [s.proc.pid for s in started[1:]] if executor == "celery" else [receiver.proc.pid]
+            rss = sum(tree_rss_mb(p) for p in pids)
+        finally:
+            for svc in started:
+                svc.stop()
+    return {"executor": executor, "workers": workers, "elapsed": elapsed, "per_min": alerts / elapsed * 60, "rss": rss}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--alerts", type=int, default=200, help="alerts per configuration (default 200)")
+    parser.add_argument("--runbook", choices=("noop", "triage"), default="noop", help="noop (default) or real triage")
+    parser.add_argument("--no-local", action="store_true", help="skip the local-executor reference runs")
+    args = parser.parse_args()
+    for var in ("RUNBOOK_PROMETHEUS_URL", "RUNBOOK_POSTGRES_DSN", "RUNBOOK_REDIS_URL", "KUBECONFIG"):
+        os.environ.pop(var, None)
+    configs = [("celery", 1), ("celery", 2)] + ([] if args.no_local else [("local", 1), ("local", 2)])
+    rows = []
+    for executor, workers in configs:
+        print(f"measuring {executor} with {workers} worker(s), {args.alerts} alerts ...", file=sys.stderr, flush=True)
+        rows.append(measure(executor, workers, args.alerts, args.runbook))
+    base = {r["executor"]: r["per_min"] for r in rows if r["workers"] == 1}
+    print(f"\n{args.alerts} alerts, runbook {args.runbook}, {os.cpu_count()} cores")
+    print(
+        f"{'executor':<8} {'workers':>7} {'seconds':>8} {'records/min':>12} {'vs 1 worker':>12} {'worker RSS MB':>14}"
+    )
+    for r in rows:
+        ratio = r["per_min"] / base[r["executor"]]
+        rss = f"{r['rss']:.0f}" + (" (with receiver)" if r["executor"] == "local" else "")
+        print(
+            f"{r['executor']:<8} {r['workers']:>7} {r['elapsed']:>8.1f} {r['per_min']:>12.0f} {ratio:>11.2f}x {rss:>14}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""What one delivery of a celery task does, in process (no broker): the plan a local worker
+would run, a redelivery of a job whose record is already archived (reported, not run again), a
+second start of an interrupted run (retried, attempt 2), and a job past its attempts (an
+'interrupted' record, not run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runbook_lib.alertmanager import parse_payload
+from runbook_lib.receiver.celery_exec import perform, retried
+from runbook_lib.receiver.worker import JobRunner
+from runbook_lib.record.verify import verify
+from runbook_lib.settings import load_settings
+from tests.helpers import alert_payload
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> JobRunner:
+    settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "prometheus.url": None})
+    return JobRunner(settings)
+
+
+def planned(runner: JobRunner) -> dict:
+    runner.intake.accept(parse_payload(alert_payload(alertname="Whatever")), "{}")
+    job = runner.intake.claim("celery:claimed")
+    assert job is not None
+    plan = runner.plan(job)
+    assert plan is not None
+    return plan
+
+
+def test_a_redelivered_job_whose_record_is_archived_is_reported_not_run_again(runner: JobRunner) -> None:
+    plan = planned(runner)
+    first = perform(runner.executor, plan)
+    assert (first["outcome"], first["record_id"], first["notes"]) == ("succeeded", plan["record_id"], [])
+    again = perform(runner.executor, plan)  # the worker died after archiving, before its ack
+    assert (again["outcome"], again["record_id"]) == ("succeeded", plan["record_id"])
+    assert "found archived" in again["notes"][0]
+    assert verify(runner.engine.archive) == (1, [])
+    record = runner.engine.archive.load(plan["record_id"])
+    assert record["attempt"] == 1 and record["intake"]["job"] == plan["job"]
+
+
+def test_a_second_start_is_a_retry_and_a_third_writes_an_interrupted_record(runner: JobRunner) -> None:
+    plan = planned(runner)
+    archive = runner.engine.archive
+    assert archive.note_attempt(plan["record_id"]) == 1  # a first start, lost before it archived
+    done = perform(runner.executor, plan)
+    record = archive.load(plan["record_id"])
+    assert (done["outcome"], record["attempt"]) == ("succeeded", 2)
+    assert any("attempt 1 was interrupted" in n for n in record["notes"])
+
+    other = planned(runner)
+    for _ in range(2):  # two starts lost
+        archive.note_attempt(other["record_id"])
+    done = perform(runner.executor, other)
+    record = archive.load(other["record_id"])
+    assert (done["outcome"], record["status"], record["attempt"]) == ("interrupted", "interrupted", 2)
+    assert "not retried again" in record["failed_cell"]["evalue"]
+    assert verify(archive) == (2, [])
+
+
+def test_retried_keeps_a_first_start_as_planned_and_counts_from_the_plans_attempt() -> None:
+    plan = {"attempt": 1, "notes": ["from the journal"], "skip": None}
+    assert retried(plan, 1, 2) is plan
+    second = retried(plan, 2, 2)
+    assert (second["attempt"], second["skip"], second["notes"][0]) == (2, None, "from the journal")
+    locally_retried = {**plan, "attempt": 2}  # already a retry in the journal, then lost once more
+    assert retried(locally_retried, 2, 2)["skip"] == "interrupted 2 times (worker lost mid-run); not retried again"
+    assert retried(locally_retried, 2, 3)["skip"] is None
