@@ -6,7 +6,9 @@ the same number of workers as a reference), on this machine.
 Each configuration gets a fresh RabbitMQ vhost and archive: `runbook serve --executor celery`
 plus N `runbook worker` processes (or `runbook serve --workers N`), a burst of distinct alerts
 posted 10 at a time, and the clock runs from the first POST until the journal has every job done.
-Prints records per minute, the ratio to one worker, and the resident memory (RSS, summed over
+Prints records per minute, the ratio to one worker, the machine's busy CPU seconds per record
+and average busy cores during the burst (all processes: receiver, broker, workers, kernels),
+and the resident memory (RSS, summed over
 each worker's process tree: worker + warm-kernel template + spare kernels) measured at the end.
 """
 
@@ -42,6 +44,13 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores; /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def done_count(archive: Path) -> int:
     with sqlite3.connect(archive / "intake.sqlite3") as db:
         return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
@@ -72,10 +81,15 @@ def measure(executor: str, workers: int, alerts: int, runbook: str) -> dict[str,
             if executor == "celery":
                 for i in range(workers):
                     started.append(start_worker(work / f"w{i}", env, f"worker-{i}"))
-            time.sleep(3)  # warm kernels ready everywhere before the clock starts
+            logs = [svc.log_path for svc in started]
+            deadline = time.monotonic() + 120
+            while sum(p.read_text(errors="replace").count("kernel template") for p in logs) < workers:
+                if time.monotonic() > deadline:  # warm kernels ready everywhere before the clock starts
+                    raise SystemExit(f"{executor} x{workers}: the kernel templates did not start within 120 s")
+                time.sleep(0.2)
             alertname = "BurstAlert" if runbook == "noop" else "UnknownBurstAlert"
             payloads = burst_payloads(alerts, alertname=alertname)
-            t0 = time.monotonic()
+            t0, busy0 = time.monotonic(), cpu_busy_s()
             results = post_all(f"{receiver.url}/alerts", payloads, token, concurrency=10)
             if {r.status for r in results} != {200}:
                 raise SystemExit(f"not every alert was accepted: {sorted({r.status for r in results})}")
@@ -88,12 +102,21 @@ def measure(executor: str, workers: int, alerts: int, runbook: str) -> dict[str,
                     raise SystemExit(f"{executor} x{workers}: only {n} of {alerts} done after 30 min")
                 time.sleep(0.2)
             elapsed = time.monotonic() - t0
+            busy = cpu_busy_s() - busy0
             pids = [s.proc.pid for s in started[1:]] if executor == "celery" else [receiver.proc.pid]
             rss = sum(tree_rss_mb(p) for p in pids)
         finally:
             for svc in started:
                 svc.stop()
-    return {"executor": executor, "workers": workers, "elapsed": elapsed, "per_min": alerts / elapsed * 60, "rss": rss}
+    return {
+        "executor": executor,
+        "workers": workers,
+        "elapsed": elapsed,
+        "per_min": alerts / elapsed * 60,
+        "rss": rss,
+        "cpu_per_record": busy / alerts,
+        "cores_busy": busy / elapsed,
+    }
 
 
 def main() -> int:
@@ -118,7 +141,8 @@ def main() -> int:
         ratio = r["per_min"] / base[r["executor"]]
         rss = f"{r['rss']:.0f}" + (" (with receiver)" if r["executor"] == "local" else "")
         print(
-            f"{r['executor']:<8} {r['workers']:>7} {r['elapsed']:>8.1f} {r['per_min']:>12.0f} {ratio:>11.2f}x {rss:>14}"
+            f"{r['executor']:<8} {r['workers']:>7} {r['elapsed']:>8.1f} {r['per_min']:>12.0f} {ratio:>11.2f}x "
+            f"{r['cpu_per_record']:>13.2f} {r['cores_busy']:>11.2f} {rss:>14}"
         )
     return 0
 
