@@ -56,24 +56,60 @@ def done_count(archive: Path) -> int:
         return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
 
 
+def environment(work: Path, vhost: str, executor: str) -> tuple[dict[str, str], str]:
+    """The settings of one measured configuration (a minimal collection in ``work``) and its token."""
+    from runbook_lib.sandbox.minimal import write_minimal_collection
+
+    runbooks, catalog = write_minimal_collection(work / "collection", HOME)
+    token = "bench-token-" + os.urandom(4).hex()
+    env = {
+        "RUNBOOK_ARCHIVE": str(work / "executed"),
+        "RUNBOOK_RUNBOOKS_DIR": str(runbooks),
+        "RUNBOOK_CATALOG": str(catalog),
+        "RUNBOOK_WEBHOOK_TOKEN": token,
+        "RUNBOOK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "RUNBOOK_EXECUTOR": executor,
+    }
+    return env, token
+
+
+def sent_count(archive: Path) -> int:
+    with sqlite3.connect(archive / "intake.sqlite3") as db:
+        return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'running' AND worker = 'celery'").fetchone()[0])
+
+
+def measure_dispatch(alerts: int) -> float:
+    """The receiver alone (no worker): how fast its dispatcher plans and publishes jobs to the
+    broker (each publish confirmed, each job journaled as sent), in jobs per second."""
+    from runbook_lib.sandbox.load import burst_payloads, post_all
+    from runbook_lib.sandbox.services import rabbitmq_vhost, start_receiver
+
+    work = Path(tempfile.mkdtemp(prefix="rb-scale-dispatch-"))
+    archive = work / "executed"
+    with rabbitmq_vhost("rbbench") as vhost:
+        env, token = environment(work, vhost, "celery")
+        receiver = start_receiver(work / "receiver", env)
+        try:
+            payloads = burst_payloads(alerts)
+            t0 = time.monotonic()
+            post_all(f"{receiver.url}/alerts", payloads, token, concurrency=10)
+            while sent_count(archive) < alerts:
+                if time.monotonic() - t0 > 600:
+                    raise SystemExit(f"dispatch: only {sent_count(archive)} of {alerts} sent after 10 min")
+                time.sleep(0.05)
+            return alerts / (time.monotonic() - t0)
+        finally:
+            receiver.stop()
+
+
 def measure(executor: str, workers: int, alerts: int, runbook: str) -> dict[str, Any]:
     from runbook_lib.sandbox.load import burst_payloads, post_all
-    from runbook_lib.sandbox.minimal import write_minimal_collection
     from runbook_lib.sandbox.services import rabbitmq_vhost, start_receiver, start_worker
 
     work = Path(tempfile.mkdtemp(prefix=f"rb-scale-{executor}{workers}-"))
-    runbooks, catalog = write_minimal_collection(work / "collection", HOME)
-    token = "bench-token-" + os.urandom(4).hex()
     archive = work / "executed"
     with rabbitmq_vhost("rbbench") as vhost:
-        env = {
-            "RUNBOOK_ARCHIVE": str(archive),
-            "RUNBOOK_RUNBOOKS_DIR": str(runbooks),
-            "RUNBOOK_CATALOG": str(catalog),
-            "RUNBOOK_WEBHOOK_TOKEN": token,
-            "RUNBOOK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-            "RUNBOOK_EXECUTOR": executor,
-        }
+        env, token = environment(work, vhost, executor)
         started = []
         try:
             receiver = start_receiver(work / "receiver", env, workers=workers)
@@ -132,6 +168,8 @@ def main() -> int:
     for executor, workers in configs:
         print(f"measuring {executor} with {workers} worker(s), {args.alerts} alerts ...", file=sys.stderr, flush=True)
         rows.append(measure(executor, workers, args.alerts, args.runbook))
+    print("measuring the dispatcher alone (no workers) ...", file=sys.stderr, flush=True)
+    dispatch = measure_dispatch(args.alerts)
     base = {r["executor"]: r["per_min"] for r in rows if r["workers"] == 1}
     print(f"\n{args.alerts} alerts, runbook {args.runbook}, {os.cpu_count()} cores")
     print(
@@ -144,6 +182,10 @@ def main() -> int:
             f"{r['executor']:<8} {r['workers']:>7} {r['elapsed']:>8.1f} {r['per_min']:>12.0f} {ratio:>11.2f}x "
             f"{r['cpu_per_record']:>13.2f} {r['cores_busy']:>11.2f} {rss:>14}"
         )
+    print(
+        f"dispatcher alone (receipt -> planned, published with confirm, journaled as sent; no worker): "
+        f"{dispatch:.0f} jobs/s = {dispatch * 60:.0f}/min"
+    )
     return 0
 
 

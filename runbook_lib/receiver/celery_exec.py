@@ -127,17 +127,25 @@ def executor_for(settings: Settings) -> RunExecutor:
     return _executor
 
 
-def perform(ex: RunExecutor, plan: dict[str, Any]) -> dict[str, Any]:
+def perform(ex: RunExecutor, plan: dict[str, Any], counted: list[bool] | None = None) -> dict[str, Any]:
     """One delivery of a planned job: the record (archived now, or by an earlier delivery) and
-    what the receiver must note. Raises only environmental failures."""
+    what the receiver must note. Raises only environmental failures; ``counted`` is set once this
+    start is counted (an environmental retry then gives it back: it was no interruption).
+
+    Every start is counted first. A record can exist only after an earlier start, so only a
+    second or later start looks in the archive: the first costs no index scan and no lock."""
     rid = plan["record_id"]
     done: dict[str, Any] = {"job": plan["job"], "record_id": rid, "notes": []}
     try:
-        record = ex.recover(rid)
+        starts = ex.archive.note_attempt(rid)
+        if counted is not None:
+            counted[0] = True
+        record = ex.recover(rid) if starts > 1 else None
         if record is not None:
             done["notes"].append(f"{record['recovered']} (the broker delivered the job again)")
         else:
-            record = ex.execute(retried(plan, ex.archive.note_attempt(rid), ex.settings.receiver.max_attempts))
+            given_back = int(plan.get("given_back", 0))
+            record = ex.execute(retried(plan, starts - given_back, ex.settings.receiver.max_attempts))
     except ArchiveError as exc:
         if environmental_or_broker(exc) or not ex.archive.is_indexed(rid):
             raise
@@ -175,21 +183,22 @@ def environmental_or_broker(exc: BaseException | None) -> str | None:
 
 
 def run_job(task: Any, plan: dict[str, Any]) -> None:
-    """The Celery task. Never fails a job for an environmental reason: it is retried (a new
-    message, the same task id) with backoff up to 30 s, until the environment recovers."""
+    """The Celery task. A job never ends without its report: an environmental failure (or a
+    report the broker would not take) is retried, as a new message with the same task id, with
+    backoff up to 30 s, until the environment recovers; the start it used is given back."""
     from ..settings import load_settings
 
     ex = _executor or executor_for(load_settings())
+    counted = [False]
     try:
-        done = perform(ex, plan)
+        done = perform(ex, plan, counted)
         send_done(task.app, ex.settings, done)
     except Exception as exc:
-        reason = environmental_or_broker(exc)
-        if reason is None:
-            raise
+        reason = environmental_or_broker(exc) or f"{type(exc).__name__}: {str(exc)[:200]}"
         delay = min(30, 2 ** min(task.request.retries, 5))
-        log.warning("job %s: %s; retrying in %d s", plan.get("job"), reason, delay)
-        raise task.retry(exc=exc, countdown=delay, max_retries=None) from None
+        log.warning("job %s: %s; retrying in %d s", plan.get("job"), ex.engine.redactor.text(reason), delay)
+        again = {**plan, "given_back": int(plan.get("given_back", 0)) + counted[0]}
+        raise task.retry(args=[again], exc=exc, countdown=delay, max_retries=None) from None
     log.info("job %s -> %s record=%s", plan["job"], done["outcome"], done["record_id"])
 
 

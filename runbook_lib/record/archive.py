@@ -88,9 +88,15 @@ class Archive:
     def index_path(self) -> Path:
         return self.root / INDEX
 
+    @property
+    def work_root(self) -> Path:
+        """The local directory whose ``.staging/`` holds runs in progress (the root here)."""
+        return self.root
+
     def staging_dir(self, record_id: str) -> Path:
+        """A fresh local directory for a run in progress (moved or uploaded by commit)."""
         self.check_id(record_id)
-        path = self.root / ".staging" / record_id
+        path = self.work_root / ".staging" / record_id
         if path.exists():
             shutil.rmtree(path)  # left over from an interrupted attempt
         path.mkdir(parents=True)

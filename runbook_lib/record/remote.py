@@ -135,14 +135,9 @@ class RemoteArchive(Archive):
     def location(self) -> str:
         return self.url
 
-    def staging_dir(self, record_id: str) -> Path:
-        """A local directory for a run in progress (uploaded by commit)."""
-        self.check_id(record_id)
-        path = self.work_dir / ".staging" / record_id
-        if path.exists():
-            shutil.rmtree(path)  # left over from an interrupted attempt
-        path.mkdir(parents=True)
-        return path
+    @property
+    def work_root(self) -> Path:
+        return self.work_dir
 
     def record_dir(self, record_id: str) -> Path:
         raise ArchiveError(
@@ -283,21 +278,22 @@ class RemoteArchive(Archive):
             return True
 
     def note_attempt(self, record_id: str) -> int:
-        """As :meth:`Archive.note_attempt`: ``.attempts/<id>`` read and rewritten with If-Match."""
+        """As :meth:`Archive.note_attempt`: ``.attempts/<id>`` read and rewritten with If-Match
+        (created with If-None-Match), again on a conflict. No archive lock: the conditional put
+        alone keeps the count, and each run would otherwise queue for the lock twice."""
         self.check_id(record_id)
         rel = f"{ATTEMPTS}/{record_id}"
-        with self._locked():
-            while True:
-                current = self.files.read_tagged(rel)
-                try:
-                    n = int(current.data.decode().strip() or 0) + 1 if current else 1
-                except ValueError:
-                    raise ArchiveError(f"{self.files.url(rel)} does not hold a count") from None
-                try:
-                    self.files.replace(rel, f"{n}\n".encode(), current.etag if current else None)
-                    return n
-                except Conflict:
-                    continue
+        while True:
+            current = self.files.read_tagged(rel)
+            try:
+                n = int(current.data.decode().strip() or 0) + 1 if current else 1
+            except ValueError:
+                raise ArchiveError(f"{self.files.url(rel)} does not hold a count") from None
+            try:
+                self.files.replace(rel, f"{n}\n".encode(), current.etag if current else None)
+                return n
+            except Conflict:
+                continue
 
     def _append(self, entry: dict[str, Any], *, unless_indexed: str | None = None) -> dict[str, Any]:
         """Chain one line: read the index with its ETag, put it back one line longer only if it

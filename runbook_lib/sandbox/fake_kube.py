@@ -387,6 +387,8 @@ class FakeKube:
             if m:
                 ns, name, scale = m.groups()
                 dep = self.deployments.get((ns, name))
+                if dep is None and not scale and path in self.objects:  # created through the API (a drill)
+                    return self._generic(method, path, body) or (405, status(405, "", ""), "application/json")
                 if dep is None:
                     return 404, status(404, "NotFound", f'deployments.apps "{name}" not found'), "application/json"
                 if method == "GET" and not scale:

@@ -5,6 +5,7 @@ second start of an interrupted run (retried, attempt 2), and a job past its atte
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,24 @@ def test_retried_keeps_a_first_start_as_planned_and_counts_from_the_plans_attemp
     locally_retried = {**plan, "attempt": 2}  # already a retry in the journal, then lost once more
     assert retried(locally_retried, 2, 2)["skip"] == "interrupted 2 times (worker lost mid-run); not retried again"
     assert retried(locally_retried, 2, 3)["skip"] is None
+
+
+def test_a_start_that_met_a_full_disk_is_given_back_not_counted_as_an_interruption(
+    runner: JobRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = planned(runner)
+    real_run = runner.engine.run
+
+    def full(_request):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner.engine, "run", full)
+    counted = [False]
+    with pytest.raises(OSError, match="No space left"):
+        perform(runner.executor, plan, counted)
+    assert counted == [True]  # the task retries with given_back=1 (run_job)
+    monkeypatch.setattr(runner.engine, "run", real_run)
+    done = perform(runner.executor, {**plan, "given_back": 1})
+    record = runner.engine.archive.load(plan["record_id"])
+    assert (done["outcome"], record["attempt"]) == ("succeeded", 1)
+    assert not any("interrupted" in n for n in record["notes"])

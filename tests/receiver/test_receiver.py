@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from runbook_lib.alertmanager import parse_payload
 from runbook_lib.receiver.app import create_app
 from runbook_lib.receiver.locks import receiver_locks
 from runbook_lib.sandbox.services import free_port
@@ -298,3 +299,20 @@ def test_a_second_receiver_on_the_same_archive_is_refused_even_with_its_own_jour
     assert second.returncode == 1
     assert f"another receiver is already serving the archive {archive}" in second.stderr
     assert "j1.sqlite3" in second.stderr  # names the holder
+
+
+def test_metrics_say_what_the_local_workers_are_running(tmp_path: Path) -> None:
+    """With the local executor, every job the journal has running is a run in flight (the
+    supervisor is built but not started: no worker takes the jobs)."""
+    from runbook_lib.receiver.supervisor import Supervisor
+
+    settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "receiver.token": TOKEN})
+    app = create_app(settings, supervisor=Supervisor(settings, None, {}, 1))
+    intake = app.state.intake
+    for n in range(3):
+        intake.accept(parse_payload(alert_payload(fingerprint=f"f{n}")), "{}")
+    intake.claim("a worker")
+    metrics = TestClient(app).get("/metrics").text
+    assert 'runbook_runs_in_flight{executor="local"} 1.0' in metrics
+    assert 'runbook_queue_depth{state="queued"} 2.0' in metrics
+    assert 'runbook_queue_depth{state="running"} 1.0' in metrics

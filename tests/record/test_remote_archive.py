@@ -233,11 +233,11 @@ def test_a_removed_index_line_and_a_planted_object_are_found(copy_of_pristine, s
 APPENDER = """
 import sys
 from runbook_lib.record.remote import open_archive
-url, endpoint, writer, count, start = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+url, endpoint, writer, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 archive = open_archive(url, endpoint=endpoint)
-archive.read_head()  # connect (and check the bucket) before the start line
-import time
-time.sleep(max(0.0, start - time.time()))
+archive.read_head()  # connect (and check the bucket) before the start
+print("ready", flush=True)
+sys.stdin.readline()  # "go": every writer is connected, they start together
 for n in range(count):
     archive.append_event(None, "note", {"writer": writer, "n": n})
 """
@@ -246,16 +246,24 @@ for n in range(count):
 def test_concurrent_appends_from_four_processes_make_one_linear_chain(s3_env: str) -> None:
     url = f"s3://{new_bucket(s3_env)}/shared"
     writers, each = 4, 10
-    start = time.time() + 6  # every process imported and connected: they start together
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", APPENDER, url, s3_env, f"w{i}", str(each), str(start)],
+            [sys.executable, "-c", APPENDER, url, s3_env, f"w{i}", str(each)],
             cwd=HOME,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for i in range(writers)
     ]
+    for p in procs:  # however long imports take on a loaded machine
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    start = time.time()
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
     errors = [p.communicate(timeout=180)[1] for p in procs]
     elapsed = time.time() - start
     assert [p.returncode for p in procs] == [0] * writers, errors

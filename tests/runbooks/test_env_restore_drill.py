@@ -90,9 +90,18 @@ def test_the_environment_restore_passes_and_leaves_nothing_behind(env: tuple[Fak
     assert d["smoke"]["runbook triage"] == "exit 0 (succeeded)" and d["smoke"]["Redis"].startswith("PONG")
     # every manifest object was created, then read back, then deleted by the cleanup
     assert MANIFESTS and len(d["objects"]) == len(MANIFESTS)
-    for method in ("POST", "GET", "DELETE"):
-        seen = [r for r in fake.requests if r["method"] == method and "rbac.authorization.k8s.io" in r["path"]]
-        assert len(seen) == len(MANIFESTS), method
+    paths = {(r["method"], r["path"]) for r in fake.requests}
+    for m in MANIFESTS:  # each object was created, read back at its own path and deleted
+        [created] = [
+            r
+            for r in fake.requests
+            if r["method"] == "POST"
+            and r["body"]["metadata"]["name"] == m["metadata"]["name"]
+            and r["body"]["kind"] == m["kind"]
+        ]
+        own = f"{created['path']}/{m['metadata']['name']}"
+        assert {("GET", own), ("DELETE", own)} <= paths, own
+    assert len([r for r in fake.requests if r["method"] == "DELETE"]) == len(MANIFESTS)
     created = {(r["body"]["kind"], r["body"]["metadata"]["name"]) for r in fake.requests if r["method"] == "POST"}
     assert created == {(m["kind"], m["metadata"]["name"]) for m in MANIFESTS}
     assert fake.objects == {} and finding(record, "Cleanup")["details"]["objects_left"] == []
