@@ -106,7 +106,10 @@ def test_two_workers_a_burst_of_200_and_a_worker_killed_mid_run(tmp_path: Path) 
 
             wait_for(f"{BURST} jobs done", all_done, 300, receiver)
             # while work was waiting, /metrics said so for this executor
-            assert metric(metrics, "runbook_runs_in_flight", '{executor="celery"}') <= 2
+            # in flight: what the (at most two) workers hold; a run taken or finished between the
+            # scrape's two reads (journal, then broker) may count once more
+            flight = metric(metrics, "runbook_runs_in_flight", '{executor="celery"}')
+            assert 0 <= flight <= 4, metrics
             assert metric(metrics, "runbook_queue_depth", '{state="queued"}') > 0
         finally:
             for svc in services:
