@@ -56,21 +56,48 @@ def done_count(archive: Path) -> int:
         return int(db.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
 
 
+S3: dict[str, str] = {}  # with --archive s3: moto's endpoint (set in main)
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIABENCHMARK0000001",
+    "AWS_SECRET_ACCESS_KEY": "bench-secret-" + os.urandom(8).hex(),
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
 def environment(work: Path, vhost: str, executor: str) -> tuple[dict[str, str], str]:
-    """The settings of one measured configuration (a minimal collection in ``work``) and its token."""
+    """The settings of one measured configuration (a minimal collection in ``work``, the journal
+    at work/executed/intake.sqlite3; the archive there too, or in a new bucket) and its token."""
     from runbook_lib.sandbox.minimal import write_minimal_collection
 
     runbooks, catalog = write_minimal_collection(work / "collection", HOME)
     token = "bench-token-" + os.urandom(4).hex()
+    (work / "executed").mkdir(parents=True, exist_ok=True)
     env = {
         "RUNBOOK_ARCHIVE": str(work / "executed"),
+        "RUNBOOK_JOURNAL": str(work / "executed" / "intake.sqlite3"),
         "RUNBOOK_RUNBOOKS_DIR": str(runbooks),
         "RUNBOOK_CATALOG": str(catalog),
         "RUNBOOK_WEBHOOK_TOKEN": token,
         "RUNBOOK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         "RUNBOOK_EXECUTOR": executor,
     }
+    if S3:
+        import boto3
+
+        bucket = f"rbbench-{os.urandom(6).hex()}"
+        boto3.client("s3", endpoint_url=S3["endpoint"], **_boto_credentials()).create_bucket(Bucket=bucket)
+        env |= {"RUNBOOK_ARCHIVE": f"s3://{bucket}/records", "RUNBOOK_ARCHIVE_ENDPOINT": S3["endpoint"]}
+        env |= S3_CREDENTIALS
     return env, token
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        "region_name": "us-east-1",
+    }
 
 
 def sent_count(archive: Path) -> int:
@@ -160,7 +187,27 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=200, help="alerts per configuration (default 200)")
     parser.add_argument("--runbook", choices=("noop", "triage"), default="noop", help="noop (default) or real triage")
     parser.add_argument("--no-local", action="store_true", help="skip the local-executor reference runs")
+    parser.add_argument(
+        "--archive",
+        choices=("local", "s3"),
+        default="local",
+        help="where records go: a local directory (default) or an S3 bucket on moto's server (loopback)",
+    )
     args = parser.parse_args()
+    moto = None
+    if args.archive == "s3":
+        from runbook_lib.sandbox.services import start_s3
+
+        moto = start_s3(Path(tempfile.mkdtemp(prefix="rb-scale-moto-")))
+        S3["endpoint"] = moto.url
+    try:
+        return report(args)
+    finally:
+        if moto is not None:
+            moto.stop()
+
+
+def report(args: argparse.Namespace) -> int:
     for var in ("RUNBOOK_PROMETHEUS_URL", "RUNBOOK_POSTGRES_DSN", "RUNBOOK_REDIS_URL", "KUBECONFIG"):
         os.environ.pop(var, None)
     configs = [("celery", 1), ("celery", 2)] + ([] if args.no_local else [("local", 1), ("local", 2)])
@@ -171,7 +218,7 @@ def main() -> int:
     print("measuring the dispatcher alone (no workers) ...", file=sys.stderr, flush=True)
     dispatch = measure_dispatch(args.alerts)
     base = {r["executor"]: r["per_min"] for r in rows if r["workers"] == 1}
-    print(f"\n{args.alerts} alerts, runbook {args.runbook}, {os.cpu_count()} cores")
+    print(f"\n{args.alerts} alerts, runbook {args.runbook}, archive {args.archive}, {os.cpu_count()} cores")
     print(
         f"{'executor':<8} {'workers':>7} {'seconds':>8} {'records/min':>12} {'vs 1 worker':>12} {'worker RSS MB':>14}"
     )

@@ -120,6 +120,18 @@ def _spawn(
     raise SandboxError(f"{name} not ready on {svc.url} within {timeout:.0f}s:\n{svc.log_tail()}")
 
 
+def start_s3(workdir: Path, timeout: float = 30.0) -> Service:
+    """moto's S3-compatible server (from PyPI, moto[server]) on a free loopback port: a real
+    S3 protocol peer for an archive at s3://. Any credentials are accepted; buckets live in memory."""
+    import sys
+
+    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    if moto is None:
+        raise SandboxError("moto_server is missing from the virtualenv (pip install 'moto[server]')")
+    port = free_port()
+    return _spawn("moto", [moto, "-H", "127.0.0.1", "-p", str(port)], workdir, port, "/", timeout)
+
+
 def rabbitmqctl(*args: str) -> None:
     res = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False)
     if res.returncode != 0:
