@@ -125,6 +125,7 @@ class RemoteArchive(Archive):
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "runbook-archive"
         self.lease_s, self.lock_wait_s = lease_s, lock_wait_s
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.lock_waits = 0  # times this writer found the lock held (contention, for benchmarks and tests)
 
     # -- paths ----------------------------------------------------------------------------
     @property
@@ -173,7 +174,7 @@ class RemoteArchive(Archive):
             try:
                 return self.files.create(LOCK, json.dumps(lock).encode())
             except Conflict:
-                pass
+                self.lock_waits += 1
             held = self.files.read_tagged(LOCK)
             if held is not None:
                 holder, expires = _holder(held, self.lease_s)

@@ -240,6 +240,7 @@ print("ready", flush=True)
 sys.stdin.readline()  # "go": every writer is connected, they start together
 for n in range(count):
     archive.append_event(None, "note", {"writer": writer, "n": n})
+print(archive.lock_waits, flush=True)
 """
 
 
@@ -264,7 +265,7 @@ def test_concurrent_appends_from_four_processes_make_one_linear_chain(s3_env: st
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
-    errors = [p.communicate(timeout=180)[1] for p in procs]
+    outs, errors = zip(*(p.communicate(timeout=180) for p in procs), strict=True)
     elapsed = time.time() - start
     assert [p.returncode for p in procs] == [0] * writers, errors
     archive = open_archive(url, endpoint=s3_env)
@@ -272,7 +273,9 @@ def test_concurrent_appends_from_four_processes_make_one_linear_chain(s3_env: st
     assert [e["seq"] for e in entries] == list(range(1, writers * each + 1))
     for i in range(writers):  # every append is there once, each writer's in its own order
         assert [e["data"]["n"] for e in entries if e["data"]["writer"] == f"w{i}"] == list(range(each))
-    assert len({e["data"]["writer"] for e in entries[: writers * 2]}) > 1, "the writers did not overlap"
+    # they did contend: some writer found the lock held (the lock is not fair: a writer appending
+    # back to back may take it again before a waiter's backoff ends, so the order alone says little)
+    assert sum(int(out.split()[-1]) for out in outs) > 0, "the writers never met at the lock"
     assert verify(archive) == (0, [])
     assert archive.read_head() == {"seq": 40, "hash": entries[-1]["hash"]}
     assert LOCK not in keys(s3_env, url.split("/")[2], "shared")
