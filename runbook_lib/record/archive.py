@@ -209,14 +209,7 @@ class Archive:
             _fsync_dir(folder)
             rel = path.relative_to(self.root).as_posix()
             try:
-                event = self._append(
-                    {
-                        "type": "event",
-                        "record": record_id,
-                        "event": "report",
-                        "data": {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "format": fmt},
-                    }
-                )
+                event = self._append(report_event(record_id, rel, data, fmt))
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
@@ -310,13 +303,7 @@ class Archive:
                 if len(lines) > 1 or block == size:
                     break
                 block = min(size, block * 2)
-        last = lines[-1].strip()
-        if not last:
-            return None
-        try:
-            return json.loads(last)
-        except ValueError:
-            raise ArchiveError(f"{self.index_path}: last line is not JSON; run `runbook verify`") from None
+        return parse_last_line(lines[-1], str(self.index_path))
 
     # -- reading --------------------------------------------------------------------------
     def entries(self) -> Iterator[dict[str, Any]]:
@@ -377,6 +364,27 @@ class Archive:
         """Files and folders in the date directories that are no part of the layout."""
         for rel in self.files.strays():
             yield self.root / rel
+
+
+def parse_last_line(raw: bytes, where: str) -> dict[str, Any] | None:
+    """The index's last line (None when empty); a line that is not JSON is an error naming ``where``."""
+    last = raw.strip()
+    if not last:
+        return None
+    try:
+        return json.loads(last)
+    except ValueError:
+        raise ArchiveError(f"{where}: last line is not JSON; run `runbook verify`") from None
+
+
+def report_event(record_id: str, rel: str, data: bytes, fmt: str) -> dict[str, Any]:
+    """The index event that chains an attached incident report (its path, sha256 and format)."""
+    return {
+        "type": "event",
+        "record": record_id,
+        "event": "report",
+        "data": {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "format": fmt},
+    }
 
 
 def _fsync_file(path: Path) -> None:

@@ -73,6 +73,8 @@ from .archive import (
     Archive,
     canonical,
     line_hash,
+    parse_last_line,
+    report_event,
 )
 from .storage import Conflict, S3Tree, Tagged
 
@@ -242,14 +244,7 @@ class RemoteArchive(Archive):
                 except Conflict:  # numbered meanwhile by a writer whose lease ran out: take the next
                     continue
             try:
-                event = self._append(
-                    {
-                        "type": "event",
-                        "record": record_id,
-                        "event": "report",
-                        "data": {"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "format": fmt},
-                    }
-                )
+                event = self._append(report_event(record_id, rel, data, fmt))
             except BaseException:
                 self.files.delete(rel, etag)
                 raise
@@ -350,13 +345,7 @@ class RemoteArchive(Archive):
                 continue
 
     def _last_of(self, data: bytes) -> dict[str, Any] | None:
-        last = data.rstrip(b"\n").rpartition(b"\n")[2].strip()
-        if not last:
-            return None
-        try:
-            return json.loads(last)
-        except ValueError:
-            raise ArchiveError(f"{self.files.url(INDEX)}: last line is not JSON; run `runbook verify`") from None
+        return parse_last_line(data.rstrip(b"\n").rpartition(b"\n")[2], self.files.url(INDEX))
 
     # -- reading --------------------------------------------------------------------------
     def entries(self) -> Iterator[dict[str, Any]]:
