@@ -68,7 +68,7 @@ S3_CREDENTIALS = {
 def environment(work: Path, vhost: str, executor: str) -> tuple[dict[str, str], str]:
     """The settings of one measured configuration (a minimal collection in ``work``, the journal
     at work/executed/intake.sqlite3; the archive there too, or in a new bucket) and its token."""
-    from runbook_lib.sandbox.minimal import write_minimal_collection
+    from tests.support.minimal import write_minimal_collection
 
     runbooks, catalog = write_minimal_collection(work / "collection", HOME)
     token = "bench-token-" + os.urandom(4).hex()
@@ -108,8 +108,9 @@ def sent_count(archive: Path) -> int:
 def measure_dispatch(alerts: int) -> float:
     """The receiver alone (no worker): how fast its dispatcher plans and publishes jobs to the
     broker (each publish confirmed, each job journaled as sent), in jobs per second."""
-    from runbook_lib.sandbox.load import burst_payloads, post_all
-    from runbook_lib.sandbox.services import rabbitmq_vhost, start_receiver
+    from runbook_lib.sandbox.services import start_receiver
+    from tests.support.load import burst_payloads, post_all
+    from tests.support.services import rabbitmq_vhost
 
     work = Path(tempfile.mkdtemp(prefix="rb-scale-dispatch-"))
     archive = work / "executed"
@@ -130,8 +131,9 @@ def measure_dispatch(alerts: int) -> float:
 
 
 def measure(executor: str, workers: int, alerts: int, runbook: str) -> dict[str, Any]:
-    from runbook_lib.sandbox.load import burst_payloads, post_all
-    from runbook_lib.sandbox.services import rabbitmq_vhost, start_receiver, start_worker
+    from runbook_lib.sandbox.services import start_receiver
+    from tests.support.load import burst_payloads, post_all
+    from tests.support.services import rabbitmq_vhost, start_worker
 
     work = Path(tempfile.mkdtemp(prefix=f"rb-scale-{executor}{workers}-"))
     archive = work / "executed"
@@ -196,7 +198,7 @@ def main() -> int:
     args = parser.parse_args()
     moto = None
     if args.archive == "s3":
-        from runbook_lib.sandbox.services import start_s3
+        from tests.support.services import start_s3
 
         moto = start_s3(Path(tempfile.mkdtemp(prefix="rb-scale-moto-")))
         S3["endpoint"] = moto.url

@@ -4,7 +4,7 @@ of its own that is deleted afterwards.
     .venv/bin/python benchmarks/dlq_replay.py [--messages 2000] [--runs 3] [--body-bytes 512]
 
 Each run fills ``dead_letter_queue`` with MESSAGES dead letters (published to a work queue and
-rejected into it), then times, with the tool's own code (runbook_lib.rabbitmq.RabbitMQ): a peek
+rejected into it), then times, with the tool's own code (runbook_lib.clients.rabbitmq.RabbitMQ): a peek
 of rabbitmq.sample_size (200) messages, a dry run over all of them (both put every message back),
 and the real replay (publisher confirms, one message in flight). Prints messages/s; asserts only
 that every message came back once.
@@ -13,22 +13,16 @@ that every message came back once.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import time
-import uuid
 from typing import Any
 
 import pika
 
-from runbook_lib.rabbitmq import RabbitMQ
+from runbook_lib.clients.rabbitmq import RabbitMQ
+from tests.support.services import rabbitmq_vhost
 
 DLQ, WORK, WORK_QUEUE, KEY = "dead_letter_queue", "work", "work_q", "task.run"
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
 def declare(ch: Any) -> None:
@@ -91,11 +85,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--body-bytes", type=int, default=512)
     args = parser.parse_args()
-    vhost = f"rbbench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    with rabbitmq_vhost("rbbench") as vhost:
+        url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
         conn = pika.BlockingConnection(pika.URLParameters(url))
         declare(conn.channel())
         conn.close()
@@ -107,8 +98,6 @@ def main() -> int:
                 f"run {i + 1}: replay {r['replay']:.0f} msg/s ({args.messages} in {r['replay_s']:.2f} s), "
                 f"dry run {r['dry_run']:.0f} msg/s, peek of 200 {r['peek']:.0f} msg/s"
             )
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in runs)

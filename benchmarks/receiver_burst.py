@@ -37,11 +37,11 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from runbook_lib.record.archive import Archive
-    from runbook_lib.record.verify import verify
-    from runbook_lib.sandbox.load import burst_payloads, percentile, post_all
-    from runbook_lib.sandbox.minimal import write_minimal_collection
+    from runbook_lib.record.archive import LocalArchive
+    from runbook_lib.record.archive.verify import verify
     from runbook_lib.sandbox.services import start_receiver
+    from tests.support.load import burst_payloads, percentile, post_all
+    from tests.support.minimal import write_minimal_collection
 
     work = Path(tempfile.mkdtemp(prefix="rb-burst-"))
     runbooks, catalog = write_minimal_collection(work, HOME)
@@ -85,7 +85,7 @@ def main() -> int:
         with sqlite3.connect(journal) as db:
             rows = db.execute("SELECT finished_at - received_at, outcome FROM jobs").fetchall()
             jobs = len(rows)
-        count, problems = verify(Archive(work / "executed"))
+        count, problems = verify(LocalArchive(work / "executed"))
     finally:
         svc.stop()
     answers = [r.latency_s for r in results]
@@ -118,7 +118,7 @@ def answer_only(svc, token: str) -> int:
     import signal
     import subprocess
 
-    from runbook_lib.sandbox.load import burst_payloads, percentile, post_all
+    from tests.support.load import burst_payloads, percentile, post_all
 
     workers = subprocess.run(["pgrep", "-P", str(svc.proc.pid)], capture_output=True, text=True).stdout.split()
     for pid in workers:

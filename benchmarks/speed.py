@@ -47,7 +47,7 @@ def say(msg: str) -> None:
 
 
 def pct(values: list[float], p: float) -> float:
-    from runbook_lib.sandbox.load import percentile
+    from tests.support.load import percentile
 
     return percentile(values, p)
 
@@ -87,7 +87,7 @@ def start_receiver(work: Path, env: dict[str, str]) -> Any:
 
 
 def sequential(svc: Any, archive: Path, n: int, alertname: str, prefix: str) -> list[float]:
-    from runbook_lib.sandbox.load import post_all
+    from tests.support.load import post_all
 
     for i, body in enumerate(alert_payloads(n, alertname, prefix)):
         assert post_all(f"{svc.url}/alerts", [body], TOKEN, concurrency=1)[0].status == 200
@@ -141,7 +141,7 @@ def cli_path(work: Path, prom_url: str, runs: int) -> list[float]:
 
 
 def burst(svc: Any, archive: Path, n: int, prefix: str) -> dict[str, Any]:
-    from runbook_lib.sandbox.load import post_all
+    from tests.support.load import post_all
 
     payloads = alert_payloads(n, "UnknownBurstAlert", prefix)  # not in the catalog: the real triage runbook
     t0 = time.monotonic()
@@ -154,9 +154,9 @@ def burst(svc: Any, archive: Path, n: int, prefix: str) -> dict[str, Any]:
             break
         time.sleep(0.2)
     took = time.monotonic() - t0
-    from runbook_lib.record.archive import Archive
+    from runbook_lib.record.archive import LocalArchive
 
-    arc = Archive(archive)
+    arc = LocalArchive(archive)
     fingerprints = [arc.load(e["id"])["alert"]["fingerprint"] for e in arc.entries() if e["type"] == "record"]
     mine = [f for f in fingerprints if f.startswith(prefix)]
     answers = [r.latency_s for r in results]
@@ -253,10 +253,10 @@ def kernel_options(runs: int = 3) -> dict[str, tuple[float, float, float]]:
 
     from jupyter_client.manager import AsyncKernelManager
 
+    from runbook_lib.core.settings import load_settings
     from runbook_lib.kernel.template import PRELOAD
     from runbook_lib.run.kernels import QuickClient
     from runbook_lib.run.pool import WarmKernels
-    from runbook_lib.settings import load_settings
 
     imports = "import " + ", ".join(PRELOAD)
 
@@ -291,7 +291,7 @@ def kernel_options(runs: int = 3) -> dict[str, tuple[float, float, float]]:
         return tuple(statistics.median(col) for col in zip(*rows, strict=True))  # type: ignore[return-value]
 
     cold = [asyncio.run(cold_once()) for _ in range(runs)]
-    cfg = load_settings().engine.model_copy(update={"warm_kernels": 0})
+    cfg = load_settings().kernels.model_copy(update={"warm_kernels": 0})
     warm = WarmKernels(cfg)  # not started: no keeper thread, this measures the fork alone
     try:
         warm._ensure_template()
@@ -303,11 +303,11 @@ def kernel_options(runs: int = 3) -> dict[str, tuple[float, float, float]]:
 
 def plot_cost(work: Path) -> tuple[float, float]:
     """The first matplotlib figure of a run, saved as PNG: its cell time, warm and cold."""
-    from runbook_lib.alertmanager import load_alert_text
-    from runbook_lib.run.engine import Engine, RunRequest
+    from runbook_lib.core.settings import load_settings
     from runbook_lib.run.pool import WarmKernels
-    from runbook_lib.sandbox.minimal import make_runbook
-    from runbook_lib.settings import load_settings
+    from runbook_lib.run.runner import Runner, RunRequest
+    from runbook_lib.sre.alertmanager import load_alert_text
+    from tests.support.minimal import make_runbook
 
     cell = (
         "import io\nimport matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
@@ -318,7 +318,7 @@ def plot_cost(work: Path) -> tuple[float, float]:
     make_runbook(runbooks, "triage")
     os.environ["RUNBOOK_RUNBOOKS_DIR"] = str(runbooks)
     settings = load_settings(overrides={"archive.path": str(work / "plot-executed"), "prometheus.url": None})
-    engine = Engine(settings)
+    engine = Runner(settings)
     alert, _ = load_alert_text(json.dumps(alert_payloads(1, "Plot", "plot")[0]))
 
     def cell_time() -> float:
@@ -327,7 +327,7 @@ def plot_cost(work: Path) -> tuple[float, float]:
         return float(nb["cells"][-1]["metadata"]["papermill"]["duration"])
 
     cold = statistics.median(cell_time() for _ in range(3))
-    warm = WarmKernels(settings.engine).start()
+    warm = WarmKernels(settings.kernels).start()
     try:
         time.sleep(6)
         warm_t = statistics.median(cell_time() for _ in range(3))
@@ -346,7 +346,7 @@ def main() -> int:
     args = parser.parse_args()
     only = set(args.only)
 
-    from runbook_lib import process
+    from runbook_lib.core import process
     from runbook_lib.sandbox.stack import Sandbox
 
     process.prepare()

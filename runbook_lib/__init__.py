@@ -1,4 +1,4 @@
-"""OmniHub executable runbooks: the helper library notebooks call, and the engine around them.
+"""OmniHub executable runbooks: the helper library notebooks call, and the runner around them.
 
 In a runbook notebook::
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from runbook_lib.core.errors import (
     AlertError,
     ArchiveError,
     ConfigError,
@@ -31,8 +31,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .kernel import checks
-    from .kernel.notebook import Runbook, start
+    from runbook_lib.kernel import checks, drills
+    from runbook_lib.kernel.notebook import Runbook, start
 
 __version__ = "0.1.0"
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "SourceUnavailable",
     "__version__",
     "checks",
+    "drills",
     "start",
 ]
 
@@ -54,6 +55,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "start": ("runbook_lib.kernel.notebook", "start"),
     "Runbook": ("runbook_lib.kernel.notebook", "Runbook"),
     "checks": ("runbook_lib.kernel.checks", None),
+    "drills": ("runbook_lib.kernel.drills", None),
 }
 
 

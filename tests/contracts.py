@@ -1,14 +1,16 @@
-"""Two import-linter contract types import-linter does not ship (used from pyproject.toml):
+"""Three import-linter contract types import-linter does not ship (used from pyproject.toml):
 
 - ``acyclic``: no import cycle between the package's modules, counting imports made inside
   functions and under TYPE_CHECKING as well as module-level ones (grimp records them all);
-- ``private``: no module imports another module's private name (``from .x import _y``).
+- ``private``: no module imports another module's private name (``from .x import _y``);
+- ``confined``: a third-party package is imported only where a contract allows it.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib.util
+from fnmatch import fnmatch
 from pathlib import Path
 
 import grimp
@@ -83,4 +85,31 @@ class NoPrivateImports(Contract):
     def render_broken_contract(self, check: ContractCheck) -> None:
         for line in check.metadata["found"]:
             output.print_error(line, bold=False)
+            output.new_line()
+
+
+class ConfinedExternal(Contract):
+    """``confined``: one third-party package (``external``) is imported only by the modules of
+    ``package`` that ``allowed`` names (fnmatch patterns: ``runbook_lib.kernel.sources.postgres*``).
+    Needs ``include_external_packages = true`` so that grimp sees imports of outside packages."""
+
+    type_name = "confined"
+    package = fields.StringField()
+    external = fields.StringField()
+    allowed = fields.ListField(subfield=fields.StringField())
+
+    def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:
+        external, patterns = str(self.external), [str(p) for p in self.allowed]
+        if external not in graph.modules:
+            return ContractCheck(kept=True, metadata={"found": []})
+        found = sorted(
+            importer
+            for importer in graph.find_modules_that_directly_import(external)
+            if importer.startswith(str(self.package)) and not any(fnmatch(importer, p) for p in patterns)
+        )
+        return ContractCheck(kept=not found, metadata={"found": found, "external": external})
+
+    def render_broken_contract(self, check: ContractCheck) -> None:
+        for module in check.metadata["found"]:
+            output.print_error(f"{module} imports {check.metadata['external']}", bold=False)
             output.new_line()

@@ -25,8 +25,12 @@ PUBLIC_API = {
     "SourceUnavailable",
     "__version__",
     "checks",
+    "drills",
     "start",
 }
+
+
+HOST_PACKAGES = ("cli", "sandbox", "receiver", "web", "workers", "intake", "notify", "run", "record", "monitoring")
 
 
 def loaded_after(code: str) -> list[str]:
@@ -49,27 +53,27 @@ def test_the_public_api_is_pinned() -> None:
 def test_host_processes_never_import_kernel_code() -> None:
     mods = loaded_after(
         "import runbook_lib, runbook_lib.cli, runbook_lib.cli.runs, runbook_lib.cli.records, runbook_lib.cli.serve,"
-        " runbook_lib.receiver.app, runbook_lib.receiver.supervisor, runbook_lib.run.engine, runbook_lib.record.verify"
+        " runbook_lib.receiver.app, runbook_lib.workers.supervisor, runbook_lib.run.runner, runbook_lib.record.archive.verify"
     )
-    assert "runbook_lib.receiver.app" in mods
-    assert [m for m in mods if m.startswith("runbook_lib.kernel")] == []
+    assert "runbook_lib.receiver.app" in mods and "runbook_lib.web.records" in mods
+    assert [m for m in mods if m == "runbook_lib.kernel" or m.startswith("runbook_lib.kernel.")] == []
 
 
 def test_a_kernel_never_imports_the_host_side() -> None:
     mods = loaded_after(
-        "import runbook_lib\nfrom runbook_lib import checks\nrb = runbook_lib.start()\nrb.actions\n"
-        "import runbook_lib.prometheus, runbook_lib.kernel.sources.postgres"
+        "import runbook_lib\nfrom runbook_lib import checks, drills\nrb = runbook_lib.start()\nrb.actions\n"
+        "import runbook_lib.clients.prometheus, runbook_lib.kernel.sources.postgres"
     )
     assert "runbook_lib.kernel.notebook" in mods and "runbook_lib.kernel.actions" in mods
-    host = ("runbook_lib.cli", "runbook_lib.receiver", "runbook_lib.run", "runbook_lib.record", "runbook_lib.sandbox")
-    assert [m for m in mods if m.startswith(host)] == []
+    host = [f"runbook_lib.{p}" for p in HOST_PACKAGES]
+    assert [m for m in mods if any(m == h or m.startswith(h + ".") for h in host)] == []
 
 
 def test_a_worker_module_loads_no_notebook_machinery_before_process_setup() -> None:
     """The spawn start method imports the worker's module first: nbformat and jsonschema (and with
     them the slow rfc3987 grammar) must wait until worker_main has called process.prepare()."""
-    mods = loaded_after("import runbook_lib.receiver.worker")
-    assert "runbook_lib.receiver.worker" in mods
+    mods = loaded_after("import runbook_lib.workers.jobs")
+    assert "runbook_lib.workers.jobs" in mods
     assert not {"nbformat", "jsonschema", "papermill", "nbconvert"} & set(mods)
 
 

@@ -23,8 +23,8 @@ import yaml
 from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient, Configuration
 
-from runbook_lib.credentials import SECRET_ENV_MAP, password_of
-from runbook_lib.settings import CapacitySettings, ReceiverSettings, load_settings
+from runbook_lib.core.credentials import SECRET_ENV_MAP, password_of
+from runbook_lib.core.settings import CapacitySettings, ReceiverSettings, load_settings
 
 HOME = Path(__file__).resolve().parent.parent
 DEPLOY = HOME / "deploy" / "kubernetes"
@@ -517,9 +517,9 @@ def test_the_worker_runs_runbook_worker_and_outlives_one_run(tmp_path: Path) -> 
     assert args[:2] == ["runbook", "worker"]
     health_port = int(args[args.index("--health-port") + 1])
     assert health_port in _declared_ports(container).values()
-    engine = _shipped_settings(tmp_path, container).engine
+    kernels = _shipped_settings(tmp_path, container).kernels
     # SIGTERM lets the run in progress finish: one cell's timeout plus a cold kernel's start
-    assert pod(WORKER)["terminationGracePeriodSeconds"] >= engine.cell_timeout_s + engine.start_timeout_s
+    assert pod(WORKER)["terminationGracePeriodSeconds"] >= kernels.cell_timeout_s + kernels.start_timeout_s
     liveness = container["livenessProbe"]
     assert liveness.get("terminationGracePeriodSeconds", 0) < pod(WORKER)["terminationGracePeriodSeconds"]
 

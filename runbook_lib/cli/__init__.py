@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import process
-from ..errors import EXIT_USAGE, RunbookError
+from runbook_lib.core import process
+from runbook_lib.core.errors import EXIT_USAGE, RunbookError
 
 DESCRIPTION = """\
 OmniHub executable runbooks. Every alert's runbook is a parameterised Jupyter notebook;
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import dlq, drills, generate, oncall, records, report, runs, serve, slo, toil
+    from runbook_lib.cli import dlq, drills, generate, oncall, records, report, runs, serve, slo, toil
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)

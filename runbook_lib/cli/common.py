@@ -10,22 +10,22 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ..contract import VERDICTS, worst_first
-from ..errors import AlertError
-from ..present import finding_text, visible
+from runbook_lib.core.contract import VERDICTS, worst_first
+from runbook_lib.core.errors import AlertError
+from runbook_lib.core.present import finding_text, visible
 
 MAX_ALERT_BYTES = 1_048_576
 
 
 def settings_for(args: argparse.Namespace) -> Any:
-    from ..settings import load_settings
+    from runbook_lib.core.settings import load_settings
 
     return load_settings(env=args.env)
 
 
 def read_alert_input(path: str, fingerprint: str | None) -> Any:
     """The alert from --alert FILE (or '-' for stdin): a webhook payload or one alert object."""
-    from ..alertmanager import load_alert_text
+    from runbook_lib.sre.alertmanager import load_alert_text
 
     if path == "-":
         data = sys.stdin.buffer.read(MAX_ALERT_BYTES + 1)

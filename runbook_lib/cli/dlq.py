@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any
 
-from ..errors import EXIT_OK, EXIT_USAGE, ConfigError, SourceUnavailable
-from .common import echo, settings_for
+from runbook_lib.cli.common import echo, settings_for
+from runbook_lib.core.errors import EXIT_OK, EXIT_USAGE, ConfigError
 
 REPLAY_DESCRIPTION = """\
 Republish dead letters from a RabbitMQ dead-letter queue to the exchange and routing key each
@@ -106,7 +106,7 @@ def _positive(text: str) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from ..rabbitmq import RabbitMQ
+    from runbook_lib.clients.rabbitmq import RabbitMQ
 
     settings = settings_for(args)
     if settings.rabbitmq.url is None:
@@ -174,7 +174,7 @@ class AuditTrail:
         self.details: dict[str, Any] = {"tool": "runbook dlq replay", "environment": settings.env, "from": where}
 
     def started(self, **plan: Any) -> None:
-        from ..rabbitmq import replay_command
+        from runbook_lib.clients.rabbitmq import replay_command
 
         command = replay_command(self.queue, plan["limit"], plan["max_replays"], self.operator)
         self.details = {**self.details, "command": command, **plan}
@@ -182,8 +182,8 @@ class AuditTrail:
 
     def around(self, replay: Any) -> Any:
         """Run ``replay`` and write its outcome row, also when it fails part-way."""
-        from ..errors import RunbookError
-        from ..rabbitmq import ReplayInterrupted
+        from runbook_lib.clients.rabbitmq import ReplayInterrupted
+        from runbook_lib.core.errors import RunbookError
 
         try:
             result = replay()
@@ -201,27 +201,16 @@ class AuditTrail:
         return result
 
     def _write(self, outcome: str, details: dict[str, Any], done: str = "nothing was replayed") -> None:
-        import psycopg
+        from runbook_lib.clients.audit import write_row
 
-        from ..audit import insert_audit
-        from ..credentials import password_of, safe_endpoint
-
-        try:
-            with psycopg.connect(self.dsn, connect_timeout=max(1, int(self.timeout_s))) as conn:
-                insert_audit(
-                    conn,
-                    actor=self.operator,
-                    action=self.ACTION,
-                    resource_type="rabbitmq_queue",
-                    resource_id=self.queue,
-                    outcome=outcome,
-                    details=details,
-                )
-        except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            for secret in password_of(self.dsn):
-                first = first.replace(secret, "[REDACTED]")
-            raise SourceUnavailable(
-                "PostgreSQL",
-                f"{safe_endpoint(self.dsn)}: the {outcome} audit row could not be written ({first}); {done}",
-            ) from None
+        write_row(
+            self.dsn,
+            self.timeout_s,
+            done=done,
+            actor=self.operator,
+            action=self.ACTION,
+            resource_type="rabbitmq_queue",
+            resource_id=self.queue,
+            outcome=outcome,
+            details=details,
+        )

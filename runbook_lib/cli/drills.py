@@ -8,9 +8,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import ArchiveError, ConfigError
-from ..present import iso
-from .common import echo, print_table, settings_for
+from runbook_lib.cli.common import echo, print_table, settings_for
+from runbook_lib.core.errors import ArchiveError, ConfigError
+from runbook_lib.core.present import iso
 
 DESCRIPTION = """\
 The year's DR drill calendar from parameters/drills.yaml (which drill, which quarter, which
@@ -45,7 +45,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 
 def runs_from_archive(archive: Any, runbooks: set[str]) -> list[Any]:
     """Every archived run of a drill runbook, with its mode and verdict."""
-    from ..drills import Run, verdict_of
+    from runbook_lib.sre.drill_calendar import Run, verdict_of
 
     out = []
     for entry in archive.entries():
@@ -62,8 +62,8 @@ def runs_from_archive(archive: Any, runbooks: set[str]) -> list[Any]:
 
 
 def cmd_drills(args: argparse.Namespace) -> int:
-    from .. import drills
-    from ..record.remote import archive_for
+    from runbook_lib.record.archive import archive_for
+    from runbook_lib.sre import drill_calendar as drills
 
     settings = settings_for(args)
     now = datetime.now(UTC)

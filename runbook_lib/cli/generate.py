@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import echo, settings_for
+from runbook_lib.cli.common import echo, settings_for
 
 DESCRIPTION = """\
 Write monitoring/ from parameters/catalog.yaml and the settings (`monitoring:` in
@@ -42,8 +42,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .. import monitoring
-    from ..catalog import Catalog
+    from runbook_lib.monitoring import rules as monitoring
+    from runbook_lib.sre.catalog import Catalog
 
     settings = settings_for(args)
     catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)

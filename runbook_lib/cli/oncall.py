@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..oncall import WEEK, Person, Roster, roster_path, schedule, who
-from .common import echo, print_table, settings_for
+from runbook_lib.cli.common import echo, print_table, settings_for
+from runbook_lib.core.errors import ConfigError
+from runbook_lib.sre.oncall import WEEK, Person, Roster, roster_path, schedule, who
 
 DESCRIPTION = """\
 Who is on call, from the roster in parameters/oncall.yaml (under RUNBOOK_HOME; or --roster FILE):

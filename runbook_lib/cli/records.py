@@ -7,11 +7,11 @@ import json
 import sys
 from typing import Any
 
-from ..errors import EXIT_FAILED, EXIT_OK, ArchiveError
-from ..present import duration, iso
-from ..record import diagnosis
-from ..record.events import event_text
-from .common import echo, finding_lines, print_table, settings_for, worst
+from runbook_lib.cli.common import echo, finding_lines, print_table, settings_for, worst
+from runbook_lib.core.errors import EXIT_FAILED, EXIT_OK, ArchiveError
+from runbook_lib.core.present import duration, iso
+from runbook_lib.record import diagnosis
+from runbook_lib.record.events import event_text
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
@@ -73,7 +73,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 
 
 def cmd_records(args: argparse.Namespace) -> int:
-    from ..record.remote import archive_for
+    from runbook_lib.record.archive import archive_for
 
     settings = settings_for(args)
     archive = archive_for(settings)
@@ -114,7 +114,7 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..record.remote import archive_for
+    from runbook_lib.record.archive import archive_for
 
     settings = settings_for(args)
     archive = archive_for(settings)
@@ -137,7 +137,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if rec.get("incident"):
         from datetime import UTC, datetime
 
-        from .. import incident
+        from runbook_lib.sre import incident
 
         inc = rec["incident"]
         rows = incident.status(
@@ -172,8 +172,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..record.remote import archive_for
-    from ..record.verify import verify
+    from runbook_lib.record.archive import archive_for
+    from runbook_lib.record.archive.verify import verify
 
     settings = settings_for(args)
     archive = archive_for(settings)
@@ -193,7 +193,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace) -> int:
-    from ..record.remote import archive_for
+    from runbook_lib.record.archive import archive_for
 
     archive = archive_for(settings_for(args))
     head = archive.read_head()
@@ -205,7 +205,7 @@ def cmd_anchor(args: argparse.Namespace) -> int:
 
 
 def _anchor(text: str) -> Any:
-    from ..record.verify import Anchor
+    from runbook_lib.record.archive.verify import Anchor
 
     try:
         return Anchor.parse(text)

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .common import echo, settings_for
+from runbook_lib.cli.common import echo, settings_for
+from runbook_lib.core.errors import ConfigError
 
 DESCRIPTION = """\
 Build the incident report of a record from the record itself, never by hand: a timeline (the
@@ -47,9 +47,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..audit import rows_between
-    from ..record import report
-    from ..record.remote import archive_for
+    from runbook_lib.clients.audit import rows_between
+    from runbook_lib.record import report
+    from runbook_lib.record.archive import archive_for
 
     settings = settings_for(args)
     archive = archive_for(settings)

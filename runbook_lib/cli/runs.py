@@ -11,11 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..contract import APPROVALS, MODES, PARAMETERS, extra_parameter_name
-from ..errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
-from ..present import more
-from ..record import diagnosis
-from .common import echo, finding_lines, print_table, read_alert_input, settings_for, verdict_counts, worst
+from runbook_lib.cli.common import (
+    echo,
+    finding_lines,
+    print_table,
+    read_alert_input,
+    settings_for,
+    verdict_counts,
+    worst,
+)
+from runbook_lib.core.contract import APPROVALS, MODES, PARAMETERS, extra_parameter_name
+from runbook_lib.core.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
+from runbook_lib.core.present import more
+from runbook_lib.record import diagnosis
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
@@ -122,7 +130,7 @@ def param_arg(text: str) -> tuple[str, Any]:
 
 
 def request_from(args: argparse.Namespace) -> Any:
-    from ..run.engine import RunRequest
+    from runbook_lib.run.runner import RunRequest
 
     if not args.alert and not args.slug:
         raise ConfigError("give a runbook SLUG, an --alert to route from, or both (see `runbook list`)")
@@ -144,7 +152,7 @@ def request_from(args: argparse.Namespace) -> Any:
 
 # -- commands ----------------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..catalog import Catalog
+    from runbook_lib.sre.catalog import Catalog
 
     settings = settings_for(args)
     catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
@@ -178,18 +186,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..run.engine import Engine
+    from runbook_lib.run.runner import Runner
 
     settings = settings_for(args)
     request = request_from(args)
-    engine = Engine(settings)
+    runner = Runner(settings)
     tty = sys.stderr.isatty() and not args.quiet
 
     def say(msg: str) -> None:
         if not args.quiet:
             echo(f"runbook: {msg}", file=sys.stderr, flush=True)
 
-    result = engine.run(request, progress=tty, say=say)
+    result = runner.run(request, progress=tty, say=say)
     rec = result.record
     if not args.quiet:
         d = diagnosis.of(rec)
@@ -220,9 +228,9 @@ def cmd_open(args: argparse.Namespace) -> int:
     if record_id is not None:
         path = _working_copy(settings, record_id, work)
     else:
-        from ..run.engine import Engine
+        from runbook_lib.run.runner import Runner
 
-        path = Engine(settings).prepare(request_from(args), out_dir=work)
+        path = Runner(settings).prepare(request_from(args), out_dir=work)
     if args.no_launch:
         print(path)
         return EXIT_OK
@@ -259,8 +267,8 @@ def jupyter_lab() -> str | None:
 
 def _record_id(settings: Any, text: str) -> str | None:
     """The record ``text`` names, if it is not a runbook slug."""
-    from ..catalog import Catalog
-    from ..record.remote import archive_for
+    from runbook_lib.record.archive import archive_for
+    from runbook_lib.sre.catalog import Catalog
 
     if Catalog.load(settings.catalog_file, settings.runbooks_path).has_notebook(text):
         return None
@@ -268,7 +276,7 @@ def _record_id(settings: Any, text: str) -> str | None:
 
 
 def _working_copy(settings: Any, record_id: str, work: Path) -> Path:
-    from ..record.remote import archive_for
+    from runbook_lib.record.archive import archive_for
 
     notebook = archive_for(settings).read_record_file(record_id, "notebook.ipynb")
     target = work / f"{record_id}-continued-{datetime.now(UTC):%H%M%S}.ipynb"

@@ -72,9 +72,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         "the archive; then the burn-rate rule stops firing and the resolution is chained onto its record.\n"
         "Backends: a seeded PostgreSQL database, local Redis, a fake Kubernetes API. Prints the HTML\n"
         "record paths (the HighErrorBudgetBurnRate one first) and stops everything it started.\n"
-        "--direct skips Prometheus rules/Alertmanager/receiver and runs the sample alert through the engine.",
+        "--direct skips Prometheus rules/Alertmanager/receiver and runs the sample alert through the runner.",
     )
-    p.add_argument("--direct", action="store_true", help="engine only: no Alertmanager, no receiver")
+    p.add_argument("--direct", action="store_true", help="runner only: no Alertmanager, no receiver")
     p.add_argument("--workdir", type=Path, default=None, help="sandbox working directory (default .sandbox/)")
     p.add_argument(
         "--alert", type=Path, default=None, help="alert payload (default examples/alerts/high-error-rate.json)"
@@ -83,8 +83,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..sandbox.demo import run_chain, run_direct
-    from ..settings import load_settings
+    from runbook_lib.core.settings import load_settings
+    from runbook_lib.sandbox.demo import run_chain, run_direct
 
     home = load_settings(env=args.env).home
     workdir = (args.workdir or home / ".sandbox").resolve()
@@ -109,14 +109,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ..credentials import safe_endpoint
-    from ..errors import ConfigError
-    from ..receiver.app import create_app
-    from ..receiver.auth import auth_configured
-    from ..receiver.celery_exec import broker_url
-    from ..receiver.locks import receiver_locks
-    from ..receiver.supervisor import Supervisor
-    from ..settings import load_settings
+    from runbook_lib.core.credentials import safe_endpoint
+    from runbook_lib.core.errors import ConfigError
+    from runbook_lib.core.settings import load_settings
+    from runbook_lib.intake.locks import receiver_locks
+    from runbook_lib.receiver.app import create_app
+    from runbook_lib.receiver.auth import auth_configured
+    from runbook_lib.workers import Executor
+    from runbook_lib.workers.celery_executor import broker_url
+    from runbook_lib.workers.supervisor import Supervisor
 
     overrides: dict[str, Any] = {}
     if args.workers is not None:
@@ -138,17 +139,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not _is_loopback(host):
             raise ConfigError(f"--insecure-no-auth only works on a loopback address, not {host}")
     if celery:
-        from ..receiver.celery_exec import Dispatcher
+        from runbook_lib.workers.celery_executor import Dispatcher
 
         broker = safe_endpoint(broker_url(settings))  # refuses to start without a broker
     with receiver_locks(settings):
         if celery:
-            supervisor: Any = Dispatcher(settings)
+            executor: Executor = Dispatcher(settings)
             runs = f"celery executor: runs go to `runbook worker` processes via {broker}"
         else:
-            supervisor = Supervisor(settings, args.env, overrides, settings.receiver.workers)
+            executor = Supervisor(settings, args.env, overrides, settings.receiver.workers)
             runs = f"{settings.receiver.workers} workers"
-        app = create_app(settings, require_auth=has_auth, supervisor=supervisor)
+        app = create_app(settings, require_auth=has_auth, executor=executor)
         auth = "bearer/basic auth" if has_auth else "NO AUTH (loopback only)"
         print(
             f"runbook serve: http://{host}:{port}/alerts ({auth}); {runs}; "
@@ -163,10 +164,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import sys
 
-    from .. import process
-    from ..credentials import safe_endpoint
-    from ..receiver.celery_exec import broker_url, run_worker
-    from ..settings import load_settings
+    from runbook_lib.core import process
+    from runbook_lib.core.credentials import safe_endpoint
+    from runbook_lib.core.settings import load_settings
+    from runbook_lib.workers.celery_executor import broker_url, run_worker
 
     settings = load_settings(env=args.env)
     broker = safe_endpoint(broker_url(settings))  # a clear error before anything starts

@@ -9,9 +9,9 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import ConfigError
-from ..present import iso
-from .common import echo, print_table, settings_for
+from runbook_lib.cli.common import echo, print_table, settings_for
+from runbook_lib.core.errors import ConfigError
+from runbook_lib.core.present import iso
 
 DESCRIPTION = """\
 Measure every SLO in parameters/catalog.yaml against Prometheus (RUNBOOK_PROMETHEUS_URL) now:
@@ -46,10 +46,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
 
 
 def cmd_slo(args: argparse.Namespace) -> int:
-    from .. import slo
-    from ..catalog import Catalog
-    from ..prometheus import Prometheus
-    from ..sli import evaluate
+    from runbook_lib.clients.prometheus import Prometheus
+    from runbook_lib.sre import slo
+    from runbook_lib.sre.catalog import Catalog
+    from runbook_lib.sre.sli import evaluate
 
     if args.window:
         try:

@@ -9,8 +9,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import EXIT_USAGE, ConfigError
-from .common import echo, print_table, settings_for
+from runbook_lib.cli.common import echo, print_table, settings_for
+from runbook_lib.core.errors import EXIT_USAGE, ConfigError
 
 DESCRIPTION = """\
 The toil log (SRE package, "TOIL REDUCTION"): repetitive, manual, automatable work, one entry
@@ -96,8 +96,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _config(args: argparse.Namespace) -> tuple[Any, Any]:
-    from ..oncall import roster_path
-    from ..toil import ToilConfig
+    from runbook_lib.clients.toil import ToilConfig
+    from runbook_lib.sre.oncall import roster_path
 
     settings = settings_for(args)
     return settings, ToilConfig.load(roster_path(settings.home))
@@ -113,8 +113,8 @@ def _dsn(settings: Any, what: str) -> str:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from ..credentials import safe_endpoint
-    from ..toil import add, check_entry
+    from runbook_lib.clients.toil import add, check_entry
+    from runbook_lib.core.credentials import safe_endpoint
 
     settings, config = _config(args)
     operator, minutes, category, text = check_entry(
@@ -160,8 +160,8 @@ def _weeks(text: str) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..credentials import safe_endpoint
-    from ..toil import report, top_categories
+    from runbook_lib.clients.toil import report, top_categories
+    from runbook_lib.core.credentials import safe_endpoint
 
     weeks = _weeks(args.weeks)
     settings, config = _config(args)

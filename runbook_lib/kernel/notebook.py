@@ -5,7 +5,7 @@
     rb.step(1, "Identify which endpoints are failing")
     errors = checks.http.errors_by_endpoint(rb)
 
-``rb.finding()`` emits a machine-readable finding (its own MIME type) that the engine reads
+``rb.finding()`` emits a machine-readable finding (its own MIME type) that the runner reads
 back into record.json; ``rb.table()`` shows a DataFrame; ``rb.prometheus`` / ``rb.postgres`` /
 ``rb.redis`` / ``rb.kubernetes`` are the configured clients (created on first use);
 ``rb.actions`` holds the guarded remediations.
@@ -17,26 +17,27 @@ import base64
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .. import present
-from ..alertmanager import Alert, parse_alert
-from ..catalog import Catalog, Route
-from ..contract import ACTION_MIME, FINDING_MIME, MODES, VERDICTS, jsonable, worst_first
-from ..errors import RunbookError, SourceError, SourceNotConfigured, SourceUnavailable
-from ..links import grafana_panel, prometheus_graph
-from ..settings import Settings, load_settings
+from runbook_lib.core import present
+from runbook_lib.core.contract import ACTION_MIME, FINDING_MIME, MODES, VERDICTS, jsonable, worst_first
+from runbook_lib.core.errors import RunbookError, SourceError, SourceNotConfigured, SourceUnavailable
+from runbook_lib.core.links import grafana_panel, prometheus_graph
+from runbook_lib.core.settings import Settings, load_settings
+from runbook_lib.core.shapes import Finding, Role, Verdict
+from runbook_lib.sre.alertmanager import Alert, parse_alert
+from runbook_lib.sre.catalog import Catalog, Route
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..prometheus import Prometheus
-    from ..rabbitmq import RabbitMQ
-    from .actions import Actions
-    from .sources.blockchain import Blockchain
-    from .sources.kubernetes import Kubernetes
-    from .sources.postgres import Postgres
-    from .sources.redis import Redis
+    from runbook_lib.clients.prometheus import Prometheus
+    from runbook_lib.clients.rabbitmq import RabbitMQ
+    from runbook_lib.kernel.actions import Actions
+    from runbook_lib.kernel.sources.blockchain import Blockchain
+    from runbook_lib.kernel.sources.kubernetes import Kubernetes
+    from runbook_lib.kernel.sources.postgres import Postgres
+    from runbook_lib.kernel.sources.redis import Redis
 
 
 def start(
@@ -82,7 +83,7 @@ class Runbook:
         self.operator = operator
         self.approve = {str(a) for a in (approve or ())}
         self.now = datetime.now(UTC)
-        self.findings: list[dict[str, Any]] = []
+        self.findings: list[Finding] = []
         self.actions_taken: list[dict[str, Any]] = []
         self.current_step: str = ""
         self.current_title: str = ""
@@ -152,32 +153,30 @@ class Runbook:
         self.current_step = f"Step {number}" if isinstance(number, int) else str(number)
         self.current_title = title
 
-    def finding(
-        self, check: str, verdict: str, summary: str, *, role: str | None = None, **details: Any
-    ) -> dict[str, Any]:
+    def finding(self, check: str, verdict: str, summary: str, *, role: str | None = None, **details: Any) -> Finding:
         """Record one finding. verdict: critical / warning / unchecked / info / ok. ``role``:
         "symptom" (what is broken) or "cause" (why), which the record's headline is built from.
         Findings made inside an essential check (see checks.base.check) are marked essential: a
         run where every essential check went unchecked is incomplete."""
         if verdict not in VERDICTS:
             raise RunbookError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-        f = {
+        f: Finding = {
             "step": self.current_step,
             "check": check,
-            "verdict": verdict,
+            "verdict": cast(Verdict, verdict),  # checked against VERDICTS above
             "summary": summary,
             "details": jsonable(details),
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         if role:
-            f["role"] = role
+            f["role"] = cast(Role, role)
         if self.essential:
             f["essential"] = True
         self.findings.append(f)
         self._display({FINDING_MIME: f, "text/html": present.finding_html(f), "text/plain": present.finding_text(f)})
         return f
 
-    def unchecked(self, check: str, error: BaseException | str) -> dict[str, Any]:
+    def unchecked(self, check: str, error: BaseException | str) -> Finding:
         """A check that could not run: backend not configured, unreachable, or erroring."""
         if isinstance(error, SourceNotConfigured):
             summary = f"{error.source}: not configured ({error.how})"
@@ -222,7 +221,7 @@ class Runbook:
             self._display({"text/html": html, "text/plain": "; ".join(f"{label}: {url}" for label, url in shown)})
 
     def show(self, html: str, text: str) -> None:
-        """Show HTML built with :mod:`runbook_lib.present` (values escaped there), with its text
+        """Show HTML built with :mod:`runbook_lib.core.present` (values escaped there), with its text
         form, as an output the record keeps."""
         self._display({"text/html": html, "text/plain": text})
 
@@ -266,42 +265,42 @@ class Runbook:
 
     @property
     def prometheus(self) -> Prometheus:
-        from ..prometheus import Prometheus
+        from runbook_lib.clients.prometheus import Prometheus
 
         return self._client("prometheus", Prometheus.from_settings)
 
     @property
     def postgres(self) -> Postgres:
-        from .sources.postgres import Postgres
+        from runbook_lib.kernel.sources.postgres import Postgres
 
         return self._client("postgres", Postgres.from_settings)
 
     @property
     def redis(self) -> Redis:
-        from .sources.redis import Redis
+        from runbook_lib.kernel.sources.redis import Redis
 
         return self._client("redis", Redis.from_settings)
 
     @property
     def kubernetes(self) -> Kubernetes:
-        from .sources.kubernetes import Kubernetes
+        from runbook_lib.kernel.sources.kubernetes import Kubernetes
 
         return self._client("kubernetes", Kubernetes.from_settings)
 
     @property
     def rabbitmq(self) -> RabbitMQ:
-        from ..rabbitmq import RabbitMQ
+        from runbook_lib.clients.rabbitmq import RabbitMQ
 
         return self._client("rabbitmq", RabbitMQ.from_settings)
 
     @property
     def blockchain(self) -> Blockchain:
-        from .sources.blockchain import Blockchain
+        from runbook_lib.kernel.sources.blockchain import Blockchain
 
         return self._client("blockchain", Blockchain.from_settings)
 
     @cached_property
     def actions(self) -> Actions:
-        from .actions import Actions
+        from runbook_lib.kernel.actions import Actions
 
         return Actions(self)

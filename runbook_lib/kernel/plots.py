@@ -18,7 +18,7 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .protocol import RunbookLike
+from runbook_lib.kernel.protocol import RunbookLike
 
 LINE, THRESHOLD, MARKER = "#2f6db5", "#b3261e", "#6b6b73"
 SERIES = ("#2f6db5", "#e08a00", "#2e8b57", "#8e44ad", "#6b6b73")  # several lines in one graph

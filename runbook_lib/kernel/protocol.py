@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..alertmanager import Alert
-    from ..catalog import Catalog, Route
-    from ..prometheus import Prometheus
-    from ..rabbitmq import RabbitMQ
-    from ..settings import MetricNames, ServiceSettings, Settings, Thresholds
-    from .sources.blockchain import Blockchain
-    from .sources.kubernetes import Kubernetes
-    from .sources.postgres import Postgres
-    from .sources.redis import Redis
+    from runbook_lib.clients.prometheus import Prometheus
+    from runbook_lib.clients.rabbitmq import RabbitMQ
+    from runbook_lib.core.settings import MetricNames, ServiceSettings, Settings, Thresholds
+    from runbook_lib.kernel.sources.blockchain import Blockchain
+    from runbook_lib.kernel.sources.kubernetes import Kubernetes
+    from runbook_lib.kernel.sources.postgres import Postgres
+    from runbook_lib.kernel.sources.redis import Redis
+    from runbook_lib.sre.alertmanager import Alert
+    from runbook_lib.sre.catalog import Catalog, Route
 
 
 class Gate(Protocol):

@@ -32,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-from ..process import die_with_parent
+from runbook_lib.core.process import die_with_parent
 
 PRELOAD = (
     "ipykernel.kernelapp",
@@ -54,7 +54,7 @@ PRELOAD = (
     "runbook_lib.kernel.checks",
     "runbook_lib.kernel.actions",
     "runbook_lib.kernel.plots",
-    "runbook_lib.prometheus",
+    "runbook_lib.clients.prometheus",
     "runbook_lib.kernel.sources.postgres",
     "runbook_lib.kernel.sources.redis",
     "runbook_lib.kernel.sources.kubernetes",
@@ -69,7 +69,7 @@ def preload() -> float:
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # see runbook_lib.process
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # see runbook_lib.core.process
     t0 = time.monotonic()
     for name in PRELOAD:
         importlib.import_module(name)
@@ -92,7 +92,7 @@ def _first_use() -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from runbook_lib.prometheus import Prometheus
+    from runbook_lib.clients.prometheus import Prometheus
 
     Prometheus("http://127.0.0.1:9").close()
     frame = pd.DataFrame([{"endpoint": "/x", "at": pd.Timestamp(datetime.now(UTC)), "value": 1.5, "n": 1, "ok": True}])

@@ -15,27 +15,31 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 
-from .. import signing
-from ..alertmanager import WebhookPayload, parse_payload
-from ..errors import AlertError, ArchiveError, ArchiveUnavailable
-from ..faults import environmental
-from ..present import visible
-from ..record.archive import RECORD_ID, Archive
-from ..record.events import with_events
-from ..record.remote import archive_for
-from ..settings import Settings
-from .auth import check_auth
-from .health import Health
-from .intake import Intake
-from .metrics import Metrics
-from .records_page import BadFilter, RecordsIndex
-from .runbook_page import PAGE_CSP, RunbookPages
+from runbook_lib.core import signing
+from runbook_lib.core.environmental import environmental
+from runbook_lib.core.errors import AlertError, ArchiveError, ArchiveUnavailable
+from runbook_lib.core.health import Health
+from runbook_lib.core.layout import RECORD_ID
+from runbook_lib.core.present import visible
+from runbook_lib.core.settings import Settings
+from runbook_lib.intake.journal import Intake
+from runbook_lib.receiver.auth import check_auth
+from runbook_lib.receiver.metrics import Metrics
+from runbook_lib.record.archive import Archive, archive_for
+from runbook_lib.record.events import with_events
+from runbook_lib.sre.alertmanager import WebhookPayload, parse_payload
+from runbook_lib.web.pages import PAGE_CSP
+from runbook_lib.web.records import BadFilter, RecordsIndex
+from runbook_lib.web.runbooks import RunbookPages
+
+if TYPE_CHECKING:
+    from runbook_lib.workers import Executor
 
 log = logging.getLogger("runbook.webhook")
 RECORD_HEADERS = {
@@ -84,21 +88,21 @@ async def read_payload(request: Request, limit: int) -> tuple[WebhookPayload, st
         raise Rejected(422, "invalid", f"payload could not be read: {type(exc).__name__}") from None
 
 
-def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any = None) -> FastAPI:
-    """The ASGI app. ``supervisor`` (worker processes) is started and stopped with the app."""
+def create_app(settings: Settings, *, require_auth: bool = True, executor: Executor | None = None) -> FastAPI:
+    """The ASGI app. ``executor`` (whoever runs the jobs) is started and stopped with the app."""
     intake = Intake.from_settings(settings)
     intake.start_group_commit()
-    health = supervisor.health if supervisor is not None else Health()
-    metrics = Metrics(intake, health, supervisor)
+    health = executor.health if executor is not None else Health()
+    metrics = Metrics(intake, health, executor)
     app = FastAPI(
         title="OmniHub runbook receiver",
-        lifespan=_lifespan(metrics, supervisor),
+        lifespan=_lifespan(metrics, executor),
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
     _alerts_route(app, settings, intake, metrics, health, require_auth)
-    _status_routes(app, intake, metrics, health, supervisor)
+    _status_routes(app, intake, metrics, health, executor)
     archive = archive_for(settings)  # one client for the pages (an archive in S3 is listed, not walked)
     _records_route(app, settings, archive, require_auth)
     _records_index_route(app, settings, archive, require_auth)
@@ -110,20 +114,20 @@ def create_app(settings: Settings, *, require_auth: bool = True, supervisor: Any
     return app
 
 
-def _lifespan(metrics: Metrics, supervisor: Any) -> Any:
+def _lifespan(metrics: Metrics, executor: Executor | None) -> Any:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
         stop = threading.Event()
         watcher = threading.Thread(target=metrics.watch_finished, args=(stop,), name="metrics-watcher", daemon=True)
         watcher.start()
-        if supervisor is not None:
-            supervisor.start()
+        if executor is not None:
+            executor.start()
         try:
             yield
         finally:
             stop.set()
-            if supervisor is not None:
-                await asyncio.to_thread(supervisor.stop)
+            if executor is not None:
+                await asyncio.to_thread(executor.stop)
 
     return lifespan
 
@@ -182,7 +186,7 @@ def _alerts_route(
             metrics.answer.observe(time.perf_counter() - t0)
 
 
-def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Health, supervisor: Any) -> None:
+def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Health, executor: Executor | None) -> None:
     @app.get("/healthz")
     async def healthz() -> Response:
         """200 "ok"; 503 with a status and the reasons when the receiver cannot do its job."""
@@ -196,14 +200,14 @@ def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Healt
             "queued": counts["states"].get("queued", 0),
             "running": counts["states"].get("running", 0),
         }
-        if supervisor is not None:
-            body["workers"] = supervisor.alive()
+        if executor is not None:
+            body["workers"] = executor.alive()
         problems = health.problems()
         if problems:
             body["problems"] = problems
         if not intake.writer_alive():
             body["status"] = "journal writer stopped"
-        elif supervisor is not None and body["workers"] == 0 and getattr(supervisor, "name", "local") == "local":
+        elif executor is not None and body["workers"] == 0 and executor.name == "local":
             body["status"] = "no workers"  # (celery workers come and go on their own; the broker holds the runs)
         elif problems:
             body["status"] = "degraded"
@@ -264,7 +268,7 @@ SIGNED_LINK_ERRORS = {
 
 def _signed_record_route(app: FastAPI, settings: Settings, archive: Archive) -> None:
     """``GET /r/{id}?exp=&sig=``: the one record a signed link in a message names, without other
-    credentials, until it expires (runbook_lib.signing); 403 otherwise. It grants nothing else.
+    credentials, until it expires (runbook_lib.core.signing); 403 otherwise. It grants nothing else.
     Without notify.link_signing_key: 404 (messages then link /records/{id})."""
     configured = settings.notify.link_signing_key
     key = configured.get_secret_value() if configured is not None else None

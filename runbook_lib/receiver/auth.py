@@ -7,7 +7,7 @@ import base64
 import binascii
 import hmac
 
-from ..settings import Settings
+from runbook_lib.core.settings import Settings
 
 
 def check_auth(settings: Settings, header: str | None) -> bool:

@@ -12,15 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nbformat
 
-from ..contract import ACTION_MIME, FINDING_MIME
-from ..errors import ArchiveError
-from ..present import visible
-from ..redact import Redactor
-from .archive import Archive, sha256_file
+from runbook_lib.core.contract import ACTION_MIME, FINDING_MIME
+from runbook_lib.core.errors import ArchiveError
+from runbook_lib.core.present import visible
+from runbook_lib.core.redact import Redactor
+from runbook_lib.core.shapes import Action, Finding, Record
+from runbook_lib.record.archive.base import Archive
+from runbook_lib.record.archive.storage import sha256_file
 
 log = logging.getLogger("runbook.record")
 
@@ -35,7 +37,7 @@ class ArchivedRecord:
     record_id: str
     status: str
     path: Path | None  # the record's directory; None when the archive is in S3 (see location)
-    record: dict[str, Any]
+    record: Record
     location: str = ""  # where the record's folder is: its directory, or its s3:// URL
 
     @property
@@ -58,16 +60,17 @@ class ArchivedRecord:
         return bool((self.record.get("diagnosis") or {}).get("incomplete"))
 
 
-def collect(nb: nbformat.NotebookNode) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def collect(nb: nbformat.NotebookNode) -> tuple[list[Finding], list[Action]]:
     """Findings and actions, in notebook order, from their MIME-typed outputs."""
-    findings, actions = [], []
+    findings: list[Finding] = []
+    actions: list[Action] = []
     for index, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []) or []:
             data = out.get("data") or {}
             if FINDING_MIME in data:
-                findings.append({**_as_dict(data[FINDING_MIME]), "cell": index})
+                findings.append(cast(Finding, {**_as_dict(data[FINDING_MIME]), "cell": index}))
             if ACTION_MIME in data:
-                actions.append({**_as_dict(data[ACTION_MIME]), "cell": index})
+                actions.append(cast(Action, {**_as_dict(data[ACTION_MIME]), "cell": index}))
     return findings, actions
 
 
@@ -92,11 +95,11 @@ def write_record(
     redactor: Redactor,
     staging: Path,
     nb: nbformat.NotebookNode,
-    record: dict[str, Any],
+    record: Record,
     say: Callable[[str], None] = lambda _msg: None,
 ) -> ArchivedRecord:
     """Redact, render, hash, and commit the record into the archive."""
-    from .render import render_record_html
+    from runbook_lib.record.render import render_record_html
 
     t0 = time.monotonic()
     record = redactor.data(record, keep=RECORD_STRUCTURE)

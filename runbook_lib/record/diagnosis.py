@@ -9,14 +9,15 @@ An incomplete record is never shown as a green success; ``runbook run`` exits 3 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from ..contract import worst_first
+from runbook_lib.core.contract import worst_first
+from runbook_lib.core.shapes import Diagnosis
 
 MEASURED = ("critical", "warning", "info", "ok")  # anything but "unchecked": a check ran
 
 
-def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[str, Any]]) -> Diagnosis:
     checked = [f for f in findings if f.get("verdict") != "unchecked"]
     unchecked = [f for f in findings if f.get("verdict") == "unchecked"]
     essential = [f for f in findings if f.get("essential")]
@@ -79,7 +80,7 @@ def _option(a: Mapping[str, Any] | None) -> str | None:
     return f"{step} — {title}" if step.startswith("Option") else str(title)
 
 
-def of(record: Mapping[str, Any]) -> dict[str, Any]:
+def of(record: Mapping[str, Any]) -> Diagnosis:
     """The record's diagnosis (older records, archived before it was stored, get it computed)."""
     stored = record.get("diagnosis")
-    return dict(stored) if stored else diagnose(record.get("findings", []), record.get("actions", []))
+    return cast(Diagnosis, dict(stored)) if stored else diagnose(record.get("findings", []), record.get("actions", []))

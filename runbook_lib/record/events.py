@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..present import duration, esc, iso
+from runbook_lib.core.present import duration, esc, iso
 
 # Where the summary section of record.html starts; events are shown just above it.
 SUMMARY_ANCHOR = '<section class="rb-summary" id="summary">'

@@ -24,11 +24,12 @@ from nbconvert.filters.highlight import Highlight2HTML
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from pygments.formatters import HtmlFormatter
 
-from .. import incident
-from ..contract import worst_first
-from ..present import ago, duration, esc, finding_html, iso, kv_html, note_html
-from . import diagnosis
-from .events import SUMMARY_ANCHOR
+from runbook_lib.core.contract import worst_first
+from runbook_lib.core.present import ago, duration, esc, finding_html, iso, kv_html, note_html
+from runbook_lib.core.shapes import Record
+from runbook_lib.record import diagnosis
+from runbook_lib.record.events import SUMMARY_ANCHOR
+from runbook_lib.sre import incident
 
 TEMPLATES = Path(__file__).parent / "templates"
 ALLOWED_TAGS = {
@@ -158,7 +159,7 @@ def prime() -> None:
     render_record_html(nb, {"id": "prime", "status": "succeeded", "findings": [], "actions": []})
 
 
-def render_record_html(nb: nbformat.NotebookNode, record: dict[str, Any]) -> str:
+def render_record_html(nb: nbformat.NotebookNode, record: Record) -> str:
     resources = {
         "runbook_summary": summary_html(record),
         "runbook_css": _css(),
@@ -168,7 +169,7 @@ def render_record_html(nb: nbformat.NotebookNode, record: dict[str, Any]) -> str
     return body
 
 
-def summary_html(record: dict[str, Any]) -> str:
+def summary_html(record: Record) -> str:
     """The first screen on-call reads: the diagnosis (worst verdict, symptom, likely cause,
     recommended option), then what fired and when, what was found, what was done. Every value
     is escaped here (alert labels are untrusted)."""
@@ -189,7 +190,7 @@ def summary_html(record: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _headline_html(record: dict[str, Any]) -> str:
+def _headline_html(record: Record) -> str:
     d = diagnosis.of(record)
     alert = record.get("alert") or {}
     labels = alert.get("labels") or {}
@@ -221,14 +222,14 @@ def _headline_html(record: dict[str, Any]) -> str:
     return f'<div class="rb-headline rb-{esc(css)}">{"".join(lines)}</div>'
 
 
-def _next_deadline(record: dict[str, Any]) -> str:
+def _next_deadline(record: Record) -> str:
     """The next response deadline, relative to the record's own time (the page never changes;
     `runbook show` and /records tell it against now)."""
     rows = incident.status(record.get("incident"), record.get("started_at"))
     return f"next: {incident.describe(incident.next_deadline(rows))}" if rows else ""
 
 
-def _group_html(record: dict[str, Any]) -> str:
+def _group_html(record: Record) -> str:
     """The rest of the story: alerts of the same group this run also stands for, and the group's
     other records (later ones appear as events on the served page and in `runbook show`)."""
     lines = []
@@ -241,7 +242,7 @@ def _group_html(record: dict[str, Any]) -> str:
     return "".join(note_html(line) for line in lines)
 
 
-def _links_html(record: dict[str, Any]) -> str:
+def _links_html(record: Record) -> str:
     """The alert's runbook_url and generatorURL, and the record's own links (Prometheus, Grafana),
     as links people can follow. Only http(s) URLs become links."""
     alert = record.get("alert") or {}
@@ -258,7 +259,7 @@ def _http(url: Any) -> bool:
     return isinstance(url, str) and url.lower().startswith(("http://", "https://")) and len(url) < 8192
 
 
-def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
+def _summary_rows(record: Record) -> list[tuple[str, Any]]:
     alert = record.get("alert") or {}
     labels = alert.get("labels") or {}
     dry_run = record.get("parameters", {}).get("dry_run")
@@ -281,14 +282,14 @@ def _summary_rows(record: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
-def _on_call_text(record: dict[str, Any]) -> str:
+def _on_call_text(record: Record) -> str:
     who = (record.get("incident") or {}).get("on_call")
     if not who:
         return "no roster (parameters/oncall.yaml) covers the firing time"
     return f"primary {who['primary']}, secondary {who['secondary']}, manager {who['manager']}"
 
 
-def _incident_text(record: dict[str, Any]) -> str:
+def _incident_text(record: Record) -> str:
     found = record.get("incident")
     if not found:
         return "no alert: no incident"
@@ -297,7 +298,7 @@ def _incident_text(record: dict[str, Any]) -> str:
     return f"{found['sev']} ({found['meaning']}). Deadlines: {due}"
 
 
-def _failure_html(record: dict[str, Any]) -> str:
+def _failure_html(record: Record) -> str:
     fc, status = record["failed_cell"], str(record["status"])
     where = f"the cell shown as In [{fc['execution_count']}]" if fc.get("execution_count") else "a cell"
     return (

@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .. import incident
-from ..contract import worst_first
-from ..present import duration, iso, visible, when
-from . import diagnosis
-from .archive import Archive
+from runbook_lib.core.contract import worst_first
+from runbook_lib.core.present import duration, iso, visible, when
+from runbook_lib.record import diagnosis
+from runbook_lib.record.archive.base import Archive
+from runbook_lib.sre import incident
 
 STEP_CALL = re.compile(r"""^rb\.step\(\s*(?P<n>[^,]+?)\s*,\s*(?P<q>["'])(?P<title>.*?)(?P=q)\s*\)""", re.M)
 
@@ -110,14 +110,15 @@ def _steps(nb: dict[str, Any]) -> list[tuple[datetime, str]]:
 
 
 def _checklist(nb: dict[str, Any]) -> list[str]:
-    """The runbook's own Post-Incident checklist (its '## Post-Incident' section)."""
+    """The runbook's own checklist for afterwards: its '## Post-Incident' section (a drill's
+    '## Post-Drill')."""
     items, inside = [], False
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "markdown":
             continue
         for line in "".join(cell.get("source") or "").splitlines():
             if line.startswith("## "):
-                inside = line.strip().lower() == "## post-incident"
+                inside = line.strip().lower() in ("## post-incident", "## post-drill")
             elif inside and line.strip().startswith("- ["):
                 items.append(re.sub(r"^- \[[ xX]\]\s*", "", line.strip()))
     return items
@@ -197,7 +198,7 @@ def markdown(report: Report, now: datetime | None = None) -> str:
 
 def html(report: Report, now: datetime | None = None) -> str:
     """The same report as a standalone HTML page (escaped; no scripts)."""
-    from ..present import esc
+    from runbook_lib.core.present import esc
 
     body = []
     for line in markdown(report, now).splitlines():

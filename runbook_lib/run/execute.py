@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,10 @@ from typing import Any
 import nbformat
 from papermill.engines import NBClientEngine, papermill_engines
 
-from ..faults import environmental
-from ..settings import EngineSettings
+from runbook_lib.core.environmental import environmental
+from runbook_lib.core.settings import KernelSettings
 
-log = logging.getLogger("runbook.engine")
+log = logging.getLogger("runbook.run")
 KERNEL_MANAGER = "runbook_lib.run.kernels.IpcKernelManager"
 ENGINE = "runbook"
 _kept = threading.local()
@@ -82,13 +82,15 @@ class StepProgress:
 def execute(
     source: Path,
     params: dict[str, Any],
-    engine: EngineSettings,
+    kernels: KernelSettings,
     progress: bool = False,
     skip: str | None = None,
     say: Callable[[str], None] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Execution:
     """Run ``source`` with ``params`` injected. ``skip``: do not run; record it as interrupted.
-    ``say``: told when each step starts and ends."""
+    ``say``: told when each step starts and ends. ``environ``: the kernel's whole environment
+    (a cold kernel); None: this process's."""
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="runbook-"))
     _kept.nb = None
@@ -98,7 +100,10 @@ def execute(
             failure: dict[str, Any] | None = {"ename": "Interrupted", "evalue": skip, "detail": "not executed again"}
             error_text = None
         else:
-            status, failure, error_text = _papermill(source, workdir, params, engine, progress, say)
+            from runbook_lib.run.kernels import kernel_environment  # jupyter_client: only when a run starts
+
+            with kernel_environment(environ):
+                status, failure, error_text = _papermill(source, workdir, params, kernels, progress, say)
         duration = time.monotonic() - t0
         nb = _kept_or_source(source, params)
     finally:
@@ -113,7 +118,7 @@ def _papermill(
     source: Path,
     workdir: Path,
     params: dict[str, Any],
-    engine: EngineSettings,
+    kernels: KernelSettings,
     progress: bool,
     say: Callable[[str], None] | None = None,
 ) -> tuple[str, dict[str, Any] | None, str | None]:
@@ -131,12 +136,12 @@ def _papermill(
             None,  # kept in memory by KeepingEngine, never written
             parameters=params,
             engine_name=ENGINE,
-            kernel_name=engine.kernel_name,
+            kernel_name=kernels.kernel_name,
             progress_bar=progress,
             log_output=False,
             cwd=str(workdir),
-            start_timeout=int(engine.start_timeout_s),
-            execution_timeout=int(engine.cell_timeout_s),
+            start_timeout=int(kernels.start_timeout_s),
+            execution_timeout=int(kernels.cell_timeout_s),
             request_save_on_cell_execute=False,
             kernel_manager_class=KERNEL_MANAGER,
             shutdown_kernel="immediate",  # the run is over: no need to wait for a polite exit
@@ -156,7 +161,7 @@ def _papermill(
         )
     except CellTimeoutError as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
-        evalue = f"a cell ran longer than {engine.cell_timeout_s:g} s"
+        evalue = f"a cell ran longer than {kernels.cell_timeout_s:g} s"
         return "timed_out", {"ename": "CellTimeoutError", "evalue": evalue, "detail": detail}, None
     except Exception as exc:  # kernel died, could not start, ...: still a record
         if environmental(exc):  # no space for a connection file, no memory to fork: retried, never final
@@ -172,7 +177,7 @@ def _papermill(
 
 
 def _kept_or_source(source: Path, params: dict[str, Any]) -> nbformat.NotebookNode:
-    """The executed notebook as the engine kept it; if execution never began (the kernel did not
+    """The executed notebook as papermill kept it; if execution never began (the kernel did not
     start), the source notebook with the parameters noted, so the record still shows what ran."""
     nb = getattr(_kept, "nb", None)
     if nb is not None and any(c.get("metadata", {}).get("papermill", {}).get("start_time") for c in nb.cells):

@@ -3,10 +3,13 @@
 - :class:`IpcKernelManager`: IPC sockets instead of TCP ports (no port races between parallel
   runs, no "running over TCP without encryption" warning). When this process has warm kernels
   (:mod:`.pool`), it adopts a spare through :class:`ForkedKernel`; otherwise (or when none is
-  ready within ``engine.warm_wait_s``) it starts a cold kernel as usual.
+  ready within ``kernels.warm_wait_s``) it starts a cold kernel as usual.
 - :class:`QuickClient`: knows a kernel is ready from one kernel_info round trip, instead of
   then draining IOPub for 0.2 s as jupyter_client's ``wait_for_ready`` does (nbclient matches
   outputs to its own requests, so stray startup messages cannot land in a cell).
+- :func:`kernel_environment`: the next kernels start cold with an environment of the caller's
+  (a DR drill runs a runbook against what it restored). nbclient may start the kernel on a thread
+  of its own, so this is process-wide, under a lock: one such run at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
@@ -22,7 +28,25 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import CaselessStrEnum, Type
 
-from . import pool
+from runbook_lib.run import pool
+
+_environment: dict[str, str] | None = None
+_environment_lock = threading.Lock()
+
+
+@contextmanager
+def kernel_environment(environ: Mapping[str, str] | None) -> Iterator[None]:
+    """Kernels started inside this block get exactly ``environ`` (None: this process's own)."""
+    global _environment
+    if environ is None:
+        yield
+        return
+    with _environment_lock:
+        _environment = dict(environ)
+        try:
+            yield
+        finally:
+            _environment = None
 
 
 class QuickClient(AsyncKernelClient):
@@ -133,6 +157,9 @@ class IpcKernelManager(AsyncKernelManager):
     client_factory = Type(klass=AsyncKernelClient, default_value=QuickClient)  # type: ignore[assignment]
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
+        if _environment is not None:  # a spare has the template's environment: start cold
+            kw["env"] = dict(_environment)
+            return await super()._async_pre_start_kernel(**kw)
         warm = pool.active()
         if self.provisioner is None and warm is not None:
             spare = warm.take()

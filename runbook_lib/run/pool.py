@@ -3,7 +3,7 @@
 kernels forked from it ahead of time, so a run finds one already started.
 
 Each spare is used by exactly one run and killed afterwards. ``take()`` never blocks for longer
-than ``engine.warm_wait_s``: without a spare (the template still importing, dead, or too slow)
+than ``kernels.warm_wait_s``: without a spare (the template still importing, dead, or too slow)
 the run falls back to a cold kernel. A template that dies is started again; a spare that died
 is dropped. Connection files and IPC sockets live in a private (0700) directory.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from jupyter_client.connect import write_connection_file
 
-from ..settings import EngineSettings
+from runbook_lib.core.settings import KernelSettings
 
 log = logging.getLogger("runbook.kernels")
 _active: WarmKernels | None = None
@@ -63,7 +63,7 @@ def alive(pid: int) -> bool:
 
 
 class WarmKernels:
-    def __init__(self, cfg: EngineSettings) -> None:
+    def __init__(self, cfg: KernelSettings) -> None:
         self.cfg = cfg
         remove_stale_dirs()
         self.dir = Path(tempfile.mkdtemp(prefix=f"runbook-kernels-{os.getpid()}-"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..errors import SourceUnavailable
+from runbook_lib.core.errors import SourceUnavailable
 
 HERE = Path(__file__).parent
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"

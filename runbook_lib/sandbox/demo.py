@@ -21,13 +21,13 @@ from pathlib import Path
 
 import httpx
 
-from ..record.build import ArchivedRecord
-from ..record.events import event_text
-from ..record.remote import archive_for
-from ..record.verify import verify
-from ..settings import Settings, load_settings
-from . import services
-from .stack import Sandbox
+from runbook_lib.core.settings import Settings, load_settings
+from runbook_lib.record.archive import archive_for
+from runbook_lib.record.archive.verify import verify
+from runbook_lib.record.build import ArchivedRecord
+from runbook_lib.record.events import event_text
+from runbook_lib.sandbox import services
+from runbook_lib.sandbox.stack import Sandbox
 
 MAIN_ALERT = "HighErrorBudgetBurnRate"
 
@@ -129,7 +129,7 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
 def dr_drill(sb: Sandbox, settings: Settings, say: Callable[[str], None]) -> ArchivedRecord:
     """The quarterly database-restore drill on the sandbox database, as an operator runs it
     (`runbook run dr-drill-database-restore --mode resolve --execute --operator ... --approve dr_drill`)."""
-    from ..run.engine import Engine, RunRequest
+    from runbook_lib.run.runner import Runner, RunRequest
 
     say("DR drill: back up the sandbox database, restore it into a scratch database, verify, measure")
     os.environ.update(sb.env())  # the drill's kernel reads the sandbox database from the environment
@@ -142,7 +142,7 @@ def dr_drill(sb: Sandbox, settings: Settings, say: Callable[[str], None]) -> Arc
         approve=["dr_drill"],
         origin="demo",
     )
-    result = Engine(settings).run(request)
+    result = Runner(settings).run(request)
     verdict = next((f for f in result.record["findings"] if f["check"] == "DR drill verdict"), None)
     say(f"DR drill -> record {result.record_id}: {verdict['summary'] if verdict else result.status}")
     return result
@@ -150,8 +150,8 @@ def dr_drill(sb: Sandbox, settings: Settings, say: Callable[[str], None]) -> Arc
 
 def run_direct(home: Path, workdir: Path, alert_file: Path, env: str | None = None) -> int:
     """Without Alertmanager: start the sandbox and run high-error-rate for the sample alert."""
-    from ..alertmanager import load_alert_text
-    from ..run.engine import Engine, RunRequest
+    from runbook_lib.run.runner import Runner, RunRequest
+    from runbook_lib.sre.alertmanager import load_alert_text
 
     say = _say_factory()
     with Sandbox(workdir, home, say) as sb:
@@ -166,7 +166,7 @@ def run_direct(home: Path, workdir: Path, alert_file: Path, env: str | None = No
             a["startsAt"] = started.isoformat().replace("+00:00", "Z")
         alert, _ = load_alert_text(json.dumps(data))
         say(f"running the high-error-rate runbook for {alert.name} (diagnose mode)")
-        result = Engine(settings).run(RunRequest(alert=alert, origin="demo"), say=say)
+        result = Runner(settings).run(RunRequest(alert=alert, origin="demo"), say=say)
         for f in result.record["findings"]:
             say(f"  {f['verdict'].upper():<9} {f['check']}: {f['summary'][:150]}")
         say("stopping the sandbox")

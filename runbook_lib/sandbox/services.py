@@ -13,8 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 import yaml
 
-from ..errors import SandboxError
+from runbook_lib.core.errors import SandboxError
 
 
 def free_port() -> int:
@@ -84,7 +83,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, svc: Service |
     raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
 
 
-def _spawn(
+def spawn(
     name: str,
     argv: list[str],
     workdir: Path,
@@ -118,52 +117,6 @@ def _spawn(
         time.sleep(0.1)
     svc.stop()
     raise SandboxError(f"{name} not ready on {svc.url} within {timeout:.0f}s:\n{svc.log_tail()}")
-
-
-def start_s3(workdir: Path, timeout: float = 30.0) -> Service:
-    """moto's S3-compatible server (from PyPI, moto[server]) on a free loopback port: a real
-    S3 protocol peer for an archive at s3://. Any credentials are accepted; buckets live in memory."""
-    import sys
-
-    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    if moto is None:
-        raise SandboxError("moto_server is missing from the virtualenv (pip install 'moto[server]')")
-    port = free_port()
-    return _spawn("moto", [moto, "-H", "127.0.0.1", "-p", str(port)], workdir, port, "/", timeout)
-
-
-def rabbitmqctl(*args: str) -> None:
-    res = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120, check=False)
-    if res.returncode != 0:
-        raise SandboxError(f"rabbitmqctl {' '.join(args)}: {res.stdout}{res.stderr}")
-
-
-@contextlib.contextmanager
-def rabbitmq_vhost(prefix: str = "rbtest") -> Iterator[str]:
-    """A RabbitMQ virtual host of the caller's own on 127.0.0.1:5672 (guest has all rights in
-    it), deleted afterwards. Fails loudly when RabbitMQ is not listening."""
-    with socket.socket() as s:
-        s.settimeout(1)
-        if s.connect_ex(("127.0.0.1", 5672)) != 0:
-            raise SandboxError("RabbitMQ is not listening on 127.0.0.1:5672 (run scripts/services.sh)")
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-        yield name
-    finally:
-        rabbitmqctl("delete_vhost", name)
-
-
-def start_worker(workdir: Path, env: dict[str, str], name: str = "worker", timeout: float = 90.0) -> Service:
-    """`runbook worker` (the celery executor's worker) as a subprocess, ready when its /healthz
-    says it is consuming."""
-    import sys
-
-    port = free_port()
-    argv = [str(Path(sys.executable).parent / "runbook"), "worker", "--health-host", "127.0.0.1"]
-    argv += ["--health-port", str(port)]
-    return _spawn(name, argv, workdir, port, "/healthz", timeout, env=env)
 
 
 def backfill(openmetrics: Path, tsdb: Path) -> None:
@@ -213,7 +166,7 @@ def start_prometheus(
         "--web.enable-lifecycle",
         "--storage.tsdb.retention.time=30d",
     ]
-    return _spawn("prometheus", argv, workdir, port, "/-/ready")
+    return spawn("prometheus", argv, workdir, port, "/-/ready")
 
 
 def start_alertmanager(
@@ -255,7 +208,7 @@ def start_alertmanager(
         f"--web.external-url=http://127.0.0.1:{port}",
         "--cluster.listen-address=",
     ]
-    return _spawn("alertmanager", argv, workdir, port, "/-/ready")
+    return spawn("alertmanager", argv, workdir, port, "/-/ready")
 
 
 def start_receiver(
@@ -274,4 +227,4 @@ def start_receiver(
     if workers:
         argv += ["--workers", str(workers)]
     argv += extra_args or []
-    return _spawn("receiver", argv, workdir, port, "/healthz", timeout, env=env)
+    return spawn("receiver", argv, workdir, port, "/healthz", timeout, env=env)

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Catalog
-from ..monitoring import rules_yaml
-from . import database, services
-from .fake_kube import FakeKube
-from .incident import Scenario, write_file
+from runbook_lib.monitoring.rules import rules_yaml
+from runbook_lib.sandbox import database, services
+from runbook_lib.sandbox.fake_kube import FakeKube
+from runbook_lib.sandbox.incident import Scenario, write_file
+from runbook_lib.sre.catalog import Catalog
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.sandbox import services
-from runbook_lib.sandbox.traffic import write_steady
 from tests.helpers import runbook_cli
+from tests.support.traffic import write_steady
 
 pytestmark = pytest.mark.services
 

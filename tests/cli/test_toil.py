@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import yaml
 
-from runbook_lib.toil import week_start
+from runbook_lib.clients.toil import week_start
 from tests.helpers import HOME, runbook_cli
 
 pytestmark = pytest.mark.services

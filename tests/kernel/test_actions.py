@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from runbook_lib.alertmanager import parse_alert
+from runbook_lib.core.settings import load_settings
 from runbook_lib.kernel.notebook import Runbook
 from runbook_lib.kernel.sources.postgres import Postgres
-from runbook_lib.settings import load_settings
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import NAMESPACE, REDIS_URL, alert_payload, load_record, runbook_cli, write_json
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runbook_lib import slo
-from runbook_lib.present import duration
+from runbook_lib.core.present import duration
+from runbook_lib.sre import slo
 
 
 def test_package_example_1_44_percent_is_14_4x() -> None:

@@ -10,14 +10,14 @@ import psycopg
 import pytest
 import yaml
 
-from runbook_lib import promql
-from runbook_lib.errors import SourceError, SourceNotConfigured, SourceUnavailable
+from runbook_lib.clients.prometheus import Prometheus
+from runbook_lib.core.errors import SourceError, SourceNotConfigured, SourceUnavailable
+from runbook_lib.core.settings import load_settings
 from runbook_lib.kernel.sources.kubernetes import Kubernetes
 from runbook_lib.kernel.sources.postgres import Postgres, insert_audit
 from runbook_lib.kernel.sources.redis import Redis
-from runbook_lib.prometheus import Prometheus
 from runbook_lib.sandbox.services import free_port
-from runbook_lib.settings import load_settings
+from runbook_lib.sre import promql
 from tests.helpers import HOME, NAMESPACE, REDIS_URL
 
 

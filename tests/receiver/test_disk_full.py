@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runbook_lib.record.archive import Archive
-from runbook_lib.record.verify import verify
-from runbook_lib.sandbox.load import burst_payloads, post_all
-from runbook_lib.sandbox.minimal import write_minimal_collection
+from runbook_lib.record.archive import LocalArchive
+from runbook_lib.record.archive.verify import verify
 from runbook_lib.sandbox.services import start_receiver, wait_for
 from tests.helpers import HOME
+from tests.support.load import burst_payloads, post_all
+from tests.support.minimal import write_minimal_collection
 
 pytestmark = pytest.mark.slow
 TOKEN = "disk-full-token-" + os.urandom(4).hex()
@@ -59,7 +59,7 @@ def fill(path: Path) -> Path:
 def records_indexed(archive: Path) -> int:
     if not (archive / "index.jsonl").exists():
         return 0
-    return sum(1 for e in Archive(archive).entries() if e.get("type") == "record")
+    return sum(1 for e in LocalArchive(archive).entries() if e.get("type") == "record")
 
 
 def test_forty_alerts_survive_a_full_disk_without_a_restart(tmp_path: Path, small_disk: Path) -> None:
@@ -115,11 +115,11 @@ def test_forty_alerts_survive_a_full_disk_without_a_restart(tmp_path: Path, smal
         assert receiver.alive(), "the receiver was never restarted"
     finally:
         receiver.stop()
-    count, problems = verify(Archive(archive))
+    count, problems = verify(LocalArchive(archive))
     assert (count, problems) == (40, [])
     staging = archive / ".staging"
     assert not staging.exists() or list(staging.iterdir()) == []
-    arc = Archive(archive)
+    arc = LocalArchive(archive)
     fingerprints = sorted(arc.load(e["id"])["alert"]["fingerprint"] for e in arc.entries() if e["type"] == "record")
     assert fingerprints == sorted(p["alerts"][0]["fingerprint"] for p in payloads), "exactly one record per alert"
     assert ballast.exists()

@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runbook_lib.alertmanager import parse_payload
+from runbook_lib.core.settings import load_settings
+from runbook_lib.intake.locks import receiver_locks
 from runbook_lib.receiver.app import create_app
-from runbook_lib.receiver.locks import receiver_locks
 from runbook_lib.sandbox.services import free_port
-from runbook_lib.settings import load_settings
+from runbook_lib.sre.alertmanager import parse_payload
 from tests.helpers import alert_payload, runbook_cli
 
 TOKEN = "receiver-test-token-9f8e"
@@ -304,10 +304,10 @@ def test_a_second_receiver_on_the_same_archive_is_refused_even_with_its_own_jour
 def test_metrics_say_what_the_local_workers_are_running(tmp_path: Path) -> None:
     """With the local executor, every job the journal has running is a run in flight (the
     supervisor is built but not started: no worker takes the jobs)."""
-    from runbook_lib.receiver.supervisor import Supervisor
+    from runbook_lib.workers.supervisor import Supervisor
 
     settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "receiver.token": TOKEN})
-    app = create_app(settings, supervisor=Supervisor(settings, None, {}, 1))
+    app = create_app(settings, executor=Supervisor(settings, None, {}, 1))
     intake = app.state.intake
     for n in range(3):
         intake.accept(parse_payload(alert_payload(fingerprint=f"f{n}")), "{}")

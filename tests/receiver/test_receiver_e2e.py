@@ -21,13 +21,13 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from runbook_lib.record.archive import Archive
-from runbook_lib.record.verify import verify
-from runbook_lib.sandbox.load import burst_payloads, post_all
-from runbook_lib.sandbox.minimal import write_minimal_collection
+from runbook_lib.record.archive import LocalArchive
+from runbook_lib.record.archive.verify import verify
 from runbook_lib.sandbox.services import Service, free_port, start_receiver, wait_for
 from runbook_lib.sandbox.stack import Sandbox
 from tests.helpers import HOME, alert_payload, runbook_cli
+from tests.support.load import burst_payloads, post_all
+from tests.support.minimal import write_minimal_collection
 
 pytestmark = pytest.mark.slow
 TOKEN = "e2e-token-" + os.urandom(6).hex()
@@ -53,7 +53,7 @@ def done_count(archive: Path) -> int:
 
 
 def records(archive: Path) -> list[dict[str, Any]]:
-    arc = Archive(archive)
+    arc = LocalArchive(archive)
     return [arc.load(e["id"]) for e in arc.entries() if e["type"] == "record"]
 
 
@@ -110,7 +110,7 @@ def test_alertmanager_chain_records_then_resolves(tmp_path: Path) -> None:
                 return rows[0]["record_id"] if rows else None
 
             rid = wait_for("the HighErrorBudgetBurnRate record", burn_rate_record, 120, receiver)
-            arc = Archive(archive)
+            arc = LocalArchive(archive)
             record = arc.load(rid)
             assert (record["origin"], record["mode"], record["runbook"], record["status"]) == (
                 "receiver",
@@ -151,7 +151,7 @@ def test_alertmanager_chain_records_then_resolves(tmp_path: Path) -> None:
             receiver.stop()
 
 
-def _report_of_the_resolved_incident(arc: Archive, rid: str, env: dict[str, str], tmp_path: Path) -> None:
+def _report_of_the_resolved_incident(arc: LocalArchive, rid: str, env: dict[str, str], tmp_path: Path) -> None:
     """`runbook report` on the real record: firing, receipt, the runbook's steps, the resolution,
     in time order; SEV-2 (a critical alert not listed as SEV-1); attached and verified."""
     res = runbook_cli("report", rid, env=env)
@@ -237,7 +237,7 @@ def test_burst_of_500_all_answered_all_recorded_replay_runs_nothing(
     rows = journal_rows(archive, "SELECT count(*) AS jobs, SUM(repeats) AS repeats FROM jobs")[0]
     assert (rows["jobs"], rows["repeats"]) == (500, 500)  # every repeat counted, none started a run
     assert len(records(archive)) == 500
-    count, problems = verify(Archive(archive))
+    count, problems = verify(LocalArchive(archive))
     assert (count, problems) == (500, [])
 
 
@@ -273,7 +273,7 @@ def test_kill_9_mid_burst_loses_nothing_and_retries_interrupted_runs(
     retried = [r for r in recs if r["attempt"] == 2]
     assert retried, "a run interrupted by the kill is retried"
     assert all(any("interrupted" in n for n in r["notes"]) for r in retried)
-    assert verify(Archive(archive)) == (60, [])
+    assert verify(LocalArchive(archive)) == (60, [])
 
 
 def test_a_killed_worker_is_replaced_and_its_job_retried(tmp_path: Path, minimal_env, receiver_factory) -> None:
@@ -358,7 +358,7 @@ def test_slack_and_pagerduty_notifications(tmp_path: Path, minimal_env, receiver
     assert pd[0]["event_action"] == "trigger" and pd[0]["routing_key"] == "pd-routing-key-123456"
     assert pd[0]["payload"]["severity"] == "critical" and pd[0]["links"][0]["href"].endswith(first["id"])
     assert pd[0]["dedup_key"] == hashlib.sha256(critical["groupKey"].encode()).hexdigest()
-    for folder in Archive(archive).root.glob("20*/*/*/*"):
+    for folder in LocalArchive(archive).root.glob("20*/*/*/*"):
         for f in folder.iterdir():
             assert slack_secret not in f.read_text() and "pd-routing-key-123456" not in f.read_text()
     assert slack_secret not in receiver.log_path.read_text()

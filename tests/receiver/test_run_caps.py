@@ -9,11 +9,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from runbook_lib.alertmanager import parse_payload
-from runbook_lib.contract import GROUP_ALERTNAME
+from runbook_lib.core.contract import GROUP_ALERTNAME
+from runbook_lib.core.settings import load_settings
 from runbook_lib.receiver.app import create_app
-from runbook_lib.receiver.worker import JobRunner
-from runbook_lib.settings import load_settings
+from runbook_lib.sre.alertmanager import parse_payload
+from runbook_lib.workers.jobs import JobHandler
 from tests.helpers import alert_payload
 
 TOKEN = "caps-test-token-1234"
@@ -52,24 +52,24 @@ def test_a_flood_becomes_a_few_runs_and_one_group_record(tmp_path: Path) -> None
     assert 'runbook_run_cap{kind="per_3600s"} 4.0' in metrics
     assert "runbook_alerts_grouped_total 5000.0" in metrics
 
-    runner = JobRunner(settings)
+    handler = JobHandler(settings)
     outcomes = []
-    while (job := runner.intake.claim("t")) is not None:
-        outcomes.append((job.alertname, runner.process(job)))
+    while (job := handler.intake.claim("t")) is not None:
+        outcomes.append((job.alertname, handler.process(job)))
     assert outcomes == [
         ("Flood", "succeeded"),
         ("Flood", "succeeded"),
         (GROUP_ALERTNAME, "succeeded"),
         ("Later", "succeeded"),
     ]
-    rows = runner.intake.jobs()
+    rows = handler.intake.jobs()
     assert {r["state"] for r in rows} == {"done"} and len(rows) == 5000 + 3 + 1
     group = next(r for r in rows if r["kind"] == "group")
     members = [r for r in rows if r["grouped_into"] == group["id"]]
     assert len(members) == 5000 and {r["outcome"] for r in members} == {"grouped"}
     assert {r["record_id"] for r in members} == {group["record_id"]}
 
-    record = runner.engine.archive.load(group["record_id"])
+    record = handler.runner.archive.load(group["record_id"])
     assert record["runbook"] == "triage" and record["alert"]["labels"]["runbook_group"] == "true"
     routing = next(f for f in record["findings"] if f["check"] == "Routing")
     assert routing["verdict"] == "warning" and "5000 alerts over the run cap" in routing["summary"]
@@ -82,9 +82,9 @@ def test_a_flood_becomes_a_few_runs_and_one_group_record(tmp_path: Path) -> None
     resolved["alerts"][0]["fingerprint"] = members[-1]["fingerprint"]
     resolved["alerts"][0]["startsAt"] = json.loads(members[-1]["alert"])["startsAt"]
     resolved["alerts"][0]["labels"] = json.loads(members[-1]["alert"])["labels"]
-    runner.intake.accept(parse_payload(resolved), "{}")
-    assert runner.process(runner.intake.claim("t")) == "resolved"
-    events = runner.engine.archive.load(group["record_id"])["events"]
+    handler.intake.accept(parse_payload(resolved), "{}")
+    assert handler.process(handler.intake.claim("t")) == "resolved"
+    events = handler.runner.archive.load(group["record_id"])["events"]
     assert [e["event"] for e in events] == ["resolved"], "a grouped alert's resolution lands on the group record"
 
 
@@ -92,7 +92,7 @@ def test_a_senders_alert_with_the_group_name_never_captures_members(tmp_path: Pa
     settings = load_settings(
         overrides={"archive.path": str(tmp_path / "executed"), "receiver.max_runs_per_notification": 1}
     )
-    intake = JobRunner(settings).intake
+    intake = JobHandler(settings).intake
     decoy = alert_payload(alertname=GROUP_ALERTNAME, status="resolved")
     decoy["alerts"][0]["endsAt"] = "2099-01-01T00:00:00Z"
     intake.accept(parse_payload(decoy), "{}")
@@ -107,7 +107,7 @@ def test_a_senders_alert_with_the_group_name_never_captures_members(tmp_path: Pa
 def test_the_window_budget_uses_its_partial_index(tmp_path: Path) -> None:
     """The budget is counted on every notification: it must not scan the journal's history."""
     settings = load_settings(overrides={"archive.path": str(tmp_path / "executed")})
-    intake = JobRunner(settings).intake
+    intake = JobHandler(settings).intake
     plan = " ".join(
         str(row[-1])
         for row in intake._conn().execute(
@@ -126,12 +126,12 @@ def test_a_group_of_alerts_with_huge_names_still_gets_its_record(tmp_path: Path)
             "receiver.max_runs_per_notification": 1,
         }
     )
-    runner = JobRunner(settings)
+    handler = JobHandler(settings)
     payload = many(3)
     for i, alert in enumerate(payload["alerts"]):
         alert["labels"]["alertname"] = f"{i}" + "N" * 9000
-    runner.intake.accept(parse_payload(payload), "{}")
+    handler.intake.accept(parse_payload(payload), "{}")
     outcomes = []
-    while (job := runner.intake.claim("t")) is not None:
-        outcomes.append((job.kind, runner.process(job)))
+    while (job := handler.intake.claim("t")) is not None:
+        outcomes.append((job.kind, handler.process(job)))
     assert ("group", "succeeded") in outcomes

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.alertmanager import parse_alert
-from runbook_lib.record.archive import Archive
-from runbook_lib.record.verify import Anchor, verify
-from runbook_lib.run.engine import Engine, RunRequest
-from runbook_lib.settings import load_settings
+from runbook_lib.core.settings import load_settings
+from runbook_lib.record.archive import LocalArchive
+from runbook_lib.record.archive.verify import Anchor, verify
+from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload, runbook_cli
 
 
@@ -24,7 +24,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     """An archive with three real records (triage runs) and one appended event."""
     root = tmp_path_factory.mktemp("archive") / "executed"
     settings = load_settings(overrides={"archive.path": str(root), "prometheus.url": None})
-    engine = Engine(settings)
+    engine = Runner(settings)
     ids = []
     for name in ("FirstAlert", "SecondAlert", "ThirdAlert"):
         alert = parse_alert(alert_payload(alertname=name)["alerts"][0])
@@ -36,12 +36,12 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
 @pytest.fixture
 def archive(
     pristine: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Archive, list[str]]:
+) -> tuple[LocalArchive, list[str]]:
     root, ids = pristine
     copy = tmp_path / "executed"
     shutil.copytree(root, copy)
     monkeypatch.setenv("RUNBOOK_ARCHIVE", str(copy))
-    return Archive(copy), ids
+    return LocalArchive(copy), ids
 
 
 def verify_cli() -> tuple[int, str]:
@@ -148,7 +148,7 @@ def test_events_stay_outside_records_and_show_up(archive) -> None:
 
 
 def test_verify_without_index_still_checks_head(tmp_path: Path) -> None:
-    arc = Archive(tmp_path)
+    arc = LocalArchive(tmp_path)
     arc.append_event(None, "note", {"x": 1})
     head = arc.read_head()["hash"]
     arc.index_path.unlink()
@@ -159,7 +159,7 @@ def test_verify_without_index_still_checks_head(tmp_path: Path) -> None:
 
 
 def test_verify_reports_orphan_events_and_stray_files(tmp_path: Path) -> None:
-    arc = Archive(tmp_path)
+    arc = LocalArchive(tmp_path)
     arc.append_event("20261126T000000Z-x-00000000", "resolved", {})
     (tmp_path / "2026" / "11" / "26").mkdir(parents=True)
     (tmp_path / "2026" / "11" / "26" / "planted.html").write_text("x")
@@ -171,7 +171,7 @@ def test_verify_reports_orphan_events_and_stray_files(tmp_path: Path) -> None:
 def test_a_write_that_fails_part_way_leaves_the_index_as_it_was(tmp_path: Path, monkeypatch) -> None:
     """Disk full in the middle of an index line: the half line is cut off again, HEAD is not
     moved, and the next append (space back) chains on as if nothing happened."""
-    arc = Archive(tmp_path)
+    arc = LocalArchive(tmp_path)
     arc.append_event(None, "note", {"n": 1})
     before = arc.index_path.read_bytes(), (tmp_path / "HEAD").read_bytes()
     real_write = os.write
@@ -190,10 +190,10 @@ def test_a_write_that_fails_part_way_leaves_the_index_as_it_was(tmp_path: Path, 
 
 
 def test_a_head_that_cannot_be_written_takes_its_line_back(tmp_path: Path, monkeypatch) -> None:
-    arc = Archive(tmp_path)
+    arc = LocalArchive(tmp_path)
     arc.append_event(None, "note", {"n": 1})
     before = arc.index_path.read_bytes()
-    monkeypatch.setattr(Archive, "_write_head", lambda *_a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+    monkeypatch.setattr(LocalArchive, "_write_head", lambda *_a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
     with pytest.raises(OSError, match="I/O error"):
         arc.append_event(None, "note", {"n": 2})
     assert arc.index_path.read_bytes() == before
@@ -201,9 +201,9 @@ def test_a_head_that_cannot_be_written_takes_its_line_back(tmp_path: Path, monke
     assert verify(arc) == (0, [])
 
 
-def relink_from(arc: Archive, seq: int, change: dict) -> None:
+def relink_from(arc: LocalArchive, seq: int, change: dict) -> None:
     """Rewrite entry ``seq`` and re-link every later line and HEAD, as a careful forger would."""
-    from runbook_lib.record.archive import canonical, line_hash
+    from runbook_lib.record.archive.base import canonical, line_hash
 
     entries = [json.loads(line) for line in arc.index_path.read_text().splitlines()]
     prev = entries[seq - 2]["hash"] if seq > 1 else "0" * 64
@@ -218,7 +218,7 @@ def relink_from(arc: Archive, seq: int, change: dict) -> None:
 
 
 def test_an_old_anchor_holds_on_a_grown_archive_and_catches_a_relinked_rewrite(tmp_path: Path) -> None:
-    arc = Archive(tmp_path / "executed")
+    arc = LocalArchive(tmp_path / "executed")
     for n in range(3):
         arc.append_event(None, "note", {"n": n})
     printed = runbook_cli("anchor", env={"RUNBOOK_ARCHIVE": str(arc.root)})

@@ -22,12 +22,13 @@ import pytest
 import uvicorn
 from selenium.common.exceptions import NoAlertPresentException
 
-from runbook_lib import incident, signing
+from runbook_lib.core import signing
+from runbook_lib.core.settings import load_settings
 from runbook_lib.receiver.app import create_app
-from runbook_lib.record.archive import Archive
+from runbook_lib.record.archive import LocalArchive
 from runbook_lib.record.render import render_record_html
 from runbook_lib.sandbox.services import free_port
-from runbook_lib.settings import load_settings
+from runbook_lib.sre import incident
 from tests.helpers import HOME
 
 SCREENSHOTS = HOME / ".screenshots"
@@ -64,7 +65,7 @@ def archive_record(root: Path, n: int, alertname: str, severity: str, fired_ago:
         "actions": [],
         "incident": incident.for_alert(alert, SEV1),
     }
-    archive = Archive(root)
+    archive = LocalArchive(root)
     staging = archive.staging_dir(rid)
     (staging / "notebook.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
     (staging / "record.html").write_text(render_record_html(nbformat.v4.new_notebook(), record), encoding="utf-8")
@@ -86,7 +87,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         "sev3": archive_record(root, 3, "ElevatedErrorRate", "warning", timedelta(hours=2), "error ratio 0.6%"),
         "hostile": archive_record(root, 4, HOSTILE_ALERT, "critical", timedelta(hours=3), HOSTILE_FINDING),
     }
-    Archive(root).append_event(ids["sev3"], "resolved", {"ends_at": datetime.now(UTC).isoformat()})
+    LocalArchive(root).append_event(ids["sev3"], "resolved", {"ends_at": datetime.now(UTC).isoformat()})
     settings = load_settings(
         overrides={
             "archive.path": str(root),

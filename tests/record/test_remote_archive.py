@@ -22,17 +22,18 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from runbook_lib.alertmanager import parse_alert
-from runbook_lib.credentials import environment_secrets
-from runbook_lib.errors import ArchiveUnavailable, ConfigError
-from runbook_lib.faults import environmental
+from runbook_lib.core.credentials import environment_secrets
+from runbook_lib.core.environmental import environmental
+from runbook_lib.core.errors import ArchiveUnavailable, ConfigError
+from runbook_lib.core.layout import INDEX
+from runbook_lib.core.settings import load_settings
 from runbook_lib.receiver.app import create_app
-from runbook_lib.record.archive import INDEX
-from runbook_lib.record.remote import LOCK, RemoteArchive, archive_for, open_archive
-from runbook_lib.record.verify import verify
-from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.record.archive import archive_for, open_archive
+from runbook_lib.record.archive.s3 import LOCK, S3Archive
+from runbook_lib.record.archive.verify import verify
+from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sandbox.services import free_port
-from runbook_lib.settings import load_settings
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import HOME, alert_payload, runbook_cli
 from tests.receiver.test_receiver import TOKEN, bearer
 
@@ -103,7 +104,7 @@ def home_with_parameters(home: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pristine(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """An archive in S3 with three real records (triage runs through the engine) and one
+    """An archive in S3 with three real records (triage runs through the runner) and one
     resolved event; its home (RUNBOOK_HOME) is a temporary one."""
     home = home_with_parameters(tmp_path_factory.mktemp("home"))
     bucket = new_bucket(s3_server)
@@ -114,7 +115,7 @@ def pristine(s3_server: str, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         env.setenv("RUNBOOK_HOME", str(home))
         env.setenv("RUNBOOK_RUNBOOKS_DIR", str(HOME / "runbooks"))
         settings = load_settings(overrides={"archive.path": url, "archive.endpoint": s3_server, "prometheus.url": None})
-        engine = Engine(settings)
+        engine = Runner(settings)
         results = [
             engine.run(RunRequest(alert=parse_alert(alert_payload(alertname=name)["alerts"][0]))) for name in ALERTS
         ]
@@ -232,7 +233,7 @@ def test_a_removed_index_line_and_a_planted_object_are_found(copy_of_pristine, s
 
 APPENDER = """
 import sys
-from runbook_lib.record.remote import open_archive
+from runbook_lib.record.archive import open_archive
 url, endpoint, writer, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 archive = open_archive(url, endpoint=endpoint)
 archive.read_head()  # connect (and check the bucket) before the start
@@ -296,20 +297,20 @@ def test_a_stale_lock_is_broken(s3_env: str, caplog: pytest.LogCaptureFixture) -
     url = f"s3://{new_bucket(s3_env)}/a"
     put_lock(s3_env, url, json.dumps({"owner": "gone-host:4242", "expires": time.time() - 60}).encode())
     t0 = time.monotonic()
-    RemoteArchive(url, endpoint=s3_env).append_event(None, "note", {"n": 1})
+    S3Archive(url, endpoint=s3_env).append_event(None, "note", {"n": 1})
     assert time.monotonic() - t0 < 5  # not the 30 s lease, not the 90 s wait
     assert "broke a stale archive lock held by gone-host:4242" in caplog.text
     assert not lock_exists(s3_env, url)
     # a lock nobody can read is stale one lease after it was written (by the server's clock)
     put_lock(s3_env, url, b"\x00 not json")
-    RemoteArchive(url, endpoint=s3_env, lease_s=1.0).append_event(None, "note", {"n": 2})
+    S3Archive(url, endpoint=s3_env, lease_s=1.0).append_event(None, "note", {"n": 2})
     archive = open_archive(url, endpoint=s3_env)
     assert [e["seq"] for e in archive.entries()] == [1, 2] and verify(archive) == (0, [])
 
 
 def test_a_live_lock_makes_a_writer_wait_then_times_out_clearly(s3_env: str) -> None:
     url = f"s3://{new_bucket(s3_env)}/a"
-    archive = RemoteArchive(url, endpoint=s3_env)
+    archive = S3Archive(url, endpoint=s3_env)
     archive.append_event(None, "note", {"n": 0})
     put_lock(s3_env, url, json.dumps({"owner": "busy-host:7", "expires": time.time() + 30}).encode())
     done: list[float] = []
@@ -327,7 +328,7 @@ def test_a_live_lock_makes_a_writer_wait_then_times_out_clearly(s3_env: str) -> 
     assert [e["seq"] for e in archive.entries()] == [1, 2] and verify(archive) == (0, [])
 
     put_lock(s3_env, url, json.dumps({"owner": "busy-host:7", "expires": time.time() + 30}).encode())
-    impatient = RemoteArchive(url, endpoint=s3_env, lock_wait_s=1.0)
+    impatient = S3Archive(url, endpoint=s3_env, lock_wait_s=1.0)
     with pytest.raises(ArchiveUnavailable) as caught:
         impatient.append_event(None, "note", {"n": 2})
     assert str(caught.value).startswith(f"{url}: the archive lock (.lock) is held by busy-host:7 until ")
@@ -342,8 +343,8 @@ def test_a_writer_whose_lease_ran_out_chains_after_the_one_that_broke_its_lock(
     between reading the index and writing it back does not overwrite the line another writer
     chained meanwhile; it reads again and chains after it."""
     url = f"s3://{new_bucket(s3_env)}/a"
-    stalled = RemoteArchive(url, endpoint=s3_env, lease_s=0.0)
-    other = RemoteArchive(url, endpoint=s3_env)
+    stalled = S3Archive(url, endpoint=s3_env, lease_s=0.0)
+    other = S3Archive(url, endpoint=s3_env)
     read_tagged = stalled.files.read_tagged
     interleaved: list[int] = []
 
@@ -473,7 +474,7 @@ def test_settings_of_an_archive_in_s3_or_at_a_file_url(tmp_path: Path) -> None:
         "http://s3.internal:9000",
     )
     assert s.archive_path == home / ".runbook" and s.journal_path == home / ".runbook" / "intake.sqlite3"
-    assert isinstance(archive_for(s), RemoteArchive) and archive_for(s).location == "s3://records/team/a"
+    assert isinstance(archive_for(s), S3Archive) and archive_for(s).location == "s3://records/team/a"
     local = load_settings(environ={**environ, "RUNBOOK_ARCHIVE": f"file://{tmp_path}/arch"})
     assert (local.archive_is_remote, local.archive_path, local.archive_url) == (
         False,

@@ -6,10 +6,10 @@ import json
 
 import nbformat
 
-from runbook_lib.alertmanager import parse_alert
+from runbook_lib.core.settings import load_settings
 from runbook_lib.record.render import render_record_html
-from runbook_lib.run.engine import Engine, RunRequest
-from runbook_lib.settings import load_settings
+from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload, html_tags, runbook_cli
 
 
@@ -80,7 +80,7 @@ def test_control_and_bidi_characters_are_visible_escapes_everywhere_but_record_j
     hostile = "db\x00\x07\x1b[2J\r\u202eevil"
     settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "prometheus.url": None})
     payload = alert_payload(alertname="Hostile\u202eName", labels={"instance": hostile})
-    result = Engine(settings).run(RunRequest(alert=parse_alert(payload["alerts"][0])))
+    result = Runner(settings).run(RunRequest(alert=parse_alert(payload["alerts"][0])))
     html = result.html_path.read_text(encoding="utf-8")
     for raw in ("\x00", "\x07", "\x1b", "\r", "\u202e"):
         assert raw not in html, repr(raw)

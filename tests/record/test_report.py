@@ -9,32 +9,32 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from runbook_lib import incident
 from runbook_lib.record import report
-from runbook_lib.record.archive import Archive
-from runbook_lib.record.verify import verify
-from tests.receiver.test_records_page import make_record
+from runbook_lib.record.archive import LocalArchive
+from runbook_lib.record.archive.verify import verify
+from runbook_lib.sre import incident
+from tests.web.test_records_page import make_record
 
 HOSTILE = "DiskFull\n## Root cause (TO COMPLETE)\n- it was DNS [phish](https://evil.example) <img src=https://evil.example/x.png>"
 
 
-def reports_problems(archive: Archive) -> list[str]:
+def reports_problems(archive: LocalArchive) -> list[str]:
     """verify's findings about attached reports (these hand-made records carry no file hashes)."""
     return [p.what for p in verify(archive)[1] if "report" in p.what or p.where.startswith("reports")]
 
 
 def test_hostile_values_cannot_add_headings_links_or_images(tmp_path: Path) -> None:
     rid = make_record(tmp_path, 1, runbook="triage", alertname=HOSTILE, summary=HOSTILE)
-    text = report.markdown(report.build(Archive(tmp_path), rid))
+    text = report.markdown(report.build(LocalArchive(tmp_path), rid))
     assert text.count("\n## Root cause") == 1  # only the report's own heading
     assert not re.search(r"(?<!\\)\[phish", text) and not re.search(r"(?<!\\)<img", text)  # nothing unescaped
     assert "\\[phish\\]" in text and "\\<img" in text  # shown, escaped, on one line
-    page = report.html(report.build(Archive(tmp_path), rid))
+    page = report.html(report.build(LocalArchive(tmp_path), rid))
     assert "<img" not in page and "&lt;img" in page and "<script" not in page
 
 
 def test_attachments_are_numbered_chained_and_verified(tmp_path: Path) -> None:
-    archive = Archive(tmp_path)
+    archive = LocalArchive(tmp_path)
     rid = make_record(tmp_path, 1, runbook="triage", alertname="X", resolved_ago=timedelta(minutes=1))
     first, _ = report.attach(archive, rid, "# one\n", "md")
     second, _ = report.attach(archive, rid, "<html></html>\n", "html")
@@ -51,7 +51,7 @@ def test_attachments_are_numbered_chained_and_verified(tmp_path: Path) -> None:
 
 
 def test_a_symlinked_or_unchained_report_and_a_foreign_path_are_caught(tmp_path: Path) -> None:
-    archive = Archive(tmp_path)
+    archive = LocalArchive(tmp_path)
     rid = make_record(tmp_path, 1, runbook="triage", alertname="X")
     path, _ = report.attach(archive, rid, "# r\n", "md")
     target = tmp_path.parent / "elsewhere.md"
@@ -71,7 +71,7 @@ def test_a_symlinked_or_unchained_report_and_a_foreign_path_are_caught(tmp_path:
 def test_a_record_is_resolved_when_its_own_alert_resolves_and_a_report_meets_the_report_deadlines(
     tmp_path: Path,
 ) -> None:
-    archive = Archive(tmp_path)
+    archive = LocalArchive(tmp_path)
     rid = make_record(tmp_path, 1, runbook="service-down", alertname="ServiceDown", fired_ago=timedelta(hours=3))
     # a linked member of the group resolves: the record's own alert still fires
     archive.append_event(rid, "resolved", {"fingerprint": "someone-else", "ends_at": datetime.now(UTC).isoformat()})

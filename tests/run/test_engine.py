@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from runbook_lib.record.archive import Archive
-from runbook_lib.sandbox.minimal import make_runbook
+from runbook_lib.record.archive import LocalArchive
 from tests.helpers import HOME, alert_payload, html_tags, load_record, runbook_cli, write_json
+from tests.support.minimal import make_runbook
 
 
 @pytest.fixture
@@ -249,7 +249,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.stderr
-    assert not archive_dir.exists() or not list(Archive(archive_dir).entries())  # nothing half-written
+    assert not archive_dir.exists() or not list(LocalArchive(archive_dir).entries())  # nothing half-written
 
 
 def test_stdin_input_and_unknown_alert_goes_to_triage(archive_dir: Path, prometheus) -> None:
@@ -291,7 +291,7 @@ def test_open_prepares_parameters_without_executing(tmp_path: Path, archive_dir:
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "10.0.0.1:8080" in injected[0].source
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # prepared, not run
-    assert list(Archive(archive_dir).entries()) == []  # an interactive copy is not a record
+    assert list(LocalArchive(archive_dir).entries()) == []  # an interactive copy is not a record
 
 
 def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir: Path, test_runbooks: Path) -> None:

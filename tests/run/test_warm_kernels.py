@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.alertmanager import parse_alert
-from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.core.settings import load_settings
 from runbook_lib.run.pool import WarmKernels, alive
-from runbook_lib.sandbox.minimal import make_runbook
-from runbook_lib.settings import load_settings
+from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload
+from tests.support.minimal import make_runbook
 
 MEDDLE = [
     "planted_global = 42",
@@ -38,14 +38,14 @@ seen = {
     "thread": any(t.name == "planted-thread" for t in threading.enumerate()),
 }
 from IPython.display import display  # not rb.finding: a meddling run may have patched it away
-from runbook_lib.contract import FINDING_MIME
+from runbook_lib.core.contract import FINDING_MIME
 finding = {"step": "", "check": "probe", "verdict": "info", "summary": json.dumps(seen), "details": {"pid": os.getpid()}}
 display({FINDING_MIME: finding, "text/plain": json.dumps(seen)}, raw=True)""",
 ]
 
 
 @pytest.fixture
-def warm_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, WarmKernels, Path]]:
+def warm_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runner, WarmKernels, Path]]:
     runbooks = tmp_path / "runbooks"
     make_runbook(runbooks, "meddle", *MEDDLE)
     make_runbook(runbooks, "probe", *PROBE)
@@ -54,25 +54,25 @@ def warm_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     make_runbook(runbooks, "triage")  # the catalog's fallback must exist
     monkeypatch.setenv("RUNBOOK_RUNBOOKS_DIR", str(runbooks))
     settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "prometheus.url": None})
-    warm = WarmKernels(settings.engine).start()
+    warm = WarmKernels(settings.kernels).start()
     try:
         deadline = time.monotonic() + 60
         while not warm._spares and time.monotonic() < deadline:  # the template imports first
             time.sleep(0.1)
-        yield Engine(settings), warm, tmp_path
+        yield Runner(settings), warm, tmp_path
     finally:
         warm.close()
 
 
-def run(engine: Engine, slug: str):
-    return engine.run(RunRequest(alert=parse_alert(alert_payload()["alerts"][0]), slug=slug))
+def run(runner: Runner, slug: str):
+    return runner.run(RunRequest(alert=parse_alert(alert_payload()["alerts"][0]), slug=slug))
 
 
-def test_nothing_one_run_does_reaches_the_next(warm_engine) -> None:
-    engine, warm, _ = warm_engine
-    meddled = run(engine, "meddle")
+def test_nothing_one_run_does_reaches_the_next(warm_runner) -> None:
+    runner, warm, _ = warm_runner
+    meddled = run(runner, "meddle")
     assert meddled.status == "succeeded"
-    probed = run(engine, "probe")
+    probed = run(runner, "probe")
     assert probed.status == "succeeded"
     [probe] = [f for f in probed.record["findings"] if f["check"] == "probe"]
     assert json.loads(probe["summary"]) == {
@@ -89,29 +89,29 @@ def test_nothing_one_run_does_reaches_the_next(warm_engine) -> None:
     assert "RUNBOOK_PLANTED" not in os.environ and os.getcwd() != "/"
 
 
-def test_the_probe_sees_meddling_within_one_run(warm_engine) -> None:
+def test_the_probe_sees_meddling_within_one_run(warm_runner) -> None:
     """The control: in the same kernel, the probe does see every change (so the test above can fail)."""
-    engine, _warm, _ = warm_engine
-    [probe] = [f for f in run(engine, "both").record["findings"] if f["check"] == "probe"]
+    runner, _warm, _ = warm_runner
+    [probe] = [f for f in run(runner, "both").record["findings"] if f["check"] == "probe"]
     assert set(json.loads(probe["summary"]).values()) == {True}
 
 
-def test_a_kernel_that_exits_gives_a_failed_record_and_the_next_run_is_warm(warm_engine) -> None:
-    engine, warm, _ = warm_engine
-    dead = run(engine, "suicide")
+def test_a_kernel_that_exits_gives_a_failed_record_and_the_next_run_is_warm(warm_runner) -> None:
+    runner, warm, _ = warm_runner
+    dead = run(runner, "suicide")
     assert dead.status == "failed"
     assert dead.record["failed_cell"]["ename"] in ("DeadKernelError", "RuntimeError")
-    after = run(engine, "probe")
+    after = run(runner, "probe")
     assert after.status == "succeeded" and warm.warm_starts == 2 and warm.cold_starts == 0
 
 
-def test_without_a_template_a_run_starts_a_cold_kernel(warm_engine) -> None:
-    engine, warm, _ = warm_engine
+def test_without_a_template_a_run_starts_a_cold_kernel(warm_runner) -> None:
+    runner, warm, _ = warm_runner
     warm.cfg = warm.cfg.model_copy(update={"warm_wait_s": 0.2})
     warm._stop.set()  # the keeper stops forking spares
     with warm._lock:
         for spare in warm._spares:
             spare.discard()
         warm._spares.clear()
-    result = run(engine, "probe")
+    result = run(runner, "probe")
     assert result.status == "succeeded" and warm.cold_starts == 1

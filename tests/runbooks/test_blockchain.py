@@ -1,4 +1,4 @@
-"""blockchain-rpc-down against two real ganache nodes (runbook_lib/sandbox/ganache.py), one mined
+"""blockchain-rpc-down against two real ganache nodes (tests/support/ganache.py), one mined
 50 blocks ahead of the other, plus providers that fail in each way the runbook classifies: a
 loopback port nobody listens on (refused), one that accepts and never answers (timeout), a wrong
 path on a ganache node (HTTP 404), and a small loopback JSON-RPC server that answers with a
@@ -19,15 +19,15 @@ import httpx
 import psycopg
 import pytest
 
-from runbook_lib.errors import ConfigError, SandboxError, SourceError, SourceNotConfigured
+from runbook_lib.core.errors import ConfigError, SandboxError, SourceError, SourceNotConfigured
+from runbook_lib.core.settings import BlockchainSettings, RpcProvider, load_settings
 from runbook_lib.kernel.actions.blockchain import set_yaml_key, target_refusal
 from runbook_lib.kernel.checks.blockchain import HEALTHY, classify
 from runbook_lib.kernel.sources.blockchain import Blockchain, endpoint, transport_class
-from runbook_lib.run.engine import Engine, RunRequest
-from runbook_lib.sandbox import dbfaults, ganache
+from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sandbox.services import Service, free_port
-from runbook_lib.settings import BlockchainSettings, RpcProvider, load_settings
 from tests.helpers import own_parameters
+from tests.support import dbfaults, ganache
 
 pytestmark = pytest.mark.services
 
@@ -138,7 +138,7 @@ def params(tmp_path: Path, archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def run(**request: Any) -> Any:
-    result = Engine(load_settings()).run(RunRequest(alert=None, slug=SLUG, **request))
+    result = Runner(load_settings()).run(RunRequest(alert=None, slug=SLUG, **request))
     assert result.status == "succeeded", result.record.get("failed_cell")
     return result
 
@@ -333,7 +333,7 @@ def test_providers_split_between_chains_without_chain_id_are_never_healthy(
     assert env_file.read_bytes() == before and audit_rows(fresh_db) == [], "nothing written"
 
 
-# -- pure pieces, no engine -------------------------------------------------------------------------------------
+# -- pure pieces, no runner -------------------------------------------------------------------------------------
 def test_set_yaml_key_changes_one_line_and_keeps_the_rest() -> None:
     text = "# top\nblockchain:\n  # which one\n  primary: a  # now\n  chain_id: 1\nother: {x: 1}  # keep\n"
     assert set_yaml_key(text, "blockchain", "primary", "b") == text.replace("primary: a  # now", "primary: b  # now")

@@ -1,7 +1,7 @@
-"""The data-layer runbooks, each executed through the engine against a real PostgreSQL fault,
-each asserting the finding that names the cause. Faults come from runbook_lib.sandbox.dbfaults;
+"""The data-layer runbooks, each executed through the runner against a real PostgreSQL fault,
+each asserting the finding that names the cause. Faults come from tests.support.dbfaults;
 the server that must be stopped, want a password, run out of slots or be a standby is a cluster
-of the test's own (runbook_lib.sandbox.cluster)."""
+of the test's own (tests.support.cluster)."""
 
 from __future__ import annotations
 
@@ -15,24 +15,25 @@ from typing import Any
 import psycopg
 import pytest
 
-from runbook_lib.alertmanager import parse_alert
-from runbook_lib.run.engine import Engine, RunRequest
-from runbook_lib.sandbox import database, dbfaults
-from runbook_lib.sandbox.cluster import Cluster
-from runbook_lib.settings import load_settings
+from runbook_lib.core.settings import load_settings
+from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.sandbox import database
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload
+from tests.support import dbfaults
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 def run(archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Run a runbook through the engine (a fresh kernel) against ``dsn``; returns record.json."""
+    """Run a runbook through the runner (a fresh kernel) against ``dsn``; returns record.json."""
 
     def go(slug: str, dsn: str, alertname: str | None = None, **request: Any) -> dict[str, Any]:
         monkeypatch.setenv("RUNBOOK_POSTGRES_DSN", dsn)
         alert = parse_alert(alert_payload(alertname)["alerts"][0]) if alertname else None
-        result = Engine(load_settings()).run(RunRequest(alert=alert, slug=None if alertname else slug, **request))
+        result = Runner(load_settings()).run(RunRequest(alert=alert, slug=None if alertname else slug, **request))
         assert result.status == "succeeded", result.record.get("failed_cell")
         assert result.record["runbook"] == slug
         return result.record

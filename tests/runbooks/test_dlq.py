@@ -23,13 +23,14 @@ import pytest
 
 import runbook_lib
 from runbook_lib import checks
-from runbook_lib.alertmanager import parse_alert
-from runbook_lib.errors import EXIT_FAILED, EXIT_USAGE
-from runbook_lib.rabbitmq import REPLAY_HEADER, AccessRefused, QueueNotFound, RabbitMQ, describe, refusal
-from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.clients.rabbitmq import REPLAY_HEADER, AccessRefused, QueueNotFound, RabbitMQ, describe, refusal
+from runbook_lib.core.errors import EXIT_FAILED, EXIT_USAGE
+from runbook_lib.core.settings import load_settings
+from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sandbox import services
-from runbook_lib.settings import load_settings
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload, runbook_cli
+from tests.support.services import rabbitmq_vhost
 
 pytestmark = pytest.mark.services
 
@@ -43,7 +44,7 @@ BAD_PASSWORD = "wrong-pw-7f3a9c"
 def vhost(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A virtual host of this test's own, with the work queue and its dead-letter queue; the
     environment points RUNBOOK_RABBITMQ_URL at it. Deleted afterwards."""
-    with services.rabbitmq_vhost() as name:
+    with rabbitmq_vhost() as name:
         declare(url_for(name))
         for var in ("RUNBOOK_RABBITMQ_URL_FILE", "RUNBOOK_DLQ_QUEUE", "RUNBOOK_POSTGRES_DSN"):
             monkeypatch.delenv(var, raising=False)
@@ -120,13 +121,13 @@ def audit_rows(dsn: str) -> list[tuple[str, str, str, dict[str, Any]]]:
 # -- running the runbook ----------------------------------------------------------------------------
 @pytest.fixture
 def run(archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
-    """dlq-backlog through the engine (a fresh kernel); returns record.json."""
+    """dlq-backlog through the runner (a fresh kernel); returns record.json."""
 
     def go(alertname: str | None = None, dsn: str | None = None, **request: Any) -> dict[str, Any]:
         if dsn:
             monkeypatch.setenv("RUNBOOK_POSTGRES_DSN", dsn)
         alert = parse_alert(alert_payload(alertname)["alerts"][0]) if alertname else None
-        result = Engine(load_settings()).run(
+        result = Runner(load_settings()).run(
             RunRequest(alert=alert, slug=None if alertname else "dlq-backlog", **request)
         )
         assert result.status == "succeeded", result.record.get("failed_cell")

@@ -1,6 +1,6 @@
 """The traffic and platform runbooks (service-down, high-latency, low-error-budget,
-deployment-failure), each executed through the engine against one real Prometheus backfilled
-with three days of platform metrics (runbook_lib/sandbox/traffic.py), the fake Kubernetes API
+deployment-failure), each executed through the runner against one real Prometheus backfilled
+with three days of platform metrics (tests/support/traffic.py), the fake Kubernetes API
 with crashing pods or a stuck rollout, direct health probes of loopback servers, and a real
 long-running PostgreSQL query. Each test asserts the finding that names the cause, against
 what the data holds (the scenario's own totals), not against numbers copied from the code."""
@@ -17,15 +17,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from runbook_lib import dashboards
-from runbook_lib.alertmanager import parse_alert
-from runbook_lib.catalog import Catalog
-from runbook_lib.run.engine import Engine, RunRequest
+from runbook_lib.core.settings import load_settings
+from runbook_lib.monitoring import dashboards
+from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sandbox import services
 from runbook_lib.sandbox.fake_kube import SANDBOX_SECRETS, FakeKube
-from runbook_lib.sandbox.traffic import SLOW_ENDPOINT, PlatformScenario, write_file
-from runbook_lib.settings import load_settings
+from runbook_lib.sre.alertmanager import parse_alert
+from runbook_lib.sre.catalog import Catalog
 from tests.helpers import NAMESPACE, alert_payload, own_parameters
+from tests.support.traffic import SLOW_ENDPOINT, PlatformScenario, write_file
 
 pytestmark = pytest.mark.services
 
@@ -106,7 +106,7 @@ def env(
 
 def run(slug: str, alertname: str | None = None, **request: Any) -> dict[str, Any]:
     alert = parse_alert(alert_payload(alertname)["alerts"][0]) if alertname else None
-    result = Engine(load_settings()).run(RunRequest(alert=alert, slug=None if alertname else slug, **request))
+    result = Runner(load_settings()).run(RunRequest(alert=alert, slug=None if alertname else slug, **request))
     assert result.status == "succeeded", result.record.get("failed_cell")
     assert result.record["runbook"] == slug
     return result.record

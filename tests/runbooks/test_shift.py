@@ -1,4 +1,4 @@
-"""The on-call shift checklists, executed through the engine against the real test services
+"""The on-call shift checklists, executed through the runner against the real test services
 (PostgreSQL, Prometheus, RabbitMQ, the fake Kubernetes API) and a real archive holding an
 incident record made by a real run."""
 
@@ -11,11 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from runbook_lib import oncall, toil
-from runbook_lib.alertmanager import parse_alert
-from runbook_lib.record.archive import Archive
-from runbook_lib.run.engine import Engine, RunRequest
-from runbook_lib.settings import load_settings
+from runbook_lib.clients import toil
+from runbook_lib.core.settings import load_settings
+from runbook_lib.record.archive import LocalArchive
+from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.sre import oncall
+from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import HOME, alert_payload, runbook_cli
 
 pytestmark = pytest.mark.services
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.services
 
 def run(slug: str | None = None, alertname: str | None = None) -> dict[str, Any]:
     alert = parse_alert(alert_payload(alertname)["alerts"][0]) if alertname else None
-    result = Engine(load_settings()).run(RunRequest(alert=alert, slug=slug))
+    result = Runner(load_settings()).run(RunRequest(alert=alert, slug=slug))
     assert result.status == "succeeded", result.record.get("failed_cell")
     return result.record
 
@@ -68,7 +69,7 @@ def test_shift_start_and_end_on_real_services(
     assert finding(start, "DR drills")["details"]["overdue"] == ended
 
     # the alert resolves; its report is owed until `runbook report` attaches one
-    Archive(archive_dir).append_event(
+    LocalArchive(archive_dir).append_event(
         incident["id"], "resolved", {"ends_at": datetime.now(UTC).isoformat(), "duration_s": 600}
     )
     cfg = toil.ToilConfig.load(HOME / "parameters" / "oncall.yaml")

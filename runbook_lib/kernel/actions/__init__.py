@@ -12,21 +12,22 @@ SQL it would run. Every outcome is displayed with its own MIME type and lands in
 
 The guard is :mod:`.guard`; the options are grouped by what they touch: :mod:`.platform`
 (Kubernetes deployments, safe mode), :mod:`.database` (sessions, the row-count baseline),
-:mod:`.operator` (approvals, emergency controls), :mod:`.blockchain` (the primary RPC provider) and
+:mod:`.approvals` (approval items), :mod:`.controls` (emergency controls), :mod:`.blockchain` (the primary RPC provider) and
 :mod:`.queue` (replaying dead letters).
 """
 
 from __future__ import annotations
 
-from .blockchain import BlockchainOptions
-from .database import DatabaseOptions
-from .guard import Option, Outcome
-from .operator import OperatorOptions
-from .platform import PlatformOptions
-from .queue import QueueOptions
+from runbook_lib.kernel.actions.approvals import ApprovalOptions
+from runbook_lib.kernel.actions.blockchain import BlockchainOptions
+from runbook_lib.kernel.actions.controls import ControlOptions
+from runbook_lib.kernel.actions.database import DatabaseOptions
+from runbook_lib.kernel.actions.guard import Option, Outcome
+from runbook_lib.kernel.actions.platform import PlatformOptions
+from runbook_lib.kernel.actions.queue import QueueOptions
 
 
-class Actions(PlatformOptions, DatabaseOptions, OperatorOptions, BlockchainOptions, QueueOptions):
+class Actions(PlatformOptions, DatabaseOptions, ApprovalOptions, ControlOptions, BlockchainOptions, QueueOptions):
     """Every resolution option a runbook can offer: ``rb.actions.<option>(...)``."""
 
 

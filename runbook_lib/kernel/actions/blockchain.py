@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from ...errors import SourceError
-from .guard import Guard, Option
+from runbook_lib.core.errors import SourceError
+from runbook_lib.kernel.actions.guard import Guard, Option
 
 NAME = "environment parameters"
 

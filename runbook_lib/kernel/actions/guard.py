@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ...contract import APPROVALS, jsonable
-from ...errors import SourceError
-from ..protocol import RunbookLike
+from runbook_lib.core.contract import APPROVALS, jsonable
+from runbook_lib.core.errors import SourceError
+from runbook_lib.core.shapes import Action, ActionStatus
+from runbook_lib.kernel.protocol import RunbookLike
 
 
 def public(plan: dict[str, Any]) -> dict[str, Any]:
@@ -58,9 +59,7 @@ class Guard:
             return self._emit(action, *refusal)
         return self._perform(option, plan, action)
 
-    def _action(
-        self, name: str, title: str, target: str, command: str, recommended: bool | None, why: str
-    ) -> dict[str, Any]:
+    def _action(self, name: str, title: str, target: str, command: str, recommended: bool | None, why: str) -> Action:
         rb = self.rb
         return {
             "name": name,
@@ -149,7 +148,7 @@ class Guard:
         return self._emit(action, status, reason)
 
     def _audit(self, option: Option, outcome: str, details: dict[str, Any]) -> int:
-        from ..sources.postgres import insert_audit
+        from runbook_lib.kernel.sources.postgres import insert_audit
 
         with self.rb.postgres.connect(read_only=False) as conn:
             return insert_audit(
@@ -162,7 +161,7 @@ class Guard:
                 details=details,
             )
 
-    def _emit(self, action: dict[str, Any], status: str, reason: str) -> dict[str, Any]:
+    def _emit(self, action: Action, status: ActionStatus, reason: str) -> Outcome:
         action["status"] = status
         action["reason"] = reason
         return Outcome(self.rb.record_action(action))

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import SourceError
-from ..sources.postgres import set_control
-from .guard import Guard, Option, sql_literal
+from runbook_lib.core.errors import SourceError
+from runbook_lib.kernel.actions.guard import Guard, Option, sql_literal
+from runbook_lib.kernel.sources.postgres import set_control
 
 
 class PlatformOptions(Guard):

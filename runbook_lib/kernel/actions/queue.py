@@ -1,5 +1,5 @@
 """Options on RabbitMQ: replay dead letters to their original exchange and routing key, with the
-same code as ``runbook dlq replay`` (:meth:`runbook_lib.rabbitmq.RabbitMQ.replay`).
+same code as ``runbook dlq replay`` (:meth:`runbook_lib.clients.rabbitmq.RabbitMQ.replay`).
 
 In diagnose mode the plan touches no message (the depth and the exact command only: the
 runbook's step 2 already sampled them); the dry-run preview, which peeks and puts back, is made
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import SourceError
-from ...rabbitmq import replay_command
-from .guard import Guard, Option
+from runbook_lib.clients.rabbitmq import replay_command
+from runbook_lib.core.errors import SourceError
+from runbook_lib.kernel.actions.guard import Guard, Option
 
 
 class QueueOptions(Guard):

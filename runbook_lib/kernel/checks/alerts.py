@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
-from ..protocol import RunbookLike
-from .base import Result, check
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
 
 
 @dataclass

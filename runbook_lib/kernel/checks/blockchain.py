@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..protocol import RunbookLike
-from .base import Result, check
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
 
 HEALTHY = "ok"
 

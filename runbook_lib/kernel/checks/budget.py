@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from ... import sli, slo
-from ...errors import SourceError, SourceNotConfigured
-from ...present import iso, percent, times
-from ..protocol import RunbookLike
-from .base import Result, check
+from runbook_lib.core.errors import SourceError, SourceNotConfigured
+from runbook_lib.core.present import iso, percent, times
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.sre import sli, slo
 
 BURN_WINDOWS = ("1h", "6h", "3d")
 VERDICT = {"normal": "ok", "caution": "warning", "freeze": "warning", "incident": "critical"}
@@ -77,7 +77,7 @@ def _left(remaining: float) -> str:
 
 
 def _evaluate(rb: RunbookLike, spec: Any) -> dict[str, Any]:
-    """One SLO as a row (the measurement itself is :func:`runbook_lib.sli.evaluate`)."""
+    """One SLO as a row (the measurement itself is :func:`runbook_lib.sre.sli.evaluate`)."""
     row: dict[str, Any] = {"slo": spec.name, "objective": spec.objective, "window": spec.window, "sli": spec.sli}
     row |= {f"burn_{w}": None for w in BURN_WINDOWS}
     row |= {"remaining": None, "band": "no data", "exhausted": "", "data": "", "provisional": True, "firing": []}

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ... import slo
-from ...errors import SourceError
-from ...present import duration, iso
-from ...promql import label_name, selector
-from ..plots import timeseries
-from ..protocol import RunbookLike
-from ..sources.postgres import usage
-from .base import Result, check
+from runbook_lib.core.errors import SourceError
+from runbook_lib.core.present import duration, iso
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.plots import timeseries
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.postgres import usage
+from runbook_lib.sre import slo
+from runbook_lib.sre.promql import label_name, selector
 
 
 @dataclass

@@ -9,10 +9,10 @@ from typing import Any
 
 import pandas as pd
 
-from ...present import duration, iso
-from ..protocol import RunbookLike
-from ..sources.postgres import ConnectFailed, activity
-from .base import Result, check
+from runbook_lib.core.present import duration, iso
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.postgres import ConnectFailed, activity
 
 RECENT_RESTART_S = 3600
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import SourceNotConfigured, SourceUnavailable
-from ..protocol import RunbookLike
-from .base import Result, check
+from runbook_lib.core.errors import SourceNotConfigured, SourceUnavailable
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
 
 
 @dataclass

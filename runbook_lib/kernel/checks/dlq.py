@@ -9,11 +9,11 @@ from typing import Any
 
 import pandas as pd
 
-from ...promql import selector
-from ...rabbitmq import BAD_X_DEATH_QUEUE, NO_X_DEATH, refusal
-from ..plots import timeseries
-from ..protocol import RunbookLike
-from .base import Result, check
+from runbook_lib.clients.rabbitmq import BAD_X_DEATH_QUEUE, NO_X_DEATH, refusal
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.plots import timeseries
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.sre.promql import selector
 
 GROUP_BY = ["reason", "original_queue", "routing_key"]
 # What an x-death reason says about the consumer, for the finding.

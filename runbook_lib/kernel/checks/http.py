@@ -8,13 +8,13 @@ from typing import Any
 
 import pandas as pd
 
-from ... import sli, slo
-from ...errors import SourceError
-from ...present import duration, iso, percent, times
-from ...promql import label_name, selector
-from ..plots import timeseries
-from ..protocol import RunbookLike
-from .base import Result, check
+from runbook_lib.core.errors import SourceError
+from runbook_lib.core.present import duration, iso, percent, times
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.plots import timeseries
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.sre import sli, slo
+from runbook_lib.sre.promql import label_name, selector
 
 
 @dataclass

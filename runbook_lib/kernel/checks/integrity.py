@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ...present import iso
-from ..protocol import RunbookLike
-from ..sources.postgres import integrity
-from .base import Result, check
+from runbook_lib.core.present import iso
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.postgres import integrity
 
 
 @dataclass

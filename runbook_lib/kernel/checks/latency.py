@@ -10,13 +10,13 @@ from datetime import timedelta
 
 import pandas as pd
 
-from ... import slo
-from ...present import duration
-from ...promql import label_name, selector
-from ..plots import timeseries
-from ..protocol import RunbookLike
-from ..sources.postgres import activity
-from .base import Result, check
+from runbook_lib.core.present import duration
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.plots import timeseries
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.postgres import activity
+from runbook_lib.sre import slo
+from runbook_lib.sre.promql import label_name, selector
 
 QUANTILES = (0.5, 0.95, 0.99)
 

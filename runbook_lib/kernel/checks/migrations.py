@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from ...present import duration
-from ..protocol import RunbookLike
-from ..sources.postgres import activity, schema
-from .base import Result, check
+from runbook_lib.core.present import duration
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.postgres import activity, schema
 
 
 @dataclass

@@ -9,14 +9,14 @@ from datetime import timedelta
 
 import pandas as pd
 
-from ... import sli, slo
-from ...errors import SourceError
-from ...present import percent
-from ...promql import label_name, selector
-from ..plots import timeseries
-from ..protocol import RunbookLike
-from ..sources.postgres import usage
-from .base import Result, check
+from runbook_lib.core.errors import SourceError
+from runbook_lib.core.present import percent
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.plots import timeseries
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.postgres import usage
+from runbook_lib.sre import sli, slo
+from runbook_lib.sre.promql import label_name, selector
 
 # The package's SLI targets (SRE_PACKAGE.md, "Service Level Indicators").
 LATENCY_TARGETS_S = {"p50": 0.2, "p95": 0.5, "p99": 1.0}

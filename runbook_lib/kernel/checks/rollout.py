@@ -9,11 +9,11 @@ from typing import Any
 
 import pandas as pd
 
-from ... import slo
-from ...present import percent
-from ...promql import label_name, selector
-from ..protocol import RunbookLike
-from .base import Result, check
+from runbook_lib.core.present import percent
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.sre import slo
+from runbook_lib.sre.promql import label_name, selector
 
 MIN_CANARY_REQUESTS = 100  # fewer requests than this over the window cannot show a difference
 

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from ...present import ago, duration, iso
-from ...promql import label_name, selector
-from ..protocol import RunbookLike
-from ..sources.probe import probe
-from .base import Result, check
+from runbook_lib.core.present import ago, duration, iso
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.probe import probe
+from runbook_lib.sre.promql import label_name, selector
 
 # Event reasons that explain a pod not serving, worst first (kubelet and scheduler names).
 EVENT_REASONS = {

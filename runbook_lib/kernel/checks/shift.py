@@ -10,13 +10,15 @@ from typing import Any
 
 import pandas as pd
 
-from ... import drills, incident, oncall, toil
-from ...errors import ConfigError, SourceError, SourceNotConfigured
-from ...present import iso
-from ...rabbitmq import QueueNotFound
-from ..protocol import RunbookLike
-from ..sources.archive import ArchiveReader
-from .base import Result, check
+from runbook_lib.clients import toil
+from runbook_lib.clients.rabbitmq import QueueNotFound
+from runbook_lib.core.errors import ConfigError, SourceError, SourceNotConfigured
+from runbook_lib.core.present import iso
+from runbook_lib.kernel.checks.base import Result, check
+from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.kernel.sources.archive import ArchiveReader
+from runbook_lib.sre import drill_calendar as drills
+from runbook_lib.sre import incident, oncall
 
 OWED = ("preliminary report", "full report")
 

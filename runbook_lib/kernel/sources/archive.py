@@ -5,16 +5,15 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import SourceError, SourceNotConfigured
-from ...settings import Settings
+from runbook_lib.core.errors import SourceError, SourceNotConfigured
+from runbook_lib.core.layout import INDEX, RECORD_JSON, is_record_id, record_relpath
+from runbook_lib.core.settings import Settings
 
 NAME = "Archive"
-RECORD_ID = re.compile(r"\d{8}T\d{6}Z-[a-z0-9-]{1,63}-[0-9a-f]{8}")
 
 
 @dataclass
@@ -46,14 +45,14 @@ class ArchiveReader:
                 NAME, f"the archive is in S3 ({settings.archive_url}); the checklists read a local archive only"
             )
         root = settings.archive_path
-        if not (root / "index.jsonl").is_file():
-            raise SourceNotConfigured(NAME, f"no archive index at {root}/index.jsonl (set RUNBOOK_ARCHIVE)")
+        if not (root / INDEX).is_file():
+            raise SourceNotConfigured(NAME, f"no archive index at {root}/{INDEX} (set RUNBOOK_ARCHIVE)")
         return cls(root)
 
     def entries(self) -> list[Entry]:
         """Every indexed record, oldest first, with its events."""
         try:
-            lines = (self.root / "index.jsonl").read_text(encoding="utf-8").splitlines()
+            lines = (self.root / INDEX).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise SourceError(NAME, f"cannot read the index: {exc.strerror}") from None
         records: dict[str, Entry] = {}
@@ -71,10 +70,9 @@ class ArchiveReader:
         return list(records.values())
 
     def record(self, record_id: str) -> dict[str, Any]:
-        if not RECORD_ID.fullmatch(record_id):
+        if not is_record_id(record_id):
             raise SourceError(NAME, "not a record id")
-        d = record_id[:8]
-        path = self.root / d[:4] / d[4:6] / d[6:8] / record_id / "record.json"
+        path = self.root / record_relpath(record_id) / RECORD_JSON
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

@@ -3,7 +3,7 @@ one provider (chain id, head block with latency, sync state).
 
 A provider's URL may hold ``{api_key}``, filled from the environment variable its
 ``api_key_env`` names; that variable's name must be one every record redacts
-(:data:`runbook_lib.credentials.SECRET_ENV_NAME`). Everything shown (findings, errors, tables)
+(:data:`runbook_lib.core.credentials.SECRET_ENV_NAME`). Everything shown (findings, errors, tables)
 uses the URL with the placeholder, never the key. A URL that carries a key itself (a user-info
 password, or a path segment or query value that looks like a key: a run of 20 or more letters,
 digits, ``-`` and ``_`` mixing letters and digits) is refused, since it would be shown verbatim.
@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 
-from ...credentials import MIN_SECRET_CHARS, SECRET_ENV_NAME, password_of
-from ...errors import ConfigError, SourceError, SourceNotConfigured
-from ...prometheus import tls_context
-from ...settings import RpcProvider, Settings
+from runbook_lib.clients.prometheus import tls_context
+from runbook_lib.core.credentials import MIN_SECRET_CHARS, SECRET_ENV_NAME, password_of
+from runbook_lib.core.errors import ConfigError, SourceError, SourceNotConfigured
+from runbook_lib.core.settings import RpcProvider, Settings
 
 NAME = "Blockchain RPC"
 PLACEHOLDER = "{api_key}"

@@ -19,9 +19,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils import parse_quantity
 
-from ...credentials import password_of
-from ...errors import SourceError, SourceNotConfigured, SourceUnavailable
-from ...settings import Settings
+from runbook_lib.core.credentials import password_of
+from runbook_lib.core.errors import SourceError, SourceNotConfigured, SourceUnavailable
+from runbook_lib.core.settings import Settings
 
 NAME = "Kubernetes"
 REVISION = "deployment.kubernetes.io/revision"

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from ...credentials import safe_endpoint
+from runbook_lib.core.credentials import safe_endpoint
 
 # kind -> what it means for on-call
 FAILURES = {

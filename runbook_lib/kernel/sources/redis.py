@@ -7,9 +7,9 @@ from typing import Any
 
 import redis as redis_py
 
-from ...credentials import safe_endpoint
-from ...errors import SourceError, SourceNotConfigured, SourceUnavailable
-from ...settings import Settings
+from runbook_lib.core.credentials import safe_endpoint
+from runbook_lib.core.errors import SourceError, SourceNotConfigured, SourceUnavailable
+from runbook_lib.core.settings import Settings
 
 NAME = "Redis"
 INFO_FIELDS = (

@@ -9,8 +9,17 @@ emergency controls, audit history), :mod:`.backup` (pg_dump, pg_restore, scratch
 
 from __future__ import annotations
 
-from ....audit import insert_audit
-from .client import CONTROLS, NAME, ConnectFailed, Failure, Postgres, classify, set_control, text_of
+from runbook_lib.clients.audit import insert_audit
+from runbook_lib.kernel.sources.postgres.client import (
+    CONTROLS,
+    NAME,
+    ConnectFailed,
+    Failure,
+    Postgres,
+    classify,
+    set_control,
+    text_of,
+)
 
 __all__ = [
     "CONTROLS",

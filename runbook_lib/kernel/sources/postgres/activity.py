@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
-from .client import Postgres, frame
+from runbook_lib.kernel.sources.postgres.client import Postgres, frame
 
 IDLE_IN_TRANSACTION = ("idle in transaction", "idle in transaction (aborted)")
 

@@ -19,9 +19,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ....errors import SourceError
-from ....settings import Settings
-from .client import NAME, Postgres
+from runbook_lib.core.errors import SourceError
+from runbook_lib.core.settings import Settings
+from runbook_lib.kernel.sources.postgres.client import NAME, Postgres
 
 SCRATCH_PREFIX = "rb_drill_"
 SCRATCH = re.compile(rf"^{SCRATCH_PREFIX}(\d{{8}}t\d{{6}})_[0-9a-f]{{6}}$")

@@ -1,6 +1,6 @@
 """The PostgreSQL client: connections (read-only unless asked), why a connection failed,
 health, plain queries, and the writes every guarded action shares (the audit row, from
-:mod:`runbook_lib.audit`, and the emergency controls). Only this package imports psycopg."""
+:mod:`runbook_lib.clients.audit`, and the emergency controls). Only this package imports psycopg."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from ....credentials import safe_endpoint
-from ....errors import SourceError, SourceNotConfigured, SourceUnavailable
-from ....settings import Settings
+from runbook_lib.core.credentials import safe_endpoint
+from runbook_lib.core.errors import SourceError, SourceNotConfigured, SourceUnavailable
+from runbook_lib.core.settings import Settings
 
 NAME = "PostgreSQL"
 CONTROLS = ("omnihub_kill_switch", "execution_safe_mode", "operator_takeover")

@@ -11,8 +11,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from ....errors import SourceError
-from .client import NAME, Postgres, first_line, frame
+from runbook_lib.core.errors import SourceError
+from runbook_lib.kernel.sources.postgres.client import NAME, Postgres, first_line, frame
 
 BASELINE_TABLE = "runbook_row_baseline"
 

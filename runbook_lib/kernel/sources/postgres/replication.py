@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from ....errors import SourceError
-from .client import NAME, ConnectFailed, Postgres
+from runbook_lib.core.errors import SourceError
+from runbook_lib.kernel.sources.postgres.client import NAME, ConnectFailed, Postgres
 
 MARKERS = "dr_drill_markers"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
-from .client import Postgres
+from runbook_lib.kernel.sources.postgres.client import Postgres
 
 MIGRATION_TABLES = ("alembic_version", "schema_migrations")
 # Statements that change the schema (and take strong locks while they do).

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import Postgres
+from runbook_lib.kernel.sources.postgres.client import Postgres
 
 _USAGE = """
 SELECT (SELECT count(*) FROM profiles)::bigint AS users,

@@ -1,0 +1,244 @@
+"""Papermill execution of a runbook into an archived incident record. Runs in the host process.
+
+One run: route the alert to a notebook -> execute it (:mod:`.execute`) with the parameters
+injected under fixed names -> build the record from the executed notebook, redact, render,
+archive (:mod:`runbook_lib.record.build`). A notebook that raises or times out still produces
+a record.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runbook_lib.core.contract import GROUP_ALERTNAME, MODES, PARAMETERS, declared_parameters
+from runbook_lib.core.credentials import environment_secrets
+from runbook_lib.core.errors import ConfigError, RunbookError, RunbookNotFound
+from runbook_lib.core.layout import new_record_id
+from runbook_lib.core.links import grafana, prometheus_graph
+from runbook_lib.core.present import when
+from runbook_lib.core.redact import Redactor
+from runbook_lib.core.settings import Settings
+from runbook_lib.core.shapes import Record
+from runbook_lib.record.archive import archive_for
+from runbook_lib.record.archive.storage import sha256_file
+from runbook_lib.record.build import SCHEMA, ArchivedRecord, collect, versions, write_record
+from runbook_lib.record.diagnosis import diagnose
+from runbook_lib.run.execute import Execution, execute
+from runbook_lib.sre import incident, oncall
+from runbook_lib.sre.alertmanager import Alert
+from runbook_lib.sre.catalog import TRIAGE, Catalog, Route
+
+
+@dataclass
+class RunRequest:
+    alert: Alert | None
+    slug: str | None = None
+    mode: str = "diagnose"
+    dry_run: bool = True
+    operator: str = ""
+    approve: list[str] = field(default_factory=list)
+    record_id: str | None = None
+    attempt: int = 1
+    notes: list[str] = field(default_factory=list)
+    origin: str = "cli"
+    intake: dict[str, Any] | None = None
+    # When set, do not execute: write a record with status "interrupted" saying why.
+    skip_execution: str | None = None
+    # Alerts of the same group and runbook this run also stands for (not run again).
+    linked: list[dict[str, Any]] = field(default_factory=list)
+    # Earlier records of the same Alertmanager group (other runbooks).
+    related: list[dict[str, Any]] = field(default_factory=list)
+    # Values for parameters the runbook declares beyond the fixed ones (`runbook run --param`).
+    extra: dict[str, Any] = field(default_factory=dict)
+    # The kernel's whole environment (a DR drill's sub-run); None: this process's. Never recorded.
+    environ: dict[str, str] | None = None
+
+
+class Runner:
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        """``environ``: where secrets to redact are found besides the settings (default: this
+        process's environment)."""
+        self.settings = settings
+        self.catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
+        self.archive = archive_for(settings)
+        self.redactor = Redactor([*settings.secret_values(), *environment_secrets(environ)])
+
+    def _incident(self, alert: dict[str, Any] | None, linked: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The SEV level and deadlines (the worst of the alert and the alerts linked to this run),
+        and who was on call when the alert fired."""
+        found = incident.for_alert(alert, self.catalog.sev1, members=linked)
+        if found is None or not alert:
+            return found
+        fired = when(alert.get("startsAt"))
+        try:
+            found["on_call"] = oncall.on_call_at(self.settings.home, fired) if fired else None
+        except ConfigError as exc:
+            found["on_call"] = None
+            found["on_call_error"] = str(exc)[:300]
+        return found
+
+    # -- routing ------------------------------------------------------------------------------
+    def pick_runbook(self, alert: Alert | None, slug: str | None) -> tuple[str, Route | None]:
+        """The runbook slug to run: the given one, or the alert's route (triage if none)."""
+        route = self.catalog.route(alert.name, alert.annotations.get("runbook")) if alert else None
+        if slug:
+            if not self.catalog.has_notebook(slug):
+                known = ", ".join(self.catalog.slugs())
+                raise RunbookNotFound(f"no runbook {slug!r} in {self.settings.runbooks_path} (known: {known})")
+            return slug, route
+        if route is None:
+            raise ConfigError("give a runbook SLUG or an --alert to route from")
+        if not self.catalog.has_notebook(route.slug):
+            raise RunbookNotFound(f"the {route.slug!r} runbook is missing from {self.settings.runbooks_path}")
+        return route.slug, route
+
+    def parameters(self, request: RunRequest, slug: str) -> dict[str, Any]:
+        """The values papermill injects: the contract's fixed names, then any of the runbook's
+        own declared parameters the request sets (refused when the notebook does not declare it)."""
+        params = {
+            "alert": request.alert.to_param() if request.alert else {},
+            "environment": self.settings.env,
+            "mode": request.mode,
+            "dry_run": bool(request.dry_run),
+            "operator": request.operator,
+            "approve": list(request.approve),
+        }
+        if request.extra:
+            declared = self.declared(slug)
+            own = sorted(k for k in declared if k not in PARAMETERS)
+            for name in request.extra:
+                if name in PARAMETERS:
+                    raise ConfigError(f"{name!r} is a fixed parameter: use its own option (--mode, --operator, ...)")
+                if name not in declared:
+                    raise ConfigError(
+                        f"runbook {slug!r} has no parameter {name!r}"
+                        + (f" (its own parameters: {', '.join(own)})" if own else " (it declares none of its own)")
+                    )
+            params.update(request.extra)
+        return params
+
+    def declared(self, slug: str) -> dict[str, Any]:
+        """The parameters (and defaults) a runbook's cell tagged `parameters` declares."""
+        import nbformat
+
+        nb = nbformat.read(self.catalog.notebook(slug), as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+        if not cells:
+            raise ConfigError(f"runbook {slug!r} has no cell tagged 'parameters'")
+        return declared_parameters(cells[0].source)
+
+    # -- interactive preparation ----------------------------------------------------------------
+    def prepare(self, request: RunRequest, out_dir: Path | None = None) -> Path:
+        """Inject parameters without executing (papermill prepare_only), for JupyterLab."""
+        import papermill as pm
+
+        slug, _ = self.pick_runbook(request.alert, request.slug)
+        out_dir = out_dir or (self.settings.archive_path / "interactive")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out = out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{slug}.ipynb"
+        pm.execute_notebook(
+            str(self.catalog.notebook(slug)),
+            str(out),
+            parameters=self.parameters(request, slug),
+            prepare_only=True,
+            progress_bar=False,
+            kernel_name=self.settings.kernels.kernel_name,
+        )
+        return out
+
+    # -- execution --------------------------------------------------------------------------------
+    def run(
+        self, request: RunRequest, progress: bool = False, say: Callable[[str], None] | None = None
+    ) -> ArchivedRecord:
+        step_say = say
+        say = say or (lambda _msg: None)
+        if request.mode not in MODES:
+            raise RunbookError(f"mode must be one of {MODES}, got {request.mode!r}")
+        slug, route = self.pick_runbook(request.alert, request.slug)
+        record_id = request.record_id or new_record_id(slug)
+        staging = self.archive.staging_dir(record_id)
+        params = self.parameters(request, slug)
+        started = datetime.now(UTC)
+        say(f"running {slug} for {request.alert.name if request.alert else 'no alert'} -> record {record_id}")
+        source = self.catalog.notebook(slug)
+        done = execute(
+            source,
+            params,
+            self.settings.kernels,
+            progress=progress,
+            skip=request.skip_execution,
+            say=step_say,
+            environ=request.environ,
+        )
+        record = self._record(request, record_id, slug, route, source, params, started, done)
+        try:
+            return write_record(self.archive, self.redactor, staging, done.nb, record, say)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # a retry starts clean; nothing half-written stays
+            raise
+
+    def _links(self, route: Route | None, started: datetime) -> list[dict[str, str]]:
+        """Where a person goes next: the alert's expression in Prometheus, the service's dashboard."""
+        links = []
+        expr = route.spec.expr if route is not None and route.spec is not None else None
+        graph = prometheus_graph(self.settings.prometheus_link_base, expr or "", started)
+        if graph:
+            links.append({"title": "Prometheus: the alert's expression, last 3h", "url": graph})
+        board = grafana(self.settings.links.grafana_url, self.settings.links.grafana_dashboard, started)
+        if board:
+            links.append({"title": "Grafana dashboard", "url": board})
+        return links
+
+    def _record(
+        self,
+        request: RunRequest,
+        record_id: str,
+        slug: str,
+        route: Route | None,
+        source: Path,
+        params: dict[str, Any],
+        started: datetime,
+        done: Execution,
+    ) -> Record:
+        findings, actions = collect(done.nb)
+        diagnosis = diagnose(findings, actions)
+        notes = list(request.notes)
+        if route is not None and slug == TRIAGE and route.slug == TRIAGE and route.alertname != GROUP_ALERTNAME:
+            notes.append(f"no dedicated runbook for {route.alertname} ({route.reason}); triage ran")
+        if done.error_text:
+            notes.append(f"execution error: {done.error_text.splitlines()[0][:300]}")
+        return {
+            "schema": SCHEMA,
+            "id": record_id,
+            "runbook": slug,
+            "runbook_sha256": sha256_file(source),
+            "environment": self.settings.env,
+            "origin": request.origin,
+            "mode": request.mode,
+            "alert": params["alert"],
+            "parameters": {k: v for k, v in params.items() if k != "alert"},
+            "route": {"alertname": route.alertname, "slug": route.slug, "reason": route.reason} if route else None,
+            "started_at": started.isoformat(timespec="milliseconds"),
+            "ended_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "duration_s": round(done.duration_s, 3),
+            "status": done.status,
+            "failed_cell": done.failure,
+            "diagnosis": diagnosis,
+            "incident": self._incident(params["alert"], request.linked),
+            "linked_alerts": request.linked,
+            "related_records": request.related,
+            "links": self._links(route, started),
+            "findings": findings,
+            "actions": actions,
+            "unchecked": [{"check": f["check"], "why": f["summary"]} for f in findings if f["verdict"] == "unchecked"],
+            "attempt": request.attempt,
+            "notes": notes,
+            "intake": request.intake,
+            "versions": versions(),
+            "timings": {"execute_s": round(done.duration_s, 3)},
+        }

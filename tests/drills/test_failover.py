@@ -1,0 +1,164 @@
+"""The regional-failover DR drill (dr-drill-regional-failover) through the runner, on a primary
+cluster of the test's own with a real streaming replica (tests.support.cluster): it
+passes and leaves the standby promoted; a standby that is not replicating fails it before
+anything is touched; diagnose mode changes nothing. The DSNs' password never reaches a record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from runbook_lib.core.credentials import environment_secrets
+from runbook_lib.core.settings import load_settings
+from runbook_lib.kernel.drills.failover import redacted_env_name
+from runbook_lib.run.runner import Runner, RunRequest
+from tests.support.cluster import Cluster
+
+pytestmark = pytest.mark.services
+
+SLUG = "dr-drill-regional-failover"
+PRIMARY_ENV, STANDBY_ENV = "RUNBOOK_DRILL_PRIMARY_DSN_SECRET", "RUNBOOK_DRILL_STANDBY_DSN_SECRET"
+DRILL = {"mode": "resolve", "dry_run": False, "operator": "alice@omnihub.test", "approve": ["dr_failover"]}
+
+
+def streaming(primary: Cluster) -> int:
+    with psycopg.connect(primary.dsn(), connect_timeout=2) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone()[0]
+
+
+def wait_for(condition: Any, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the replication state"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary with seeded rows and a hot standby streaming from it."""
+    primary = Cluster(max_connections=20, name="dr-primary").init().start()
+    standby = None
+    try:
+        with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE TABLE accounts (id serial PRIMARY KEY, name text)")
+            conn.execute("INSERT INTO accounts (name) SELECT 'user-' || g FROM generate_series(1, 200) g")
+        standby = primary.standby()
+        standby.wait_accepting()
+        wait_for(lambda: streaming(primary) == 1)
+        yield primary, standby
+    finally:
+        if standby is not None:
+            standby.remove()
+        primary.remove()
+
+
+@pytest.fixture
+def drill(archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run the drill through the runner on ``pair``: the DSNs only in the environment."""
+
+    def go(pair: tuple[Cluster, Cluster], data_dir: Path | None = None, **request: Any) -> dict[str, Any]:
+        primary, standby = pair
+        monkeypatch.setenv(PRIMARY_ENV, primary.dsn())
+        monkeypatch.setenv(STANDBY_ENV, standby.dsn())
+        extra = {"primary_data_dir": str(data_dir or primary.data)}
+        result = Runner(load_settings()).run(RunRequest(alert=None, slug=SLUG, extra=extra, **request))
+        assert result.status == "succeeded", result.record.get("failed_cell")
+        written = "".join((result.path / f).read_text() for f in ("record.json", "record.html", "notebook.ipynb"))
+        assert primary.password not in written and standby.password not in written, "a DSN password leaked"
+        return result.record
+
+    return go
+
+
+def finding(record: dict[str, Any], check: str) -> dict[str, Any]:
+    found = [f for f in record["findings"] if f["check"] == check]
+    assert found, f"no {check!r} finding in {[f['check'] for f in record['findings']]}"
+    return found[0]
+
+
+def action(record: dict[str, Any]) -> dict[str, Any]:
+    return next(a for a in record["actions"] if a["name"] == "dr_failover")
+
+
+def state(cluster: Cluster) -> dict[str, Any]:
+    """Whether it answers, is in recovery, and has the drill's marker table."""
+    try:
+        with psycopg.connect(cluster.dsn(), connect_timeout=2) as conn:
+            row = conn.execute("SELECT pg_is_in_recovery(), to_regclass('dr_drill_markers') IS NOT NULL").fetchone()
+    except psycopg.OperationalError:
+        return {"up": False}
+    return {"up": True, "in_recovery": row[0], "markers": row[1]}
+
+
+def test_the_failover_drill_passes_and_leaves_the_standby_promoted(drill, pair) -> None:
+    primary, standby = pair
+    record = drill(pair, **DRILL)
+    verdict = finding(record, "DR failover verdict")
+    d = verdict["details"]
+    assert d["drill_verdict"] == "PASS" and verdict["verdict"] == "ok", verdict["summary"]
+    assert d["rows_lost"] == 0 and d["rows_written"] == 1 and d["reasons"] == []
+    assert 0 < d["rto_s"] <= d["rto_target_s"] == 3600 and 0 <= d["rpo_s"] <= d["rpo_target_s"] == 900
+    assert "PASS" in record["diagnosis"]["headline"]
+    assert finding(record, "Readiness")["details"]["receiver_status"] == "streaming"
+    assert action(record)["status"] == "done"
+    print(f"\nfailover drill: RPO {d['rpo_s']} s ({d['rows_lost']} rows lost), RTO {d['rto_s']} s")
+
+    assert state(primary) == {"up": False}, "the old primary is stopped"
+    assert state(standby) == {"up": True, "in_recovery": False, "markers": True}, "the standby is the primary now"
+    with psycopg.connect(standby.dsn()) as conn:
+        notes = [r[0] for r in conn.execute("SELECT note FROM dr_drill_markers ORDER BY id")]
+        assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 200
+    assert notes[0].startswith("before failure") and notes[-1].startswith("first write after failover")
+
+
+def test_a_standby_that_is_not_replicating_fails_the_drill_and_nothing_is_touched(drill, pair) -> None:
+    primary, standby = pair
+    with psycopg.connect(standby.dsn(), autocommit=True) as conn:  # its upstream: a port nothing listens on
+        conn.execute("ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=9 user=postgres'")
+        conn.execute("SELECT pg_reload_conf()")
+    wait_for(lambda: streaming(primary) == 0)
+    record = drill(pair, **DRILL)
+    verdict = finding(record, "DR failover verdict")
+    assert verdict["details"]["drill_verdict"] == "FAIL" and verdict["verdict"] == "critical"
+    assert "not replicating" in verdict["summary"] and "nothing was touched" in verdict["summary"]
+    assert any("replicating" in r for r in verdict["details"]["reasons"])
+    assert finding(record, "Readiness")["verdict"] == "critical"
+    assert finding(record, "Failure declared")["summary"].startswith("Not run")
+    assert action(record)["status"] == "refused"
+    assert state(primary) == {"up": True, "in_recovery": False, "markers": False}, "the primary is untouched"
+    assert state(standby)["in_recovery"] is True
+
+
+def test_diagnose_mode_checks_readiness_and_changes_nothing(drill, pair) -> None:
+    primary, standby = pair
+    record = drill(pair)
+    assert finding(record, "Readiness")["verdict"] == "ok"
+    for step in ("Marker", "Failure declared", "Promotion", "RPO and RTO"):
+        assert finding(record, step)["summary"].startswith("Not run"), step
+    assert finding(record, "DR failover verdict")["summary"].startswith("Not run (proposed)")
+    assert action(record)["status"] == "proposed" and "pg_ctl" in action(record)["command"]
+    assert state(primary) == {"up": True, "in_recovery": False, "markers": False}
+    assert state(standby) == {"up": True, "in_recovery": True, "markers": False}
+
+
+def test_a_data_directory_that_is_not_the_primarys_is_refused_even_when_approved(drill, pair) -> None:
+    primary, standby = pair
+    record = drill(pair, data_dir=standby.data, **DRILL)  # the standby's: same system, another port
+    verdict = finding(record, "DR failover verdict")
+    assert verdict["details"]["drill_verdict"] == "FAIL" and "is not the primary's" in verdict["summary"]
+    assert action(record)["status"] == "refused"
+    assert state(primary) == {"up": True, "in_recovery": False, "markers": False}
+    assert state(standby) == {"up": True, "in_recovery": True, "markers": False}
+
+
+def test_the_dsn_variables_the_notebook_names_are_ones_the_engine_redacts() -> None:
+    dsn = "postgresql://postgres:s3cret-pw-1234@127.0.0.1:5432/postgres"
+    for var in (PRIMARY_ENV, STANDBY_ENV):
+        assert redacted_env_name(var) and "s3cret-pw-1234" in environment_secrets({var: dsn})
+    assert not redacted_env_name("RUNBOOK_DRILL_PRIMARY_DSN"), "a plain *_DSN name is not redacted"
+    assert environment_secrets({"RUNBOOK_DRILL_PRIMARY_DSN": dsn}) == []

@@ -1,0 +1,296 @@
+"""The generated monitoring: promtool and amtool accept it, and `promtool test rules` proves every
+burn-rate tier and every one of the package's 10 alerts fires at its threshold and stays silent
+just below it. Thresholds here are written from SRE_PACKAGE.md and the catalog, not read back
+from the generator."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runbook_lib.core.settings import load_settings
+from runbook_lib.monitoring import rules as monitoring
+from runbook_lib.sre.catalog import Catalog
+from tests.helpers import HOME
+
+# the SRE package's table: burn rate, long window, short window, severity label
+TIERS = [
+    (14.4, "1h", "5m", "critical"),
+    (6.0, "6h", "30m", "critical"),
+    (3.0, "1d", "2h", "warning"),
+    (1.0, "3d", "6h", "warning"),
+]
+BUDGET = 0.001  # api-availability: 99.9 %
+
+
+@pytest.fixture(scope="module")
+def generated() -> dict[str, str]:
+    settings = load_settings()
+    return monitoring.generate(Catalog.load(settings.catalog_file, settings.runbooks_path), settings)
+
+
+def _without_annotations(text: str) -> str:
+    """promtool compares annotations exactly (templated descriptions included); these tests are
+    about expressions and thresholds, so the annotations go."""
+    doc = yaml.safe_load(text)
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    return yaml.safe_dump(doc)
+
+
+def promtool_test(tmp_path: Path, rule_files: dict[str, str], tests: list[dict[str, Any]]) -> None:
+    for name, text in rule_files.items():
+        (tmp_path / name).write_text(_without_annotations(text))
+    spec = {"rule_files": sorted(rule_files), "evaluation_interval": "1m", "tests": tests}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    res = subprocess.run(
+        ["promtool", "test", "rules", "test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+
+
+def test_generated_files_pass_promtool_and_amtool(generated: dict[str, str], tmp_path: Path) -> None:
+    for rel, text in generated.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    rules = sorted(str(p) for p in (tmp_path / "prometheus").glob("*.yml"))
+    res = subprocess.run(["promtool", "check", "rules", *rules], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("SUCCESS") == 3 and "SUCCESS: 10 rules found" in res.stdout
+    am = tmp_path / "alertmanager" / "alertmanager.yml"
+    res = subprocess.run(["amtool", "check-config", str(am)], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "4 receivers" in res.stdout
+
+
+def test_alertmanager_routes_by_severity_and_takes_secrets_only_from_files(generated: dict[str, str]) -> None:
+    config = yaml.safe_load(generated["alertmanager/alertmanager.yml"])
+    receivers = {r["name"]: r for r in config["receivers"]}
+    routes = {r["receiver"]: r for r in config["route"]["routes"]}
+    assert routes["critical"]["matchers"] == ['severity="critical"']
+    assert routes["warning"]["matchers"] == ['severity="warning"']
+    assert routes["email-digest"]["continue"] is True and routes["email-digest"]["repeat_interval"] == "24h"
+    critical = receivers["critical"]
+    assert {"pagerduty_configs", "slack_configs", "webhook_configs"} <= set(critical)
+    assert set(receivers["warning"]) == {"name", "slack_configs", "webhook_configs"}
+    assert critical["webhook_configs"][0]["url"].endswith("/alerts")
+
+    def keys(node: Any, path: str = "") -> list[str]:
+        if isinstance(node, dict):
+            return [k for key, v in node.items() for k in [f"{path}.{key}", *keys(v, f"{path}.{key}")]]
+        if isinstance(node, list):
+            return [k for v in node for k in keys(v, path)]
+        return []
+
+    secret_keys = [
+        k
+        for k in keys(config)
+        if k.rsplit(".", 1)[-1]
+        in {
+            "routing_key",
+            "service_key",
+            "api_url",
+            "slack_api_url",
+            "smtp_auth_password",
+            "auth_password",
+            "credentials",
+            "password",
+            "bearer_token",
+        }
+    ]
+    assert secret_keys == [], "secrets must come from *_file"
+    assert sum(k.endswith("_file") for k in keys(config)) >= 4
+
+
+def test_every_alert_names_an_existing_runbook_and_its_page(generated: dict[str, str]) -> None:
+    rules = [r for g in yaml.safe_load(generated["prometheus/alerts.yml"])["groups"] for r in g["rules"]]
+    assert len(rules) == 10
+    for rule in rules:
+        slug = rule["annotations"]["runbook"]
+        assert (HOME / "runbooks" / f"{slug}.ipynb").is_file(), rule["alert"]
+        assert rule["annotations"]["runbook_url"] == f"https://runbooks.omnihub.dev/runbooks/{slug}"
+        assert rule["labels"]["severity"] in ("critical", "warning")
+
+
+def test_committed_monitoring_equals_a_fresh_generation(generated: dict[str, str]) -> None:
+    stale = monitoring.stale(HOME / "monitoring", generated)
+    assert stale == [], f"run `runbook generate`: {stale}"
+
+
+def _ratio_series(ratio: float, minutes: int, per_minute: float = 10_000.0) -> list[dict[str, str]]:
+    errors = per_minute * ratio
+    return [
+        {"series": 'http_requests_total{job="api-gateway",status="500"}', "values": f"0+{errors:.6f}x{minutes}"},
+        {
+            "series": 'http_requests_total{job="api-gateway",status="200"}',
+            "values": f"0+{per_minute - errors:.6f}x{minutes}",
+        },
+    ]
+
+
+@pytest.mark.parametrize("tier", TIERS, ids=[t[0] for t in [(f"{t[0]:g}x",) for t in TIERS]])
+def test_each_burn_rate_tier_fires_at_its_rate_and_not_just_below(
+    tier: tuple[float, str, str, str], generated: dict[str, str], tmp_path: Path
+) -> None:
+    rate = tier[0]
+    # A steady ratio reads the same over every window that holds two samples, so 70 minutes of
+    # data burn at the same rate over 5m and over 3d; promtool then only evaluates 70 steps.
+    minutes = 70
+
+    def firing(burn: float) -> list[dict[str, Any]]:
+        return [
+            {"exp_labels": _burn_labels(t)}
+            for t in TIERS
+            if burn >= t[0]  # a steady burn fills long and short windows alike
+        ]
+
+    tests = []
+    for factor in (1.01, 0.99):
+        burn = rate * factor
+        tests.append(
+            {
+                "interval": "1m",
+                "input_series": _ratio_series(burn * BUDGET, minutes),
+                "alert_rule_test": [
+                    {"eval_time": f"{minutes}m", "alertname": "ErrorBudgetBurn", "exp_alerts": firing(burn)}
+                ],
+            }
+        )
+    # only the SLO under test has series; the other SLOs' rules evaluate to nothing
+    promtool_test(
+        tmp_path,
+        {
+            "slo_recording_rules.yml": _only_slo(generated["prometheus/slo_recording_rules.yml"], "api-availability"),
+            "slo_burn_rate_alerts.yml": _only_slo(generated["prometheus/slo_burn_rate_alerts.yml"], "api-availability"),
+        },
+        tests,
+    )
+
+
+def _only_slo(text: str, name: str) -> str:
+    """The rule groups of one SLO (the others would evaluate to nothing, only slower)."""
+    doc = yaml.safe_load(text)
+    doc["groups"] = [g for g in doc["groups"] if g["name"].endswith(f"-{name}")]
+    assert doc["groups"], name
+    return yaml.safe_dump(doc)
+
+
+def _burn_labels(tier: tuple[float, str, str, str]) -> dict[str, str]:
+    return {
+        "alertname": "ErrorBudgetBurn",
+        "severity": tier[3],
+        "slo": "api-availability",
+        "service": "api-gateway",
+        "burn_rate": f"{tier[0]:g}x",
+        "long_window": tier[1],
+        "short_window": tier[2],
+        "sloth_id": "api-gateway-api-availability",
+        "sloth_service": "api-gateway",
+        "sloth_slo": "api-availability",
+    }
+
+
+def _gauge(series: str, value: float, minutes: int) -> dict[str, str]:
+    return {"series": series, "values": f"{value}x{minutes}"}
+
+
+def _latency(share_over_1s: float, minutes: int) -> list[dict[str, str]]:
+    """Buckets where ``share_over_1s`` of requests take between 1 s and 2.5 s."""
+    n = 1000.0
+    fast = n * (1 - share_over_1s)
+    return [
+        {"series": 'http_request_duration_seconds_bucket{le="0.5"}', "values": f"0+{fast:.3f}x{minutes}"},
+        {"series": 'http_request_duration_seconds_bucket{le="1"}', "values": f"0+{fast:.3f}x{minutes}"},
+        {"series": 'http_request_duration_seconds_bucket{le="2.5"}', "values": f"0+{n:.3f}x{minutes}"},
+        {"series": 'http_request_duration_seconds_bucket{le="+Inf"}', "values": f"0+{n:.3f}x{minutes}"},
+    ]
+
+
+# alert -> (input at the threshold's firing side, input just below, labels of the alert)
+ALERT_CASES: dict[str, tuple[Any, Any, dict[str, str]]] = {
+    "HighErrorBudgetBurnRate": (_ratio_series(0.0146, 120), _ratio_series(0.0142, 120), {}),
+    "ElevatedErrorRate": (_ratio_series(0.0051, 120), _ratio_series(0.0049, 120), {}),
+    "ServiceDown": (
+        [_gauge('up{job="api-gateway",instance="10.0.0.11:8080"}', 0, 120)],
+        [_gauge('up{job="api-gateway",instance="10.0.0.11:8080"}', 1, 120)],
+        {"job": "api-gateway", "instance": "10.0.0.11:8080"},
+    ),
+    "DatabaseDown": (
+        [_gauge('pg_up{instance="db:9187"}', 0, 120)],
+        [_gauge('pg_up{instance="db:9187"}', 1, 120)],
+        {"instance": "db:9187"},
+    ),
+    "DLQBacklog": (
+        [_gauge('rabbitmq_queue_messages{queue="dead_letter_queue"}', 101, 120)],
+        [_gauge('rabbitmq_queue_messages{queue="dead_letter_queue"}', 100, 120)],
+        {"queue": "dead_letter_queue"},
+    ),
+    "KillSwitchEnabled": (
+        [_gauge('omnihub_emergency_control_enabled{control="OMNIHUB_KILL_SWITCH"}', 1, 120)],
+        [_gauge('omnihub_emergency_control_enabled{control="OMNIHUB_KILL_SWITCH"}', 0, 120)],
+        {"control": "OMNIHUB_KILL_SWITCH"},
+    ),
+    "HighLatency": (_latency(0.10, 120), _latency(0.04, 120), {}),
+    "ApprovalQueueBacklog": (
+        [_gauge("omnihub_approval_queue_pending", 51, 120)],
+        [_gauge("omnihub_approval_queue_pending", 50, 120)],
+        {},
+    ),
+    "HighDatabaseConnections": (
+        [_gauge("pg_stat_activity_count", 81, 120), _gauge("pg_settings_max_connections", 100, 120)],
+        [_gauge("pg_stat_activity_count", 80, 120), _gauge("pg_settings_max_connections", 100, 120)],
+        {},
+    ),
+    # 28-day budget of 99.9 %: fires below 25 % left, i.e. an error ratio above 0.075 %
+    "LowErrorBudget": (_ratio_series(0.0008, 120), _ratio_series(0.0007, 120), {}),
+}
+
+
+def test_every_package_alert_fires_at_its_threshold_and_not_below(generated: dict[str, str], tmp_path: Path) -> None:
+    catalog = yaml.safe_load((HOME / "parameters" / "catalog.yaml").read_text())
+    severity = {a["name"]: a["severity"] for a in catalog["alerts"]}
+    assert set(ALERT_CASES) == set(severity)
+    tests = []
+    for name, (above, below, labels) in ALERT_CASES.items():
+        expected = [{"exp_labels": {"severity": severity[name], **labels}}]
+        for series, exp in ((above, expected), (below, [])):
+            tests.append(
+                {
+                    "interval": "1m",
+                    "input_series": series,
+                    "alert_rule_test": [{"eval_time": "119m", "alertname": name, "exp_alerts": exp}],
+                }
+            )
+    promtool_test(tmp_path, {"alerts.yml": generated["prometheus/alerts.yml"]}, tests)
+
+
+@pytest.mark.services
+def test_every_rule_expression_is_accepted_by_a_real_prometheus(generated: dict[str, str], prometheus: Any) -> None:
+    """promtool parses the rules; a real Prometheus must also evaluate every expression (the
+    recording rules' names are not defined there, so the alerts that read them return nothing,
+    without error)."""
+    from runbook_lib.clients.prometheus import Prometheus
+    from runbook_lib.core.errors import SourceError
+
+    prom = Prometheus(prometheus.url)
+    rejected, count = [], 0
+    for rel in ("prometheus/alerts.yml", "prometheus/slo_recording_rules.yml", "prometheus/slo_burn_rate_alerts.yml"):
+        for group in yaml.safe_load(generated[rel])["groups"]:
+            for rule in group["rules"]:
+                count += 1
+                try:
+                    prom.query(rule["expr"])
+                except SourceError as exc:
+                    rejected.append(f"{rel} {rule.get('record') or rule.get('alert')}: {exc}")
+    prom.close()
+    assert count == 10 + 55 + 20 and rejected == []
