@@ -2,6 +2,11 @@
 PostgreSQL and Redis, and the real kubernetes client against the fake API server
 (runbook_lib/sandbox/fake_kube.py).
 
+Servers are shared: one per session where no test changes them (each Prometheus data scenario,
+Chromium, the ganache pair, a RabbitMQ vhost), one per module where a module changes one, and
+runs go through one kernel template per session (warm kernels, forked with each run's own
+environment), as a receiver's workers run them.
+
 A missing service is a failure, never a skip: CI must not count an untested path as passing.
 Tests that need services are marked `services` (automatically when they use a service
 fixture); `pytest -m "not services"` runs the pure ones without any.
@@ -14,18 +19,23 @@ import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 from runbook_lib.sandbox import services
 from runbook_lib.sandbox.fake_kube import FakeKube
 from runbook_lib.sandbox.incident import Scenario, write_file
 from tests.helpers import HOME, NAMESPACE, REDIS_URL, temp_database
 
+if TYPE_CHECKING:
+    from selenium import webdriver
+
+    from runbook_lib.run.pool import WarmKernels
+    from tests.support.cluster import Cluster, Pair
+
 # Fixtures that reach a real service; a test using one is marked `services` automatically.
-SERVICE_FIXTURES = {"prometheus", "pg_dsn", "fresh_db", "full_env"}
+SERVICE_FIXTURES = {"prometheus", "pg_dsn", "fresh_db", "full_env", "ganache_pair", "vhost", "pg_pair", "pair"}
 # Variables that would point a test at something other than what it set up.
 OUR_VARS = [
     "RUNBOOK_ENV",
@@ -90,6 +100,23 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in OUR_VARS:
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def warm_pool() -> Iterator[WarmKernels]:
+    """One kernel template for the session: every run in this process gets a kernel forked from
+    it with the run's own environment (runbook_lib.run.pool), instead of a cold kernel."""
+    from runbook_lib.core.settings import KernelSettings
+    from runbook_lib.run.pool import WarmKernels
+
+    pool = WarmKernels(KernelSettings(warm_kernels=1, warm_wait_s=60)).start()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(autouse=True)
+def _warm_kernels(warm_pool: WarmKernels) -> None:
+    warm_pool.activate()  # a test that started (and closed) a pool of its own left none active
 
 
 @pytest.fixture
@@ -177,17 +204,79 @@ FLAGS = (
 )
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One Chromium for the session (see :func:`browser`)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver_path:
         pytest.fail("Debian's chromium and chromium-driver are required (scripts/bootstrap.sh installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
+    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: webdriver.Chrome) -> webdriver.Chrome:
+    """The session's Chromium as a new visitor: a blank page, no cookies, no extra headers, no
+    emulated screen left by an earlier test."""
+    chromium.get("about:blank")
+    chromium.delete_all_cookies()
+    chromium.execute_cdp_cmd("Network.enable", {})
+    chromium.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+    chromium.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return chromium
+
+
+@pytest.fixture(scope="session")
+def pg_pair() -> Iterator[Pair]:
+    """A PostgreSQL primary of the session's own (initdb: password authentication, 30
+    connections) with a hot standby streaming from it (see :func:`pair`)."""
+    from tests.support.cluster import Pair
+
+    made = Pair(max_connections=30)
+    yield made
+    made.remove()
+
+
+@pytest.fixture
+def pair(pg_pair: Pair) -> tuple[Cluster, Cluster]:
+    """(primary, standby), streaming: whatever an earlier test stopped, promoted or detached is
+    put back first. A test may stop the primary, promote or reconfigure the standby."""
+    return pg_pair.reset()
+
+
+@pytest.fixture(scope="session")
+def ganache_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """Two local Ethereum nodes on one chain (ganache, from .tools/): for the blockchain runbook
+    and the chaos drill. Tests that mine blocks read heights, they never assume them."""
+    from tests.support import ganache
+
+    work = tmp_path_factory.mktemp("ganache")
+    a = ganache.start_ganache(work, chain_id=1337, blocks=5)
+    try:
+        b = ganache.start_ganache(work, chain_id=1337, blocks=5)
+    except BaseException:
+        a.stop()
+        raise
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of this session's own (three rabbitmqctl calls once, not per test);
+    tests declare queues of their own names in it."""
+    from tests.support.services import rabbitmq_vhost
+
+    with rabbitmq_vhost("rbtest") as name:
+        yield name

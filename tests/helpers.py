@@ -1,16 +1,20 @@
-"""What tests share besides fixtures: constants, payload builders, the real `runbook` command
-in a subprocess, and a temporary database."""
+"""What tests share besides fixtures: constants, payload builders, the `runbook` command (in this
+process, or as a real subprocess where the process itself is the subject), and a temporary
+database."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,6 +86,52 @@ def alert_payload(
 def write_json(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+@dataclass
+class Ran:
+    """What a command did: its exit code and what it printed."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Ran:
+    """The `runbook` command's own ``main(argv)``, in this process: what a user types, with the
+    test's environment plus ``env`` for this call only, ``input`` on stdin. Runs start on the
+    session's warm kernels. Use :func:`runbook_cli` where the process is the subject (the entry
+    point, signals, a command that hands the terminal to another program)."""
+    from runbook_lib.cli import main
+
+    saved_env = dict(os.environ)
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
+    stdin = io.TextIOWrapper(io.BytesIO((input or "").encode("utf-8")), encoding="utf-8")
+    saved_stdin = sys.stdin
+    os.environ.update(env or {})
+    try:
+        sys.stdin = stdin
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse: --help, usage errors
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        sys.stdin = saved_stdin
+        os.environ.clear()
+        os.environ.update(saved_env)
+        root.handlers[:], root.level = saved_handlers, saved_level
+    return Ran(list(args), code, _text(out), _text(err))
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode("utf-8", errors="replace")
 
 
 def runbook_cli(

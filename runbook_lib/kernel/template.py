@@ -5,10 +5,12 @@ one fresh, single-use Jupyter kernel per request (in the manner of multiprocessi
 
 It listens on the unix socket SOCKET. Each request is one JSON line::
 
-    {"connection_file": "/private/dir/kernel-<id>.json", "cwd": "/tmp/runbook-x", "memory_mb": 2048}
+    {"connection_file": "/private/dir/kernel-<id>.json", "cwd": "/tmp/runbook-x", "memory_mb": 2048,
+     "env": {"PATH": "...", ...}}
 
 and gets one JSON line back: ``{"pid": 12345}`` or ``{"error": "..."}``. The child starts a new
-session, changes to ``cwd``, limits its address space, reseeds ``random`` and becomes an
+session, takes ``env`` as its whole environment (settings are read from it when the runbook
+starts), changes to ``cwd``, limits its address space, reseeds ``random`` and becomes an
 IPKernel on the IPC sockets the connection file names. It serves exactly one run: the host
 kills it afterwards. The template itself never runs notebook code, so every kernel starts from
 the same clean state: nothing a run does (globals, imported or monkeypatched modules, the
@@ -164,6 +166,10 @@ def _become_kernel(request: dict[str, Any]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)  # the kernel's banner; its real output goes over IOPub
+        env = request.get("env")
+        if isinstance(env, dict):
+            os.environ.clear()
+            os.environ.update({str(k): str(v) for k, v in env.items()})
         os.chdir(request.get("cwd") or "/")
         memory_mb = request.get("memory_mb")
         if memory_mb:

@@ -7,9 +7,10 @@
 - :class:`QuickClient`: knows a kernel is ready from one kernel_info round trip, instead of
   then draining IOPub for 0.2 s as jupyter_client's ``wait_for_ready`` does (nbclient matches
   outputs to its own requests, so stray startup messages cannot land in a cell).
-- :func:`kernel_environment`: the next kernels start cold with an environment of the caller's
-  (a DR drill runs a runbook against what it restored). nbclient may start the kernel on a thread
-  of its own, so this is process-wide, under a lock: one such run at a time.
+- :func:`kernel_environment`: the next kernels start with an environment of the caller's (a DR
+  drill runs a runbook against what it restored): a warm spare forked with it, or a cold kernel.
+  nbclient may start the kernel on a thread of its own, so this is process-wide, under a lock:
+  one such run at a time.
 """
 
 from __future__ import annotations
@@ -157,12 +158,11 @@ class IpcKernelManager(AsyncKernelManager):
     client_factory = Type(klass=AsyncKernelClient, default_value=QuickClient)  # type: ignore[assignment]
 
     async def _async_pre_start_kernel(self, **kw: Any) -> Any:
-        if _environment is not None:  # a spare has the template's environment: start cold
+        if _environment is not None:  # a cold kernel gets it too
             kw["env"] = dict(_environment)
-            return await super()._async_pre_start_kernel(**kw)
         warm = pool.active()
         if self.provisioner is None and warm is not None:
-            spare = warm.take()
+            spare = await asyncio.to_thread(warm.take, _environment)
             if spare is not None:
                 self.provisioner = ForkedKernel(
                     kernel_id=self.kernel_id or "", kernel_spec=self.kernel_spec, parent=self

@@ -10,6 +10,7 @@ is dropped. Connection files and IPC sockets live in a private (0700) directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +41,23 @@ class Spare:
     connection_file: str
     cwd: str  # the kernel's own scratch directory
     born: float
+    env_key: str = ""  # which environment it was forked with (:func:`env_key`)
 
     def discard(self) -> None:
         """Kill the kernel (if it still runs) and remove its files."""
         kill_group(self.pid)
         Path(self.connection_file).unlink(missing_ok=True)
         shutil.rmtree(self.cwd, ignore_errors=True)
+
+
+def kernel_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a kernel gets: ``environ`` (default: this process's), matplotlib headless."""
+    base = os.environ if environ is None else environ
+    return {**base, "MPLBACKEND": "Agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+def env_key(env: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest()
 
 
 def active() -> WarmKernels | None:
@@ -75,6 +88,7 @@ class WarmKernels:
         self._thread: threading.Thread | None = None
         self.cold_starts = 0
         self.warm_starts = 0
+        self._env = kernel_env()  # what the keeper forks spares with: the last environment asked for
         self.failing = False  # the template could not be started: runs go cold at once
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -105,14 +119,31 @@ class WarmKernels:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- for runs --------------------------------------------------------------------------------
-    def take(self) -> Spare | None:
-        """A started kernel nobody has used, or None (then the run starts a cold kernel). Its
-        working directory is a private scratch directory of its own, removed with it."""
+    def take(self, environ: Mapping[str, str] | None = None) -> Spare | None:
+        """A started kernel nobody has used, forked with ``environ`` (default: this process's
+        environment now), or None (then the run starts a cold kernel). Its working directory is a
+        private scratch directory of its own, removed with it."""
+        want = kernel_env(environ)
+        key = env_key(want)
         deadline = time.monotonic() + (0.0 if self.failing else self.cfg.warm_wait_s)
+        stale: list[Spare] = []
+        with self._lock:
+            if env_key(self._env) != key:  # from now on the keeper forks with this environment
+                self._env = want
+                stale, self._spares = (
+                    [s for s in self._spares if s.env_key != key],
+                    [s for s in self._spares if s.env_key == key],
+                )
+                self._lock.notify_all()
+        for spare in stale:
+            spare.discard()
         with self._lock:
             while not self._stop.is_set():
                 while self._spares:
                     spare = self._spares.pop(0)
+                    if spare.env_key != key:
+                        stale.append(spare)
+                        continue
                     if alive(spare.pid):
                         self._lock.notify_all()  # the keeper forks the next one
                         self.warm_starts += 1
@@ -123,6 +154,8 @@ class WarmKernels:
                 if remaining <= 0:
                     break
                 self._lock.wait(remaining)
+        for spare in stale:
+            spare.discard()
         self.cold_starts += 1
         return None
 
@@ -134,11 +167,16 @@ class WarmKernels:
                 self._ensure_template()
                 with self._lock:
                     need = self.cfg.warm_kernels - len(self._spares)
+                    env = self._env
                 if need > 0:
-                    spare = self._fork()
+                    spare = self._fork(env)
                     with self._lock:
-                        self._spares.append(spare)
+                        if spare.env_key == env_key(self._env):
+                            self._spares.append(spare)
+                            spare = None
                         self._lock.notify_all()
+                    if spare is not None:  # forked for an environment nobody asks for any more
+                        spare.discard()
                     failures = 0
                     self.failing = False
                     continue
@@ -158,10 +196,9 @@ class WarmKernels:
         if self.template is not None:
             log.warning("kernel template exited with %s; starting a new one", self.template.returncode)
         Path(self.socket_path).unlink(missing_ok=True)
-        env = {**os.environ, "MPLBACKEND": "Agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
         self.template = subprocess.Popen(
             [sys.executable, "-m", "runbook_lib.kernel.template", self.socket_path],
-            env=env,
+            env=kernel_env(),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -174,7 +211,7 @@ class WarmKernels:
                 raise RuntimeError("the kernel template did not start in time")
             time.sleep(0.05)
 
-    def _fork(self) -> Spare:
+    def _fork(self, env: dict[str, str]) -> Spare:
         name = f"kernel-{secrets.token_hex(8)}"
         connection_file = str(self.dir / f"{name}.json")
         write_connection_file(
@@ -191,7 +228,12 @@ class WarmKernels:
         )
         scratch = self.dir / f"{name}.cwd"
         scratch.mkdir(mode=0o700)
-        request = {"connection_file": connection_file, "cwd": str(scratch), "memory_mb": self.cfg.kernel_memory_mb}
+        request = {
+            "connection_file": connection_file,
+            "cwd": str(scratch),
+            "memory_mb": self.cfg.kernel_memory_mb,
+            "env": env,
+        }
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
             sock.connect(self.socket_path)
@@ -199,7 +241,7 @@ class WarmKernels:
             reply = json.loads(sock.makefile("rb").readline() or b"{}")
         if "pid" not in reply:
             raise RuntimeError(f"the kernel template refused to fork: {reply.get('error', 'no answer')}")
-        return Spare(int(reply["pid"]), connection_file, str(scratch), time.monotonic())
+        return Spare(int(reply["pid"]), connection_file, str(scratch), time.monotonic(), env_key(env))
 
     def _drop_dead(self) -> None:
         with self._lock:

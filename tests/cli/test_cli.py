@@ -1,10 +1,11 @@
-"""The command line: real --help, list, and errors for bad invocations."""
+"""The command line: real --help, list, and errors for bad invocations. The commands run in this
+process (tests.helpers.cli); one test runs the installed `runbook` program itself."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.helpers import runbook_cli
+from tests.helpers import cli, runbook_cli
 
 
 @pytest.mark.parametrize(
@@ -20,14 +21,23 @@ from tests.helpers import runbook_cli
     ],
 )
 def test_help_explains(command: list[str], needles: list[str]) -> None:
-    res = runbook_cli(*command, "--help")
+    res = cli(*command, "--help")
     assert res.returncode == 0
     for needle in needles:
         assert needle in res.stdout, needle
 
 
+def test_the_installed_program_answers_and_exits_2_on_a_usage_error() -> None:
+    """The console script (pyproject's [project.scripts]) as a user starts it: its help on
+    stdout, a usage error on stderr with exit code 2, no traceback."""
+    ok = runbook_cli("--help")
+    assert ok.returncode == 0 and "exit codes" in ok.stdout
+    bad = runbook_cli("run", "--mode", "nonsense")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_list_shows_every_alert_and_its_route() -> None:
-    res = runbook_cli("list")
+    res = cli("list")
     assert res.returncode == 0
     lines = {line.split()[0]: line for line in res.stdout.splitlines() if line and line.split()[0][0].isupper()}
     assert "high-error-rate" in lines["HighErrorBudgetBurnRate"]
@@ -38,32 +48,32 @@ def test_list_shows_every_alert_and_its_route() -> None:
 
 
 def test_usage_errors_exit_2() -> None:
-    res = runbook_cli("run")
+    res = cli("run")
     assert res.returncode == 2 and "give a runbook SLUG, an --alert" in res.stderr
-    res = runbook_cli("run", "--alert", "/nonexistent/alert.json")
+    res = cli("run", "--alert", "/nonexistent/alert.json")
     assert res.returncode == 2 and "No such file" in res.stderr
-    res = runbook_cli("list", "--env", "nowhere")
+    res = cli("list", "--env", "nowhere")
     assert res.returncode == 2 and "unknown environment 'nowhere'" in res.stderr
 
 
 def test_a_runbooks_own_parameters_are_checked_against_its_parameters_cell() -> None:
-    res = runbook_cli("run", "high-database-connections", "--param", "idle_older_then_s=5")
+    res = cli("run", "high-database-connections", "--param", "idle_older_then_s=5")
     assert res.returncode == 2
     assert "has no parameter 'idle_older_then_s'" in res.stderr and "idle_older_than_s" in res.stderr
-    res = runbook_cli("run", "high-error-rate", "--param", "x=1")
+    res = cli("run", "high-error-rate", "--param", "x=1")
     assert res.returncode == 2 and "declares none of its own" in res.stderr
-    res = runbook_cli("run", "high-error-rate", "--param", "mode=resolve")
+    res = cli("run", "high-error-rate", "--param", "mode=resolve")
     assert res.returncode == 2 and "fixed parameter" in res.stderr
-    res = runbook_cli("run", "high-error-rate", "--param", "no-equals-sign")
+    res = cli("run", "high-error-rate", "--param", "no-equals-sign")
     assert res.returncode == 2 and "expected NAME=VALUE" in res.stderr
-    res = runbook_cli("run", "high-error-rate", "--param", "Bad-Name=1")
+    res = cli("run", "high-error-rate", "--param", "Bad-Name=1")
     assert res.returncode == 2 and "not a parameter name" in res.stderr
 
 
 def test_param_values_are_json_when_they_parse(tmp_path) -> None:
     """`open --no-launch` injects without executing: the values land in the notebook as typed."""
     env = {"XDG_CACHE_HOME": str(tmp_path)}
-    res = runbook_cli(
+    res = cli(
         "open",
         "approval-queue-backlog",
         "--no-launch",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runbook_lib.sandbox import services
-from tests.helpers import runbook_cli
+from tests.helpers import cli
 from tests.support.traffic import write_steady
 
 pytestmark = pytest.mark.services
@@ -29,7 +29,7 @@ def steady(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_runbook_slo_matches_the_hand_computed_budget_and_band(steady: str, tmp_path: Path) -> None:
-    res = runbook_cli("slo", "--json", env={"RUNBOOK_PROMETHEUS_URL": steady})
+    res = cli("slo", "--json", env={"RUNBOOK_PROMETHEUS_URL": steady})
     assert res.returncode == 0, res.stderr
     slos = {s["slo"]: s for s in json.loads(res.stdout)["slos"]}
     api = slos["api-availability"]
@@ -43,7 +43,7 @@ def test_runbook_slo_matches_the_hand_computed_budget_and_band(steady: str, tmp_
     # the other SLOs have no series here: said, not guessed
     assert slos["workflow-success"]["budget_remaining"] is None and slos["workflow-success"]["problem"]
 
-    table = runbook_cli("slo", env={"RUNBOOK_PROMETHEUS_URL": steady})
+    table = cli("slo", env={"RUNBOOK_PROMETHEUS_URL": steady})
     assert table.returncode == 0, table.stderr
     line = next(x for x in table.stdout.splitlines() if x.startswith("api-availability"))
     assert "40.0%*" in line and "caution" in line and "0.6x" in line
@@ -51,7 +51,7 @@ def test_runbook_slo_matches_the_hand_computed_budget_and_band(steady: str, tmp_
 
 
 def test_runbook_slo_says_what_is_wrong(tmp_path: Path) -> None:
-    bad = runbook_cli("slo", "--window", "fortnight", env={"RUNBOOK_PROMETHEUS_URL": "http://127.0.0.1:9"})
+    bad = cli("slo", "--window", "fortnight", env={"RUNBOOK_PROMETHEUS_URL": "http://127.0.0.1:9"})
     assert bad.returncode == 2 and "--window" in bad.stderr
-    down = runbook_cli("slo", env={"RUNBOOK_PROMETHEUS_URL": "http://127.0.0.1:9"})
+    down = cli("slo", env={"RUNBOOK_PROMETHEUS_URL": "http://127.0.0.1:9"})
     assert down.returncode == 1 and "unreachable" in down.stderr

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from runbook_lib.clients.toil import week_start
-from tests.helpers import HOME, runbook_cli
+from tests.helpers import HOME, cli
 
 pytestmark = pytest.mark.services
 
@@ -57,12 +57,12 @@ def test_toil_round_trip_and_the_share_against_30_percent(fresh_db: str, tmp_pat
     ids = []
     for text, minutes, category, at, operator in entries:
         args = ["toil", "add", text, "--minutes", str(minutes), "--category", category, "--at", at.isoformat()]
-        res = runbook_cli(*args, *(["--operator", operator] if operator else []), env=env)
+        res = cli(*args, *(["--operator", operator] if operator else []), env=env)
         assert res.returncode == 0, res.stderr
         assert f"{minutes} min {category} by {operator or 'alice'}" in res.stdout
         ids.append(int(res.stdout.split()[2]))
     # the default instant is the database's now(), and the default category "other"
-    now_entry = runbook_cli("toil", "add", "  restarted the exporter  ", "--minutes", "5", env=env)
+    now_entry = cli("toil", "add", "  restarted the exporter  ", "--minutes", "5", env=env)
     assert now_entry.returncode == 0, now_entry.stderr
     ids.append(int(now_entry.stdout.split()[2]))
     assert ids == sorted(ids) and len(set(ids)) == 7
@@ -75,7 +75,7 @@ def test_toil_round_trip_and_the_share_against_30_percent(fresh_db: str, tmp_pat
     assert rows[6][2:] == ("alice", 5, "other", "restarted the exporter")
     assert abs(rows[6][1] - datetime.now(UTC)) < timedelta(minutes=2)
 
-    res = runbook_cli("toil", "report", "--weeks", "5", "--json", env=env)
+    res = cli("toil", "report", "--weeks", "5", "--json", env=env)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["hours_per_week"] == 40 and report["target"] == 0.30
@@ -101,7 +101,7 @@ def test_toil_round_trip_and_the_share_against_30_percent(fresh_db: str, tmp_pat
     }
     assert set(report["weeks_over_target"]) == {label(before), label(three)}
 
-    text = runbook_cli("toil", "report", "--weeks", "5", env=env)
+    text = cli("toil", "report", "--weeks", "5", env=env)
     assert text.returncode == 0, text.stderr
     line = {ln.split()[0]: ln for ln in text.stdout.splitlines() if ln[:4].isdigit()}
     assert "480" in line[label(last)] and "20.0%" in line[label(last)] and " ok " in line[label(last)]
@@ -112,16 +112,16 @@ def test_toil_round_trip_and_the_share_against_30_percent(fresh_db: str, tmp_pat
     assert "target: under 30% (720 min)" in text.stdout
 
     # a shorter report leaves older weeks out
-    short = json.loads(runbook_cli("toil", "report", "--weeks", "1", "--json", env=env).stdout)
+    short = json.loads(cli("toil", "report", "--weeks", "1", "--json", env=env).stdout)
     assert [w["week"] for w in short["weeks"]] == [label(this_week)]
 
 
 def test_the_share_follows_toil_hours_per_week(fresh_db: str, tmp_path: Path) -> None:
     env = {**make_home(tmp_path, toil_hours_per_week=10), "RUNBOOK_POSTGRES_DSN": fresh_db}
     at = (week_start(datetime.now(UTC)) - timedelta(days=3)).isoformat()
-    res = runbook_cli("toil", "add", "rotated a cert", "--minutes", "150", "--operator", "carol", "--at", at, env=env)
+    res = cli("toil", "add", "rotated a cert", "--minutes", "150", "--operator", "carol", "--at", at, env=env)
     assert res.returncode == 0, res.stderr
-    report = json.loads(runbook_cli("toil", "report", "--json", env=env).stdout)
+    report = json.loads(cli("toil", "report", "--json", env=env).stdout)
     week = next(w for w in report["weeks"] if w["minutes"])
     assert week["share"] == pytest.approx(0.25) and week["over_target"] is False  # 150 / 600
 
@@ -149,7 +149,7 @@ def test_the_share_follows_toil_hours_per_week(fresh_db: str, tmp_path: Path) ->
 )
 def test_toil_add_refuses_bad_input(fresh_db: str, tmp_path: Path, args: list[str], message: str) -> None:
     env = {**make_home(tmp_path), "RUNBOOK_POSTGRES_DSN": fresh_db, "RUNBOOK_OPERATOR": "alice"}
-    res = runbook_cli("toil", "add", *args, env=env)
+    res = cli("toil", "add", *args, env=env)
     assert res.returncode == 2, res.stderr
     assert message in res.stderr and "Traceback" not in res.stderr
     with psycopg.connect(fresh_db) as conn:  # nothing was written, not even the table
@@ -158,7 +158,7 @@ def test_toil_add_refuses_bad_input(fresh_db: str, tmp_path: Path, args: list[st
 
 def test_toil_add_text_of_exactly_500_characters_is_kept(fresh_db: str, tmp_path: Path) -> None:
     env = {**make_home(tmp_path), "RUNBOOK_POSTGRES_DSN": fresh_db}
-    res = runbook_cli("toil", "add", "z" * 500, "--minutes", "1440", "--operator", "dana", env=env)
+    res = cli("toil", "add", "z" * 500, "--minutes", "1440", "--operator", "dana", env=env)
     assert res.returncode == 0, res.stderr
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT char_length(text), minutes FROM toil_entries").fetchone() == (500, 1440)
@@ -166,20 +166,20 @@ def test_toil_add_text_of_exactly_500_characters_is_kept(fresh_db: str, tmp_path
 
 def test_toil_needs_an_operator_and_a_database(tmp_path: Path) -> None:
     env = make_home(tmp_path)
-    res = runbook_cli(
+    res = cli(
         "toil", "add", "x", "--minutes", "5", env={**env, "RUNBOOK_POSTGRES_DSN": "postgresql://127.0.0.1:9/x"}
     )
     assert res.returncode == 2 and "needs --operator NAME (or $RUNBOOK_OPERATOR)" in res.stderr
-    res = runbook_cli("toil", "add", "x", "--minutes", "5", "--operator", "alice", env=env)
+    res = cli("toil", "add", "x", "--minutes", "5", "--operator", "alice", env=env)
     assert res.returncode == 2 and "set RUNBOOK_POSTGRES_DSN (or RUNBOOK_POSTGRES_DSN_FILE)" in res.stderr
-    res = runbook_cli("toil", "report", env=env)
+    res = cli("toil", "report", env=env)
     assert res.returncode == 2 and "set RUNBOOK_POSTGRES_DSN" in res.stderr
 
 
 @pytest.mark.parametrize("weeks", ["0", "-1", "two", "1.5", "521"])
 def test_toil_report_refuses_bad_weeks(tmp_path: Path, weeks: str) -> None:
     env = {**make_home(tmp_path), "RUNBOOK_POSTGRES_DSN": "postgresql://127.0.0.1:9/x"}
-    res = runbook_cli("toil", "report", "--weeks", weeks, env=env)
+    res = cli("toil", "report", "--weeks", weeks, env=env)
     assert res.returncode == 2 and f"--weeks must be a whole number from 1 to 520, got {weeks!r}" in res.stderr
 
 
@@ -187,7 +187,7 @@ def test_toil_never_prints_the_password(tmp_path: Path) -> None:
     secret = "s3cret-pw-Toil"
     env = {**make_home(tmp_path), "RUNBOOK_POSTGRES_DSN": f"postgresql://toiler:{secret}@127.0.0.1:9/omnihub"}
     for args in (["report"], ["add", "x", "--minutes", "5", "--operator", "alice"]):
-        res = runbook_cli("toil", *args, env=env)
+        res = cli("toil", *args, env=env)
         assert res.returncode == 1, res.stderr
         assert "postgresql://127.0.0.1:9/omnihub" in res.stderr
         assert secret not in res.stderr + res.stdout and "toiler" not in res.stderr
@@ -198,9 +198,9 @@ def test_toil_with_a_password_dsn_that_works_shows_only_the_endpoint(fresh_db: s
     dsn = fresh_db.replace("postgresql://postgres@", f"postgresql://postgres:{secret}@", 1)
     assert dsn != fresh_db and secret in dsn
     env = {**make_home(tmp_path), "RUNBOOK_POSTGRES_DSN": dsn}
-    add = runbook_cli("toil", "add", "x", "--minutes", "5", "--operator", "alice", env=env)
-    report = runbook_cli("toil", "report", env=env)
-    as_json = runbook_cli("toil", "report", "--json", env=env)
+    add = cli("toil", "add", "x", "--minutes", "5", "--operator", "alice", env=env)
+    report = cli("toil", "report", env=env)
+    as_json = cli("toil", "report", "--json", env=env)
     for res in (add, report, as_json):
         assert res.returncode == 0, res.stderr
         assert secret not in res.stdout + res.stderr
@@ -208,23 +208,23 @@ def test_toil_with_a_password_dsn_that_works_shows_only_the_endpoint(fresh_db: s
 
 def test_toil_with_a_broken_config_exits_2(tmp_path: Path) -> None:
     env = {**make_home(tmp_path, toil_hours_per_week=0), "RUNBOOK_POSTGRES_DSN": "postgresql://127.0.0.1:9/x"}
-    res = runbook_cli("toil", "report", env=env)
+    res = cli("toil", "report", env=env)
     assert res.returncode == 2 and "toil_hours_per_week must be" in res.stderr
     env = {**make_home(tmp_path, toil_categories=[]), "RUNBOOK_POSTGRES_DSN": "postgresql://127.0.0.1:9/x"}
-    res = runbook_cli("toil", "add", "x", "--minutes", "5", "--operator", "a", env=env)
+    res = cli("toil", "add", "x", "--minutes", "5", "--operator", "a", env=env)
     assert res.returncode == 2 and "toil_categories must be a non-empty list" in res.stderr
-    res = runbook_cli("toil", env=env)
+    res = cli("toil", env=env)
     assert res.returncode == 2 and "add" in res.stderr and "report" in res.stderr
 
 
 def test_a_report_before_any_entry_shows_empty_weeks_and_creates_nothing(fresh_db: str, tmp_path: Path) -> None:
     env = {**make_home(tmp_path), "RUNBOOK_POSTGRES_DSN": fresh_db}
-    res = runbook_cli("toil", "report", "--weeks", "3", "--json", env=env)
+    res = cli("toil", "report", "--weeks", "3", "--json", env=env)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert [w["minutes"] for w in report["weeks"]] == [0, 0, 0] and report["weeks_over_target"] == []
     assert report["weeks"][-1]["week"] == label(datetime.now(UTC))
-    text = runbook_cli("toil", "report", env=env)
+    text = cli("toil", "report", env=env)
     assert text.returncode == 0 and "no toil logged in these weeks" in text.stdout
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT to_regclass('toil_entries')").fetchone() == (None,)
@@ -232,5 +232,5 @@ def test_a_report_before_any_entry_shows_empty_weeks_and_creates_nothing(fresh_d
 
 @pytest.mark.parametrize("words", [["toil", "--help"], ["toil", "add", "--help"], ["toil", "report", "--help"]])
 def test_toil_help_pages(words: list[str]) -> None:
-    res = runbook_cli(*words)
+    res = cli(*words)
     assert res.returncode == 0 and res.stdout.startswith("usage: runbook toil"), res.stderr

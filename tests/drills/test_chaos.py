@@ -26,7 +26,6 @@ from runbook_lib.sre import drill_calendar as drills
 from tests.helpers import NAMESPACE
 from tests.support import ganache
 from tests.support.cluster import Cluster
-from tests.support.services import rabbitmq_vhost
 
 pytestmark = pytest.mark.services
 
@@ -34,7 +33,7 @@ SLUG = "dr-drill-chaos"
 DRILL = {"mode": "resolve", "dry_run": False, "operator": "alice@omnihub.test", "approve": ["chaos"]}
 PG_ENV, AMQP_ENV = "RUNBOOK_CHAOS_PG_DSN_SECRET", "RUNBOOK_CHAOS_AMQP_URL_SECRET"
 APP = "chaos-drill-leak"
-DLQ, WORK_QUEUE = "dead_letter_queue", "work_q"
+DLQ, WORK_QUEUE = "chaos_dlq", "chaos_work"  # the session vhost is shared: names of its own
 ROWS = {
     "Pods deleted": "service-down",
     "Network partition": "database-down",
@@ -45,40 +44,33 @@ ROWS = {
 
 
 # -- the targets ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    c = Cluster(max_connections=40, name="chaos").init().start()
-    yield c
-    c.remove()
+@pytest.fixture
+def cluster(pair: tuple[Cluster, Cluster]) -> Cluster:
+    """The session's own PostgreSQL primary (the drill cuts a proxy in front of it, never it)."""
+    return pair[0]
 
 
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
-    work = tmp_path_factory.mktemp("ganache")
-    a = ganache.start_ganache(work, chain_id=1337, blocks=5)
-    try:
-        b = ganache.start_ganache(work, chain_id=1337, blocks=5)
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    a.stop()
-    b.stop()
+def nodes(ganache_pair: tuple[Service, Service]) -> Iterator[tuple[Service, Service]]:
+    """The session's pair; the blocks the drill mines are undone afterwards."""
+    a, b = ganache_pair
+    with ganache.kept(a.url, b.url):
+        yield a, b
 
 
 @pytest.fixture(scope="module")
-def amqp_url() -> Iterator[str]:
-    """A vhost of this module's own: work_q dead-letters (fanout exchange dlx) into dead_letter_queue."""
-    with rabbitmq_vhost("rbchaos") as name:
-        url = f"amqp://guest:guest@127.0.0.1:5672/{name}"
-        conn = pika.BlockingConnection(pika.URLParameters(url))
-        ch = conn.channel()
-        ch.exchange_declare("dlx", "fanout")
-        ch.queue_declare(DLQ)
-        ch.queue_bind(DLQ, "dlx")
-        ch.queue_declare(WORK_QUEUE, arguments={"x-dead-letter-exchange": "dlx"})
-        conn.close()
-        yield url
+def amqp_url(vhost: str) -> str:
+    """The session's vhost with this module's queues: chaos_work dead-letters (fanout exchange
+    chaos_dlx) into chaos_dlq."""
+    url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    ch.exchange_declare("chaos_dlx", "fanout")
+    ch.queue_declare(DLQ)
+    ch.queue_bind(DLQ, "chaos_dlx")
+    ch.queue_declare(WORK_QUEUE, arguments={"x-dead-letter-exchange": "chaos_dlx"})
+    conn.close()
+    return url
 
 
 @pytest.fixture

@@ -1,12 +1,11 @@
-"""The regional-failover DR drill (dr-drill-regional-failover) through the runner, on a primary
-cluster of the test's own with a real streaming replica (tests.support.cluster): it
+"""The regional-failover DR drill (dr-drill-regional-failover) through the runner, on the
+session's primary with a real streaming replica (conftest ``pair``, put back after a test breaks it): it
 passes and leaves the standby promoted; a standby that is not replicating fails it before
 anything is touched; diagnose mode changes nothing. The DSNs' password never reaches a record."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,30 +38,15 @@ def wait_for(condition: Any, timeout_s: float = 20) -> None:
 
 
 @pytest.fixture
-def pair() -> Iterator[tuple[Cluster, Cluster]]:
-    """A primary with seeded rows and a hot standby streaming from it."""
-    primary = Cluster(max_connections=20, name="dr-primary").init().start()
-    standby = None
-    try:
-        with psycopg.connect(primary.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE TABLE accounts (id serial PRIMARY KEY, name text)")
-            conn.execute("INSERT INTO accounts (name) SELECT 'user-' || g FROM generate_series(1, 200) g")
-        standby = primary.standby()
-        standby.wait_accepting()
-        wait_for(lambda: streaming(primary) == 1)
-        yield primary, standby
-    finally:
-        if standby is not None:
-            standby.remove()
-        primary.remove()
-
-
-@pytest.fixture
 def drill(archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run the drill through the runner on ``pair``: the DSNs only in the environment."""
 
     def go(pair: tuple[Cluster, Cluster], data_dir: Path | None = None, **request: Any) -> dict[str, Any]:
         primary, standby = pair
+        with psycopg.connect(primary.dsn(), autocommit=True) as conn:  # rows the promoted standby must hold
+            conn.execute("CREATE TABLE IF NOT EXISTS accounts (id serial PRIMARY KEY, name text)")
+            if conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0:
+                conn.execute("INSERT INTO accounts (name) SELECT 'user-' || g FROM generate_series(1, 200) g")
         monkeypatch.setenv(PRIMARY_ENV, primary.dsn())
         monkeypatch.setenv(STANDBY_ENV, standby.dsn())
         extra = {"primary_data_dir": str(data_dir or primary.data)}

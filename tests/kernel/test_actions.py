@@ -9,7 +9,7 @@ from runbook_lib.core.settings import load_settings
 from runbook_lib.kernel.notebook import Runbook
 from runbook_lib.kernel.sources.postgres import Postgres
 from runbook_lib.sre.alertmanager import parse_alert
-from tests.helpers import NAMESPACE, REDIS_URL, alert_payload, load_record, runbook_cli, write_json
+from tests.helpers import NAMESPACE, REDIS_URL, alert_payload, cli, load_record, write_json
 
 
 def make_rb(kubeconfig, dsn, **kw) -> Runbook:
@@ -136,7 +136,7 @@ def test_resolve_run_through_the_cli_records_the_action(
         "RUNBOOK_KUBE_NAMESPACE": NAMESPACE,
     }
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli(
+    res = cli(
         "run",
         "--alert",
         str(payload),

@@ -1,5 +1,5 @@
 """The receiver as operators run it (`runbook serve` in its own process), end to end:
-Prometheus -> Alertmanager -> receiver -> records -> resolved; a 500-alert burst; kill -9
+Prometheus -> Alertmanager -> receiver -> records -> resolved; a burst and its replay; kill -9
 mid-burst; grouped notifications; notifications to Slack/PagerDuty (local servers)."""
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ from runbook_lib.record.archive import LocalArchive
 from runbook_lib.record.archive.verify import verify
 from runbook_lib.sandbox.services import Service, free_port, start_receiver, wait_for
 from runbook_lib.sandbox.stack import Sandbox
-from tests.helpers import HOME, alert_payload, runbook_cli
+from tests.helpers import HOME, alert_payload, cli
 from tests.support.load import burst_payloads, post_all
 from tests.support.minimal import write_minimal_collection
 
 pytestmark = pytest.mark.slow
 TOKEN = "e2e-token-" + os.urandom(6).hex()
+BURST = 80  # enough to answer concurrently and run on both workers; the 500 burst is a benchmark
 
 
 def running(pid: str) -> bool:
@@ -154,7 +155,7 @@ def test_alertmanager_chain_records_then_resolves(tmp_path: Path) -> None:
 def _report_of_the_resolved_incident(arc: LocalArchive, rid: str, env: dict[str, str], tmp_path: Path) -> None:
     """`runbook report` on the real record: firing, receipt, the runbook's steps, the resolution,
     in time order; SEV-2 (a critical alert not listed as SEV-1); attached and verified."""
-    res = runbook_cli("report", rid, env=env)
+    res = cli("report", rid, env=env)
     assert res.returncode == 0, res.stderr
     text = res.stdout
     (tmp_path / "report.md").write_text(text)
@@ -216,29 +217,29 @@ def test_a_group_of_three_runs_high_error_rate_once_and_links_both_alerts(
     assert "notification received id=1 " in log and f"record written id={main['id']}" in log
 
 
-def test_burst_of_500_all_answered_all_recorded_replay_runs_nothing(
-    tmp_path: Path, minimal_env, receiver_factory
-) -> None:
+def test_a_burst_all_answered_all_recorded_replay_runs_nothing(tmp_path: Path, minimal_env, receiver_factory) -> None:
+    """BURST alerts posted 40 at a time: every one answered 200, recorded once, and the same
+    burst again (Alertmanager's repeats) starts no run. Throughput is benchmarks/receiver_burst.py's."""
     archive = Path(minimal_env["RUNBOOK_ARCHIVE"])
     receiver = receiver_factory(minimal_env)
-    payloads = burst_payloads(500)
-    results = post_all(f"{receiver.url}/alerts", payloads, TOKEN, concurrency=50)
-    assert [r.status for r in results] == [200] * 500
-    wait_for("500 records", lambda: done_count(archive) >= 500, 1200, receiver)
+    payloads = burst_payloads(BURST)
+    results = post_all(f"{receiver.url}/alerts", payloads, TOKEN, concurrency=40)
+    assert [r.status for r in results] == [200] * BURST
+    wait_for(f"{BURST} records", lambda: done_count(archive) >= BURST, 600, receiver)
     recs = records(archive)
     fingerprints = [r["alert"]["fingerprint"] for r in recs]
-    assert len(recs) == 500 and len(set(fingerprints)) == 500
+    assert len(recs) == BURST and len(set(fingerprints)) == BURST
     assert sorted(fingerprints) == sorted(p["alerts"][0]["fingerprint"] for p in payloads)
     assert {r["status"] for r in recs} == {"succeeded"}
 
-    replay = post_all(f"{receiver.url}/alerts", payloads, TOKEN, concurrency=50)
-    assert [r.status for r in replay] == [200] * 500
+    replay = post_all(f"{receiver.url}/alerts", payloads, TOKEN, concurrency=40)
+    assert [r.status for r in replay] == [200] * BURST
     time.sleep(3)
     rows = journal_rows(archive, "SELECT count(*) AS jobs, SUM(repeats) AS repeats FROM jobs")[0]
-    assert (rows["jobs"], rows["repeats"]) == (500, 500)  # every repeat counted, none started a run
-    assert len(records(archive)) == 500
+    assert (rows["jobs"], rows["repeats"]) == (BURST, BURST)  # every repeat counted, none started a run
+    assert len(records(archive)) == BURST
     count, problems = verify(LocalArchive(archive))
-    assert (count, problems) == (500, [])
+    assert (count, problems) == (BURST, [])
 
 
 def test_kill_9_mid_burst_loses_nothing_and_retries_interrupted_runs(
@@ -255,7 +256,12 @@ def test_kill_9_mid_burst_loses_nothing_and_retries_interrupted_runs(
         )
     )
     poster.start()
-    wait_for("runs in progress", lambda: done_count(archive) >= 2, 60, first)
+    def a_run_in_progress() -> bool:  # the kill must land mid-run and mid-burst, however fast runs are
+        return (archive / "intake.sqlite3").exists() and bool(
+            journal_rows(archive, "SELECT id FROM jobs WHERE state = 'running'")
+        )
+
+    wait_for("a run in progress", a_run_in_progress, 60, first)
     children = subprocess.run(["pgrep", "-P", str(first.proc.pid)], capture_output=True, text=True).stdout.split()
     assert children, "the receiver should have worker processes"
     os.kill(first.proc.pid, signal.SIGKILL)  # kill -9, mid-burst and mid-run

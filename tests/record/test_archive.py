@@ -16,7 +16,7 @@ from runbook_lib.record.archive import LocalArchive
 from runbook_lib.record.archive.verify import Anchor, verify
 from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sre.alertmanager import parse_alert
-from tests.helpers import alert_payload, runbook_cli
+from tests.helpers import alert_payload, cli
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def archive(
 
 
 def verify_cli() -> tuple[int, str]:
-    res = runbook_cli("verify")
+    res = cli("verify")
     return res.returncode, res.stdout + res.stderr
 
 
@@ -63,8 +63,8 @@ def test_untouched_archive_verifies(archive) -> None:
     assert code == 0 and "ok: 3 records verified" in out
     head = arc.read_head()
     assert head is not None
-    assert runbook_cli("verify", "--expect-head", head["hash"]).returncode == 0
-    assert runbook_cli("verify", "--expect-head", "0" * 64).returncode == 1
+    assert cli("verify", "--expect-head", head["hash"]).returncode == 0
+    assert cli("verify", "--expect-head", "0" * 64).returncode == 1
 
 
 @pytest.mark.parametrize("name", ["notebook.ipynb", "record.html", "record.json"])
@@ -142,7 +142,7 @@ def test_events_stay_outside_records_and_show_up(archive) -> None:
     record = arc.load(ids[0])
     assert [e["event"] for e in record["events"]] == ["resolved"]
     assert arc.load(ids[1])["events"] == []
-    res = runbook_cli("show", ids[0])
+    res = cli("show", ids[0])
     assert "Resolved at 2026-11-26T15:00:00Z" in res.stdout  # the one timestamp style, not a raw dict
     assert "{" not in res.stdout.split("events:", 1)[1]
 
@@ -221,21 +221,21 @@ def test_an_old_anchor_holds_on_a_grown_archive_and_catches_a_relinked_rewrite(t
     arc = LocalArchive(tmp_path / "executed")
     for n in range(3):
         arc.append_event(None, "note", {"n": n})
-    printed = runbook_cli("anchor", env={"RUNBOOK_ARCHIVE": str(arc.root)})
+    printed = cli("anchor", env={"RUNBOOK_ARCHIVE": str(arc.root)})
     anchor = Anchor.parse(printed.stdout)
     assert printed.returncode == 0 and anchor.seq == 3
     for n in range(3, 10):  # the archive grows: --expect-head with the old head would now fail
         arc.append_event(None, "note", {"n": n})
     assert verify(arc, expect_head=anchor.hash)[1] != []
     assert verify(arc, anchors=[anchor]) == (0, [])
-    ok = runbook_cli("verify", "--anchor", str(anchor), env={"RUNBOOK_ARCHIVE": str(arc.root)})
+    ok = cli("verify", "--anchor", str(anchor), env={"RUNBOOK_ARCHIVE": str(arc.root)})
     assert ok.returncode == 0 and "passes through 1 anchor" in ok.stdout
 
     relink_from(arc, 2, {"data": {"n": "forged"}})
     assert verify(arc) == (0, []), "a consistent rewrite fools the chain alone"
     problems = [str(p) for p in verify(arc, anchors=[anchor])[1]]
     assert problems and "rewritten at or before entry 3" in problems[0]
-    bad = runbook_cli("verify", "--anchor", str(anchor), env={"RUNBOOK_ARCHIVE": str(arc.root)})
+    bad = cli("verify", "--anchor", str(anchor), env={"RUNBOOK_ARCHIVE": str(arc.root)})
     assert bad.returncode == 1 and "anchor 3" in bad.stderr
     assert verify(arc, anchors=[Anchor(42, "0" * 64)])[1][0].what.startswith("the index has no entry 42")
 

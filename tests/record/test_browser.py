@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import HOME, alert_payload, runbook_cli, write_json
+from tests.helpers import HOME, alert_payload, cli, write_json
 
 SCREENSHOTS = HOME / ".screenshots"
 
 
 def test_the_burn_rate_record_reads_at_390_and_1280_px(tmp_path: Path, full_env, browser) -> None:
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli("run", "--alert", str(payload))
+    res = cli("run", "--alert", str(payload))
     assert res.returncode == 0, res.stderr
     page = Path(res.stdout.strip())
     SCREENSHOTS.mkdir(exist_ok=True)

@@ -34,7 +34,7 @@ from runbook_lib.record.archive.verify import verify
 from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sandbox.services import free_port
 from runbook_lib.sre.alertmanager import parse_alert
-from tests.helpers import HOME, alert_payload, runbook_cli
+from tests.helpers import HOME, alert_payload, cli, runbook_cli
 from tests.receiver.test_receiver import TOKEN, bearer
 
 pytestmark = pytest.mark.services
@@ -171,22 +171,22 @@ def test_engine_records_are_listed_shown_and_verified_by_the_cli(s3_env: str, pr
     )
 
     env = {"RUNBOOK_ARCHIVE": url}
-    listed = runbook_cli("records", "--json", env=env)
+    listed = cli("records", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [r["id"] for r in rows] == ids[::-1]
     assert [r["alert"] for r in rows] == list(ALERTS[::-1])
     assert [r["resolved"] for r in rows] == ["", "", "yes"]
 
-    shown = runbook_cli("show", ids[1][-8:], env=env)
+    shown = cli("show", ids[1][-8:], env=env)
     assert shown.returncode == 0, shown.stderr
     assert f"record    {ids[1]}" in shown.stdout and "SecondAlert" in shown.stdout
     assert f"html      {url}/{ids[1][:4]}/{ids[1][4:6]}/{ids[1][6:8]}/{ids[1]}/record.html" in shown.stdout
 
-    verified = runbook_cli("verify", env=env)
+    verified = cli("verify", env=env)
     assert verified.returncode == 0, verified.stderr
     assert f"ok: 3 records verified in {url}; chain intact" in verified.stdout
-    anchor = runbook_cli("anchor", env=env)
+    anchor = cli("anchor", env=env)
     assert anchor.returncode == 0 and anchor.stdout.startswith("4:")
 
 
@@ -211,9 +211,9 @@ def flip_middle_byte(endpoint: str, url: str, rel: str) -> None:
 def test_one_changed_byte_in_one_object_is_named_by_verify(copy_of_pristine, s3_env: str, name: str) -> None:
     url, ids = copy_of_pristine
     target = ids[1]
-    assert runbook_cli("verify", env={"RUNBOOK_ARCHIVE": url}).returncode == 0
+    assert cli("verify", env={"RUNBOOK_ARCHIVE": url}).returncode == 0
     flip_middle_byte(s3_env, url, f"{target[:4]}/{target[4:6]}/{target[6:8]}/{target}/{name}")
-    res = runbook_cli("verify", env={"RUNBOOK_ARCHIVE": url})
+    res = cli("verify", env={"RUNBOOK_ARCHIVE": url})
     assert res.returncode == 1
     assert f"{target}: {name} changed since it was archived" in res.stderr
     assert ids[0] not in res.stderr and ids[2] not in res.stderr
@@ -451,7 +451,7 @@ def test_clear_errors_name_the_archive_and_what_to_do_never_the_secret(s3_env: s
         assert res.returncode == 1, res
         assert expected in res.stderr and env["RUNBOOK_ARCHIVE"].split("/")[2] in res.stderr
         assert "Traceback" not in res.stderr and SECRET not in res.stderr + res.stdout
-    with_key = runbook_cli("verify", env={"RUNBOOK_ARCHIVE": f"s3://AKIA:{SECRET}@{bucket}/x"})
+    with_key = cli("verify", env={"RUNBOOK_ARCHIVE": f"s3://AKIA:{SECRET}@{bucket}/x"})
     assert with_key.returncode == 2 and "must not contain credentials" in with_key.stderr
     assert SECRET not in with_key.stderr + with_key.stdout
 
@@ -481,4 +481,4 @@ def test_settings_of_an_archive_in_s3_or_at_a_file_url(tmp_path: Path) -> None:
         tmp_path / "arch",
         str(tmp_path / "arch"),
     )
-    assert type(archive_for(local)).__name__ == "Archive"
+    assert type(archive_for(local)).__name__ == "LocalArchive"

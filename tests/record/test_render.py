@@ -10,7 +10,7 @@ from runbook_lib.core.settings import load_settings
 from runbook_lib.record.render import render_record_html
 from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sre.alertmanager import parse_alert
-from tests.helpers import alert_payload, html_tags, runbook_cli
+from tests.helpers import alert_payload, cli, html_tags
 
 
 def record(**kw) -> dict:
@@ -87,7 +87,7 @@ def test_control_and_bidi_characters_are_visible_escapes_everywhere_but_record_j
     assert "\\u202eevil" in html and "\\x1b[2J" in html
     record = json.loads((result.path / "record.json").read_text())
     assert record["alert"]["labels"]["instance"] == hostile
-    shown = runbook_cli("show", result.record_id, env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
+    shown = cli("show", result.record_id, env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
     assert shown.returncode == 0 and "\u202e" not in shown.stdout and "\x1b" not in shown.stdout
     assert "Hostile\\u202eName" in shown.stdout
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from runbook_lib.record.diagnosis import diagnose
-from tests.helpers import alert_payload, load_record, runbook_cli, write_json
+from tests.helpers import alert_payload, cli, load_record, write_json
 
 REFUSED = "127.0.0.1:9"  # nothing listens on the discard port
 
@@ -38,7 +38,7 @@ def test_every_backend_unreachable_is_incomplete_never_succeeded(tmp_path: Path,
         "KUBECONFIG": str(unreachable_kubeconfig(tmp_path / "kubeconfig")),
     }
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli("run", "--alert", str(payload), env=env)
+    res = cli("run", "--alert", str(payload), env=env)
     assert res.returncode == 3, res.stderr
     assert "INCOMPLETE — the diagnosis could not be made" in res.stderr
     record = load_record(res.stdout)
@@ -47,7 +47,7 @@ def test_every_backend_unreachable_is_incomplete_never_succeeded(tmp_path: Path,
     html = Path(res.stdout.strip()).read_text()
     headline = html[html.index('class="rb-headline') : html.index('class="rb-when"')]
     assert "INCOMPLETE" in headline and "rb-unchecked" in headline and "SUCCEEDED" not in headline
-    listed = runbook_cli("records")
+    listed = cli("records")
     row = next(line for line in listed.stdout.splitlines() if record["id"] in line)
     assert "INCOMPLETE" in row
 

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from runbook_lib.record.archive import LocalArchive
-from tests.helpers import HOME, alert_payload, html_tags, load_record, runbook_cli, write_json
+from tests.helpers import HOME, alert_payload, cli, html_tags, load_record, runbook_cli, write_json
 from tests.support.minimal import make_runbook
 
 
@@ -31,7 +31,7 @@ def test_any_prometheus_names_the_dominant_endpoint_error_ratio_and_burn_rate(
     """Issue 2, must-show 2: only RUNBOOK_PROMETHEUS_URL set; the other backends are
     'not configured' findings, not crashes."""
     payload = write_json(tmp_path / "payload.json", alert_payload())
-    res = runbook_cli("run", "high-error-rate", "--alert", str(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
+    res = cli("run", "high-error-rate", "--alert", str(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
     assert res.returncode == 0, res.stderr
     record = load_record(res.stdout)
     assert record["status"] == "succeeded"
@@ -66,7 +66,7 @@ def test_any_prometheus_names_the_dominant_endpoint_error_ratio_and_burn_rate(
 
 def test_all_backends_find_the_rollout_and_propose_actions(tmp_path: Path, full_env, fake_kube, pg_dsn) -> None:
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli("run", "--alert", str(payload))  # routed by alertname
+    res = cli("run", "--alert", str(payload))  # routed by alertname
     assert res.returncode == 0, res.stderr
     record = load_record(res.stdout)
     assert record["runbook"] == "high-error-rate"
@@ -109,15 +109,15 @@ def test_all_backends_find_the_rollout_and_propose_actions(tmp_path: Path, full_
 
 def test_record_lists_and_shows(tmp_path: Path, full_env) -> None:
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli("run", "--alert", str(payload), "--quiet")
+    res = cli("run", "--alert", str(payload), "--quiet")
     assert res.returncode == 0 and res.stderr == ""
     rid = load_record(res.stdout)["id"]
-    listed = runbook_cli("records")
+    listed = cli("records")
     assert rid in listed.stdout and "succeeded" in listed.stdout
-    shown = runbook_cli("show", rid[-8:])
+    shown = cli("show", rid[-8:])
     assert shown.returncode == 0
     assert re.search(r"^ +CRITICAL +5xx rate by endpoint: ", shown.stdout, re.M) and "record.html" in shown.stdout
-    assert runbook_cli("show", "nonexistent").returncode == 1
+    assert cli("show", "nonexistent").returncode == 1
 
 
 def test_a_failing_notebook_still_produces_a_record(tmp_path: Path, archive_dir: Path, test_runbooks: Path) -> None:
@@ -129,7 +129,7 @@ def test_a_failing_notebook_still_produces_a_record(tmp_path: Path, archive_dir:
         'rb.finding("after", "ok", "never")',
     )
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli("run", "breaks", "--alert", str(payload))
+    res = cli("run", "breaks", "--alert", str(payload))
     assert res.returncode == 1
     record = load_record(res.stdout)
     assert record["status"] == "failed"
@@ -141,13 +141,13 @@ def test_a_failing_notebook_still_produces_a_record(tmp_path: Path, archive_dir:
     assert f"runbook open {record['id']}" in res.stderr  # the next step is named
     html = Path(res.stdout.strip()).read_text()
     assert "The runbook did not finish" in html and f"In [{execution}]" in html and "runbook open" in html
-    assert runbook_cli("verify").returncode == 0
+    assert cli("verify").returncode == 0
 
 
 def test_a_cell_that_hangs_becomes_a_timed_out_record(tmp_path: Path, archive_dir: Path, test_runbooks: Path) -> None:
     make_runbook(test_runbooks, "hangs", 'rb.finding("before", "info", "ran")', "import time\ntime.sleep(60)")
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli("run", "hangs", "--alert", str(payload), env={"RUNBOOK_CELL_TIMEOUT": "3"})
+    res = cli("run", "hangs", "--alert", str(payload), env={"RUNBOOK_CELL_TIMEOUT": "3"})
     assert res.returncode == 1
     record = load_record(res.stdout)
     assert record["status"] == "timed_out"
@@ -171,7 +171,7 @@ def test_redaction_canary_in_no_file_and_no_output(
         "raise RuntimeError('connect failed for ' + os.environ['RUNBOOK_POSTGRES_DSN'] + ' ' + open(os.environ['RUNBOOK_PROMETHEUS_TOKEN_FILE']).read())",
     )
     payload = write_json(tmp_path / "p.json", alert_payload())
-    res = runbook_cli(
+    res = cli(
         "run",
         "leaky",
         "--alert",
@@ -210,7 +210,7 @@ def test_hostile_label_values_never_execute(tmp_path: Path, archive_dir: Path, p
     payload = alert_payload(labels=hostile)
     payload["alerts"][0]["annotations"]["summary"] = "<script>document.title='x'</script>"
     path = write_json(tmp_path / "p.json", payload)
-    res = runbook_cli("run", "high-error-rate", "--alert", str(path), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
+    res = cli("run", "high-error-rate", "--alert", str(path), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
     assert res.returncode == 0, res.stderr
     assert not marker.exists()
     record = load_record(res.stdout)
@@ -245,7 +245,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(
 ) -> None:
     path = tmp_path / "in.json"
     path.write_text(content)
-    res = runbook_cli("run", *args, "--alert", str(path))
+    res = cli("run", *args, "--alert", str(path))
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.stderr
@@ -255,7 +255,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(
 def test_stdin_input_and_unknown_alert_goes_to_triage(archive_dir: Path, prometheus) -> None:
     payload = alert_payload(alertname="SomethingNobodyExpected", severity="warning")
     payload["alerts"][0]["generatorURL"] = f"{prometheus.url}/graph?g0.expr=vector%281%29&g0.tab=1"
-    res = runbook_cli("run", "--alert", "-", input=json.dumps(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
+    res = cli("run", "--alert", "-", input=json.dumps(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
     assert res.returncode == 0, res.stderr
     record = load_record(res.stdout)
     assert record["runbook"] == "triage"
@@ -276,7 +276,7 @@ def test_triage_runs_no_expression_from_a_foreign_or_oversized_generator_url(arc
     )
     env = {"RUNBOOK_PROMETHEUS_URL": prometheus.url}
     for payload, expected in ((foreign, "points at prom.evil.example, not our Prometheus"), (huge, "limit 2000")):
-        res = runbook_cli("run", "--alert", "-", input=json.dumps(payload), env=env)
+        res = cli("run", "--alert", "-", input=json.dumps(payload), env=env)
         assert res.returncode == 3, res.stderr  # incomplete: its essential check did not run
         now = next(f for f in load_record(res.stdout)["findings"] if f["check"] == "Alert expression now")
         assert now["verdict"] == "unchecked" and expected in now["summary"], now["summary"]
@@ -285,7 +285,7 @@ def test_triage_runs_no_expression_from_a_foreign_or_oversized_generator_url(arc
 
 def test_open_prepares_parameters_without_executing(tmp_path: Path, archive_dir: Path) -> None:
     payload = write_json(tmp_path / "p.json", alert_payload(labels={"instance": "10.0.0.1:8080"}))
-    res = runbook_cli("open", "high-error-rate", "--alert", str(payload), "--no-launch")
+    res = cli("open", "high-error-rate", "--alert", str(payload), "--no-launch")
     assert res.returncode == 0, res.stderr
     nb = nbformat.read(res.stdout.strip(), as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -330,7 +330,7 @@ def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir
 def test_triage_with_a_range_expression_reports_instead_of_crashing(archive_dir: Path, prometheus) -> None:
     payload = alert_payload(alertname="OddAlert")
     payload["alerts"][0]["generatorURL"] = f"{prometheus.url}/graph?g0.expr=up%5B5m%5D&g0.tab=1"
-    res = runbook_cli("run", "--alert", "-", input=json.dumps(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
+    res = cli("run", "--alert", "-", input=json.dumps(payload), env={"RUNBOOK_PROMETHEUS_URL": prometheus.url})
     assert res.returncode == 3, res.stderr  # its one essential check could not be made: incomplete
     record = load_record(res.stdout)
     finding = next(f for f in record["findings"] if f["check"] == "Alert expression now")
@@ -339,17 +339,17 @@ def test_triage_with_a_range_expression_reports_instead_of_crashing(archive_dir:
 
 def test_open_continues_from_a_record_outside_the_archive(tmp_path: Path, archive_dir: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    made = runbook_cli("run", "triage", "--alert", str(write_json(tmp_path / "p.json", alert_payload())))
+    made = cli("run", "triage", "--alert", str(write_json(tmp_path / "p.json", alert_payload())))
     rid = load_record(made.stdout)["id"]
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    copy = Path(runbook_cli("open", rid[-8:], "--no-launch", env=env).stdout.strip())
+    copy = Path(cli("open", rid[-8:], "--no-launch", env=env).stdout.strip())
     assert copy.is_relative_to(tmp_path / "cache") and not copy.is_relative_to(archive_dir)
     nb = nbformat.read(copy, as_version=4)
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "outputs included"
     passed = runbook_cli("open", rid, "--", "--version", env=env)  # options reach jupyter lab
     assert passed.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\s*", passed.stdout), passed.stdout
     assert "opening" in passed.stderr and "jupyter-lab" in passed.stderr
-    assert runbook_cli("verify").returncode == 0, "the archive is untouched"
+    assert cli("verify").returncode == 0, "the archive is untouched"
 
 
 def test_open_finds_its_own_jupyterlab_and_passes_options_after_the_alert(tmp_path: Path, archive_dir: Path) -> None:
@@ -359,7 +359,7 @@ def test_open_finds_its_own_jupyterlab_and_passes_options_after_the_alert(tmp_pa
     res = runbook_cli("open", "high-error-rate", "--alert", str(payload), "--", "--version", env=env)
     assert res.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\s*", res.stdout), (res.stdout, res.stderr)
     assert f"({Path(sys.executable).parent / 'jupyter-lab'})" in res.stderr
-    wrong = runbook_cli("records", "--", "--version")
+    wrong = cli("records", "--", "--version")
     assert wrong.returncode == 2 and "only taken by `runbook open`" in wrong.stderr
 
 

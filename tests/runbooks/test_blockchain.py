@@ -39,19 +39,14 @@ OPERATOR = "alice@omnihub.test"
 
 # -- loopback backends ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Service]]:
-    """node-a at block 5 and node-b at block 55, both chain 1337."""
-    work = tmp_path_factory.mktemp("ganache")
-    a = ganache.start_ganache(work, chain_id=1337, blocks=5)
-    try:
-        b = ganache.start_ganache(work, chain_id=1337, blocks=55)
-    except BaseException:
-        a.stop()
-        raise
-    yield a, b
-    a.stop()
-    b.stop()
-    assert a.proc.returncode is not None and b.proc.returncode is not None
+def nodes(ganache_pair: tuple[Service, Service]) -> Iterator[tuple[Service, Service]]:
+    """node-a at block 5 and node-b at block 55, both chain 1337 (the session's pair, put back
+    as it was afterwards)."""
+    a, b = ganache_pair
+    with ganache.kept(a.url, b.url):
+        ganache.mine(b.url, 5 + 50 - ganache.block_number(b.url))
+        assert (ganache.block_number(a.url), ganache.block_number(b.url)) == (5, 55)
+        yield a, b
 
 
 STUB_ANSWERS: dict[str, dict[str, Any]] = {

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,10 @@ def run(archive_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return go
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A PostgreSQL cluster of this module's own: password authentication, 30 connections."""
-    c = Cluster(max_connections=30).init().start()
-    yield c
-    c.remove()
+@pytest.fixture
+def cluster(pair: tuple[Cluster, Cluster]) -> Cluster:
+    """The session's own PostgreSQL primary: password authentication, 30 connections."""
+    return pair[0]
 
 
 def finding(record: dict[str, Any], check: str) -> dict[str, Any]:
@@ -93,29 +90,21 @@ def test_database_down_tells_refused_auth_and_too_many_connections_apart(run, cl
     assert nobody["diagnosis"]["incomplete"] is False, "a refusal is the diagnosis, not a gap"
 
 
-def test_database_down_on_a_stopped_cluster_and_on_a_standby(run) -> None:
-    primary = Cluster(max_connections=20, name="down").init().start()
-    try:
-        standby = primary.standby()
-        try:
-            standby.wait_accepting()
-            replica = run("database-down", standby.dsn())
-            f = finding(replica, "PostgreSQL connection")
-            assert f["details"]["failure"] == "in_recovery" and f["verdict"] == "critical"
-            assert "in recovery" in f["summary"] and "promote" in f["summary"]
-            repl = finding(replica, "Replication")
-            assert repl["details"]["server_role"] == "standby" and repl["details"]["receiver_status"] == "streaming"
-            up = finding(run("database-down", primary.dsn()), "Replication")
-            assert up["details"]["server_role"] == "primary" and up["details"]["standbys"] == 1
-        finally:
-            standby.remove()
-        primary.stop()
-        stopped = run("database-down", primary.dsn())
-        f = finding(stopped, "PostgreSQL connection")
-        assert f["details"]["failure"] == "refused" and "Connection refused" in f["summary"]
-        assert stopped["diagnosis"]["headline"].startswith("CRITICAL — Connection refused")
-    finally:
-        primary.remove()
+def test_database_down_on_a_stopped_cluster_and_on_a_standby(run, pair: tuple[Cluster, Cluster]) -> None:
+    primary, standby = pair
+    replica = run("database-down", standby.dsn())
+    f = finding(replica, "PostgreSQL connection")
+    assert f["details"]["failure"] == "in_recovery" and f["verdict"] == "critical"
+    assert "in recovery" in f["summary"] and "promote" in f["summary"]
+    repl = finding(replica, "Replication")
+    assert repl["details"]["server_role"] == "standby" and repl["details"]["receiver_status"] == "streaming"
+    up = finding(run("database-down", primary.dsn()), "Replication")
+    assert up["details"]["server_role"] == "primary" and up["details"]["standbys"] == 1
+    primary.stop()  # the pair is put back for the next test
+    stopped = run("database-down", primary.dsn())
+    f = finding(stopped, "PostgreSQL connection")
+    assert f["details"]["failure"] == "refused" and "Connection refused" in f["summary"]
+    assert stopped["diagnosis"]["headline"].startswith("CRITICAL — Connection refused")
 
 
 def test_connection_failures_are_classified_without_the_engine(fresh_db: str) -> None:
@@ -335,7 +324,7 @@ def test_kill_switch_says_who_when_why_and_what_waits(run, fresh_db: str) -> Non
 
 def test_disabling_the_kill_switch_needs_a_reason_an_approval_and_is_audited(fresh_db: str, archive_dir: Path) -> None:
     """Through the real `runbook` command, as an operator would type it."""
-    from tests.helpers import load_record, runbook_cli
+    from tests.helpers import cli, load_record
 
     dbfaults.enable_kill_switch(fresh_db, "carol@omnihub.test", "suspicious trades on venue X")
     env = {"RUNBOOK_POSTGRES_DSN": fresh_db}
@@ -345,19 +334,19 @@ def test_disabling_the_kill_switch_needs_a_reason_an_approval_and_is_audited(fre
         with psycopg.connect(fresh_db) as conn:
             return bool(conn.execute("SELECT omnihub_kill_switch FROM emergency_controls").fetchone()[0])
 
-    no_reason = load_record(runbook_cli(*base, "--approve", "disable_kill_switch", env=env).stdout)
+    no_reason = load_record(cli(*base, "--approve", "disable_kill_switch", env=env).stdout)
     refused = action(no_reason, "disable_kill_switch")
     assert refused["status"] == "refused" and "reason" in refused["reason"] and switch()
-    not_approved = load_record(runbook_cli(*base, "--param", "reason=venue cleared", env=env).stdout)
+    not_approved = load_record(cli(*base, "--param", "reason=venue cleared", env=env).stdout)
     assert action(not_approved, "disable_kill_switch")["status"] == "refused" and switch()
-    res = runbook_cli(*base, "--approve", "disable_kill_switch", "--param", "reason=venue X cleared by risk", env=env)
+    res = cli(*base, "--approve", "disable_kill_switch", "--param", "reason=venue X cleared by risk", env=env)
     done = action(load_record(res.stdout), "disable_kill_switch")
     assert done["status"] == "done" and not switch()
     assert [r[2] for r in audit_rows(fresh_db, "runbook.disable_kill_switch")] == ["started", "succeeded"]
     with psycopg.connect(fresh_db) as conn:
         row = conn.execute("SELECT reason, updated_by FROM emergency_controls").fetchone()
     assert row == ("venue X cleared by risk", "bob@omnihub.test")
-    later = load_record(runbook_cli("run", "kill-switch-active", env=env).stdout)
+    later = load_record(cli("run", "kill-switch-active", env=env).stdout)
     assert finding(later, "Emergency controls")["verdict"] == "ok"
 
 

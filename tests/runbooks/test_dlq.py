@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,27 +29,33 @@ from runbook_lib.core.settings import load_settings
 from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sandbox import services
 from runbook_lib.sre.alertmanager import parse_alert
-from tests.helpers import alert_payload, runbook_cli
-from tests.support.services import rabbitmq_vhost
+from tests.helpers import alert_payload, cli
 
 pytestmark = pytest.mark.services
 
 DLQ = "dead_letter_queue"
 WORK, WORK_QUEUE, ROUTING_KEY = "work", "work_q", "task.run"
 BAD_PASSWORD = "wrong-pw-7f3a9c"
+EXTRA_QUEUES = ("expiring", "dlq_quorum")  # queues single tests declare besides the two above
 
 
 # -- the broker -----------------------------------------------------------------------------------
 @pytest.fixture
-def vhost(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A virtual host of this test's own, with the work queue and its dead-letter queue; the
-    environment points RUNBOOK_RABBITMQ_URL at it. Deleted afterwards."""
-    with rabbitmq_vhost() as name:
-        declare(url_for(name))
-        for var in ("RUNBOOK_RABBITMQ_URL_FILE", "RUNBOOK_DLQ_QUEUE", "RUNBOOK_POSTGRES_DSN"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.setenv("RUNBOOK_RABBITMQ_URL", url_for(name))
-        yield name
+def vhost(vhost: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's virtual host with the work queue and its dead-letter queue declared afresh
+    (what an earlier test left is deleted first); the environment points RUNBOOK_RABBITMQ_URL at it."""
+    url = url_for(vhost)
+    conn, ch = channel(url)
+    for queue in (DLQ, WORK_QUEUE, *EXTRA_QUEUES):
+        ch.queue_delete(queue)
+    for exchange in ("dlx", WORK, "gone"):
+        ch.exchange_delete(exchange)
+    conn.close()
+    declare(url)
+    for var in ("RUNBOOK_RABBITMQ_URL_FILE", "RUNBOOK_DLQ_QUEUE", "RUNBOOK_POSTGRES_DSN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RUNBOOK_RABBITMQ_URL", url)
+    return vhost
 
 
 def url_for(vhost: str, password: str = "guest") -> str:
@@ -207,16 +213,16 @@ def test_the_trend_comes_from_prometheus_and_is_info_when_absent(
 def test_replay_returns_every_dead_letter_exactly_once_and_audits(vhost: str, fresh_db: str) -> None:
     url = url_for(vhost)
     ids = dead_letter(url, 37)
-    dry = runbook_cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
+    dry = cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["replayed"] == 37 and json.loads(dry.stdout)["dry_run"] is True
-    no_db = runbook_cli("dlq", "replay", "--queue", DLQ, "--operator", "alice")
+    no_db = cli("dlq", "replay", "--queue", DLQ, "--operator", "alice")
     assert no_db.returncode == EXIT_USAGE and "RUNBOOK_POSTGRES_DSN" in no_db.stderr, no_db.stderr
-    no_operator = runbook_cli("dlq", "replay", "--queue", DLQ, env={"RUNBOOK_POSTGRES_DSN": fresh_db})
+    no_operator = cli("dlq", "replay", "--queue", DLQ, env={"RUNBOOK_POSTGRES_DSN": fresh_db})
     assert no_operator.returncode == EXIT_USAGE and "--operator" in no_operator.stderr
     assert wait_depth(url, DLQ, 37) == 37 and audit_rows(fresh_db) == [], "dry run and refusals change nothing"
 
-    res = runbook_cli(
+    res = cli(
         "dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env={"RUNBOOK_POSTGRES_DSN": fresh_db}
     )
     assert res.returncode == 0, res.stderr
@@ -256,7 +262,7 @@ def test_a_replay_killed_mid_way_loses_nothing_and_duplicates_at_most_one(vhost:
     assert 300 <= moved < n, moved
     assert wait_depth(url, DLQ, n - moved) >= n - moved, "the broker requeued what was not acked"
 
-    again = runbook_cli(
+    again = cli(
         "dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env={"RUNBOOK_POSTGRES_DSN": fresh_db}
     )
     assert again.returncode == 0, again.stderr
@@ -275,7 +281,7 @@ def test_max_replays_no_x_death_and_dead_again_stay_in_the_queue(vhost: str) -> 
     ch.basic_publish("", DLQ, b"straight in", pika.BasicProperties(message_id="no-death"))
     conn.close()
     wait_depth(url, DLQ, 4)
-    res = runbook_cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
+    res = cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
     assert json.loads(res.stdout)["refused_by_reason"] == {"max_replays": 2, "no_x_death": 1}
 
     result = RabbitMQ(url).replay(DLQ, max_replays=3)
@@ -354,17 +360,17 @@ def test_the_notebook_option_replays_only_when_resolved_executed_and_approved(vh
 def test_unknown_queue_wrong_password_and_no_broker_are_clear_errors_without_the_password(
     vhost: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    unknown = runbook_cli("dlq", "replay", "--queue", "no_such_queue", "--dry-run")
+    unknown = cli("dlq", "replay", "--queue", "no_such_queue", "--dry-run")
     assert unknown.returncode == EXIT_USAGE
     assert f"no queue 'no_such_queue' in virtual host '{vhost}'" in unknown.stderr, unknown.stderr
 
     wrong = url_for(vhost, BAD_PASSWORD)
-    denied = runbook_cli("-v", "dlq", "replay", "--queue", DLQ, "--dry-run", env={"RUNBOOK_RABBITMQ_URL": wrong})
+    denied = cli("-v", "dlq", "replay", "--queue", DLQ, "--dry-run", env={"RUNBOOK_RABBITMQ_URL": wrong})
     assert denied.returncode == EXIT_USAGE and "login refused: wrong user or password" in denied.stderr
     assert f"amqp://127.0.0.1:5672/{vhost}" in denied.stderr
     assert BAD_PASSWORD not in denied.stdout + denied.stderr
 
-    nobody = runbook_cli(
+    nobody = cli(
         "dlq", "replay", "--queue", DLQ, "--dry-run", env={"RUNBOOK_RABBITMQ_URL": "amqp://u:pw-secret-9@127.0.0.1:9/x"}
     )
     assert nobody.returncode == EXIT_FAILED and "cannot connect (connection refused)" in nobody.stderr
@@ -380,7 +386,7 @@ def test_unknown_queue_wrong_password_and_no_broker_are_clear_errors_without_the
     assert not checks.dlq.depth(rb).checked, "a check never raises: the finding is unchecked"
     assert rb.findings[-1]["verdict"] == "unchecked" and BAD_PASSWORD not in json.dumps(rb.findings)
 
-    helptext = runbook_cli("dlq", "replay", "--help")
+    helptext = cli("dlq", "replay", "--help")
     assert helptext.returncode == 0
     for words in ("x-death", "x-replay-count", "SIGKILL", "audit_logs", "--max-replays", "--dry-run", "exit codes"):
         assert words in helptext.stdout, words
@@ -435,7 +441,7 @@ def test_a_malformed_x_death_is_refused_stays_in_the_queue_and_the_checks_still_
     assert cause["details"]["replayable"] == 1 and "malformed x-death" in cause["summary"]
     assert finding(record, "Dead-letter queue depth")["details"]["messages"] == n + 1
 
-    dry = runbook_cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
+    dry = cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["refused_by_reason"] == {"bad_x_death": n}
 

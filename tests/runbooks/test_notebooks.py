@@ -18,7 +18,7 @@ import yaml
 from runbook_lib.core.contract import PARAMETERS, declared_parameters, extra_parameter_name
 from runbook_lib.monitoring.rules import rules_yaml
 from runbook_lib.sre.catalog import Catalog
-from tests.helpers import HOME, runbook_cli
+from tests.helpers import HOME, cli
 
 NOTEBOOKS = sorted((HOME / "runbooks").glob("*.ipynb"))
 SECTIONS = (
@@ -178,7 +178,7 @@ def test_every_runbook_is_reached_from_an_alert_or_is_a_drill_report_or_named_ma
 
 
 def test_runbook_list_routes_every_catalog_alert_to_its_own_runbook() -> None:
-    res = runbook_cli("list", "--json")
+    res = cli("list", "--json")
     assert res.returncode == 0, res.stderr
     routed = {a["alert"]: a["routed_to"] for a in json.loads(res.stdout)["alerts"]}
     assert len(routed) == 10 and "triage" not in routed.values()

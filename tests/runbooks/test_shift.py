@@ -17,7 +17,7 @@ from runbook_lib.record.archive import LocalArchive
 from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sre import oncall
 from runbook_lib.sre.alertmanager import parse_alert
-from tests.helpers import HOME, alert_payload, runbook_cli
+from tests.helpers import HOME, alert_payload, cli
 
 pytestmark = pytest.mark.services
 
@@ -82,7 +82,7 @@ def test_shift_start_and_end_on_real_services(
     spent = finding(end, "Toil this week")["details"]
     assert spent["minutes"] == 120 and spent["share"] == pytest.approx(120 / (cfg.hours_per_week * 60))
 
-    res = runbook_cli(
+    res = cli(
         "report", incident["id"], env={"RUNBOOK_ARCHIVE": str(archive_dir), "RUNBOOK_POSTGRES_DSN": fresh_db}
     )
     assert res.returncode == 0, res.stderr

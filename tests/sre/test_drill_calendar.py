@@ -13,7 +13,7 @@ import pytest
 from runbook_lib.core.errors import ConfigError
 from runbook_lib.record.archive import LocalArchive
 from runbook_lib.sre import drill_calendar as drills
-from tests.helpers import HOME, runbook_cli
+from tests.helpers import HOME, cli
 
 CAL = drills.load(HOME / "parameters" / "drills.yaml")
 
@@ -111,13 +111,13 @@ def test_runbook_drills_prints_the_calendar_with_last_verdicts(tmp_path: Path) -
         f"{year}-01-11T10:00:00+00:00",
         "PASS",
     )
-    res = runbook_cli("drills", "--json", env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
+    res = cli("drills", "--json", env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
     assert res.returncode == 0, res.stderr
     got = {d["drill"]: d for d in json.loads(res.stdout)["drills"]}
     assert got["database-restore"]["status"] == "done" and got["database-restore"]["last_verdict"] == "PASS"
     assert got["regional-failover"]["last_run"] is None
-    table = runbook_cli("drills", env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
+    table = cli("drills", env={"RUNBOOK_ARCHIVE": str(tmp_path / "executed")})
     line = next(x for x in table.stdout.splitlines() if x.startswith("Q1"))
     assert "done" in line and "PASS" in line
-    bad = runbook_cli("drills", "--year", "1999")
+    bad = cli("drills", "--year", "1999")
     assert bad.returncode == 2 and "--year" in bad.stderr

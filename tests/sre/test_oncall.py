@@ -27,7 +27,7 @@ from runbook_lib.sre.oncall import (
     secondary_index,
     who,
 )
-from tests.helpers import HOME, runbook_cli
+from tests.helpers import HOME, cli
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday, 09:00 UTC
 US = timedelta(microseconds=1)
@@ -334,7 +334,7 @@ def test_on_call_at_names_who_is_on_call(tmp_path: Path) -> None:
 
 
 def test_runbook_oncall_weeks_4_prints_a_schedule_that_keeps_the_rule() -> None:
-    res = runbook_cli("oncall", "--weeks", "4", "--at", "2026-03-04T12:00:00Z")
+    res = cli("oncall", "--weeks", "4", "--at", "2026-03-04T12:00:00Z")
     assert res.returncode == 0, res.stderr
     roster = Roster.load(roster_path(HOME))
     names = {p.name for p in roster.people}
@@ -360,7 +360,7 @@ def test_runbook_oncall_weeks_4_prints_a_schedule_that_keeps_the_rule() -> None:
         at(rows[0][0].replace("Z", "+00:00")) <= at("2026-03-04T12:00:00+00:00") < at(rows[0][1].replace("Z", "+00:00"))
     )
 
-    data = json.loads(runbook_cli("oncall", "--weeks", "4", "--at", "2026-03-04T12:00:00Z", "--json").stdout)
+    data = json.loads(cli("oncall", "--weeks", "4", "--at", "2026-03-04T12:00:00Z", "--json").stdout)
     now = who(roster, at("2026-03-04T12:00:00+00:00"))
     assert data["primary"]["name"] == now.primary.name and data["secondary"]["name"] == now.secondary.name
     assert data["manager"] == roster.manager.to_dict()
@@ -369,7 +369,7 @@ def test_runbook_oncall_weeks_4_prints_a_schedule_that_keeps_the_rule() -> None:
 
 
 def test_runbook_oncall_now_names_the_three_roles() -> None:
-    res = runbook_cli("oncall")
+    res = cli("oncall")
     assert res.returncode == 0, res.stderr
     roles = [line.split()[0] for line in res.stdout.splitlines()[2:5]]
     assert roles == ["primary", "secondary", "manager"]
@@ -387,7 +387,7 @@ def test_runbook_oncall_now_names_the_three_roles() -> None:
     ],
 )
 def test_runbook_oncall_bad_input_exits_2(args: list[str], message: str) -> None:
-    res = runbook_cli("oncall", *args)
+    res = cli("oncall", *args)
     assert res.returncode == 2 and message in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
 
@@ -399,19 +399,19 @@ def test_runbook_oncall_with_a_broken_roster_under_runbook_home_exits_2(tmp_path
     shutil.copytree(HOME / "parameters", home / "parameters")
     env = {"RUNBOOK_HOME": str(home), "RUNBOOK_RUNBOOKS_DIR": str(HOME / "runbooks")}
     roster_path(home).write_text(yaml.safe_dump(_mapping(2)))
-    res = runbook_cli("oncall", env=env)
+    res = cli("oncall", env=env)
     assert res.returncode == 2 and "people: 2 listed; the rotation needs at least 3" in res.stderr
     roster_path(home).write_text("people: [oops\n")
-    res = runbook_cli("oncall", env=env)
+    res = cli("oncall", env=env)
     assert res.returncode == 2 and "not valid YAML" in res.stderr
     roster_path(home).unlink()
-    res = runbook_cli("oncall", env=env)
+    res = cli("oncall", env=env)
     assert res.returncode == 2 and "no on-call roster" in res.stderr
 
 
 def test_the_help_pages_render() -> None:
-    top = runbook_cli("--help")
+    top = cli("--help")
     assert top.returncode == 0, top.stderr
     assert "oncall" in top.stdout and "toil" in top.stdout and "runbook oncall --weeks 4" in top.stdout
-    res = runbook_cli("oncall", "--help")
+    res = cli("oncall", "--help")
     assert res.returncode == 0 and "offset by 3.5 days" in res.stdout, res.stderr

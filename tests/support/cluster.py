@@ -159,3 +159,64 @@ class Cluster:
         if done.returncode != 0:
             log = (self.root / "log").read_text()[-2000:] if (self.root / "log").exists() else ""
             raise SandboxError(f"{name} failed (exit {done.returncode}): {done.stderr.strip()[-1000:]}\n{log}")
+
+
+class Pair:
+    """A primary and a hot standby streaming from it, shared by the tests of a session.
+    :meth:`reset` puts back what a test changed (a stopped primary, a promoted or detached
+    standby): the primary started again, a new standby taken from it."""
+
+    def __init__(self, max_connections: int = 30) -> None:
+        self.primary = Cluster(max_connections=max_connections, name="pair-primary").init().start()
+        self.standby: Cluster | None = None
+        self.rebuilds = 0
+        try:
+            self.reset()
+        except BaseException:
+            self.remove()
+            raise
+
+    def streaming(self) -> int:
+        """Standbys streaming from the primary now (0 when the primary does not answer)."""
+        try:
+            with psycopg.connect(self.primary.dsn(), connect_timeout=2) as conn:
+                row = conn.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'").fetchone()
+        except psycopg.OperationalError:
+            return 0
+        return int(row[0]) if row else 0
+
+    def reset(self) -> tuple[Cluster, Cluster]:
+        if self.standby is not None and self.streaming() == 1 and self._standby_in_recovery():
+            return self.primary, self.standby
+        if self.standby is not None:
+            self.standby.remove()
+            self.standby = None
+        try:
+            self.primary.wait_accepting(timeout_s=1)
+        except psycopg.OperationalError:
+            self.primary.stop("immediate")
+            self.primary.start()
+            self.primary.wait_accepting()
+        self.standby = self.primary.standby()
+        self.standby.wait_accepting()
+        deadline = time.monotonic() + 30
+        while self.streaming() != 1:
+            if time.monotonic() > deadline:
+                raise SandboxError("the new standby is not streaming from the primary after 30 s")
+            time.sleep(0.1)
+        self.rebuilds += 1
+        return self.primary, self.standby
+
+    def _standby_in_recovery(self) -> bool:
+        assert self.standby is not None
+        try:
+            with psycopg.connect(self.standby.dsn(), connect_timeout=2) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        except psycopg.OperationalError:
+            return False
+        return bool(row and row[0])
+
+    def remove(self) -> None:
+        if self.standby is not None:
+            self.standby.remove()
+        self.primary.remove()

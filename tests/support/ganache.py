@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,19 @@ def mine(url: str, blocks: int) -> int:
     """Mine ``blocks`` empty blocks; the new head's number."""
     rpc(url, "evm_mine", [{"blocks": blocks}], timeout=60.0)
     return block_number(url)
+
+
+@contextmanager
+def kept(*urls: str) -> Iterator[None]:
+    """Whatever is mined inside the block is undone afterwards (evm_snapshot, evm_revert): a
+    module can set the heights it needs on nodes the whole session shares."""
+    snaps = [(url, rpc(url, "evm_snapshot")) for url in urls]
+    try:
+        yield
+    finally:
+        for url, snap in snaps:
+            if not rpc(url, "evm_revert", [snap]):
+                raise SandboxError(f"{url} could not revert to snapshot {snap}")
 
 
 def block_number(url: str) -> int:

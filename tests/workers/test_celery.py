@@ -1,5 +1,5 @@
 """The celery executor against real RabbitMQ (a vhost of its own): `runbook serve --executor
-celery` and two `runbook worker` processes, a burst of 200 alerts through the receiver, one
+celery` and two `runbook worker` processes, a burst of alerts through the receiver, one
 worker killed with SIGKILL mid-run. Every alert gets exactly one record, the one interrupted run
 is redelivered and marked retried, and the archive verifies."""
 
@@ -28,7 +28,7 @@ from tests.support.services import rabbitmq_vhost, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 TOKEN = "celery-token-" + os.urandom(6).hex()
-BURST = 200
+BURST = 24  # enough to catch a worker mid-run; records per minute are benchmarks/celery_scale.py's
 STARTED = re.compile(r"job started id=(\d+) .* record=(\S+) attempt=(\d+)")
 WRITTEN = re.compile(r"record written id=(\S+) job=(\d+)")
 
@@ -54,7 +54,7 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return float(m.group(1))
 
 
-def test_two_workers_a_burst_of_200_and_a_worker_killed_mid_run(tmp_path: Path) -> None:
+def test_two_workers_a_burst_and_a_worker_killed_mid_run(tmp_path: Path) -> None:
     runbooks, catalog = write_minimal_collection(tmp_path / "collection", HOME)
     # noop, but long enough (0.3 s) that a worker is surely caught mid-run
     make_runbook(runbooks, "noop", "import time\ntime.sleep(0.3)", 'rb.finding("noop", "info", "ran")')
