@@ -4,6 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.bootstrap-stamp
 PYTEST_ARGS ?=
+# Two processes share the CPU (pytest-xdist); a file runs whole in one of them (a notebook's cells
+# under nbval share their kernel). `make test XDIST=` runs in one process.
+XDIST ?= -n 2 --dist loadfile
+PYTEST := $(BIN)/python -m pytest -p tests.early
+# Bytecode caches, which this machine's environment turns off: every test process and every
+# kernel would otherwise compile the whole library from source again.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: bootstrap services demo test test-pure lint format bench clean
 
@@ -23,12 +30,12 @@ demo: bootstrap services
 # (so they provably need no service), then everything that talks to PostgreSQL, Redis,
 # Prometheus or Alertmanager.
 test: bootstrap services lint
-	scripts/offline.sh $(BIN)/python -m pytest $(PYTEST_ARGS) -m "not services" tests --nbval-lax runbooks
-	$(BIN)/python -m pytest $(PYTEST_ARGS) -m services tests
+	scripts/offline.sh $(PYTEST) $(XDIST) $(PYTEST_ARGS) -m "not services" tests --nbval-lax --nbval-kernel-name runbook-forked runbooks
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) -m services tests
 
 # While working: the pure tests only, no services needed.
 test-pure: bootstrap
-	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not services" tests
+	$(PYTEST) $(XDIST) $(PYTEST_ARGS) -m "not services" tests
 
 lint: bootstrap
 	$(BIN)/ruff check .
@@ -39,9 +46,13 @@ format: bootstrap
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Numbers and ratios, never asserted (docs/benchmarks.md): about 15 minutes on 2 cores.
 bench: bootstrap services
-	$(BIN)/python benchmarks/run_latency.py
-	$(BIN)/python benchmarks/receiver_burst.py
+	$(BIN)/python -m benchmarks.speed
+	$(BIN)/python -m benchmarks.run_latency
+	$(BIN)/python -m benchmarks.receiver_burst
+	$(BIN)/python -m benchmarks.celery_scale
+	$(BIN)/python -m benchmarks.dlq_replay
 
 clean:
 	rm -rf .sandbox .pytest_cache .ruff_cache

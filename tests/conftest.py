@@ -103,15 +103,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def warm_pool() -> Iterator[WarmKernels]:
-    """One kernel template for the session: every run in this process gets a kernel forked from
-    it with the run's own environment (runbook_lib.run.pool), instead of a cold kernel."""
-    from runbook_lib.core.settings import KernelSettings
-    from runbook_lib.run.pool import WarmKernels
+def warm_pool() -> WarmKernels:
+    """The session's kernel template (the project's conftest.py starts it)."""
+    from conftest import POOL
 
-    pool = WarmKernels(KernelSettings(warm_kernels=1, warm_wait_s=60)).start()
-    yield pool
-    pool.close()
+    assert POOL, "the session's kernel template was not started"
+    return POOL[0]
 
 
 @pytest.fixture(autouse=True)

@@ -111,7 +111,7 @@ def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None)
     out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for _ in range(2))
     stdin = io.TextIOWrapper(io.BytesIO((input or "").encode("utf-8")), encoding="utf-8")
     saved_stdin = sys.stdin
-    os.environ.update(env or {})
+    os.environ.update({"COLUMNS": "120", **(env or {})})  # as a subprocess without a terminal sees it
     try:
         sys.stdin = stdin
         with redirect_stdout(out), redirect_stderr(err):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -73,4 +72,9 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for r in rows:
         line = "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip()
-        echo(textwrap.shorten(line, width=max(width, 60), placeholder="...") if len(line) > width else line)
+        echo(_cut(line, max(width, 60)))
+
+
+def _cut(line: str, width: int) -> str:
+    """A row no wider than the terminal, its column padding kept (cut at the end, marked "...")."""
+    return line if len(line) <= width else line[: width - 3].rstrip() + "..."

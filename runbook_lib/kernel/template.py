@@ -6,7 +6,7 @@ one fresh, single-use Jupyter kernel per request (in the manner of multiprocessi
 It listens on the unix socket SOCKET. Each request is one JSON line::
 
     {"connection_file": "/private/dir/kernel-<id>.json", "cwd": "/tmp/runbook-x", "memory_mb": 2048,
-     "env": {"PATH": "...", ...}}
+     "env": {"PATH": "...", ...}, "transport": "ipc"}
 
 and gets one JSON line back: ``{"pid": 12345}`` or ``{"error": "..."}``. The child starts a new
 session, takes ``env`` as its whole environment (settings are read from it when the runbook
@@ -62,7 +62,7 @@ PRELOAD = (
     "runbook_lib.kernel.sources.kubernetes",
 )
 KERNEL_NICENESS = 5  # added to the worker's: the receiver answers Alertmanager first
-KERNEL_ARGS = ["--HistoryManager.enabled=False", "--IPKernelApp.transport=ipc", "--IPKernelApp.quiet=True"]
+KERNEL_ARGS = ["--HistoryManager.enabled=False", "--IPKernelApp.quiet=True"]
 
 
 def preload() -> float:
@@ -181,7 +181,8 @@ def _become_kernel(request: dict[str, Any]) -> None:
         from ipykernel.kernelapp import IPKernelApp
 
         app = IPKernelApp.instance()
-        app.initialize(["-f", request["connection_file"], *KERNEL_ARGS])
+        transport = "tcp" if request.get("transport") == "tcp" else "ipc"  # as the connection file says
+        app.initialize(["-f", request["connection_file"], *KERNEL_ARGS, f"--IPKernelApp.transport={transport}"])
         app.start()
         code = 0
     except BaseException as exc:

@@ -101,6 +101,11 @@ class WarmKernels:
         _active = self
         return self
 
+    def activate(self) -> None:
+        """Make these the warm kernels of this process (what :meth:`start` does)."""
+        global _active
+        _active = self
+
     def close(self) -> None:
         global _active
         if _active is self:

@@ -23,10 +23,6 @@ from runbook_lib.core import process
 from runbook_lib.core.environmental import environmental
 from runbook_lib.core.settings import load_settings
 from runbook_lib.intake.journal import Job
-
-if TYPE_CHECKING:
-    from runbook_lib.run.pool import WarmKernels
-
 from runbook_lib.workers.jobs import WORKER_NICENESS, JobHandler, prime_and_freeze, worker_id
 
 if TYPE_CHECKING:

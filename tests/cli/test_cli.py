@@ -89,3 +89,15 @@ def test_param_values_are_json_when_they_parse(tmp_path) -> None:
     nb = nbformat.read(res.stdout.strip(), as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert "item_ids = [12, 13]" in injected.source and 'reason = "reviewed by risk"' in injected.source
+
+
+def test_a_row_wider_than_the_terminal_is_cut_at_the_end_and_keeps_its_padding(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runbook_lib.cli.common import print_table
+
+    monkeypatch.setenv("COLUMNS", "80")
+    print_table([{"a": "x", "b": "y" * 200}, {"a": "xx", "b": "z"}], ["a", "b"])
+    header, long, short = capsys.readouterr().out.splitlines()
+    assert (header, short) == ("A   B", "xx  z")
+    assert long.startswith("x   yyy") and long.endswith("...") and len(long) == 80

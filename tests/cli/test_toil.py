@@ -166,9 +166,7 @@ def test_toil_add_text_of_exactly_500_characters_is_kept(fresh_db: str, tmp_path
 
 def test_toil_needs_an_operator_and_a_database(tmp_path: Path) -> None:
     env = make_home(tmp_path)
-    res = cli(
-        "toil", "add", "x", "--minutes", "5", env={**env, "RUNBOOK_POSTGRES_DSN": "postgresql://127.0.0.1:9/x"}
-    )
+    res = cli("toil", "add", "x", "--minutes", "5", env={**env, "RUNBOOK_POSTGRES_DSN": "postgresql://127.0.0.1:9/x"})
     assert res.returncode == 2 and "needs --operator NAME (or $RUNBOOK_OPERATOR)" in res.stderr
     res = cli("toil", "add", "x", "--minutes", "5", "--operator", "alice", env=env)
     assert res.returncode == 2 and "set RUNBOOK_POSTGRES_DSN (or RUNBOOK_POSTGRES_DSN_FILE)" in res.stderr

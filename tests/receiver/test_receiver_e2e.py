@@ -256,6 +256,7 @@ def test_kill_9_mid_burst_loses_nothing_and_retries_interrupted_runs(
         )
     )
     poster.start()
+
     def a_run_in_progress() -> bool:  # the kill must land mid-run and mid-burst, however fast runs are
         return (archive / "intake.sqlite3").exists() and bool(
             journal_rows(archive, "SELECT id FROM jobs WHERE state = 'running'")

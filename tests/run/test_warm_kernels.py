@@ -1,18 +1,20 @@
-"""Warm single-use kernels: every run gets a kernel forked from the template that no other run
-has used, so nothing one run does reaches the next; a kernel that dies gives a failed record
-and the next run still gets a warm kernel; without a template a run falls back to a cold start."""
+"""Warm single-use kernels (the session's template, conftest ``warm_pool``): every run gets a
+kernel forked from the template that no other run has used, so nothing one run does reaches the
+next; a kernel gets the environment of the run that takes it, never a stale one; a kernel that
+dies gives a failed record and the next run still gets a warm kernel; without a template a run
+falls back to a cold start."""
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from runbook_lib.core.settings import load_settings
+from runbook_lib.core.settings import KernelSettings, load_settings
 from runbook_lib.run.pool import WarmKernels, alive
 from runbook_lib.run.runner import Runner, RunRequest
 from runbook_lib.sre.alertmanager import parse_alert
@@ -44,24 +46,43 @@ display({FINDING_MIME: finding, "text/plain": json.dumps(seen)}, raw=True)""",
 ]
 
 
+ENV_PROBE = """import os, json
+from IPython.display import display
+from runbook_lib.core.contract import FINDING_MIME
+mark = os.environ.get("RUNBOOK_TEST_MARK")
+display({FINDING_MIME: {"step": "", "check": "env", "verdict": "info", "summary": str(mark), "details": {}},
+         "text/plain": str(mark)}, raw=True)"""
+
+
+@dataclass
+class Counts:
+    """How many runs the session's template served warm and how many went cold, since the start."""
+
+    pool: WarmKernels
+    warm: int = 0
+    cold: int = 0
+
+    def __post_init__(self) -> None:
+        self.warm, self.cold = self.pool.warm_starts, self.pool.cold_starts
+
+    def since(self) -> tuple[int, int]:
+        return self.pool.warm_starts - self.warm, self.pool.cold_starts - self.cold
+
+
 @pytest.fixture
-def warm_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Runner, WarmKernels, Path]]:
+def warm_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warm_pool: WarmKernels
+) -> Iterator[tuple[Runner, Counts, Path]]:
     runbooks = tmp_path / "runbooks"
     make_runbook(runbooks, "meddle", *MEDDLE)
     make_runbook(runbooks, "probe", *PROBE)
     make_runbook(runbooks, "suicide", "import os\nos._exit(3)")
     make_runbook(runbooks, "both", *MEDDLE, *PROBE)
+    make_runbook(runbooks, "env", ENV_PROBE)
     make_runbook(runbooks, "triage")  # the catalog's fallback must exist
     monkeypatch.setenv("RUNBOOK_RUNBOOKS_DIR", str(runbooks))
     settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "prometheus.url": None})
-    warm = WarmKernels(settings.kernels).start()
-    try:
-        deadline = time.monotonic() + 60
-        while not warm._spares and time.monotonic() < deadline:  # the template imports first
-            time.sleep(0.1)
-        yield Runner(settings), warm, tmp_path
-    finally:
-        warm.close()
+    yield Runner(settings), Counts(warm_pool), tmp_path
 
 
 def run(runner: Runner, slug: str):
@@ -69,7 +90,7 @@ def run(runner: Runner, slug: str):
 
 
 def test_nothing_one_run_does_reaches_the_next(warm_runner) -> None:
-    runner, warm, _ = warm_runner
+    runner, counts, _ = warm_runner
     meddled = run(runner, "meddle")
     assert meddled.status == "succeeded"
     probed = run(runner, "probe")
@@ -83,7 +104,7 @@ def test_nothing_one_run_does_reaches_the_next(warm_runner) -> None:
         "env": False,
         "thread": False,
     }
-    assert warm.warm_starts == 2 and warm.cold_starts == 0, "both runs had warm kernels of their own"
+    assert counts.since() == (2, 0), "both runs had warm kernels of their own"
     assert probe["details"]["pid"] != os.getpid()
     assert not alive(probe["details"]["pid"]), "a used kernel is killed after its run"
     assert "RUNBOOK_PLANTED" not in os.environ and os.getcwd() != "/"
@@ -97,21 +118,38 @@ def test_the_probe_sees_meddling_within_one_run(warm_runner) -> None:
 
 
 def test_a_kernel_that_exits_gives_a_failed_record_and_the_next_run_is_warm(warm_runner) -> None:
-    runner, warm, _ = warm_runner
+    runner, counts, _ = warm_runner
     dead = run(runner, "suicide")
     assert dead.status == "failed"
     assert dead.record["failed_cell"]["ename"] in ("DeadKernelError", "RuntimeError")
     after = run(runner, "probe")
-    assert after.status == "succeeded" and warm.warm_starts == 2 and warm.cold_starts == 0
+    assert after.status == "succeeded" and counts.since() == (2, 0)
+
+
+def test_a_kernel_has_the_environment_of_the_run_that_takes_it(warm_runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spare forked before the environment changed is not handed to a run that needs the new
+    one: the run waits for a spare forked with it (still warm)."""
+    runner, counts, _ = warm_runner
+
+    def mark() -> str:
+        [found] = [f for f in run(runner, "env").record["findings"] if f["check"] == "env"]
+        return found["summary"]
+
+    monkeypatch.setenv("RUNBOOK_TEST_MARK", "one")
+    assert mark() == "one"
+    monkeypatch.setenv("RUNBOOK_TEST_MARK", "two")
+    assert mark() == "two"
+    monkeypatch.delenv("RUNBOOK_TEST_MARK")
+    assert mark() == "None"
+    assert counts.since() == (3, 0)
 
 
 def test_without_a_template_a_run_starts_a_cold_kernel(warm_runner) -> None:
-    runner, warm, _ = warm_runner
-    warm.cfg = warm.cfg.model_copy(update={"warm_wait_s": 0.2})
-    warm._stop.set()  # the keeper stops forking spares
-    with warm._lock:
-        for spare in warm._spares:
-            spare.discard()
-        warm._spares.clear()
-    result = run(runner, "probe")
-    assert result.status == "succeeded" and warm.cold_starts == 1
+    runner, _counts, _ = warm_runner
+    lonely = WarmKernels(KernelSettings(warm_kernels=1, warm_wait_s=0.2))  # never started: no template
+    lonely.activate()
+    try:
+        result = run(runner, "probe")
+    finally:
+        lonely.close()
+    assert result.status == "succeeded" and (lonely.warm_starts, lonely.cold_starts) == (0, 1)

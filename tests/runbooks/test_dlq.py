@@ -222,9 +222,7 @@ def test_replay_returns_every_dead_letter_exactly_once_and_audits(vhost: str, fr
     assert no_operator.returncode == EXIT_USAGE and "--operator" in no_operator.stderr
     assert wait_depth(url, DLQ, 37) == 37 and audit_rows(fresh_db) == [], "dry run and refusals change nothing"
 
-    res = cli(
-        "dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env={"RUNBOOK_POSTGRES_DSN": fresh_db}
-    )
+    res = cli("dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env={"RUNBOOK_POSTGRES_DSN": fresh_db})
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["replayed"] == 37 and out["refused"] == 0 and out["depth_after"] == 0

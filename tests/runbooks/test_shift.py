@@ -82,9 +82,7 @@ def test_shift_start_and_end_on_real_services(
     spent = finding(end, "Toil this week")["details"]
     assert spent["minutes"] == 120 and spent["share"] == pytest.approx(120 / (cfg.hours_per_week * 60))
 
-    res = cli(
-        "report", incident["id"], env={"RUNBOOK_ARCHIVE": str(archive_dir), "RUNBOOK_POSTGRES_DSN": fresh_db}
-    )
+    res = cli("report", incident["id"], env={"RUNBOOK_ARCHIVE": str(archive_dir), "RUNBOOK_POSTGRES_DSN": fresh_db})
     assert res.returncode == 0, res.stderr
     after = run("oncall-shift-end")
     assert finding(after, "Reports owed")["details"]["owed"] == 0
