@@ -53,12 +53,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
+    from runbook_lib.sandbox import database
     from runbook_lib.sandbox.stack import Sandbox
 
     work = Path(tempfile.mkdtemp(prefix="rb-bench-"))
     with Sandbox(work / "sandbox", HOME, say=lambda m: print(f"  sandbox: {m}", file=sys.stderr)) as sb:
         sb.start_prometheus(rules=False)
-        sb.start_database("runbook_bench")
+        sb.start_database(database.run_name("runbook_bench"))
         sb.start_kube()
         env = {**os.environ, **sb.env(), "RUNBOOK_ARCHIVE": str(work / "executed")}
         payload = json.loads((HOME / "examples" / "alerts" / "high-error-rate.json").read_text())

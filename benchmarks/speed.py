@@ -305,7 +305,8 @@ def plot_cost(work: Path) -> tuple[float, float]:
     """The first matplotlib figure of a run, saved as PNG: its cell time, warm and cold."""
     from runbook_lib.core.settings import load_settings
     from runbook_lib.run.pool import WarmKernels
-    from runbook_lib.run.runner import Runner, RunRequest
+    from runbook_lib.run.request import RunRequest
+    from runbook_lib.run.runner import Runner
     from runbook_lib.sre.alertmanager import load_alert_text
     from tests.support.minimal import make_runbook
 
@@ -347,6 +348,7 @@ def main() -> int:
     only = set(args.only)
 
     from runbook_lib.core import process
+    from runbook_lib.sandbox import database
     from runbook_lib.sandbox.stack import Sandbox
 
     process.prepare()
@@ -355,7 +357,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="rb-speed-"))
     with Sandbox(work / "sandbox", HOME, say=lambda m: say(f"sandbox: {m}")) as sb:
         sb.start_prometheus(rules=False)
-        sb.start_database("runbook_speed")
+        sb.start_database(database.run_name("runbook_speed"))
         sb.start_kube()
         prom = sb.env()["RUNBOOK_PROMETHEUS_URL"]
 

@@ -3,10 +3,13 @@ process setup runs before heavy imports, and that the custom import contracts ca
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import grimp
 import pytest
@@ -118,3 +121,87 @@ def test_the_cycle_contract_sees_imports_inside_functions(tmp_path: Path, monkey
     check: ContractCheck = contract.check(graph, verbose=False)
     assert not check.kept
     assert {frozenset(c) for c in check.metadata["cycles"]} == {frozenset({"pkgc.a", "pkgc.b"})}
+
+
+# -- the project's own contracts catch what they are there to catch ---------------------------------
+CONTRACTS = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["tool"][
+    "importlinter"
+]
+
+
+def contract(name_start: str) -> Any:
+    """The pyproject contract whose name starts with ``name_start``, as import-linter builds it."""
+    from importlinter import configuration
+    from importlinter.contracts.forbidden import ForbiddenContract
+    from importlinter.contracts.independence import IndependenceContract
+    from importlinter.contracts.layers import LayersContract
+
+    from tests.contracts import ConfinedExternal, NoCycles, NoPrivateImports
+
+    kinds = {
+        "forbidden": ForbiddenContract,
+        "layers": LayersContract,
+        "independence": IndependenceContract,
+        "confined": ConfinedExternal,
+        "acyclic": NoCycles,
+        "private": NoPrivateImports,
+    }
+    configuration.configure()  # import-linter's own adapters (its timer, its printer), as lint-imports sets them
+    [spec] = [c for c in CONTRACTS["contracts"] if c["name"].startswith(name_start)]
+    options = {k: v for k, v in spec.items() if k not in ("name", "type")}
+    session = {"root_packages": [CONTRACTS["root_package"]], "include_external_packages": True}
+    return kinds[spec["type"]](name=spec["name"], session_options=session, contract_options=options)
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported", "broken"),
+    [
+        ("runbook_lib.kernel.checks.http", "runbook_lib.receiver.app", "The kernel side imports only"),
+        ("runbook_lib.web.records", "runbook_lib.workers.jobs", "The web pages and the workers are independent"),
+        ("runbook_lib.web.records", "runbook_lib.workers.jobs", "Host layers"),
+        ("runbook_lib.kernel.checks.dlq", "psycopg", "psycopg only in"),
+        ("runbook_lib.record.build", "runbook_lib.kernel.notebook", "The host side never imports kernel code"),
+        ("runbook_lib.core.settings", "runbook_lib.sre.catalog", "core is the bottom"),
+        ("runbook_lib.sre.slo", "runbook_lib.clients.prometheus", "The SRE domain does no I/O"),
+        ("runbook_lib.intake.journal", "runbook_lib.notify.messages", "The journal and the notifications"),
+        ("runbook_lib.run.runner", "kubernetes", "kubernetes only in its source"),
+        ("runbook_lib.core.errors", "runbook_lib.cli", "No import cycles"),
+    ],
+)
+def test_a_forbidden_import_breaks_its_contract(importer: str, imported: str, broken: str) -> None:
+    """The code as it is keeps each contract; one import more, of the kind the contract forbids,
+    breaks it (grimp's graph of the real package, with that one import added)."""
+    checked = contract(broken)
+    assert checked.check(grimp.build_graph("runbook_lib", include_external_packages=True), verbose=False).kept
+    graph = grimp.build_graph("runbook_lib", include_external_packages=True)
+    if imported not in graph.modules:
+        graph.add_module(imported, is_squashed=True)
+    graph.add_import(importer=importer, imported=imported, line_number=1, line_contents=f"import {imported}")
+    assert not checked.check(graph, verbose=False).kept
+
+
+MISTAKES = [
+    ["run"],
+    ["run", "high-error-rate", "--param", "no_such=1"],
+    ["run", "--alert", "/nonexistent/alert.json"],
+    ["run", "no-such-runbook"],
+    ["run", "triage", "--mode", "resolve", "--execute"],
+]
+
+
+def test_a_mistake_in_the_input_is_answered_before_the_notebook_machinery_loads() -> None:
+    """Users feel it: `runbook run` with bad input answers in well under a second, because it
+    checks the input before papermill, nbconvert and jupyter_client are imported (one process
+    tries every mistake in turn)."""
+    probe = (
+        "import json, sys\nfrom runbook_lib.cli import main\n"
+        "for argv in json.loads(sys.argv[1]):\n"
+        "    code = main(argv)\n"
+        "    heavy = sorted(m for m in ('papermill', 'nbconvert', 'jupyter_client', 'nbformat') if m in sys.modules)\n"
+        "    print(json.dumps([argv, code, heavy]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(MISTAKES)], capture_output=True, text=True, check=False
+    )
+    seen = [json.loads(line) for line in done.stdout.splitlines()]
+    assert seen == [[argv, 2, []] for argv in MISTAKES], done.stderr

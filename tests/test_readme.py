@@ -12,7 +12,9 @@ line not run again.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -44,7 +46,7 @@ def commands(block: str) -> list[str]:
     for raw in block.splitlines():
         line = pending + raw.strip()
         if line.endswith("\\"):
-            pending = line[:-1] + " "
+            pending = line[:-1].rstrip() + " "
             continue
         pending = ""
         code = _without_comment(line)
@@ -105,7 +107,7 @@ def substituted(command: str, env: dict[str, str], port: int) -> str:
         listed = subprocess.run(
             ["runbook", "records", "--json"], capture_output=True, text=True, env=env, cwd=HOME, check=True
         )
-        command = command.replace("RECORD", json.loads(listed.stdout)["records"][0]["id"])
+        command = command.replace("RECORD", json.loads(listed.stdout)[0]["id"])  # newest first
     command = command.replace("/run/secrets/", env["SECRETS_DIR"] + "/")
     if command.startswith("RUNBOOK_WEBHOOK_TOKEN_FILE=") or " runbook serve" in f" {command}":
         command = command.replace("--host 0.0.0.0", "--host 127.0.0.1") + f" --port {port}"
@@ -133,7 +135,9 @@ def test_every_readme_command_runs(readme_env: dict[str, str]) -> None:
 def _serve(line: str, env: dict[str, str]) -> None:
     """A server command: it must come up and answer /healthz, then it is stopped."""
     port = int(line.rsplit("--port ", 1)[1])
-    proc = subprocess.Popen(["bash", "-c", f"exec {line}"], env=env, cwd=HOME, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", line], env=env, cwd=HOME, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -146,7 +150,7 @@ def _serve(line: str, env: dict[str, str]) -> None:
             assert time.monotonic() < deadline, f"{line} never answered /healthz"
             time.sleep(0.2)
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)  # bash and the receiver it started
         proc.wait(30)
 
 

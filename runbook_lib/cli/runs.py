@@ -130,7 +130,7 @@ def param_arg(text: str) -> tuple[str, Any]:
 
 
 def request_from(args: argparse.Namespace) -> Any:
-    from runbook_lib.run.runner import RunRequest
+    from runbook_lib.run.request import RunRequest
 
     if not args.alert and not args.slug:
         raise ConfigError("give a runbook SLUG, an --alert to route from, or both (see `runbook list`)")
@@ -186,10 +186,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runbook_lib.run.runner import Runner
+    from runbook_lib.run.request import parameters, pick_runbook
+    from runbook_lib.sre.catalog import Catalog
 
     settings = settings_for(args)
     request = request_from(args)
+    catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
+    parameters(catalog, settings, request, pick_runbook(catalog, settings, request.alert, request.slug)[0])
+    from runbook_lib.run.runner import Runner  # papermill, nbconvert: once the input is known to be good
+
     runner = Runner(settings)
     tty = sys.stderr.isatty() and not args.quiet
 

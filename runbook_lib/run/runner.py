@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook_lib.core.contract import GROUP_ALERTNAME, MODES, PARAMETERS, declared_parameters
+from runbook_lib.core.contract import GROUP_ALERTNAME, MODES
 from runbook_lib.core.credentials import environment_secrets
-from runbook_lib.core.errors import ConfigError, RunbookError, RunbookNotFound
+from runbook_lib.core.errors import ConfigError, RunbookError
 from runbook_lib.core.layout import new_record_id
 from runbook_lib.core.links import grafana, prometheus_graph
 from runbook_lib.core.present import when
@@ -29,34 +28,10 @@ from runbook_lib.record.archive.storage import sha256_file
 from runbook_lib.record.build import SCHEMA, ArchivedRecord, collect, versions, write_record
 from runbook_lib.record.diagnosis import diagnose
 from runbook_lib.run.execute import Execution, execute
+from runbook_lib.run.request import RunRequest, parameters, pick_runbook
 from runbook_lib.sre import incident, oncall
 from runbook_lib.sre.alertmanager import Alert
 from runbook_lib.sre.catalog import TRIAGE, Catalog, Route
-
-
-@dataclass
-class RunRequest:
-    alert: Alert | None
-    slug: str | None = None
-    mode: str = "diagnose"
-    dry_run: bool = True
-    operator: str = ""
-    approve: list[str] = field(default_factory=list)
-    record_id: str | None = None
-    attempt: int = 1
-    notes: list[str] = field(default_factory=list)
-    origin: str = "cli"
-    intake: dict[str, Any] | None = None
-    # When set, do not execute: write a record with status "interrupted" saying why.
-    skip_execution: str | None = None
-    # Alerts of the same group and runbook this run also stands for (not run again).
-    linked: list[dict[str, Any]] = field(default_factory=list)
-    # Earlier records of the same Alertmanager group (other runbooks).
-    related: list[dict[str, Any]] = field(default_factory=list)
-    # Values for parameters the runbook declares beyond the fixed ones (`runbook run --param`).
-    extra: dict[str, Any] = field(default_factory=dict)
-    # The kernel's whole environment (a DR drill's sub-run); None: this process's. Never recorded.
-    environ: dict[str, str] | None = None
 
 
 class Runner:
@@ -84,53 +59,12 @@ class Runner:
 
     # -- routing ------------------------------------------------------------------------------
     def pick_runbook(self, alert: Alert | None, slug: str | None) -> tuple[str, Route | None]:
-        """The runbook slug to run: the given one, or the alert's route (triage if none)."""
-        route = self.catalog.route(alert.name, alert.annotations.get("runbook")) if alert else None
-        if slug:
-            if not self.catalog.has_notebook(slug):
-                known = ", ".join(self.catalog.slugs())
-                raise RunbookNotFound(f"no runbook {slug!r} in {self.settings.runbooks_path} (known: {known})")
-            return slug, route
-        if route is None:
-            raise ConfigError("give a runbook SLUG or an --alert to route from")
-        if not self.catalog.has_notebook(route.slug):
-            raise RunbookNotFound(f"the {route.slug!r} runbook is missing from {self.settings.runbooks_path}")
-        return route.slug, route
+        """The runbook slug to run (see :func:`.request.pick_runbook`)."""
+        return pick_runbook(self.catalog, self.settings, alert, slug)
 
     def parameters(self, request: RunRequest, slug: str) -> dict[str, Any]:
-        """The values papermill injects: the contract's fixed names, then any of the runbook's
-        own declared parameters the request sets (refused when the notebook does not declare it)."""
-        params = {
-            "alert": request.alert.to_param() if request.alert else {},
-            "environment": self.settings.env,
-            "mode": request.mode,
-            "dry_run": bool(request.dry_run),
-            "operator": request.operator,
-            "approve": list(request.approve),
-        }
-        if request.extra:
-            declared = self.declared(slug)
-            own = sorted(k for k in declared if k not in PARAMETERS)
-            for name in request.extra:
-                if name in PARAMETERS:
-                    raise ConfigError(f"{name!r} is a fixed parameter: use its own option (--mode, --operator, ...)")
-                if name not in declared:
-                    raise ConfigError(
-                        f"runbook {slug!r} has no parameter {name!r}"
-                        + (f" (its own parameters: {', '.join(own)})" if own else " (it declares none of its own)")
-                    )
-            params.update(request.extra)
-        return params
-
-    def declared(self, slug: str) -> dict[str, Any]:
-        """The parameters (and defaults) a runbook's cell tagged `parameters` declares."""
-        import nbformat
-
-        nb = nbformat.read(self.catalog.notebook(slug), as_version=4)
-        cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
-        if not cells:
-            raise ConfigError(f"runbook {slug!r} has no cell tagged 'parameters'")
-        return declared_parameters(cells[0].source)
+        """The values papermill injects (see :func:`.request.parameters`)."""
+        return parameters(self.catalog, self.settings, request, slug)
 
     # -- interactive preparation ----------------------------------------------------------------
     def prepare(self, request: RunRequest, out_dir: Path | None = None) -> Path:

@@ -129,7 +129,8 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
 def dr_drill(sb: Sandbox, settings: Settings, say: Callable[[str], None]) -> ArchivedRecord:
     """The quarterly database-restore drill on the sandbox database, as an operator runs it
     (`runbook run dr-drill-database-restore --mode resolve --execute --operator ... --approve dr_drill`)."""
-    from runbook_lib.run.runner import Runner, RunRequest
+    from runbook_lib.run.request import RunRequest
+    from runbook_lib.run.runner import Runner
 
     say("DR drill: back up the sandbox database, restore it into a scratch database, verify, measure")
     os.environ.update(sb.env())  # the drill's kernel reads the sandbox database from the environment
@@ -150,7 +151,8 @@ def dr_drill(sb: Sandbox, settings: Settings, say: Callable[[str], None]) -> Arc
 
 def run_direct(home: Path, workdir: Path, alert_file: Path, env: str | None = None) -> int:
     """Without Alertmanager: start the sandbox and run high-error-rate for the sample alert."""
-    from runbook_lib.run.runner import Runner, RunRequest
+    from runbook_lib.run.request import RunRequest
+    from runbook_lib.run.runner import Runner
     from runbook_lib.sre.alertmanager import load_alert_text
 
     say = _say_factory()

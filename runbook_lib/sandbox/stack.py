@@ -97,7 +97,13 @@ class Sandbox:
         self.say(f"alertmanager: {self.alertmanager.url} -> {webhook_url} (bearer auth)")
         return self.alertmanager.url
 
-    def start_database(self, dbname: str = "runbook_sandbox") -> str:
+    def start_database(self, dbname: str | None = None) -> str:
+        """A database of this run's own (default ``runbook_demo_<pid>_<hex>``: two demos on one
+        server never touch each other's), seeded; dropped by :meth:`stop`. Databases of demos
+        killed before they cleaned up are dropped first."""
+        for gone in database.drop_leftovers():
+            self.say(f"postgresql: dropped {gone}, left by a demo that did not finish")
+        dbname = dbname or database.run_name()
         self.dsn = database.create_database(dbname)
         self.dbname = dbname
         self.say(f"postgresql: database {dbname} on 127.0.0.1:5432 (OmniHub schema + seed)")

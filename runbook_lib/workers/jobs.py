@@ -73,7 +73,7 @@ class RunExecutor:
 
     def execute(self, plan: dict[str, Any]) -> dict[str, Any]:
         """Run ``plan`` (from :meth:`JobHandler.plan`) into its record; returns the record."""
-        from runbook_lib.run.runner import RunRequest
+        from runbook_lib.run.request import RunRequest
 
         alert = parse_alert(plan["alert"])
         rid = plan["record_id"]

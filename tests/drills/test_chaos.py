@@ -19,7 +19,8 @@ import psycopg
 import pytest
 
 from runbook_lib.core.settings import load_settings
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sandbox.fake_kube import FakeKube
 from runbook_lib.sandbox.services import Service
 from runbook_lib.sre import drill_calendar as drills

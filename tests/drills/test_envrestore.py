@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from runbook_lib.core.settings import load_settings
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sandbox import database, services
 from runbook_lib.sandbox.fake_kube import FakeKube
 from tests.helpers import HOME, NAMESPACE, REDIS_URL

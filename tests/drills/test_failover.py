@@ -15,7 +15,8 @@ import pytest
 from runbook_lib.core.credentials import environment_secrets
 from runbook_lib.core.settings import load_settings
 from runbook_lib.kernel.drills.failover import redacted_env_name
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.services
@@ -70,17 +71,20 @@ def action(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def state(cluster: Cluster) -> dict[str, Any]:
-    """Whether it answers, is in recovery, and has the drill's marker table."""
+    """Whether it answers, is in recovery, and how many rows the drill's marker table holds (an
+    earlier drill on the session's pair may have left some: compare with the state before)."""
     try:
         with psycopg.connect(cluster.dsn(), connect_timeout=2) as conn:
             row = conn.execute("SELECT pg_is_in_recovery(), to_regclass('dr_drill_markers') IS NOT NULL").fetchone()
+            markers = conn.execute("SELECT count(*) FROM dr_drill_markers").fetchone()[0] if row[1] else 0
     except psycopg.OperationalError:
         return {"up": False}
-    return {"up": True, "in_recovery": row[0], "markers": row[1]}
+    return {"up": True, "in_recovery": row[0], "markers": markers}
 
 
 def test_the_failover_drill_passes_and_leaves_the_standby_promoted(drill, pair) -> None:
     primary, standby = pair
+    before = state(standby)["markers"]
     record = drill(pair, **DRILL)
     verdict = finding(record, "DR failover verdict")
     d = verdict["details"]
@@ -93,7 +97,9 @@ def test_the_failover_drill_passes_and_leaves_the_standby_promoted(drill, pair) 
     print(f"\nfailover drill: RPO {d['rpo_s']} s ({d['rows_lost']} rows lost), RTO {d['rto_s']} s")
 
     assert state(primary) == {"up": False}, "the old primary is stopped"
-    assert state(standby) == {"up": True, "in_recovery": False, "markers": True}, "the standby is the primary now"
+    after = state(standby)
+    assert (after["up"], after["in_recovery"]) == (True, False), "the standby is the primary now"
+    assert after["markers"] == before + 2, "the drill's marker before the failure and its first write after"
     with psycopg.connect(standby.dsn()) as conn:
         notes = [r[0] for r in conn.execute("SELECT note FROM dr_drill_markers ORDER BY id")]
         assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 200
@@ -106,6 +112,7 @@ def test_a_standby_that_is_not_replicating_fails_the_drill_and_nothing_is_touche
         conn.execute("ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=9 user=postgres'")
         conn.execute("SELECT pg_reload_conf()")
     wait_for(lambda: streaming(primary) == 0)
+    untouched = state(primary)
     record = drill(pair, **DRILL)
     verdict = finding(record, "DR failover verdict")
     assert verdict["details"]["drill_verdict"] == "FAIL" and verdict["verdict"] == "critical"
@@ -114,30 +121,32 @@ def test_a_standby_that_is_not_replicating_fails_the_drill_and_nothing_is_touche
     assert finding(record, "Readiness")["verdict"] == "critical"
     assert finding(record, "Failure declared")["summary"].startswith("Not run")
     assert action(record)["status"] == "refused"
-    assert state(primary) == {"up": True, "in_recovery": False, "markers": False}, "the primary is untouched"
+    assert state(primary) == untouched == {**untouched, "up": True, "in_recovery": False}, "the primary is untouched"
     assert state(standby)["in_recovery"] is True
 
 
 def test_diagnose_mode_checks_readiness_and_changes_nothing(drill, pair) -> None:
     primary, standby = pair
+    untouched = (state(primary), state(standby))
     record = drill(pair)
     assert finding(record, "Readiness")["verdict"] == "ok"
     for step in ("Marker", "Failure declared", "Promotion", "RPO and RTO"):
         assert finding(record, step)["summary"].startswith("Not run"), step
     assert finding(record, "DR failover verdict")["summary"].startswith("Not run (proposed)")
     assert action(record)["status"] == "proposed" and "pg_ctl" in action(record)["command"]
-    assert state(primary) == {"up": True, "in_recovery": False, "markers": False}
-    assert state(standby) == {"up": True, "in_recovery": True, "markers": False}
+    assert (state(primary), state(standby)) == untouched
+    assert (untouched[0]["in_recovery"], untouched[1]["in_recovery"]) == (False, True)
 
 
 def test_a_data_directory_that_is_not_the_primarys_is_refused_even_when_approved(drill, pair) -> None:
     primary, standby = pair
+    untouched = (state(primary), state(standby))
     record = drill(pair, data_dir=standby.data, **DRILL)  # the standby's: same system, another port
     verdict = finding(record, "DR failover verdict")
     assert verdict["details"]["drill_verdict"] == "FAIL" and "is not the primary's" in verdict["summary"]
     assert action(record)["status"] == "refused"
-    assert state(primary) == {"up": True, "in_recovery": False, "markers": False}
-    assert state(standby) == {"up": True, "in_recovery": True, "markers": False}
+    assert (state(primary), state(standby)) == untouched
+    assert (untouched[0]["up"], untouched[1]["in_recovery"]) == (True, True)
 
 
 def test_the_dsn_variables_the_notebook_names_are_ones_the_engine_redacts() -> None:

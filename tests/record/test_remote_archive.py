@@ -31,7 +31,8 @@ from runbook_lib.receiver.app import create_app
 from runbook_lib.record.archive import archive_for, open_archive
 from runbook_lib.record.archive.s3 import LOCK, S3Archive
 from runbook_lib.record.archive.verify import verify
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sandbox.services import free_port
 from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import HOME, alert_payload, cli, runbook_cli

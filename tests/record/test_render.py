@@ -8,7 +8,8 @@ import nbformat
 
 from runbook_lib.core.settings import load_settings
 from runbook_lib.record.render import render_record_html
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload, cli, html_tags
 

@@ -16,7 +16,8 @@ import pytest
 
 from runbook_lib.core.settings import KernelSettings, load_settings
 from runbook_lib.run.pool import WarmKernels, alive
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload
 from tests.support.minimal import make_runbook

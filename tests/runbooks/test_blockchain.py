@@ -24,7 +24,8 @@ from runbook_lib.core.settings import BlockchainSettings, RpcProvider, load_sett
 from runbook_lib.kernel.actions.blockchain import set_yaml_key, target_refusal
 from runbook_lib.kernel.checks.blockchain import HEALTHY, classify
 from runbook_lib.kernel.sources.blockchain import Blockchain, endpoint, transport_class
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sandbox.services import Service, free_port
 from tests.helpers import own_parameters
 from tests.support import dbfaults, ganache

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 from runbook_lib.core.settings import load_settings
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sandbox import database
 from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload

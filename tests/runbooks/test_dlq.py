@@ -26,7 +26,8 @@ from runbook_lib import checks
 from runbook_lib.clients.rabbitmq import REPLAY_HEADER, AccessRefused, QueueNotFound, RabbitMQ, describe, refusal
 from runbook_lib.core.errors import EXIT_FAILED, EXIT_USAGE
 from runbook_lib.core.settings import load_settings
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sandbox import services
 from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import alert_payload, cli

@@ -19,7 +19,8 @@ import pytest
 
 from runbook_lib.core.settings import load_settings
 from runbook_lib.monitoring import dashboards
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sandbox import services
 from runbook_lib.sandbox.fake_kube import SANDBOX_SECRETS, FakeKube
 from runbook_lib.sre.alertmanager import parse_alert

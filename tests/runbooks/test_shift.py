@@ -14,7 +14,8 @@ import pytest
 from runbook_lib.clients import toil
 from runbook_lib.core.settings import load_settings
 from runbook_lib.record.archive import LocalArchive
-from runbook_lib.run.runner import Runner, RunRequest
+from runbook_lib.run.request import RunRequest
+from runbook_lib.run.runner import Runner
 from runbook_lib.sre import oncall
 from runbook_lib.sre.alertmanager import parse_alert
 from tests.helpers import HOME, alert_payload, cli

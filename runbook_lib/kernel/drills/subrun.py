@@ -59,7 +59,8 @@ def run_runbook(
 ) -> SubRun:
     """Run runbook ``slug`` in diagnose mode with settings and a kernel environment made from
     ``environ`` alone (RUNBOOK_ARCHIVE in it says where the record goes); the archived record."""
-    from runbook_lib.run.runner import Runner, RunRequest  # the host side, only when a drill runs one
+    from runbook_lib.run.request import RunRequest  # the host side, only when a drill runs one
+    from runbook_lib.run.runner import Runner
 
     environ = dict(environ)
     settings = load_settings(env=env, environ=environ)
