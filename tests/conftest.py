@@ -35,7 +35,17 @@ if TYPE_CHECKING:
     from tests.support.cluster import Cluster, Pair
 
 # Fixtures that reach a real service; a test using one is marked `services` automatically.
-SERVICE_FIXTURES = {"prometheus", "pg_dsn", "fresh_db", "full_env", "ganache_pair", "vhost", "pg_pair", "pair"}
+SERVICE_FIXTURES = {
+    "prometheus",
+    "pg_dsn",
+    "fresh_db",
+    "full_env",
+    "ganache_pair",
+    "vhost",
+    "pg_pair",
+    "pair",
+    "drill_server",
+}
 # Variables that would point a test at something other than what it set up.
 OUR_VARS = [
     "RUNBOOK_ENV",
@@ -59,6 +69,9 @@ OUR_VARS = [
     "RUNBOOK_LINK_SIGNING_KEY",
     "RUNBOOK_RABBITMQ_URL",
     "RUNBOOK_GRAFANA_URL",
+    "RUNBOOK_POSTGRES_DRILL_DSN",
+    "RUNBOOK_BROKER_URL",
+    "RUNBOOK_EXECUTOR",
 ]
 
 
@@ -249,6 +262,16 @@ def pair(pg_pair: Pair) -> tuple[Cluster, Cluster]:
     """(primary, standby), streaming: whatever an earlier test stopped, promoted or detached is
     put back first. A test may stop the primary, promote or reconfigure the standby."""
     return pg_pair.reset()
+
+
+@pytest.fixture
+def drill_server(pair: tuple[Cluster, Cluster], monkeypatch: pytest.MonkeyPatch) -> str:
+    """Where a DR drill of this test puts its scratch databases: this test process's own primary
+    (RUNBOOK_POSTGRES_DRILL_DSN). A drill refuses to start while another drill's scratch database
+    is young on its server, so test processes drilling at once must not share one."""
+    dsn = pair[0].dsn()
+    monkeypatch.setenv("RUNBOOK_POSTGRES_DRILL_DSN", dsn)
+    return dsn
 
 
 @pytest.fixture(scope="session")

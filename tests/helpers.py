@@ -37,6 +37,24 @@ def temp_database(tag: str) -> Iterator[str]:
         database.drop_database(name)
 
 
+def scratch_databases(server_dsn: str) -> set[str]:
+    """The DR drills' scratch databases on a server now (conftest ``drill_server``: each test
+    process drills on a server of its own)."""
+    import psycopg
+
+    with psycopg.connect(server_dsn) as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rb_drill_%'")}
+
+
+def row_counts(dsn: str) -> dict[str, int]:
+    """Every user table of a database and its rows (to show a drill left the source untouched)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        names = [r[0] for r in conn.execute("SELECT relname FROM pg_stat_user_tables ORDER BY relname").fetchall()]
+        return {n: conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+
+
 def own_parameters(tmp_path: Path, environ: Any, extra_yaml: str = "") -> Path:
     """Point RUNBOOK_HOME at a copy of parameters/ (the real runbooks stay), with
     ``extra_yaml`` appended to environments/local.yaml; returns that file. ``environ`` is

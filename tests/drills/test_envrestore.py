@@ -10,16 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import yaml
 
 from runbook_lib.core.settings import load_settings
 from runbook_lib.run.request import RunRequest
 from runbook_lib.run.runner import Runner
-from runbook_lib.sandbox import database, services
+from runbook_lib.sandbox import services
 from runbook_lib.sandbox.fake_kube import FakeKube
-from tests.helpers import HOME, NAMESPACE, REDIS_URL
+from tests.helpers import HOME, NAMESPACE, REDIS_URL, row_counts, scratch_databases
 
 pytestmark = pytest.mark.services
 
@@ -65,20 +64,9 @@ def action(record: dict[str, Any]) -> dict[str, Any]:
     return next(a for a in record["actions"] if a["name"] == "dr_env_restore")
 
 
-def counts(dsn: str) -> dict[str, int]:
-    with psycopg.connect(dsn) as conn:
-        names = [r[0] for r in conn.execute("SELECT relname FROM pg_stat_user_tables ORDER BY relname").fetchall()]
-        return {n: conn.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
-
-
-def scratch_databases() -> set[str]:
-    with psycopg.connect(database.ADMIN_DSN) as conn:
-        return {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'rb_drill_%'")}
-
-
-def test_the_environment_restore_passes_and_leaves_nothing_behind(env: tuple[FakeKube, str]) -> None:
+def test_the_environment_restore_passes_and_leaves_nothing_behind(env: tuple[FakeKube, str], drill_server: str) -> None:
     fake, dsn = env
-    before, scratch_before = counts(dsn), scratch_databases()
+    before, scratch_before = row_counts(dsn), scratch_databases(drill_server)
     record = run(**DRILL)
     verdict = finding(record, "DR environment-restore verdict")
     d = verdict["details"]
@@ -107,16 +95,20 @@ def test_the_environment_restore_passes_and_leaves_nothing_behind(env: tuple[Fak
     assert created == {(m["kind"], m["metadata"]["name"]) for m in MANIFESTS}
     assert fake.objects == {} and finding(record, "Cleanup")["details"]["objects_left"] == []
     restored = finding(record, "Database restore")["details"]["scratch"]
-    assert restored.startswith("rb_drill_") and restored not in scratch_databases()
+    assert restored.startswith("rb_drill_") and restored not in scratch_databases(drill_server)
     assert finding(record, "Cleanup")["details"]["dropped"] is True
-    assert scratch_databases() == scratch_before and counts(dsn) == before, "the source is untouched"
+    assert not (scratch_databases(drill_server) - scratch_before) and row_counts(dsn) == before, (
+        "the source is untouched"
+    )
     assert action(record)["status"] == "done"
 
 
-def test_a_manifest_the_api_rejects_fails_the_drill_and_still_cleans_up(env: tuple[FakeKube, str]) -> None:
+def test_a_manifest_the_api_rejects_fails_the_drill_and_still_cleans_up(
+    env: tuple[FakeKube, str], drill_server: str
+) -> None:
     fake, dsn = env
     fake.reject_kinds = {"RoleBinding"}
-    before, scratch_before = counts(dsn), scratch_databases()
+    before, scratch_before = row_counts(dsn), scratch_databases(drill_server)
     record = run(**DRILL)
     verdict = finding(record, "DR environment-restore verdict")
     assert verdict["details"]["drill_verdict"] == "FAIL" and verdict["verdict"] == "critical"
@@ -126,13 +118,13 @@ def test_a_manifest_the_api_rejects_fails_the_drill_and_still_cleans_up(env: tup
     )
     assert finding(record, "Smoke checks")["summary"].startswith("Not run: Kubernetes manifests failed")
     assert fake.objects == {}, "the Roles created before the rejection were deleted"
-    assert scratch_databases() == scratch_before and counts(dsn) == before
+    assert not (scratch_databases(drill_server) - scratch_before) and row_counts(dsn) == before
     assert finding(record, "Cleanup")["verdict"] == "ok" and record["diagnosis"]["verdict"] == "critical"
 
 
-def test_diagnose_mode_only_runs_the_pre_checks(env: tuple[FakeKube, str]) -> None:
+def test_diagnose_mode_only_runs_the_pre_checks(env: tuple[FakeKube, str], drill_server: str) -> None:
     fake, dsn = env
-    before, scratch_before = counts(dsn), scratch_databases()
+    before, scratch_before = row_counts(dsn), scratch_databases(drill_server)
     record = run()
     pre = finding(record, "Pre-drill checks")
     assert pre["verdict"] == "ok" and len(pre["details"]["objects"]) == len(MANIFESTS)
@@ -141,4 +133,4 @@ def test_diagnose_mode_only_runs_the_pre_checks(env: tuple[FakeKube, str]) -> No
         assert finding(record, check)["summary"].startswith("Not run: proposed"), check
     assert finding(record, "DR environment-restore verdict")["summary"].startswith("Not run")
     assert [r["method"] for r in fake.requests] == ["GET"] and fake.objects == {}
-    assert scratch_databases() == scratch_before and counts(dsn) == before
+    assert not (scratch_databases(drill_server) - scratch_before) and row_counts(dsn) == before
