@@ -303,7 +303,7 @@ def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir
 
     canary = "CANARY-midrun-5e6f7a8b"
     make_runbook(
-        test_runbooks, "slow", "import os\nprint(os.environ['RUNBOOK_PROMETHEUS_TOKEN'])", "import time\ntime.sleep(4)"
+        test_runbooks, "slow", "import os\nprint(os.environ['RUNBOOK_PROMETHEUS_TOKEN'])", "import time\ntime.sleep(2)"
     )
     payload = write_json(tmp_path / "p.json", alert_payload())
     env = {**__import__("os").environ, "RUNBOOK_PROMETHEUS_TOKEN": canary}
