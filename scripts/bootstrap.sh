@@ -49,8 +49,15 @@ pip_install() {
     grep -v '^WARNING: Location' "$VENV/pip.log" | tail -30 >&2; log "pip install $* failed"; exit 1
   fi
 }
-pip_install --upgrade pip
-pip_install -e '.[dev,lab]'
+# uv (from PyPI) resolves and installs in parallel: about 20 s here where pip takes two minutes.
+# pip stays the fallback, so a registry or platform uv cannot serve still gets a working venv.
+if pip_install uv && "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -e '.[dev,lab]' >"$VENV/uv.log" 2>&1; then
+  log "installed with uv"
+else
+  [ -s "$VENV/uv.log" ] && { tail -15 "$VENV/uv.log" >&2; log "uv failed; installing with pip instead"; }
+  pip_install --upgrade pip
+  pip_install -e '.[dev,lab]'
+fi
 "$VENV/bin/python" -c 'import runbook_lib, papermill, nbconvert, kubernetes, psycopg, httpx, pandas, nbval, fastapi, pika' \
   || { log "the virtualenv is incomplete"; exit 1; }
 log "ok: $("$VENV/bin/python" -V), prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}'), alertmanager $(prometheus-alertmanager --version 2>&1 | head -1 | awk '{print $3}')"

@@ -48,3 +48,14 @@ def die_with_parent(parent: int | None = None) -> bool:
     except OSError:
         pass
     return parent is None or os.getppid() == parent
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a process and its group (a kernel and whatever it started); gone already is fine."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

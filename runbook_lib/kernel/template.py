@@ -34,7 +34,7 @@ import sys
 import time
 from typing import Any
 
-from runbook_lib.core.process import die_with_parent
+from runbook_lib.core.process import die_with_parent, kill_group
 
 PRELOAD = (
     "ipykernel.kernelapp",
@@ -145,17 +145,7 @@ def serve(path: str) -> None:
                 conn.sendall(json.dumps(reply).encode() + b"\n")
             except OSError:  # the worker gave up waiting: nobody will use that kernel
                 if pid:
-                    _kill(pid)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+                    kill_group(pid)
 
 
 def _become_kernel(request: dict[str, Any]) -> None:

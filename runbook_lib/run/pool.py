@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from jupyter_client.connect import write_connection_file
 
+from runbook_lib.core.process import kill_group
 from runbook_lib.core.settings import KernelSettings
 
 log = logging.getLogger("runbook.kernels")
@@ -264,13 +264,3 @@ def remove_stale_dirs() -> None:
         owner = path.name.split("-")[2]
         if owner.isdigit() and not alive(int(owner)):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
