@@ -603,6 +603,7 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_ARCHIVE_ENDPOINT": ("archive", "endpoint"),
     "RUNBOOK_CELL_TIMEOUT": ("kernels", "cell_timeout_s"),
     "RUNBOOK_WORKERS": ("receiver", "workers"),
+    "RUNBOOK_WARM_KERNELS": ("kernels", "warm_kernels"),
     "RUNBOOK_EXECUTOR": ("receiver", "executor"),
     "RUNBOOK_JOURNAL": ("receiver", "journal"),
     "RUNBOOK_WEBHOOK_USER": ("receiver", "basic_user"),

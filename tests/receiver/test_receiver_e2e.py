@@ -285,7 +285,7 @@ def test_kill_9_mid_burst_loses_nothing_and_retries_interrupted_runs(
 
 def test_a_killed_worker_is_replaced_and_its_job_retried(tmp_path: Path, minimal_env, receiver_factory) -> None:
     archive = Path(minimal_env["RUNBOOK_ARCHIVE"])
-    receiver = receiver_factory(minimal_env, workers=1)
+    receiver = receiver_factory({**minimal_env, "RUNBOOK_WARM_KERNELS": "0"}, workers=1)  # cold: a run takes a second
     payloads = burst_payloads(12)
     assert {r.status for r in post_all(f"{receiver.url}/alerts", payloads, TOKEN)} == {200}
     wait_for("two records", lambda: done_count(archive) >= 2, 60, receiver)
@@ -333,9 +333,10 @@ def test_slack_and_pagerduty_notifications(tmp_path: Path, minimal_env, receiver
         "RUNBOOK_PAGERDUTY_ROUTING_KEY": "pd-routing-key-123456",
         "RUNBOOK_PAGERDUTY_URL": f"{base}/v2/enqueue",
         "RUNBOOK_RECORD_BASE_URL": "http://runbooks.test:9095",
+        "RUNBOOK_WARM_KERNELS": "0",  # three runs: cold kernels cost less than a kernel template
     }
     archive = Path(env["RUNBOOK_ARCHIVE"])
-    receiver = receiver_factory(env)
+    receiver = receiver_factory(env, workers=1)
     try:
         critical, warning = burst_payloads(2)
         critical["alerts"][0]["labels"]["severity"] = "critical"
