@@ -129,7 +129,7 @@ def test_every_readme_command_runs(readme_env: dict[str, str]) -> None:
                 )
                 assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
             ran.append(command)
-    assert len(ran) >= 20, ran
+    assert len(ran) >= 18, ran  # every runbook command of the README (make demo and make test aside)
 
 
 def _serve(line: str, env: dict[str, str]) -> None:

@@ -171,8 +171,10 @@ def _become_kernel(request: dict[str, Any]) -> None:
         from ipykernel.kernelapp import IPKernelApp
 
         app = IPKernelApp.instance()
-        transport = "tcp" if request.get("transport") == "tcp" else "ipc"  # as the connection file says
-        app.initialize(["-f", request["connection_file"], *KERNEL_ARGS, f"--IPKernelApp.transport={transport}"])
+        transport = ["--IPKernelApp.transport=ipc"]
+        if request.get("transport") == "tcp":  # as the connection file says (a kernel manager's own, on loopback)
+            transport = ["--IPKernelApp.transport=tcp", "--IPKernelApp.log_level=ERROR"]  # no "unencrypted" warning
+        app.initialize(["-f", request["connection_file"], *KERNEL_ARGS, *transport])
         app.start()
         code = 0
     except BaseException as exc:

@@ -17,7 +17,7 @@ from tests.support.minimal import make_runbook
 
 
 @pytest.fixture
-def test_runbooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def own_runbooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "runbooks"
     folder.mkdir()
     shutil.copy(HOME / "runbooks" / "triage.ipynb", folder / "triage.ipynb")
@@ -120,9 +120,9 @@ def test_record_lists_and_shows(tmp_path: Path, full_env) -> None:
     assert cli("show", "nonexistent").returncode == 1
 
 
-def test_a_failing_notebook_still_produces_a_record(tmp_path: Path, archive_dir: Path, test_runbooks: Path) -> None:
+def test_a_failing_notebook_still_produces_a_record(tmp_path: Path, archive_dir: Path, own_runbooks: Path) -> None:
     make_runbook(
-        test_runbooks,
+        own_runbooks,
         "breaks",
         'rb.finding("before", "info", "this ran")',
         "1 / 0",
@@ -144,8 +144,8 @@ def test_a_failing_notebook_still_produces_a_record(tmp_path: Path, archive_dir:
     assert cli("verify").returncode == 0
 
 
-def test_a_cell_that_hangs_becomes_a_timed_out_record(tmp_path: Path, archive_dir: Path, test_runbooks: Path) -> None:
-    make_runbook(test_runbooks, "hangs", 'rb.finding("before", "info", "ran")', "import time\ntime.sleep(60)")
+def test_a_cell_that_hangs_becomes_a_timed_out_record(tmp_path: Path, archive_dir: Path, own_runbooks: Path) -> None:
+    make_runbook(own_runbooks, "hangs", 'rb.finding("before", "info", "ran")', "import time\ntime.sleep(60)")
     payload = write_json(tmp_path / "p.json", alert_payload())
     res = cli("run", "hangs", "--alert", str(payload), env={"RUNBOOK_CELL_TIMEOUT": "3"})
     assert res.returncode == 1
@@ -156,7 +156,7 @@ def test_a_cell_that_hangs_becomes_a_timed_out_record(tmp_path: Path, archive_di
 
 
 def test_redaction_canary_in_no_file_and_no_output(
-    tmp_path: Path, archive_dir: Path, test_runbooks: Path, pg_dsn: str, prometheus
+    tmp_path: Path, archive_dir: Path, own_runbooks: Path, pg_dsn: str, prometheus
 ) -> None:
     canary_pw = "CANARY-pw-7f3a9c"
     canary_token = "CANARY-token-1b2c3d"
@@ -164,7 +164,7 @@ def test_redaction_canary_in_no_file_and_no_output(
     token_file = tmp_path / "token"
     token_file.write_text(canary_token + "\n")
     make_runbook(
-        test_runbooks,
+        own_runbooks,
         "leaky",
         "import os\nprint(os.environ['RUNBOOK_POSTGRES_DSN'])\nprint(repr(os.environ))",
         "h = rb.postgres.health()\nrb.finding('pg', 'ok', 'dsn was ' + os.environ['RUNBOOK_POSTGRES_DSN'])",
@@ -294,7 +294,7 @@ def test_open_prepares_parameters_without_executing(tmp_path: Path, archive_dir:
     assert list(LocalArchive(archive_dir).entries()) == []  # an interactive copy is not a record
 
 
-def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir: Path, test_runbooks: Path) -> None:
+def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir: Path, own_runbooks: Path) -> None:
     """papermill saves the notebook after every cell, before redaction: that copy must live
     outside the archive, so a crash mid-run cannot leave a secret in executed/."""
     import subprocess
@@ -303,7 +303,7 @@ def test_unredacted_output_never_touches_the_archive(tmp_path: Path, archive_dir
 
     canary = "CANARY-midrun-5e6f7a8b"
     make_runbook(
-        test_runbooks, "slow", "import os\nprint(os.environ['RUNBOOK_PROMETHEUS_TOKEN'])", "import time\ntime.sleep(2)"
+        own_runbooks, "slow", "import os\nprint(os.environ['RUNBOOK_PROMETHEUS_TOKEN'])", "import time\ntime.sleep(2)"
     )
     payload = write_json(tmp_path / "p.json", alert_payload())
     env = {**__import__("os").environ, "RUNBOOK_PROMETHEUS_TOKEN": canary}
