@@ -33,9 +33,9 @@ test: bootstrap services lint
 	scripts/offline.sh $(PYTEST) $(XDIST) $(PYTEST_ARGS) -m "not services" tests --nbval-lax --nbval-kernel-name runbook-forked runbooks
 	$(PYTEST) $(XDIST) $(PYTEST_ARGS) -m services tests
 
-# While working: the pure tests only, no services needed.
+# While working: the tests that need no service (without nbval), where nothing listens.
 test-pure: bootstrap
-	$(PYTEST) $(XDIST) $(PYTEST_ARGS) -m "not services" tests
+	scripts/offline.sh $(PYTEST) $(XDIST) $(PYTEST_ARGS) -m "not services" tests
 
 lint: bootstrap
 	$(BIN)/ruff check .
