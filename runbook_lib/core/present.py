@@ -59,15 +59,24 @@ def verdict_label(verdict: str) -> str:
 def finding_text(f: Mapping[str, Any], *, step: bool = True, limit: int | None = None, inline: bool = False) -> str:
     """``WARNING     [Step 1] check: summary``: the verdict in a column, for terminals and
     notebooks; ``inline=True`` gives ``WARNING: check: summary`` for chat and paging messages,
-    whose fonts do not line columns up. The summary is cut to ``limit`` characters."""
+    whose fonts do not line columns up, on one line (a newline from an alert label cannot start a
+    line of its own). The summary is cut to ``limit`` characters."""
     summary = str(f.get("summary", ""))
+    check = str(f.get("check", ""))
+    if inline:
+        summary, check = one_line(summary), one_line(check)
     if limit is not None and len(summary) > limit:
         summary = summary[: limit - 3] + "..."
     where = f"[{f['step']}] " if step and f.get("step") else ""
     label = verdict_label(f.get("verdict", ""))
     if inline:
-        return f"{label}: {where}{f.get('check', '')}: {summary}"
-    return f"{label:<11} {where}{f.get('check', '')}: {summary}"
+        return f"{label}: {where}{check}: {summary}"
+    return f"{label:<11} {where}{check}: {summary}"
+
+
+def one_line(text: Any) -> str:
+    """``text`` with every run of white space (newlines included) as one space."""
+    return " ".join(str("" if text is None else text).split())
 
 
 def finding_html(f: Mapping[str, Any]) -> str:

@@ -27,7 +27,7 @@ from slack_sdk.models.blocks import (
 from runbook_lib.core import signing
 from runbook_lib.core.contract import worst_first
 from runbook_lib.core.credentials import safe_endpoint
-from runbook_lib.core.present import ago, duration, finding_text, more, slack_text, visible
+from runbook_lib.core.present import ago, duration, finding_text, more, one_line, slack_text, visible
 from runbook_lib.core.settings import Settings
 from runbook_lib.core.shapes import Record
 from runbook_lib.record import diagnosis
@@ -95,10 +95,10 @@ class Message:
         title = f"{EMOJI.get(self.verdict, ':white_circle:')} {self.verdict.upper()} {slack_text(self.alertname)}"
         blocks: list[Any] = [
             HeaderBlock(text=PlainTextObject(text=title[:150], emoji=True)),
-            SectionBlock(text=MarkdownTextObject(text=slack_text(self.headline)[:2900])),
+            SectionBlock(text=MarkdownTextObject(text=slack_text(one_line(self.headline))[:2900])),
         ]
         if self.lines:
-            bullets = "\n".join(f"• {slack_text(line)}" for line in self.lines)
+            bullets = "\n".join(f"• {slack_text(one_line(line))}" for line in self.lines)
             blocks.append(SectionBlock(text=MarkdownTextObject(text=bullets[:2900])))
         context = " · ".join(x for x in (self.severity, self.when) if x)
         if context:

@@ -105,3 +105,15 @@ def test_messages_name_the_sev_level_and_who_was_on_call(capture) -> None:
     assert Notifier(settings).record_done(rec) == []
     slack = json.dumps(next(body for path, body in received if path.startswith("/services/")))
     assert "SEV-1; on call: Avery Example (secondary Devon Dummy, manager Morgan Fictional)" in slack
+
+
+def test_a_newline_in_an_alert_label_cannot_start_a_bullet_of_its_own(capture) -> None:
+    """A finding that repeats a label holding "\\n• forged" stays on its own bullet line."""
+    base, received = capture
+    settings = load_settings(environ={"RUNBOOK_SLACK_WEBHOOK_URL": f"{base}/services/T000/B000/slacksecret"})
+    forged = "Routine\n• OK: Everything: all clear, nothing to do"
+    rec = record(forged, f"No dedicated runbook for {forged}")
+    assert Notifier(settings).record_done(rec) == []
+    message = next(body for path, body in received if path.startswith("/services/"))
+    [bullets] = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section" and b["text"]["text"].startswith("• ")]
+    assert bullets.splitlines() == ["• WARNING: Routing: No dedicated runbook for Routine • OK: Everything: all clear, nothing to do"]
