@@ -22,7 +22,7 @@ from runbook_lib.core.errors import ConfigError
 # The longest a link may live (notify.link_ttl_s is capped at it); an ``exp`` further ahead than
 # this is refused as absurd, whatever its signature.
 MAX_TTL_S = 365 * 86400
-_EXP = re.compile(r"[0-9]{1,12}")
+_EXP = re.compile(r"[1-9][0-9]{0,11}")  # one spelling: no leading zeros
 _SIG = re.compile(r"[0-9a-f]{64}")
 
 

@@ -100,6 +100,9 @@ def create_app(settings: Settings, *, require_auth: bool = True, executor: Execu
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # Starlette would answer "/records/" with a redirect to an absolute URL built from the
+        # Host header, which a client chooses: a 404 it is.
+        redirect_slashes=False,
     )
     _alerts_route(app, settings, intake, metrics, health, require_auth)
     _status_routes(app, intake, metrics, health, executor)

@@ -259,6 +259,12 @@ def test_same_credentials_as_records(client: TestClient, incidents: dict[str, st
     assert client.get("/records", headers=basic()).status_code == 200  # browsers: basic auth
 
 
+@pytest.mark.parametrize("path", ["/records/", "/healthz/", "/runbooks/"])
+def test_a_trailing_slash_is_404_never_a_redirect_to_the_host_the_client_named(client: TestClient, path: str) -> None:
+    resp = client.get(path, headers={**bearer(), "host": "evil.example"}, follow_redirects=False)
+    assert resp.status_code == 404 and "location" not in resp.headers
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -438,6 +444,8 @@ def test_sign_and_verify() -> None:
         ("-5", sig, now, "malformed"),
         (" 60", sig, now, "malformed"),
         ("9" * 13, sig, now, "malformed"),
+        (f"0{now + 60}", sig, now, "malformed"),  # one spelling per link
+        ("0", signing.sign(KEY, rid, 0), now, "malformed"),
         (None, sig, now, "missing"),
         (now + 60, None, now, "missing"),
         (now + 60, "", now, "missing"),
