@@ -4,8 +4,9 @@ graph page over a time range, a Grafana dashboard over the same range. Only http
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 # The generated Grafana dashboards (runbook_lib.monitoring.dashboards): file -> uid.
 DASHBOARDS = {
@@ -19,6 +20,37 @@ def _base(url: str | None) -> str | None:
     if not url or not url.lower().startswith(("http://", "https://")):
         return None
     return url.rstrip("/")
+
+
+def server(url: str | None) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL, the default port filled in; None when it is not http(s)."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower(), port
+
+
+def alert_links(alert: dict, trusted_bases: Iterable[str | None]) -> list[dict[str, object]]:
+    """The links an alert brings (its ``runbook_url`` annotation and its ``generatorURL``), each
+    marked ``trusted`` only when its scheme, host and port are those of one of
+    ``trusted_bases`` (our Prometheus, Alertmanager, runbook pages). Whoever can post an alert
+    chooses these URLs: a record makes only trusted ones clickable and shows the rest as text."""
+    ours = {server(base) for base in trusted_bases} - {None}
+    found = [
+        ("Runbook", (alert.get("annotations") or {}).get("runbook_url")),
+        ("Alert source", alert.get("generatorURL")),
+    ]
+    return [
+        {"title": title, "url": url, "from": "alert", "trusted": server(url) in ours}
+        for title, url in found
+        if isinstance(url, str) and url.strip()
+    ]
 
 
 def prometheus_graph(base: str | None, expr: str, end: datetime, range_s: float = 3 * 3600) -> str | None:

@@ -405,6 +405,11 @@ class LinkSettings(_Section):
     """Grafana's base URL (RUNBOOK_GRAFANA_URL); None: no Grafana links."""
     grafana_dashboard: str | None = "/d/omnihub-api-gateway"
     """Path of the dashboard records link to, on grafana_url."""
+    alertmanager_url: str | None = None
+    """Alertmanager as people reach it (RUNBOOK_ALERTMANAGER_URL). An alert's own links (its
+    runbook_url and generatorURL) are clickable in a record only when they point at this, at
+    Prometheus (prometheus.url, prometheus.external_urls, links.prometheus_url) or at
+    monitoring.runbook_base_url; other hosts are shown as text."""
 
 
 class GrowthRow(_Section):
@@ -513,6 +518,17 @@ class Settings(_Section):
     def prometheus_link_base(self) -> str | None:
         return self.links.prometheus_url or self.prometheus.url
 
+    @property
+    def trusted_link_bases(self) -> list[str | None]:
+        """Where an alert's own links may point and still be clickable (LinkSettings.alertmanager_url)."""
+        return [
+            self.prometheus.url,
+            *self.prometheus.external_urls,
+            self.links.prometheus_url,
+            self.links.alertmanager_url,
+            self.monitoring.runbook_base_url,
+        ]
+
     # -- derived paths -------------------------------------------------------------------
     @property
     def parameters_dir(self) -> Path:
@@ -574,6 +590,7 @@ class Settings(_Section):
                     "record_base_url",
                     "prometheus_url",
                     "grafana_url",
+                    "alertmanager_url",
                 ):
                     found.update(secret_parts(value, url_like=True))
 
@@ -611,6 +628,7 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_RECORD_BASE_URL": ("notify", "record_base_url"),
     "RUNBOOK_PROMETHEUS_LINK_URL": ("links", "prometheus_url"),
     "RUNBOOK_GRAFANA_URL": ("links", "grafana_url"),
+    "RUNBOOK_ALERTMANAGER_URL": ("links", "alertmanager_url"),
     "RUNBOOK_RUNBOOKS_DIR": ("runbooks_dir",),
     "RUNBOOK_CATALOG": ("catalog_path",),
 }

@@ -97,7 +97,7 @@ class Record(TypedDict, total=False):
     incident: dict[str, Any] | None
     linked_alerts: list[dict[str, Any]]
     related_records: list[dict[str, Any]]
-    links: list[dict[str, str]]
+    links: list[dict[str, Any]]
     findings: list[Finding]
     actions: list[Action]
     unchecked: list[dict[str, str]]

@@ -244,15 +244,33 @@ def _group_html(record: Record) -> str:
 
 def _links_html(record: Record) -> str:
     """The alert's runbook_url and generatorURL, and the record's own links (Prometheus, Grafana),
-    as links people can follow. Only http(s) URLs become links."""
-    alert = record.get("alert") or {}
-    found = [
-        ("Runbook", (alert.get("annotations") or {}).get("runbook_url")),
-        ("Alert source", alert.get("generatorURL")),
-        *((link.get("title"), link.get("url")) for link in record.get("links") or []),
-    ]
-    items = [f'<a href="{esc(url)}">{esc(title)}</a>' for title, url in found if _http(url)]
+    as links people can follow. Only http(s) URLs become links, and of the alert's own only those
+    the run found pointing at a configured host (``trusted``): whoever posts an alert chooses
+    them, so the others are shown as text, never as something to click."""
+    items = []
+    for link in _record_links(record):
+        title, url = link.get("title"), link.get("url")
+        if not _http(url):
+            continue
+        if link.get("from") == "alert" and link.get("trusted") is not True:
+            items.append(f'{esc(title)} (not a configured host, not a link): <code>{esc(url)}</code>')
+        else:
+            items.append(f'<a href="{esc(url)}">{esc(title)}</a>')
     return f'<p class="rb-links">{" · ".join(items)}</p>' if items else ""
+
+
+def _record_links(record: Record) -> list[dict[str, Any]]:
+    """The record's links; a record from before links were marked gets its alert's links as
+    untrusted ones."""
+    links = list(record.get("links") or [])
+    if not any(link.get("from") == "alert" for link in links):
+        alert = record.get("alert") or {}
+        older = [
+            ("Runbook", (alert.get("annotations") or {}).get("runbook_url")),
+            ("Alert source", alert.get("generatorURL")),
+        ]
+        links = [{"title": t, "url": u, "from": "alert", "trusted": False} for t, u in older if u] + links
+    return links
 
 
 def _http(url: Any) -> bool:

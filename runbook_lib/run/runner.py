@@ -18,7 +18,7 @@ from runbook_lib.core.contract import GROUP_ALERTNAME, MODES
 from runbook_lib.core.credentials import environment_secrets
 from runbook_lib.core.errors import ConfigError, RunbookError
 from runbook_lib.core.layout import new_record_id
-from runbook_lib.core.links import grafana, prometheus_graph
+from runbook_lib.core.links import alert_links, grafana, prometheus_graph
 from runbook_lib.core.present import when
 from runbook_lib.core.redact import Redactor
 from runbook_lib.core.settings import Settings
@@ -116,9 +116,10 @@ class Runner:
             shutil.rmtree(staging, ignore_errors=True)  # a retry starts clean; nothing half-written stays
             raise
 
-    def _links(self, route: Route | None, started: datetime) -> list[dict[str, str]]:
-        """Where a person goes next: the alert's expression in Prometheus, the service's dashboard."""
-        links = []
+    def _links(self, alert: dict[str, Any], route: Route | None, started: datetime) -> list[dict[str, Any]]:
+        """Where a person goes next: the alert's own links (marked trusted or not), the alert's
+        expression in Prometheus, the service's dashboard."""
+        links = alert_links(alert, self.settings.trusted_link_bases)
         expr = route.spec.expr if route is not None and route.spec is not None else None
         graph = prometheus_graph(self.settings.prometheus_link_base, expr or "", started)
         if graph:
@@ -166,7 +167,7 @@ class Runner:
             "incident": self._incident(params["alert"], request.linked),
             "linked_alerts": request.linked,
             "related_records": request.related,
-            "links": self._links(route, started),
+            "links": self._links(params["alert"], route, started),
             "findings": findings,
             "actions": actions,
             "unchecked": [{"check": f["check"], "why": f["summary"]} for f in findings if f["verdict"] == "unchecked"],

@@ -114,3 +114,49 @@ def test_cells_are_keyboard_focusable_and_plots_carry_their_title_as_alt_text() 
     assert len(outputs) == 3 and all(a.get("tabindex") == "0" for a in outputs)
     images = [dict(a) for t, a in tags if t == "img"]
     assert [a.get("alt") for a in images] == ["graph: 5xx ratio"]
+
+
+def test_an_alerts_own_links_are_clickable_only_on_a_configured_host(tmp_path) -> None:
+    """runbook_url and generatorURL come from whoever posted the alert: a record links them only
+    when they point at our runbook pages, Prometheus or Alertmanager, and shows the rest as text."""
+    settings = load_settings(
+        overrides={
+            "archive.path": str(tmp_path / "executed"),
+            "prometheus.url": None,
+            "links.alertmanager_url": "http://alertmanager.internal:9093",
+        }
+    )
+    payload = alert_payload(alertname="LinkBait")
+    alert = payload["alerts"][0]
+    alert["annotations"]["runbook_url"] = "https://runbooks.omnihub.dev/runbooks/triage"
+    alert["generatorURL"] = "https://login.evil.example/graph?g0.expr=up"
+    result = Runner(settings).run(RunRequest(alert=parse_alert(alert)))
+    html = result.html_path.read_text(encoding="utf-8")
+    hrefs = [dict(a).get("href") for t, a in html_tags(html) if t == "a"]
+    assert "https://runbooks.omnihub.dev/runbooks/triage" in hrefs
+    assert not [h for h in hrefs if h and "evil.example" in h]
+    assert "login.evil.example/graph" in html  # still there to read, as text
+    record = json.loads((result.path / "record.json").read_text())
+    assert [(x["title"], x["trusted"]) for x in record["links"] if x.get("from") == "alert"] == [
+        ("Runbook", True),
+        ("Alert source", False),
+    ]
+
+
+def test_which_alert_links_count_as_ours() -> None:
+    from runbook_lib.core.links import alert_links
+
+    bases = ["http://prometheus:9090/", "https://runbooks.omnihub.dev", None, "not a url"]
+    for url, ours in [
+        ("http://prometheus:9090/graph?g0.expr=up", True),
+        ("http://PROMETHEUS:9090/graph", True),
+        ("https://runbooks.omnihub.dev:443/runbooks/x", True),
+        ("http://prometheus:9091/graph", False),  # another port
+        ("https://prometheus:9090/graph", False),  # another scheme
+        ("https://runbooks.omnihub.dev.evil.example/x", False),
+        ("https://runbooks.omnihub.dev@evil.example/x", False),  # userinfo, host is evil.example
+        ("javascript:alert(1)", False),
+    ]:
+        [link] = alert_links({"generatorURL": url}, bases)
+        assert link["trusted"] is ours, url
+    assert alert_links({"annotations": {"runbook_url": ""}, "generatorURL": None}, bases) == []

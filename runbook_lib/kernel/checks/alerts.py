@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
+from runbook_lib.core.links import server
 from runbook_lib.kernel.checks.base import Result, check
 from runbook_lib.kernel.protocol import RunbookLike
 
@@ -93,18 +94,6 @@ def routing(rb: RunbookLike) -> None:
         rb.finding("Routing", "info", f"{rb.alert.name} has its own runbook ({route.slug}); this is a triage run.")
 
 
-def _server(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of a URL, the default port filled in; None when it is not http(s)."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.scheme, parts.hostname.lower(), port
-
-
 def expression_source(rb: RunbookLike) -> tuple[str | None, str, str | None]:
     """(expression, where it came from, why it may not run). Only the catalog's expression, or the
     expression in a generatorURL that points at our own Prometheus (its configured URL or one of
@@ -118,8 +107,8 @@ def expression_source(rb: RunbookLike) -> tuple[str | None, str, str | None]:
     if expr is None:
         return None, "", "The alert carries no generatorURL expression and is not in the catalog."
     cfg = rb.settings.prometheus
-    ours = {_server(u) for u in [cfg.url or "", *cfg.external_urls]} - {None}
-    sender = _server(rb.alert.generatorURL)
+    ours = {server(u) for u in [cfg.url or "", *cfg.external_urls]} - {None}
+    sender = server(rb.alert.generatorURL)
     origin = f"generatorURL ({sender[1]}:{sender[2]})" if sender else "generatorURL"
     if sender not in ours:
         known = ", ".join(f"{h}:{p}" for _s, h, p in sorted(ours)) or "none configured"
