@@ -141,7 +141,14 @@ class Notifier:
         alert = record.get("alert") or {}
         labels = alert.get("labels") or {}
         d = diagnosis.of(record)
-        prometheus = next((link["url"] for link in record.get("links") or [] if link.get("from") != "alert" and "Prometheus" in link["title"]), None)
+        prometheus = next(
+            (
+                link["url"]
+                for link in record.get("links") or []
+                if link.get("from") != "alert" and "Prometheus" in link["title"]
+            ),
+            None,
+        )
         message = Message(
             alertname=labels.get("alertname", "?"),
             severity=labels.get("severity", ""),

@@ -253,7 +253,7 @@ def _links_html(record: Record) -> str:
         if not _http(url):
             continue
         if link.get("from") == "alert" and link.get("trusted") is not True:
-            items.append(f'{esc(title)} (not a configured host, not a link): <code>{esc(url)}</code>')
+            items.append(f"{esc(title)} (not a configured host, not a link): <code>{esc(url)}</code>")
         else:
             items.append(f'<a href="{esc(url)}">{esc(title)}</a>')
     return f'<p class="rb-links">{" · ".join(items)}</p>' if items else ""

@@ -115,5 +115,9 @@ def test_a_newline_in_an_alert_label_cannot_start_a_bullet_of_its_own(capture) -
     rec = record(forged, f"No dedicated runbook for {forged}")
     assert Notifier(settings).record_done(rec) == []
     message = next(body for path, body in received if path.startswith("/services/"))
-    [bullets] = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section" and b["text"]["text"].startswith("• ")]
-    assert bullets.splitlines() == ["• WARNING: Routing: No dedicated runbook for Routine • OK: Everything: all clear, nothing to do"]
+    [bullets] = [
+        b["text"]["text"] for b in message["blocks"] if b["type"] == "section" and b["text"]["text"].startswith("• ")
+    ]
+    assert bullets.splitlines() == [
+        "• WARNING: Routing: No dedicated runbook for Routine • OK: Everything: all clear, nothing to do"
+    ]
