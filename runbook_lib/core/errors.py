@@ -73,6 +73,11 @@ class ArchiveUnavailable(ArchiveError):
         self.reason = reason
 
 
+class RecordTaken(ArchiveError):
+    """Another delivery of the same record uploaded its files first: this one overwrites
+    nothing, and the record is the other's (adopted into the index if it is not there yet)."""
+
+
 class JournalError(RunbookError):
     """The intake journal could not be written (the webhook answers 503 so Alertmanager retries)."""
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from kombu import Exchange, Queue
 
 from runbook_lib.core.environmental import environmental
-from runbook_lib.core.errors import ArchiveError, ConfigError
+from runbook_lib.core.errors import ArchiveError, ConfigError, RecordTaken
 from runbook_lib.core.health import Health
 from runbook_lib.core.settings import Settings
 from runbook_lib.intake.journal import Intake, Job
@@ -147,7 +147,11 @@ def perform(ex: RunExecutor, plan: dict[str, Any], counted: list[bool] | None = 
             given_back = int(plan.get("given_back", 0))
             record = ex.execute(retried(plan, starts - given_back, ex.settings.receiver.max_attempts))
     except ArchiveError as exc:
-        if environmental_or_broker(exc) or not ex.archive.is_indexed(rid):
+        if environmental_or_broker(exc):
+            raise
+        if isinstance(exc, RecordTaken):  # the other delivery's upload is complete: index it if it is not
+            ex.archive.adopt(rid)
+        if not ex.archive.is_indexed(rid):
             raise
         record = ex.archive.load(rid)  # two deliveries ran at once; the other archived it first
         done["notes"].append("another delivery of this job archived the record first")

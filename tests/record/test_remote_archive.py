@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from runbook_lib.core.credentials import environment_secrets
 from runbook_lib.core.environmental import environmental
-from runbook_lib.core.errors import ArchiveUnavailable, ConfigError
+from runbook_lib.core.errors import ArchiveError, ArchiveUnavailable, ConfigError, RecordTaken
 from runbook_lib.core.layout import INDEX
 from runbook_lib.core.settings import load_settings
 from runbook_lib.receiver.app import create_app
@@ -362,6 +362,77 @@ def test_a_writer_whose_lease_ran_out_chains_after_the_one_that_broke_its_lock(
     assert [(e["seq"], e["data"]["by"]) for e in entries] == [(1, "other"), (2, "stalled")]
     assert verify(other) == (0, [])
     assert "index.jsonl changed while this writer held the lock" in caplog.text
+
+
+def staged(s3_env: str, url: str, record_id: str, alertname: str) -> tuple[Runner, Path, dict[str, Any]]:
+    """A finished run of ``record_id``, staged and not committed: (its runner, staging, record)."""
+    runner = Runner(load_settings(overrides={"archive.path": url, "archive.endpoint": s3_env, "prometheus.url": None}))
+    kept: dict[str, Any] = {}
+
+    def keep(staging: Path, record: dict[str, Any]) -> str:
+        kept["staging"] = staging.parent / f"{staging.name}.kept-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(staging, kept["staging"])
+        kept["record"] = json.loads((staging / "record.json").read_text())
+        raise ArchiveUnavailable("staged only", "test")
+
+    runner.archive.commit = keep  # type: ignore[method-assign]
+    alert = parse_alert(alert_payload(alertname=alertname)["alerts"][0])
+    with pytest.raises(ArchiveUnavailable):
+        runner.run(RunRequest(alert=alert, record_id=record_id))
+    del runner.archive.commit
+    return runner, kept["staging"], kept["record"]
+
+
+def test_a_writer_whose_lease_ran_out_never_overwrites_a_record_another_delivery_indexed(s3_env: str) -> None:
+    """Two deliveries of one record: the stalled one (lease 0 s) finds the other's files when it
+    uploads, and overwrites none; the record in S3 stays the indexed one and verifies."""
+    url = f"s3://{new_bucket(s3_env)}/a"
+    rid = "20261207T120000Z-triage-0000abcd"
+    _, stalled_dir, _ = staged(s3_env, url, rid, "StalledDelivery")
+    other, other_dir, other_record = staged(s3_env, url, rid, "OtherDelivery")
+    stalled_archive = S3Archive(url, endpoint=s3_env, lease_s=0.0)
+    is_indexed = stalled_archive.is_indexed
+    interleaved: list[str] = []
+
+    def indexed_then_stall(record_id: str) -> bool:
+        answer = is_indexed(record_id)
+        if not interleaved:  # the stalled writer passed its "not indexed yet" check, then stalled
+            interleaved.append(other.archive.commit(other_dir, other_record))
+        return answer
+
+    stalled_archive.is_indexed = indexed_then_stall  # type: ignore[method-assign]
+    with pytest.raises(ArchiveError, match="already in the archive"):
+        stalled_archive.commit(stalled_dir, json.loads((stalled_dir / "record.json").read_text()))
+    archive = open_archive(url, endpoint=s3_env)
+    assert interleaved and archive.load(rid)["alert"]["labels"]["alertname"] == "OtherDelivery"
+    assert verify(archive) == (1, [])
+
+
+def test_a_partial_upload_is_replaced_and_a_complete_one_is_the_others(s3_env: str) -> None:
+    url = f"s3://{new_bucket(s3_env)}/a"
+    archive = open_archive(url, endpoint=s3_env)
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    client = s3_client(s3_env)
+
+    # a try that died after its first file: the next delivery's files replace what it left
+    rid = "20261207T120000Z-triage-0000aaaa"
+    _, staging, record = staged(s3_env, url, rid, "AfterADeadTry")
+    client.put_object(Bucket=bucket, Key=f"{prefix}/{archive.relpath_for(rid)}/record.html", Body=b"<p>half</p>")
+    archive.commit(staging, record)
+    assert archive.read_record_file(rid, "record.html") != b"<p>half</p>" and verify(archive) == (1, [])
+
+    # another delivery uploaded everything and died before its index line: its record stands
+    rid = "20261207T120000Z-triage-0000bbbb"
+    _, first_dir, _ = staged(s3_env, url, rid, "FirstDelivery")
+    _, second_dir, second = staged(s3_env, url, rid, "SecondDelivery")
+    for name in ("record.html", "notebook.ipynb", "record.json"):
+        body = (first_dir / name).read_bytes()
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{archive.relpath_for(rid)}/{name}", Body=body)
+    with pytest.raises(RecordTaken):
+        archive.commit(second_dir, second)
+    assert not archive.is_indexed(rid) and archive.adopt(rid)
+    assert archive.load(rid)["alert"]["labels"]["alertname"] == "FirstDelivery"
+    assert verify(archive) == (2, [])
 
 
 def test_adopt_attempts_and_reports_on_a_remote_archive(copy_of_pristine, s3_env: str) -> None:

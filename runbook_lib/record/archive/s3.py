@@ -30,8 +30,9 @@ attached report is created with ``If-None-Match`` (its number is taken once).
 
 Cost. Appending rewrites the whole index.jsonl: O(size of the index) per append, about 300
 bytes per record or event (100 000 lines = 30 MB uploaded per append). An append is about six
-requests (lock, GET index, PUT index, GET HEAD, PUT HEAD, unlock), a commit three more (the
-files) plus one GET to check the record is not indexed yet. Readers (``entries``, ``find``,
+requests (lock, GET index, PUT index, GET HEAD, PUT HEAD, unlock), a commit six more (the
+files, created with If-None-Match, and a HEAD of each before its index line) plus one GET to
+check the record is not indexed yet. Readers (``entries``, ``find``,
 ``load``) download the whole index. Past a few tens of thousands of records, shard the index by
 month or keep a compacted copy; the line format would not change.
 
@@ -58,7 +59,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook_lib.core.errors import ArchiveError, ArchiveUnavailable
+from runbook_lib.core.errors import ArchiveError, ArchiveUnavailable, RecordTaken
 from runbook_lib.core.layout import (
     ATTEMPTS,
     HEAD,
@@ -184,19 +185,62 @@ class S3Archive(Archive):
     # -- writing ----------------------------------------------------------------------------
     def commit(self, staging: Path, record: dict[str, Any]) -> str:
         """Upload a finished staging directory (record.json last) and chain it into the index;
-        the record's URL. The staging directory is removed once the record is indexed."""
+        the record's URL. The staging directory is removed once the record is indexed.
+
+        Every file is created with ``If-None-Match: *``, never put over another: a writer whose
+        lease ran out cannot overwrite files another delivery of the same record uploaded (and
+        perhaps indexed) meanwhile. What it finds instead (see :meth:`_place`): the record
+        indexed ("already in the archive"), another delivery's complete upload
+        (:class:`RecordTaken`: adopt indexes it), or the partial upload of a try that died (no
+        record.json): replaced, version by version. Before the index line, each file is checked
+        to still be the version this commit wrote."""
         record_id = record["id"]
         rel = self.relpath_for(record_id)
         blobs = {name: (staging / name).read_bytes() for name in (*RECORD_FILES, RECORD_JSON)}
         with self._locked():
             if self.is_indexed(record_id):
                 raise ArchiveError(f"record {record_id} is already in the archive")
-            for name, data in blobs.items():  # record.json last: its presence means "in place"
-                self.files.put(f"{rel}/{name}", data)
+            placed = {name: self._place(record_id, f"{rel}/{name}", data) for name, data in blobs.items()}
+            for name, etag in placed.items():
+                now = self.files.version(f"{rel}/{name}")
+                if now is None or now[1] != etag:
+                    raise RecordTaken(
+                        f"{self.url}: {rel}/{name} changed while record {record_id} was committed (a writer whose "
+                        "lease ran out); not indexed by this delivery"
+                    )
             digest = hashlib.sha256(blobs["record.json"]).hexdigest()
             self._append(record_entry(record_id, record, digest), unless_indexed=record_id)
         shutil.rmtree(staging, ignore_errors=True)
         return self.record_location(record_id)
+
+    def _place(self, record_id: str, rel: str, data: bytes) -> str:
+        """Create one file of a record; its ETag. An object already there is kept when it is
+        these very bytes (this commit's own earlier try), refused when the record is indexed or
+        another delivery's upload is complete, and replaced (If-Match its version) only when it
+        is left over from a try that never got as far as record.json."""
+        folder = rel.rsplit("/", 1)[0]
+        while True:
+            try:
+                return self.files.create(rel, data)
+            except Conflict:
+                pass
+            if self.is_indexed(record_id):
+                raise ArchiveError(f"record {record_id} is already in the archive")
+            there = self.files.read_tagged(rel)
+            if there is None:
+                continue  # deleted meanwhile: create again
+            if there.data == data:
+                return there.etag
+            if self.files.is_file(f"{folder}/{RECORD_JSON}"):
+                raise RecordTaken(
+                    f"{self.url}: another delivery uploaded record {record_id} (its record.json is there); "
+                    "this delivery overwrites nothing"
+                )
+            log.warning("%s: replacing %s, left by a try of record %s that never finished", self.url, rel, record_id)
+            try:
+                return self.files.replace(rel, data, there.etag)
+            except Conflict:
+                continue
 
     def attach_report(self, record_id: str, text: str, fmt: str) -> tuple[str, dict[str, Any]]:
         """As :meth:`Archive.attach_report`; the report is created with If-None-Match (its number
