@@ -265,3 +265,23 @@ def test_a_record_file_that_is_a_symlink_is_reported_even_with_the_right_hash(ar
     real.symlink_to(outside)
     [problem] = verify(arc)[1]
     assert problem.where == ids[2] and "record.html is a symbolic link" in problem.what and "OUTSIDE" in problem.what
+
+
+@pytest.mark.parametrize("level", ["year", "month", "day"])
+def test_a_date_directory_that_is_a_symlink_is_reported(archive, tmp_path: Path, level: str) -> None:
+    """The same bytes reached through a symbolic link (to a directory outside the archive, where
+    anyone may change them later) are not an archived record."""
+    arc, ids = archive
+    record_dir = arc.record_dir(ids[1])
+    depth = {"year": 3, "month": 2, "day": 1}[level]
+    target = record_dir
+    for _ in range(depth):
+        target = target.parent
+    outside = tmp_path / "elsewhere" / target.name
+    shutil.move(target, outside)
+    target.symlink_to(outside, target_is_directory=True)
+    rel = target.relative_to(arc.root).as_posix()
+    problems = [(p.where, p.what) for p in verify(arc)[1]]
+    assert problems == [(rel, f"a symbolic link in the archive's date directories (to {outside}, OUTSIDE the archive)")]
+    code, out = verify_cli()
+    assert code == 1 and rel in out

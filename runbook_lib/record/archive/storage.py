@@ -145,6 +145,22 @@ class LocalTree:
                 if (depth <= 3 and not path.is_dir()) or (depth == 3 and not RECORD_ID.fullmatch(path.name)):
                     yield path.relative_to(self.root).as_posix()
 
+    def date_links(self) -> Iterator[str]:
+        """Year, month and day directories that are symbolic links (never followed)."""
+        if not self.root.exists():
+            return
+        for year in sorted(self.root.glob("[0-9][0-9][0-9][0-9]")):
+            if year.is_symlink():
+                yield year.name
+                continue
+            for month in sorted(p for p in year.iterdir() if _TWO.fullmatch(p.name)):
+                if month.is_symlink():
+                    yield month.relative_to(self.root).as_posix()
+                elif month.is_dir():
+                    for day in sorted(p for p in month.iterdir() if _TWO.fullmatch(p.name)):
+                        if day.is_symlink():
+                            yield day.relative_to(self.root).as_posix()
+
     def link_target(self, rel: str) -> str:
         """Where a symbolic link points, and whether that is inside the archive."""
         link = self.path(rel)
@@ -493,6 +509,9 @@ class _Listing:
                 and _TWO.fullmatch(parts[2])
             ):
                 yield parts[3], sub
+
+    def date_links(self) -> Iterator[str]:
+        return iter(())  # S3 has no symbolic links
 
     def strays(self) -> Iterator[str]:
         for sub in sorted(self.kinds, key=_order):

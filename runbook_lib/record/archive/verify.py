@@ -86,6 +86,10 @@ def verify(
     for rid, rel in tree.record_folders():
         if rid not in chain.records:
             problems.append(Problem(rid, f"record directory {rel} is not in the index"))
+    for link in tree.date_links():
+        problems.append(
+            Problem(link, f"a symbolic link in the archive's date directories (to {tree.link_target(link)})")
+        )
     for stray in tree.strays():
         problems.append(Problem(stray, "unexpected file in the archive's date directories"))
     problems += _check_root(tree) + _check_staging(tree, chain.records) + _check_reports(tree, chain)
@@ -153,7 +157,7 @@ ROOT_NAMES = {
 def _check_root(tree: Any) -> list[Problem]:
     problems = []
     for name in tree.iterdir(""):
-        year_dir = re.fullmatch(r"\d{4}", name) and tree.kind(name) == "dir"
+        year_dir = re.fullmatch(r"\d{4}", name) and tree.kind(name) in ("dir", "link")  # a link: date_links
         if name not in ROOT_NAMES and not year_dir:
             problems.append(Problem(name, "unexpected file in the archive root"))
     return problems
