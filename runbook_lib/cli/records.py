@@ -63,8 +63,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         "anchor",
         parents=[common],
         formatter_class=fmt,
-        help="print the index head as SEQ:HASH, to keep outside the archive",
-        description="Print the archive index's current head as SEQ:HASH. Keep it outside the archive (a ticket,\n"
+        help="verify the archive, then print the index head as SEQ:HASH, to keep outside the archive",
+        description="Verify the archive, then print the index's current head as SEQ:HASH (nothing, and exit 1,\n"
+        "when it does not verify). Keep it outside the archive (a ticket,\n"
         "a daily cron mail, another machine). Later, `runbook verify --anchor SEQ:HASH` proves the chain\n"
         "still passes through that entry however much the archive has grown: rewriting that entry or\n"
         "anything before it, even with the chain re-linked after it, changes its hash.",
@@ -193,14 +194,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_anchor(args: argparse.Namespace) -> int:
+    """The head, only of an archive that verifies: an anchor taken of a chain that was already
+    rewritten (or of a HEAD that does not match the index) would vouch for the rewrite."""
     from runbook_lib.record.archive import archive_for
+    from runbook_lib.record.archive.verify import verify
 
     archive = archive_for(settings_for(args))
     head = archive.read_head()
     if head is None:
         raise ArchiveError(f"{archive.location} has no index entries yet: nothing to anchor")
+    echo(f"verifying {archive.location} before anchoring it ...", file=sys.stderr)
+    count, problems = verify(archive)
+    if problems:
+        echo(
+            f"runbook anchor: REFUSED: {archive.location} does not verify ({len(problems)} problem(s)):",
+            file=sys.stderr,
+        )
+        for p in problems:
+            echo(f"  {p}", file=sys.stderr)
+        echo("an anchor of this chain would vouch for what is wrong with it; nothing printed", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{head['seq']}:{head['hash']}")
-    echo(f"keep it outside the archive; later: runbook verify --anchor {head['seq']}:{head['hash']}", file=sys.stderr)
+    echo(
+        f"{count} records verified; keep it outside the archive; later: runbook verify --anchor "
+        f"{head['seq']}:{head['hash']}",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 

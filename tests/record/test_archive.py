@@ -285,3 +285,19 @@ def test_a_date_directory_that_is_a_symlink_is_reported(archive, tmp_path: Path,
     assert problems == [(rel, f"a symbolic link in the archive's date directories (to {outside}, OUTSIDE the archive)")]
     code, out = verify_cli()
     assert code == 1 and rel in out
+
+
+def test_anchor_refuses_an_archive_that_does_not_verify(archive) -> None:
+    """A HEAD moved to match a shortened index, or an edited line: `runbook anchor` prints no
+    anchor that would vouch for it."""
+    arc, ids = archive
+    index = arc.root / "index.jsonl"
+    lines = index.read_bytes().splitlines(keepends=True)
+    index.write_bytes(b"".join(lines[:-1]))  # the last line (an event) removed; HEAD still names it
+    res = cli("anchor")
+    assert res.returncode == 1 and res.stdout == ""
+    assert "REFUSED" in res.stderr and "index lines were removed or added" in res.stderr
+    index.write_bytes(b"".join(lines))
+    flip_byte(arc.record_dir(ids[0]) / "record.html", 10)
+    res = cli("anchor")
+    assert res.returncode == 1 and res.stdout == "" and ids[0] in res.stderr
