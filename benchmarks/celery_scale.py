@@ -80,6 +80,7 @@ def environment(work: Path, vhost: str, executor: str) -> tuple[dict[str, str], 
         "RUNBOOK_CATALOG": str(catalog),
         "RUNBOOK_WEBHOOK_TOKEN": token,
         "RUNBOOK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "RUNBOOK_BROKER_SIGNING_KEY": "bench-signing-key-" + os.urandom(16).hex(),
         "RUNBOOK_EXECUTOR": executor,
     }
     if S3:

@@ -419,6 +419,7 @@ def test_secrets_are_references_to_the_operators_secret(deployment: dict[str, An
             assert "configMapRef" in source or "secretRef" in source
         # both sides reach the broker; the receiver checks the webhook token; the workers query
         assert env["RUNBOOK_BROKER_URL"]["valueFrom"]["secretKeyRef"]["name"] == SECRET
+        assert env["RUNBOOK_BROKER_SIGNING_KEY"]["valueFrom"]["secretKeyRef"]["name"] == SECRET
     receiver_env = env_of(pod(RECEIVER)["containers"][0])
     worker_env = env_of(pod(WORKER)["containers"][0])
     assert "valueFrom" in receiver_env["RUNBOOK_WEBHOOK_TOKEN"]

@@ -35,8 +35,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         choices=("local", "celery"),
         default=None,
         help="who runs the diagnoses: 'local' worker processes of this receiver, or 'celery': `runbook worker`\n"
-        "processes anywhere, fed through the broker at RUNBOOK_BROKER_URL (default: receiver.executor /\n"
-        "RUNBOOK_EXECUTOR, local)",
+        "processes anywhere, fed through the broker at RUNBOOK_BROKER_URL, every task and report signed\n"
+        "with RUNBOOK_BROKER_SIGNING_KEY (default: receiver.executor / RUNBOOK_EXECUTOR, local)",
     )
     p.add_argument("--insecure-no-auth", action="store_true", help="allow no credentials (loopback addresses only)")
     p.set_defaults(func=cmd_serve)
@@ -51,7 +51,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         "with warm kernels. Start as many as you need, on any machine that reaches the broker, the\n"
         "archive and the backends; the receiver keeps the journal, deduplication and resolutions.\n\n"
         "A worker lost mid-run (kill -9, OOM, node gone) has its run redelivered by the broker to another\n"
-        "worker and retried once; the record says so. SIGTERM finishes the current run, then exits.",
+        "worker and retried once; the record says so. SIGTERM finishes the current run, then exits.\n\n"
+        "Only tasks signed with RUNBOOK_BROKER_SIGNING_KEY (the receiver's key, at least 32 characters)\n"
+        "run; anything else is parked on <receiver.celery_queue>.parked with the reason. The worker says\n"
+        "ready once its first warm kernel is up.",
     )
     p.add_argument(
         "--health-port",

@@ -32,6 +32,7 @@ SECRET_ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_SLACK_WEBHOOK_URL": ("notify", "slack_webhook_url"),
     "RUNBOOK_PAGERDUTY_ROUTING_KEY": ("notify", "pagerduty_routing_key"),
     "RUNBOOK_LINK_SIGNING_KEY": ("notify", "link_signing_key"),
+    "RUNBOOK_BROKER_SIGNING_KEY": ("receiver", "broker_signing_key"),
 }
 # Keys that must never carry a secret in a YAML file.
 SECRET_KEYS = set(SECRET_ENV_MAP.values())

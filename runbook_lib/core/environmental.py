@@ -33,6 +33,21 @@ SQLITE_ENVIRONMENTAL = (
 )
 
 
+# Failures of the process itself (what it leaked: descriptors, memory), that a fresh process cures.
+PROCESS_ERRNOS = {errno.EMFILE, errno.ENOMEM}
+
+
+def process_bound(exc: BaseException | None) -> bool:
+    """``exc`` (or its cause/context) is this process running out of descriptors or memory."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in PROCESS_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def environmental(exc: BaseException | None) -> str | None:
     """A short reason when ``exc`` (or anything in its cause/context chain) is environmental."""
     seen: set[int] = set()

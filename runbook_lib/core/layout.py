@@ -30,6 +30,7 @@ REPORTS = "reports"
 REPORT_FORMATS = ("md", "html")
 REPORT_NAME = re.compile(r"report-(\d{1,6})\.(md|html)")
 ATTEMPTS = ".attempts"
+RUNNING = ".running"  # who is running a broker-delivered record now, and when they last said so
 STAGING = ".staging"
 
 

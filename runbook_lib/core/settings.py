@@ -366,6 +366,28 @@ class ReceiverSettings(_Section):
     """Basic-auth user Alertmanager sends (RUNBOOK_WEBHOOK_USER)."""
     basic_password: SecretStr | None = None
     """Basic-auth password (RUNBOOK_WEBHOOK_PASSWORD[_FILE])."""
+    broker_signing_key: SecretStr | None = None
+    """Key the receiver and `runbook worker` sign and check every task and completion report on
+    the broker with (RUNBOOK_BROKER_SIGNING_KEY[_FILE]; at least 32 characters, e.g. ``openssl
+    rand -hex 32``); needed by the celery executor. Unsigned or altered messages are parked
+    (``<celery_queue>.parked``), never run or believed: the broker's credentials alone cannot
+    drive runs."""
+    retry_max_s: float = Field(default=30.0, gt=0, le=600)
+    """Longest pause between two tries of a job that met an environmental failure (RUNBOOK_RETRY_MAX_S);
+    the pause starts at 1 s and doubles."""
+    restart_worker_after: int = Field(default=5, ge=1)
+    """Tries in a row that failed for a reason of the worker's own process (too many open files,
+    out of memory) before the worker restarts itself (a fresh process frees what leaked)."""
+    stuck_after_s: float = Field(default=1800.0, gt=0)
+    """A job running (or sent to a worker) longer than this shows /healthz degraded: no run of
+    the collection takes so long (each cell is cut at kernels.cell_timeout_s)."""
+
+    @field_validator("broker_signing_key")
+    @classmethod
+    def _broker_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. the output of `openssl rand -hex 32`)")
+        return value
 
 
 class NotifySettings(_Section):
@@ -621,6 +643,7 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_CELL_TIMEOUT": ("kernels", "cell_timeout_s"),
     "RUNBOOK_WORKERS": ("receiver", "workers"),
     "RUNBOOK_WARM_KERNELS": ("kernels", "warm_kernels"),
+    "RUNBOOK_RETRY_MAX_S": ("receiver", "retry_max_s"),
     "RUNBOOK_EXECUTOR": ("receiver", "executor"),
     "RUNBOOK_JOURNAL": ("receiver", "journal"),
     "RUNBOOK_WEBHOOK_USER": ("receiver", "basic_user"),

@@ -1,5 +1,6 @@
-"""Signed, expiring links to one record: what Slack and PagerDuty messages carry, because a
-browser opening a link from a chat cannot send the receiver's bearer token.
+"""Signed, expiring links to one record (what Slack and PagerDuty messages carry, because a
+browser opening a link from a chat cannot send the receiver's bearer token), and signed broker
+messages (the celery executor's tasks and completion reports: :func:`sign_message`).
 
 A link is ``/r/<record id>?exp=<unix seconds>&sig=<hex HMAC-SHA256 of "<record id>\\n<exp>">``
 under the key ``notify.link_signing_key`` (RUNBOOK_LINK_SIGNING_KEY[_FILE]). It opens that one
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import quote
 
@@ -77,3 +80,37 @@ def verify(key: str | bytes | None, record_id: str, exp: object, sig: object, no
     """True when ``sig`` signs ``record_id`` and ``exp`` under ``key`` and ``now`` is before ``exp``.
     Non-integer, over-long or absurdly distant ``exp``, non-hex ``sig``: False."""
     return problem(key, record_id, exp, sig, now) is None
+
+
+# -- broker messages ---------------------------------------------------------------------------
+# A task ("task": the job's plan under its task id) or a completion report ("done") travels with
+# hex HMAC-SHA256 over "<kind>\n<canonical JSON of the body>" under receiver.broker_signing_key.
+# The kind is signed, so a report's signature never passes for a task's.
+MESSAGE_KINDS = ("task", "done")
+
+
+def _canonical(body: Mapping[str, object]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def sign_message(key: str | bytes, kind: str, body: Mapping[str, object]) -> str:
+    """The signature of a broker message body (JSON-able) of ``kind`` ("task" or "done")."""
+    if kind not in MESSAGE_KINDS:
+        raise ValueError(f"message kind must be one of {MESSAGE_KINDS}, not {kind!r}")
+    return hmac.new(_key(key), kind.encode() + b"\n" + _canonical(body), hashlib.sha256).hexdigest()
+
+
+def message_problem(key: str | bytes, kind: str, body: object, sig: object) -> str | None:
+    """Why a broker message is not to be believed ("unsigned", "malformed", "bad signature"), or
+    None when ``sig`` signs ``body`` as ``kind`` under ``key``. Constant-time comparison."""
+    if sig is None or sig == "":
+        return "unsigned"
+    if not isinstance(body, Mapping) or not isinstance(sig, str) or not _SIG.fullmatch(sig):
+        return "malformed"
+    try:
+        expected = sign_message(key, kind, body)
+    except (TypeError, ValueError):
+        return "malformed"
+    if not hmac.compare_digest(expected.encode(), sig.encode()):
+        return "bad signature"
+    return None

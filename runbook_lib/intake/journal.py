@@ -534,6 +534,29 @@ class Intake:
             )
         return [Job.from_row(r) for r in rows]
 
+    def stuck(self, older_than_s: float, now: float | None = None) -> list[dict[str, Any]]:
+        """Jobs 'running' (claimed, or sent to a worker) for longer than ``older_than_s``, oldest
+        first: {"id", "alertname", "worker", "for_s"}."""
+        moment = time.time() if now is None else now
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT id, alertname, worker, claimed_at FROM jobs WHERE state = 'running' AND claimed_at < ? "
+                "ORDER BY claimed_at LIMIT 20",
+                (moment - older_than_s,),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "id": r["id"],
+                "alertname": r["alertname"],
+                "worker": r["worker"],
+                "for_s": round(moment - r["claimed_at"]),
+            }
+            for r in rows
+        ]
+
     def requeue(self, job_id: int, note: str) -> None:
         with self._tx() as conn:
             conn.execute(

@@ -105,7 +105,7 @@ def create_app(settings: Settings, *, require_auth: bool = True, executor: Execu
         redirect_slashes=False,
     )
     _alerts_route(app, settings, intake, metrics, health, require_auth)
-    _status_routes(app, intake, metrics, health, executor)
+    _status_routes(app, settings, intake, metrics, health, executor)
     archive = archive_for(settings)  # one client for the pages (an archive in S3 is listed, not walked)
     _records_route(app, settings, archive, require_auth)
     _records_index_route(app, settings, archive, require_auth)
@@ -189,12 +189,18 @@ def _alerts_route(
             metrics.answer.observe(time.perf_counter() - t0)
 
 
-def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Health, executor: Executor | None) -> None:
+def _status_routes(
+    app: FastAPI, settings: Settings, intake: Intake, metrics: Metrics, health: Health, executor: Executor | None
+) -> None:
+    stuck_after = settings.receiver.stuck_after_s
+
     @app.get("/healthz")
     async def healthz() -> Response:
-        """200 "ok"; 503 with a status and the reasons when the receiver cannot do its job."""
+        """200 "ok"; 503 with a status and the reasons when the receiver cannot do its job,
+        including a job running longer than any run takes (receiver.stuck_after_s)."""
         try:
             counts = await asyncio.to_thread(intake.counts)
+            stuck = await asyncio.to_thread(intake.stuck, stuck_after)
         except Exception as exc:
             reason = environmental(exc) or type(exc).__name__
             return JSONResponse({"status": "journal unavailable", "error": reason}, status_code=503)
@@ -205,7 +211,15 @@ def _status_routes(app: FastAPI, intake: Intake, metrics: Metrics, health: Healt
         }
         if executor is not None:
             body["workers"] = executor.alive()
-        problems = health.problems()
+        problems = health.problems() + [
+            {
+                "component": f"job {job['id']}",
+                "reason": f"{job['alertname']} running for {job['for_s']} s (worker {job['worker']}), longer than "
+                f"any run takes (receiver.stuck_after_s {stuck_after:g})",
+                "for_s": job["for_s"] - stuck_after,
+            }
+            for job in stuck
+        ]
         if problems:
             body["problems"] = problems
         if not intake.writer_alive():

@@ -101,6 +101,18 @@ class WarmKernels:
         _active = self
         return self
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until a spare kernel is started (True), or the template failed or ``timeout``
+        passed (False: runs start cold meanwhile)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not self._spares and not self.failing and not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._lock.wait(min(remaining, 0.5))
+            return bool(self._spares)
+
     def activate(self) -> None:
         """Make these the warm kernels of this process (what :meth:`start` does)."""
         global _active

@@ -16,6 +16,7 @@ from typing import Any
 
 from runbook_lib.core.contract import GROUP_ALERTNAME, MODES
 from runbook_lib.core.credentials import environment_secrets
+from runbook_lib.core.environmental import environmental
 from runbook_lib.core.errors import ConfigError, RunbookError
 from runbook_lib.core.layout import new_record_id
 from runbook_lib.core.links import alert_links, grafana, prometheus_graph
@@ -33,6 +34,8 @@ from runbook_lib.sre import incident, oncall
 from runbook_lib.sre.alertmanager import Alert
 from runbook_lib.sre.catalog import TRIAGE, Catalog, Route
 
+KEEP_UNWRITTEN = 4  # finished runs kept for a retry of their write (each holds its notebook in memory)
+
 
 class Runner:
     def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
@@ -42,6 +45,9 @@ class Runner:
         self.catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
         self.archive = archive_for(settings)
         self.redactor = Redactor([*settings.secret_values(), *environment_secrets(environ)])
+        # Finished runs whose archive write met an environmental failure (full disk, archive
+        # down), by record id: a retry of the same record writes these, it does not run again.
+        self._unwritten: dict[str, tuple[Any, Record]] = {}
 
     def _incident(self, alert: dict[str, Any] | None, linked: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The SEV level and deadlines (the worst of the alert and the alerts linked to this run),
@@ -96,24 +102,37 @@ class Runner:
         slug, route = self.pick_runbook(request.alert, request.slug)
         record_id = request.record_id or new_record_id(slug)
         staging = self.archive.staging_dir(record_id)
-        params = self.parameters(request, slug)
-        started = datetime.now(UTC)
-        say(f"running {slug} for {request.alert.name if request.alert else 'no alert'} -> record {record_id}")
-        source = self.catalog.notebook(slug)
-        done = execute(
-            source,
-            params,
-            self.settings.kernels,
-            progress=progress,
-            skip=request.skip_execution,
-            say=step_say,
-            environ=request.environ,
-        )
-        record = self._record(request, record_id, slug, route, source, params, started, done)
+        kept = self._unwritten.pop(record_id, None) if request.record_id else None
+        if kept is not None:
+            nb, record = kept
+            say(f"record {record_id}: the run finished before; writing it again")
+        else:
+            params = self.parameters(request, slug)
+            started = datetime.now(UTC)
+            say(f"running {slug} for {request.alert.name if request.alert else 'no alert'} -> record {record_id}")
+            source = self.catalog.notebook(slug)
+            done = execute(
+                source,
+                params,
+                self.settings.kernels,
+                progress=progress,
+                skip=request.skip_execution,
+                say=step_say,
+                environ=request.environ,
+            )
+            nb, record = done.nb, self._record(request, record_id, slug, route, source, params, started, done)
         try:
-            return write_record(self.archive, self.redactor, staging, done.nb, record, say)
-        except BaseException:
+            return write_record(self.archive, self.redactor, staging, nb, record, say)
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)  # a retry starts clean; nothing half-written stays
+            reason = environmental(exc)
+            if reason and request.record_id:  # a retry of this record id writes this run, not another
+                notes = record.setdefault("notes", [])
+                if not any(n.startswith("archived on a later try") for n in notes):
+                    notes.append(f"archived on a later try: the first write met '{reason}'; the run was not repeated")
+                self._unwritten[record_id] = (nb, record)
+                while len(self._unwritten) > KEEP_UNWRITTEN:
+                    self._unwritten.pop(next(iter(self._unwritten)))
             raise
 
     def _links(self, alert: dict[str, Any], route: Route | None, started: datetime) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from runbook_lib.core.health import Health
 from runbook_lib.core.settings import Settings
 from runbook_lib.intake.journal import Intake
 from runbook_lib.workers.jobs import worker_id
-from runbook_lib.workers.local import worker_main
+from runbook_lib.workers.local import RESTART_EXIT, worker_main
 
 log = logging.getLogger("runbook.worker")
 
@@ -109,7 +109,10 @@ class Supervisor:
 
     def _replace(self, proc: multiprocessing.process.BaseProcess) -> multiprocessing.process.BaseProcess:
         """Requeue what a dead worker left running and start another in its place."""
-        log.error("worker %s exited with %s; requeueing its job and restarting it", proc.pid, proc.exitcode)
+        if proc.exitcode == RESTART_EXIT:
+            log.warning("worker %s restarted itself (out of descriptors or memory); starting a fresh one", proc.pid)
+        else:
+            log.error("worker %s exited with %s; requeueing its job and restarting it", proc.pid, proc.exitcode)
         self.health.ok(f"worker {worker_id(proc.pid)}")
         try:
             for job in self.intake.running(worker_id(proc.pid)):

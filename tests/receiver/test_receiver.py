@@ -316,3 +316,24 @@ def test_metrics_say_what_the_local_workers_are_running(tmp_path: Path) -> None:
     assert 'runbook_runs_in_flight{executor="local"} 1.0' in metrics
     assert 'runbook_queue_depth{state="queued"} 2.0' in metrics
     assert 'runbook_queue_depth{state="running"} 1.0' in metrics
+
+
+def test_a_job_running_longer_than_any_run_takes_makes_healthz_degraded(tmp_path: Path) -> None:
+    """An idle receiver whose only job has been 'running' past receiver.stuck_after_s (its worker
+    is wedged, or the archive has been down all along) is not ok."""
+    with make_client(tmp_path, **{"receiver.stuck_after_s": 60}) as client:
+        intake = client.app.state.intake
+        intake.accept(parse_payload(alert_payload(alertname="Wedged", fingerprint="feedbeef")), "{}")
+        job = intake.claim("celery")
+        assert client.get("/healthz").json()["status"] == "ok"  # running, not for long
+        with sqlite3.connect(tmp_path / "executed" / "intake.sqlite3") as db:
+            db.execute("UPDATE jobs SET claimed_at = claimed_at - 61 WHERE id = ?", (job.id,))
+        resp = client.get("/healthz")
+        body = resp.json()
+        assert resp.status_code == 503 and body["status"] == "degraded" and body["running"] == 1
+        [problem] = body["problems"]
+        assert (
+            problem["component"] == f"job {job.id}" and "Wedged running for 61 s (worker celery)" in problem["reason"]
+        )
+        intake.finish(job.id, "succeeded", None)
+        assert client.get("/healthz").status_code == 200

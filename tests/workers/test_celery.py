@@ -28,6 +28,7 @@ from tests.support.services import rabbitmq_vhost, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 TOKEN = "celery-token-" + os.urandom(6).hex()
+SIGNING_KEY = "celery-signing-key-" + os.urandom(16).hex()
 BURST = 24  # enough to catch a worker mid-run; records per minute are benchmarks/celery_scale.py's
 STARTED = re.compile(r"job started id=(\d+) .* record=(\S+) attempt=(\d+)")
 WRITTEN = re.compile(r"record written id=(\S+) job=(\d+)")
@@ -66,6 +67,7 @@ def test_two_workers_a_burst_and_a_worker_killed_mid_run(tmp_path: Path) -> None
             "RUNBOOK_CATALOG": str(catalog),
             "RUNBOOK_WEBHOOK_TOKEN": TOKEN,
             "RUNBOOK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+            "RUNBOOK_BROKER_SIGNING_KEY": SIGNING_KEY,
             "RUNBOOK_EXECUTOR": "celery",
         }
         services: list[Service] = []
@@ -154,6 +156,7 @@ def test_the_dispatcher_resends_what_the_broker_never_confirmed_and_finishes_eac
             "RUNBOOK_RUNBOOKS_DIR": str(runbooks),
             "RUNBOOK_CATALOG": str(catalog),
             "RUNBOOK_BROKER_URL": url,
+            "RUNBOOK_BROKER_SIGNING_KEY": SIGNING_KEY,
         }.items():
             monkeypatch.setenv(var, value)
         settings = load_settings()

@@ -6,6 +6,8 @@ second start of an interrupted run (retried, attempt 2), and a job past its atte
 from __future__ import annotations
 
 import errno
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,61 @@ def test_a_start_that_met_a_full_disk_is_given_back_not_counted_as_an_interrupti
     record = handler.runner.archive.load(plan["record_id"])
     assert (done["outcome"], record["attempt"]) == ("succeeded", 1)
     assert not any("interrupted" in n for n in record["notes"])
+
+
+def test_a_second_delivery_of_a_running_job_waits_for_its_record_and_runs_nothing(tmp_path: Path) -> None:
+    """The broker redelivers a job whose worker's connection dropped while that worker still runs
+    it: the second delivery sees the first's running mark, waits, and reports the first's
+    record; the notebook runs once."""
+    import threading
+
+    from tests.helpers import HOME
+    from tests.support.minimal import make_runbook, write_minimal_collection
+
+    runbooks, catalog = write_minimal_collection(tmp_path / "collection", HOME)
+    count = tmp_path / "executions"
+    slow = f"import time\nopen({str(count)!r}, 'a').write('ran\\n')\ntime.sleep(2)"
+    make_runbook(runbooks, "noop", slow, 'rb.finding("noop", "info", "ran")')
+    overrides = {
+        "archive.path": str(tmp_path / "executed"),
+        "prometheus.url": None,
+        "runbooks_dir": str(runbooks),
+        "catalog_path": str(catalog),
+    }
+    first, second = JobHandler(load_settings(overrides=overrides)), JobHandler(load_settings(overrides=overrides))
+    from tests.support.load import burst_payloads
+
+    first.intake.accept(parse_payload(burst_payloads(1)[0]), "{}")
+    plan = first.plan(first.intake.claim("celery:claimed"))
+    assert plan is not None and plan["slug"] == "noop"
+    results: dict[str, dict] = {}
+    one = threading.Thread(target=lambda: results.update(first=perform(first.executor, plan, beat_s=0.2)))
+    one.start()
+    deadline = time.monotonic() + 30
+    while not count.exists():  # the first delivery is mid-run
+        assert time.monotonic() < deadline and one.is_alive()
+        time.sleep(0.02)
+    results["second"] = perform(second.executor, plan, beat_s=0.2)
+    one.join(30)
+    assert count.read_text() == "ran\n"
+    assert results["first"]["outcome"] == results["second"]["outcome"] == "succeeded"
+    assert results["second"]["record_id"] == plan["record_id"] and results["first"]["notes"] == []
+    [note] = results["second"]["notes"]
+    assert "another delivery" in note and "was running it; this one waited" in note
+    archive = first.runner.archive
+    assert archive.load(plan["record_id"])["attempt"] == 1 and verify(archive) == (1, [])
+    assert archive.running_mark(plan["record_id"]) is None  # cleared when the run ended
+
+
+def test_a_running_mark_of_a_delivery_that_is_gone_does_not_hold_anyone(
+    handler: JobHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = planned(handler)
+    archive = handler.runner.archive
+    archive.mark_running(plan["record_id"], "gone-host:1:1")
+    stale = json.loads((archive.root / ".running" / plan["record_id"]).read_text())
+    stale["at"] -= 60  # last said so a minute ago: that worker is gone
+    (archive.root / ".running" / plan["record_id"]).write_text(json.dumps(stale))
+    done = perform(handler.executor, plan, beat_s=0.2)
+    assert done["outcome"] == "succeeded" and done["notes"] == []
+    assert "waiting for its record" not in caplog.text

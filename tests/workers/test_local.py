@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ from runbook_lib.workers.jobs import JobHandler
 from runbook_lib.workers.local import Stopping, claim_next, run_until_done
 from runbook_lib.workers.supervisor import Supervisor
 from tests.helpers import alert_payload
+from tests.support.load import burst_payloads
 
 
 @pytest.fixture
@@ -214,3 +216,96 @@ def test_a_second_journal_on_the_same_archive_still_chains_its_resolutions(tmp_p
         assert job.id == 2 and handler.process(job) == "resolved"
     events = [e for e in handler.runner.archive.entries() if e["type"] == "event"]
     assert [e["data"]["fingerprint"] for e in events] == ["feed00", "feed01"]
+
+
+def counting_collection(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """Settings overrides for a collection whose `noop` runbook counts its executions in a file."""
+    from tests.helpers import HOME
+    from tests.support.minimal import make_runbook, write_minimal_collection
+
+    runbooks, catalog = write_minimal_collection(tmp_path / "collection", HOME)
+    count = tmp_path / "executions"
+    make_runbook(runbooks, "noop", f"open({str(count)!r}, 'a').write('ran\\n')", 'rb.finding("noop", "info", "ran")')
+    overrides = {
+        "archive.path": str(tmp_path / "executed"),
+        "prometheus.url": None,
+        "runbooks_dir": str(runbooks),
+        "catalog_path": str(catalog),
+        "receiver.restart_worker_after": 3,
+    }
+    return overrides, count
+
+
+def test_a_run_whose_write_met_a_full_disk_is_written_again_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook that finished, and a disk that was full when its record was written: the retry
+    writes that run's record; the notebook (and its queries) runs once."""
+    overrides, count = counting_collection(tmp_path)
+    handler = JobHandler(load_settings(overrides=overrides))
+    handler.intake.accept(parse_payload(burst_payloads(1)[0]), "{}")
+    job = handler.intake.claim("w")
+    archive = handler.runner.archive
+    real_commit = archive.commit
+    failures = iter([OSError(errno.ENOSPC, "No space left on device", "record.html")])
+
+    def full_once(staging, record):
+        exc = next(failures, None)
+        if exc is not None:
+            raise exc
+        return real_commit(staging, record)
+
+    monkeypatch.setattr(archive, "commit", full_once)
+    reports: list[str | None] = []
+    assert run_until_done(handler, job, threading.Event(), reports.append, wait=wait_none()) == "succeeded"
+    assert count.read_text() == "ran\n"  # executed once, archived on the second try
+    assert reports == ["no space left on device (record.html)", None]
+    [entry] = [e for e in archive.entries() if e["type"] == "record"]
+    record = archive.load(entry["id"])
+    assert record["attempt"] == 1 and verify(archive) == (1, [])
+    assert any("archived on a later try" in n and "the run was not repeated" in n for n in record["notes"])
+
+
+def test_a_worker_out_of_file_descriptors_restarts_itself_and_gives_its_job_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE from the run, receiver.restart_worker_after (3) times in a row: the worker gives the
+    job back to the queue (not counted as an interruption) and exits to be replaced. (The error
+    is raised, not provoked by lowering RLIMIT_NOFILE: where zmq meets the limit it aborts the
+    whole process, which the supervisor already handles as a dead worker.)"""
+    from runbook_lib.workers.local import RESTART_EXIT, serve_jobs
+
+    overrides, count = counting_collection(tmp_path)
+    handler = JobHandler(load_settings(overrides=overrides))
+    handler.intake.accept(parse_payload(burst_payloads(1)[0]), "{}")
+    tries: list[int] = []
+
+    def starved(_request):
+        tries.append(1)
+        raise OSError(errno.EMFILE, "Too many open files", "/proc/self/fd")
+
+    monkeypatch.setattr(handler.runner, "run", starved)
+    monkeypatch.setattr("runbook_lib.workers.local.wait_random_exponential", lambda **_: wait_none())
+    reports: list[str | None] = []
+    code = serve_jobs(handler, "w", threading.Event(), reports.append, 0.01, [None])
+    assert code == RESTART_EXIT and len(tries) == 3
+    assert not count.exists()  # the notebook never ran
+    [row] = handler.intake.jobs()
+    assert (row["state"], row["attempts"]) == ("queued", 0)
+    assert "restarted: 3 tries in a row failed with 'too many open files" in json.loads(row["notes"])[-1]
+
+    # another kind of failure in between starts the count again
+    handler.intake.claim("w")
+    failures = iter([errno.EMFILE, errno.EMFILE, errno.ENOSPC, errno.EMFILE, errno.EMFILE, None])
+    real_run = JobHandler(load_settings(overrides=overrides)).runner.run
+
+    def mixed(request):
+        code = next(failures)
+        if code is None:
+            return real_run(request)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(handler.runner, "run", mixed)
+    job = handler.intake.running("w")[0]
+    assert run_until_done(handler, job, threading.Event(), reports.append, wait=wait_none()) == "succeeded"
+    assert count.read_text() == "ran\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -19,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from runbook_lib.core.errors import ArchiveError
-from runbook_lib.core.layout import HEAD, INDEX, RECORD_FILES, RECORD_JSON, STAGING, is_record_id, record_relpath
+from runbook_lib.core.layout import (
+    HEAD,
+    INDEX,
+    RECORD_FILES,
+    RECORD_JSON,
+    RUNNING,
+    STAGING,
+    is_record_id,
+    record_relpath,
+)
 
 GENESIS = "0" * 64
 
@@ -147,6 +157,29 @@ class Archive(ABC):
     @abstractmethod
     def note_attempt(self, record_id: str) -> int:
         """Count one more start of the run that writes ``record_id``; the count (1 the first time)."""
+
+    # -- who runs a record now (two deliveries of one broker job) --------------------------------
+    @abstractmethod
+    def _write_mark(self, rel: str, data: bytes | None) -> None:
+        """Write (None: remove) a small file beside the records, whole or not at all."""
+
+    def mark_running(self, record_id: str, owner: str, done: bool = False) -> None:
+        """Say that ``owner`` is running ``record_id`` now (``.running/<id>``, with the time), or
+        that it stopped (``done``). A delivery repeats it while it runs; another delivery of the
+        same job reads it with :meth:`running_mark` and waits instead of running it twice."""
+        self.check_id(record_id)
+        data = None if done else json.dumps({"owner": owner, "at": time.time()}).encode()
+        self._write_mark(f"{RUNNING}/{record_id}", data)
+
+    def running_mark(self, record_id: str) -> dict[str, Any] | None:
+        """The last :meth:`mark_running` of ``record_id`` ({"owner", "at"}), or None."""
+        self.check_id(record_id)
+        try:
+            mark = json.loads(self.files.read_bytes(f"{RUNNING}/{record_id}"))
+        except (FileNotFoundError, ValueError):
+            return None
+        ok = isinstance(mark, dict) and isinstance(mark.get("at"), int | float) and isinstance(mark.get("owner"), str)
+        return mark if ok else None
 
     def append_event(self, record_id: str | None, event: str, data: dict[str, Any]) -> dict[str, Any]:
         """Chain a later fact about a record (or about no record: record_id None)."""

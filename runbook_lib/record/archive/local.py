@@ -173,6 +173,16 @@ class LocalArchive(Archive):
             os.replace(tmp, path)
             return n
 
+    def _write_mark(self, rel: str, data: bytes | None) -> None:
+        path = self.root / rel
+        if data is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
     def _append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Append one line and move HEAD to it, or leave both as they were: a write that fails
         part-way (disk full, I/O error) is cut back off the index before the error is raised."""

@@ -309,6 +309,12 @@ class S3Archive(Archive):
             except Conflict:
                 continue
 
+    def _write_mark(self, rel: str, data: bytes | None) -> None:
+        if data is None:
+            self.files.delete(rel)
+        else:
+            self.files.put(rel, data)
+
     def _append(self, entry: dict[str, Any], *, unless_indexed: str | None = None) -> dict[str, Any]:
         """Chain one line: read the index with its ETag, put it back one line longer only if it
         is still that version (else read again), then move HEAD forwards. If HEAD cannot be

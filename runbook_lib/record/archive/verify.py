@@ -151,6 +151,7 @@ ROOT_NAMES = {
     "intake.sqlite3-journal",
     "intake.sqlite3.lock",
     ".attempts",  # start counts of broker-delivered runs (Archive.note_attempt)
+    ".running",  # who runs a broker-delivered record now (Archive.mark_running)
 }
 
 
