@@ -155,3 +155,42 @@ def test_the_dsn_variables_the_notebook_names_are_ones_the_engine_redacts() -> N
         assert redacted_env_name(var) and "s3cret-pw-1234" in environment_secrets({var: dsn})
     assert not redacted_env_name("RUNBOOK_DRILL_PRIMARY_DSN"), "a plain *_DSN name is not redacted"
     assert environment_secrets({"RUNBOOK_DRILL_PRIMARY_DSN": dsn}) == []
+
+
+@pytest.fixture(scope="module")
+def twin_pair() -> Any:
+    """A primary at 127.0.0.1:P and its streaming standby at 127.0.0.2:P: the same port, the same
+    system identifier, another address."""
+    primary = Cluster(name="twin-primary").init().start()
+    try:
+        standby = primary.standby(host="127.0.0.2", same_port=True)
+        try:
+            standby.wait_accepting()
+            wait_for(lambda: streaming(primary) == 1, 30)
+            yield primary, standby
+        finally:
+            standby.remove()
+    finally:
+        primary.remove()
+
+
+def test_the_standbys_data_directory_on_the_same_port_is_refused_before_anything_stops(drill, twin_pair) -> None:
+    """Given the standby's data directory as primary_data_dir, the drill must not stop the
+    standby: asked over the directory's own socket, its server is in recovery, and the primary
+    DSN is served by another postmaster."""
+    primary, standby = twin_pair
+    assert (primary.port, primary.host, standby.host) == (standby.port, "127.0.0.1", "127.0.0.2")
+    untouched = (state(primary), state(standby))
+    record = drill(twin_pair, data_dir=standby.data, **DRILL)
+    verdict = finding(record, "DR failover verdict")
+    assert verdict["details"]["drill_verdict"] == "FAIL" and action(record)["status"] == "refused"
+    reasons = " | ".join(verdict["details"]["reasons"])
+    assert "is in recovery, a standby" in reasons and "the primary DSN (postgresql://127.0.0.1" in reasons, reasons
+    assert "is the running primary's" not in finding(record, "Readiness")["summary"]
+    assert (state(primary), state(standby)) == untouched
+    assert (untouched[0]["up"], untouched[1]["up"], untouched[1]["in_recovery"]) == (True, True, True)
+
+    # the real primary's directory passes the same proof (diagnose mode: nothing is stopped)
+    record = drill(twin_pair, data_dir=primary.data)
+    assert finding(record, "Readiness")["verdict"] == "ok", finding(record, "Readiness")["summary"]
+    assert (state(primary), state(standby)) == untouched

@@ -48,6 +48,7 @@ class Cluster:
         self.root = Path(tempfile.mkdtemp(prefix=f"rb-cluster-{name}-"))
         self.data = self.root / "data"
         self.port = free_port()
+        self.host = "127.0.0.1"
         self.password = password or secrets.token_hex(12)
         self.max_connections = max_connections
         self.bin = bin_dir()
@@ -109,10 +110,14 @@ class Cluster:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def standby(self) -> Cluster:
-        """A hot standby of this (running) cluster: pg_basebackup -R, on a port of its own. In
-        recovery for as long as it runs."""
+    def standby(self, host: str = "127.0.0.1", same_port: bool = False) -> Cluster:
+        """A hot standby of this (running) cluster: pg_basebackup -R, on a port of its own (or,
+        with ``same_port``, on this one's port at another loopback ``host``). In recovery for as
+        long as it runs."""
         replica = Cluster(self.max_connections, self.password, name="standby")
+        replica.host = host
+        if same_port:
+            replica.port = self.port
         env = {"PGPASSWORD": self.password}
         self._tool(
             "pg_basebackup",
@@ -129,13 +134,21 @@ class Cluster:
             "--wal-method=stream",
             env=env,
         )
-        replica.configure(port=replica.port, unix_socket_directories=f"'{replica.root}'", hot_standby="on")
+        replica.configure(
+            port=replica.port,
+            listen_addresses=f"'{host}'",
+            unix_socket_directories=f"'{replica.root}'",
+            hot_standby="on",
+        )
+        if host != "127.0.0.1":
+            with (replica.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {host}/32 scram-sha-256\n")
         return replica.start()
 
     # -- connecting -------------------------------------------------------------------------------
     def dsn(self, dbname: str = "postgres", password: str | None = None, user: str = SUPERUSER) -> str:
         pw = self.password if password is None else password
-        return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{user}:{pw}@{self.host}:{self.port}/{dbname}"
 
     def wait_accepting(self, timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s

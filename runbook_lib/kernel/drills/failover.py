@@ -6,8 +6,10 @@ PASS or FAIL.
 
 The drill touches only what its parameters name: the primary and the standby (their DSNs are
 read from the environment variables the parameters name, so their passwords are redacted
-from every record) and the primary's data directory, which must be the running primary's (its
-postmaster.pid port and its system identifier are checked). It writes only rows of its own
+from every record) and the primary's data directory, which must be proven the running primary's:
+the server running from it (postmaster.pid), asked over the directory's own Unix socket, is not
+in recovery, and both that connection and the primary DSN's are served by that postmaster (the
+drill runs on the primary's host). Anything less refuses. It writes only rows of its own
 table ``dr_drill_markers``. It leaves the clusters as they are afterwards: the old primary
 stopped, the standby promoted.
 
@@ -261,8 +263,8 @@ class Failover(Drill):
             details.update({"replay_lag_bytes": lag, "primary_lsn": primary.get("current_lsn")})
             details["standby_replay_lsn"] = standby.get("replay_lsn")
         tools = _tools(rb, problems)
-        if primary and self.data_dir is not None and "pg_controldata" in tools:
-            _check_data_dir(self.data_dir, primary, tools["pg_controldata"], problems)
+        if primary and self.primary is not None and self.data_dir is not None and "pg_controldata" in tools:
+            _check_data_dir(self.data_dir, primary, self.primary, tools["pg_controldata"], problems)
         elif self.data_dir is None:
             problems.append(
                 "primary_data_dir is not given: the drill stops only the data directory its parameters name"
@@ -373,17 +375,63 @@ def _standby_side(pg: Postgres, problems: list[str]) -> dict[str, Any]:
     return {"receiver_status": status, "upstream": upstream}
 
 
-def _check_data_dir(data_dir: Path, primary: dict[str, Any], pg_controldata: str, problems: list[str]) -> None:
+def _check_data_dir(
+    data_dir: Path, primary: dict[str, Any], pg: Postgres, pg_controldata: str, problems: list[str]
+) -> None:
+    """Prove that stopping ``data_dir`` stops the primary the DSN reaches, and nothing else:
+    the server running from it (postmaster.pid), asked over its own Unix socket, is not in
+    recovery and serves that connection from that very postmaster, and the primary DSN's
+    connection is served by the same postmaster. Port and system identifier alone prove nothing:
+    a standby shares both with its primary when it listens on another address."""
+    not_it = f"primary_data_dir {data_dir} is not the primary's"
     try:
         found = replication.data_dir_identity(data_dir, pg_controldata)
     except SourceError as exc:
         problems.append(f"primary_data_dir: {exc.reason}")
         return
-    if found["port"] != primary["port"] or found["system_identifier"] != primary["system_identifier"]:
+    if found["system_identifier"] != primary["system_identifier"]:
         problems.append(
-            f"primary_data_dir {data_dir} is not the primary's (its server listens on port {found['port']}, the "
-            f"primary on {primary['port']}; system identifier {found['system_identifier']} against "
-            f"{primary['system_identifier']}): the drill stops nothing else"
+            f"{not_it}: it holds system {found['system_identifier']}, the primary is {primary['system_identifier']}; "
+            "the drill stops nothing"
+        )
+        return
+    if not found["pid"] or not found["port"] or not found["socket_dir"]:
+        problems.append(
+            f"{not_it} as far as can be proven: its postmaster.pid names no Unix socket (unix_socket_directories "
+            "is empty), so the server running from it cannot be asked; the drill stops nothing"
+        )
+        return
+    try:
+        own = replication.backend(pg.at(found["socket_dir"], found["port"]))
+    except (SourceError, ConnectFailed) as exc:
+        problems.append(
+            f"the server running from primary_data_dir {data_dir} cannot be asked over its own socket "
+            f"({found['socket_dir']}, port {found['port']}: {exc.reason}); allow the drill's database user local "
+            "connections there. Without that proof the drill stops nothing"
+        )
+        return
+    if own["in_recovery"]:
+        problems.append(
+            f"{not_it}: the server running from it (postmaster {found['pid']}) is in recovery, a standby; "
+            "the drill stops nothing"
+        )
+    if replication.parent_pid(own["pid"]) != found["pid"]:
+        problems.append(
+            f"{not_it} as far as can be proven: its socket is served by a process whose parent is not postmaster "
+            f"{found['pid']} (run the drill on the primary's host); the drill stops nothing"
+        )
+        return
+    try:
+        via_dsn = replication.backend(pg)
+    except (SourceError, ConnectFailed) as exc:
+        problems.append(f"the primary {pg.where} cannot be asked which server it is ({exc.reason})")
+        return
+    parent = replication.parent_pid(via_dsn["pid"])
+    if parent != found["pid"]:
+        where = f"postmaster {parent}" if parent else "a server that does not run on this machine"
+        problems.append(
+            f"{not_it}: the primary DSN ({pg.where}) reaches {where}, the data directory runs postmaster "
+            f"{found['pid']}; the drill stops nothing"
         )
 
 

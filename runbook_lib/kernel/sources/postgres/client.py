@@ -134,6 +134,15 @@ class Postgres:
             raise SourceError(NAME, f"the configured DSN is not valid: {type(exc).__name__}") from None
         return Postgres(dsn, self.connect_timeout_s, self.statement_timeout_ms, self.lock_timeout_ms)
 
+    def at(self, host: str, port: int) -> Postgres:
+        """A client for the same database with the same credentials on another host and port
+        (a Unix socket directory is a host too)."""
+        try:
+            dsn = make_conninfo(self._dsn, host=host, port=str(port), hostaddr="")
+        except psycopg.ProgrammingError as exc:
+            raise SourceError(NAME, f"the configured DSN is not valid: {type(exc).__name__}") from None
+        return Postgres(dsn, self.connect_timeout_s, self.statement_timeout_ms, self.lock_timeout_ms)
+
     @property
     def database(self) -> str:
         try:

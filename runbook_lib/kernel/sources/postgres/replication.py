@@ -134,8 +134,8 @@ def is_down(pg: Postgres) -> bool:
 
 # -- the data directory ---------------------------------------------------------------------------
 def data_dir_identity(data_dir: Path, pg_controldata: str) -> dict[str, Any]:
-    """What a data directory is: its running postmaster's port (postmaster.pid) and its system
-    identifier (pg_controldata), to make sure it is the primary's before stopping it."""
+    """What a data directory is: its running postmaster (pid, port and first Unix socket
+    directory, from postmaster.pid) and its system identifier (pg_controldata)."""
     pid_file = data_dir / "postmaster.pid"
     try:
         lines = pid_file.read_text().splitlines()
@@ -146,10 +146,25 @@ def data_dir_identity(data_dir: Path, pg_controldata: str) -> dict[str, Any]:
     out = _run(_as_owner(data_dir, [pg_controldata, "-D", str(data_dir)]), 30, "pg_controldata").stdout
     m = re.search(r"^Database system identifier:\s+(\d+)", out, re.M)
     return {
-        "pid": int(lines[0]) if lines and lines[0].isdigit() else None,
+        "pid": int(lines[0]) if lines and lines[0].strip().isdigit() else None,
         "port": int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None,
+        "socket_dir": lines[4].strip() if len(lines) > 4 else "",  # empty: no Unix socket
         "system_identifier": m.group(1) if m else None,
     }
+
+
+def backend(pg: Postgres) -> dict[str, Any]:
+    """The server process serving this connection, and whether that server is in recovery."""
+    return pg.row("SELECT pg_backend_pid() AS pid, pg_is_in_recovery() AS in_recovery")
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of a process on this machine (/proc); None when no such process is here."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def stop_command(data_dir: Path, pg_ctl: str) -> list[str]:
