@@ -19,7 +19,7 @@ from typing import Any
 
 import pika
 
-from runbook_lib.clients.rabbitmq import RabbitMQ
+from runbook_lib.clients.rabbitmq import RabbitMQ, Sources
 from tests.support.services import rabbitmq_vhost
 
 DLQ, WORK, WORK_QUEUE, KEY = "dead_letter_queue", "work", "work_q", "task.run"
@@ -65,8 +65,9 @@ def one_run(url: str, n: int, body_bytes: int) -> dict[str, float]:
     t0 = time.perf_counter()
     peeked = len(mq.peek(DLQ, 200))
     peek_s = time.perf_counter() - t0
-    dry = mq.replay(DLQ, dry_run=True)
-    result = mq.replay(DLQ)
+    sources = Sources(frozenset({WORK_QUEUE}), "the benchmark's work queue")
+    dry = mq.replay(DLQ, sources, dry_run=True)
+    result = mq.replay(DLQ, sources)
     assert result.replayed == n and mq.depth(DLQ) == 0 and mq.depth(WORK_QUEUE) == n, result.summary()
     conn = pika.BlockingConnection(pika.URLParameters(url))
     conn.channel().queue_purge(WORK_QUEUE)

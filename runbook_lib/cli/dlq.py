@@ -13,13 +13,20 @@ from runbook_lib.cli.common import echo, settings_for
 from runbook_lib.core.errors import EXIT_OK, EXIT_USAGE, ConfigError
 
 REPLAY_DESCRIPTION = """\
-Republish dead letters from a RabbitMQ dead-letter queue to the exchange and routing key each
-one was dead-lettered from (its latest x-death entry), with publisher confirms: a dead letter is
+Republish dead letters from a RabbitMQ dead-letter queue to the queue each one died in (its
+latest x-death entry), through the default exchange, with publisher confirms: a dead letter is
 acked only after the broker confirmed its republish. Properties and headers are kept; the
-header x-replay-count is incremented. A dead letter is refused, and stays in the queue, when it
-was replayed --max-replays times already, has no x-death header or a malformed one (its latest
-entry must name the queue, reason and exchange as strings and its routing-keys as a non-empty
-list of strings), or its republish is unroutable (mandatory) or nacked. A message that fails
+header x-replay-count is incremented.
+
+Only queues that really dead-letter into this DLQ are replay targets, since anyone who can
+publish writes x-death: with rabbitmq.management_url (RUNBOOK_RABBITMQ_MANAGEMENT_URL), the
+queues whose x-dead-letter-exchange (argument or policy) is an exchange bound to the DLQ;
+without it, --source (repeatable), else rabbitmq.dead_letter_sources (RUNBOOK_DLQ_SOURCES) for
+rabbitmq.dlq_queue. A dead letter is refused, and stays in the queue, when it names any other
+queue (not_a_dead_letter_source), was replayed --max-replays times already, has no x-death
+header or a malformed one (its latest entry must name the queue, reason and exchange as strings
+and its routing-keys as a non-empty list of strings), or its republish is unroutable
+(mandatory) or nacked. A message that fails
 again and comes back during the same run is left for the next run. A run stops when the queue
 is empty or after --limit messages. Progress goes to stderr every 100 messages; the summary to
 stdout (--json: the result as JSON).
@@ -47,6 +54,7 @@ exit codes: 0 done (refused messages are reported, and stay in the queue),
 
 examples:
   runbook dlq replay --queue dead_letter_queue --dry-run
+  runbook dlq replay --queue dead_letter_queue --source orders --source payments --operator alice
   runbook dlq replay --queue dead_letter_queue --limit 100 --operator alice
   runbook dlq replay --queue dead_letter_queue --operator alice --json"""
 
@@ -78,6 +86,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         metavar="N",
         type=_positive,
         help="refuse messages already replayed N times (default: rabbitmq.max_replays, 3)",
+    )
+    r.add_argument(
+        "--source",
+        metavar="QUEUE",
+        action="append",
+        default=[],
+        help="a queue that dead-letters into --queue (repeatable): the only replay targets, without a\n"
+        "management API (with one: narrows what the broker says)",
     )
     r.add_argument("--dry-run", action="store_true", help="change nothing: say what would be replayed")
     r.add_argument(
@@ -116,8 +132,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.dry_run:
         _require_audit(settings, operator)
     mq = RabbitMQ.from_settings(settings)
+    sources = mq.sources(settings, args.queue, args.source)
+    if not sources.queues and not args.dry_run:
+        raise ConfigError(
+            f"no queue is known to dead-letter into {args.queue} ({sources.how}): nothing would be replayed. "
+            "Set RUNBOOK_RABBITMQ_MANAGEMENT_URL, or name them with --source QUEUE (or RUNBOOK_DLQ_SOURCES)"
+        )
     if args.dry_run:
-        result = mq.replay(args.queue, limit=args.limit, max_replays=max_replays, dry_run=True)
+        result = mq.replay(args.queue, sources, limit=args.limit, max_replays=max_replays, dry_run=True)
     else:
         trail = AuditTrail(settings, operator, args.queue, mq.where)
         depth = mq.depth(args.queue)  # an unknown queue stops here, before any audit row or change
@@ -125,6 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         result = trail.around(
             lambda: mq.replay(
                 args.queue,
+                sources,
                 limit=args.limit,
                 max_replays=max_replays,
                 progress=_progress_printer(),

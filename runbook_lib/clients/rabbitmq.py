@@ -6,14 +6,24 @@ Every connection is opened for one operation and closed after it. Errors are
 :mod:`runbook_lib.core.errors` classes whose messages name the broker as ``amqp://host:port/vhost``
 only (never the user info of the URL).
 
+**Where a dead letter may go back to.** Anyone who can publish to the dead-letter queue (or to a
+work queue, whose real dead-lettering keeps a forged ``x-death`` entry of the same queue and
+reason) writes the ``x-death`` header. So a replay never trusts its exchange or routing keys:
+it sends a dead letter only back to the queue its latest entry names, through the default
+exchange, and only when that queue really dead-letters into this DLQ (:func:`dead_letter_sources`:
+asked of the broker's management API, whose queues have an exchange bound to the DLQ as their
+``x-dead-letter-exchange``, by argument or policy; else a configured allow-list). Any other
+letter stays in the DLQ (``not_a_dead_letter_source``).
+
 **Replay, one message at a time.** ``basic.get`` a dead letter (unacked); refuse it (leave it
 unacked until the end of the run, then requeue it) when it has no ``x-death`` header, a
 malformed one (``bad_x_death``: its latest entry must be a table whose ``queue``, ``reason`` and
 ``exchange`` are strings, whose ``routing-keys`` is a non-empty array of strings and whose
-``count``, if any, is an integer), has been replayed ``max_replays`` times already (header
-``x-replay-count``), or its republish is unroutable or nacked; otherwise republish it, with every
-property and header kept and ``x-replay-count`` incremented, to the exchange and routing key its
-latest ``x-death`` entry names, ``mandatory`` and on a channel in confirm mode, and ack the dead letter only once the
+``count``, if any, is an integer), names a queue that is no dead-letter source of this DLQ, has
+been replayed ``max_replays`` times already (header ``x-replay-count``), or its republish is
+unroutable or nacked; otherwise republish it, with every property and header kept and
+``x-replay-count`` incremented, to that queue (default exchange, routing key = the queue's
+name), ``mandatory`` and on a channel in confirm mode, and ack the dead letter only once the
 broker has confirmed the republish. A run goes on until the queue is empty (or ``limit``
 messages); each republish carries the run's id (``x-replay-run``), so a message that fails again
 and comes back during the same run is left for the next one ("dead_again"), not replayed twice.
@@ -37,12 +47,14 @@ import shlex
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pika
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 from pika.exceptions import (
@@ -70,7 +82,16 @@ BAD_X_DEATH_QUEUE = "(bad x-death)"
 if logging.getLogger("pika").level == logging.NOTSET:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
+NOT_A_SOURCE = "not_a_dead_letter_source"
 Progress = Callable[["ReplayResult", int], None]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The queues that really dead-letter into a DLQ, and how that is known (for people and audits)."""
+
+    queues: frozenset[str]
+    how: str
 
 
 class AccessRefused(SourceError):
@@ -109,6 +130,7 @@ class ReplayResult:
     destinations: Counter[tuple[str, str]] = field(default_factory=Counter)
     depth_after: int | None = None
     seconds: float = 0.0
+    sources: Sources = field(default_factory=lambda: Sources(frozenset(), "none known"))
 
     @property
     def refused_total(self) -> int:
@@ -128,6 +150,8 @@ class ReplayResult:
             "replayed": self.replayed,
             "refused": self.refused_total,
             "refused_by_reason": dict(self.refused.most_common()),
+            "sources": sorted(self.sources.queues),
+            "sources_from": self.sources.how,
             "seconds": round(self.seconds, 3),
         }
 
@@ -220,16 +244,78 @@ def _well_formed(entry: Any) -> bool:
     return isinstance(count, int) and not isinstance(count, bool)
 
 
-def refusal(letter: dict[str, Any], max_replays: int) -> str | None:
-    """Why a dead letter must stay in the queue, or None when it may be replayed."""
+def refusal(letter: dict[str, Any], max_replays: int, sources: Collection[str]) -> str | None:
+    """Why a dead letter must stay in the queue, or None when it may be replayed (to its
+    ``original_queue``, one of ``sources``)."""
     shape = letter.get("x_death")
     if shape == "missing":
         return "no_x_death"
     if shape != "ok":
         return BAD_X_DEATH
+    if letter["original_queue"] not in sources:
+        return NOT_A_SOURCE
     if letter["replays"] >= max_replays:
         return "max_replays"
     return None
+
+
+def dead_letter_sources(
+    mq: RabbitMQ,
+    dlq: str,
+    management_url: str | None = None,
+    allowed: Collection[str] = (),
+    timeout_s: float = 5.0,
+) -> Sources:
+    """The queues that dead-letter into ``dlq``. With ``management_url`` (the broker's management
+    API, asked with the AMQP URL's user): every queue of the virtual host whose
+    ``x-dead-letter-exchange`` (its argument, else its policy's ``dead-letter-exchange``) is an
+    exchange bound to ``dlq``; ``allowed``, when given too, narrows that. Without it: ``allowed``
+    as configured, which nothing can check (an empty set: nothing is replayed)."""
+    if not management_url:
+        return Sources(frozenset(allowed), "the configured allow-list (rabbitmq.dead_letter_sources or --source)")
+    base = management_url.rstrip("/")
+    vhost = quote(mq.vhost, safe="")
+    auth = mq.login
+    try:
+        with httpx.Client(base_url=base, auth=auth, timeout=timeout_s, follow_redirects=False) as http:
+            bindings = _management(http, f"/api/queues/{vhost}/{quote(dlq, safe='')}/bindings", mq.where)
+            exchanges = {b["source"] for b in bindings if isinstance(b, dict) and b.get("source")}
+            queues = _management(
+                http, f"/api/queues/{vhost}?columns=name,arguments,effective_policy_definition", mq.where
+            )
+    except httpx.HTTPError as exc:
+        raise SourceUnavailable(
+            NAME, f"the management API at {base} cannot be reached ({type(exc).__name__})"
+        ) from None
+    found = set()
+    for q in queues:
+        if not isinstance(q, dict) or q.get("name") == dlq:
+            continue
+        args = q.get("arguments") or {}
+        policy = q.get("effective_policy_definition") or {}
+        dlx = args.get(
+            "x-dead-letter-exchange", policy.get("dead-letter-exchange") if isinstance(policy, dict) else None
+        )
+        if isinstance(dlx, str) and dlx in exchanges:
+            found.add(str(q["name"]))
+    if allowed:
+        found &= set(allowed)
+    names = ", ".join(sorted(exchanges)) or "none"
+    return Sources(frozenset(found), f"the management API at {base} (queues dead-lettering to {names})")
+
+
+def _management(http: httpx.Client, path: str, where: str) -> list[Any]:
+    resp = http.get(path)
+    if resp.status_code in (401, 403):
+        raise AccessRefused(NAME, f"{where}: the management API refused the URL's user ({resp.status_code})")
+    if resp.status_code == 404:
+        raise QueueNotFound(NAME, f"{where}: the management API knows no such queue or virtual host")
+    if resp.status_code != 200:
+        raise SourceError(NAME, f"{where}: the management API answered {resp.status_code}")
+    data = resp.json()
+    if not isinstance(data, list):
+        raise SourceError(NAME, f"{where}: the management API answered something that is not a list")
+    return data
 
 
 def _text(value: Any) -> str:
@@ -268,6 +354,21 @@ class RabbitMQ:
         self._timeout_s = timeout_s
         self._params = params
 
+    @property
+    def login(self) -> tuple[str, str]:
+        """The URL's user and password (the management API takes the same login)."""
+        return str(self._params.credentials.username), str(self._params.credentials.password)
+
+    def sources(self, settings: Any, dlq: str, allowed: Collection[str] = ()) -> Sources:
+        """:func:`dead_letter_sources` of ``dlq`` as the settings say: rabbitmq.management_url,
+        else ``allowed`` (given by a person), else rabbitmq.dead_letter_sources for
+        rabbitmq.dlq_queue."""
+        cfg = settings.rabbitmq
+        configured = allowed or (cfg.dead_letter_sources if dlq == cfg.dlq_queue else ())
+        return dead_letter_sources(
+            self, dlq, cfg.management_url, allowed if cfg.management_url else configured, cfg.timeout_s
+        )
+
     @classmethod
     def from_settings(cls, settings: Any) -> RabbitMQ:
         cfg = settings.rabbitmq
@@ -296,6 +397,7 @@ class RabbitMQ:
     def replay(
         self,
         queue: str,
+        sources: Sources,
         *,
         limit: int | None = None,
         max_replays: int = 3,
@@ -303,14 +405,16 @@ class RabbitMQ:
         progress: Progress | None = None,
         progress_every: int = 100,
     ) -> ReplayResult:
-        """Republish the dead letters of ``queue`` to their original exchange and routing key
-        (see the module docstring for every guarantee). ``limit``: at most this many (default:
-        until the queue is empty). ``dry_run``: classify them as :meth:`peek` does and change
-        nothing. ``progress(result, expected)`` is called every ``progress_every`` messages."""
+        """Republish the dead letters of ``queue`` to the queues they died in, each only when
+        that queue is one of ``sources`` (see the module docstring for every guarantee).
+        ``limit``: at most this many (default: until the queue is empty). ``dry_run``: classify
+        them as :meth:`peek` does and change nothing. ``progress(result, expected)`` is called
+        every ``progress_every`` messages."""
         started = time.monotonic()
         with self._session(queue) as conn:
             take = conn.channel()
             result = ReplayResult(queue, self.where, dry_run, max_replays, limit, self._depth(take, queue))
+            result.sources = sources
             if dry_run:
                 self._classify(take, result)
             else:
@@ -323,12 +427,12 @@ class RabbitMQ:
         for got in self._take(take, result.queue, result.limit):
             letter = describe(*got)
             result.considered += 1
-            reason = refusal(letter, result.max_replays)
+            reason = refusal(letter, result.max_replays, result.sources.queues)
             if reason:
                 result.refused[reason] += 1
             else:
                 result.replayed += 1
-                result.destinations[(letter["original_exchange"], letter["routing_key"])] += 1
+                result.destinations[("", letter["original_queue"])] += 1
         self._requeue(take, result.queue, result.considered)
 
     def _replay_all(
@@ -369,8 +473,10 @@ class RabbitMQ:
         method, props, body = got
         letter = describe(method, props, body)
         result.considered += 1
-        reason = "dead_again" if letter["replay_run"] == run else refusal(letter, result.max_replays)
-        target = (letter["original_exchange"], letter["routing_key"])
+        reason = (
+            "dead_again" if letter["replay_run"] == run else refusal(letter, result.max_replays, result.sources.queues)
+        )
+        target = ("", letter["original_queue"])  # the queue it died in, never the header's exchange or keys
         if reason is None:
             props.headers = {**(props.headers or {}), REPLAY_HEADER: letter["replays"] + 1, RUN_HEADER: run}
             reason, send = _publish(conn, send, target, props, body)

@@ -93,6 +93,22 @@ class RabbitMQSettings(_Section):
     """Dead letters peeked (and put back) to group by x-death reason and original queue."""
     max_replays: int = Field(default=3, ge=1)
     """A dead letter already replayed this often is refused by the replay tool (left in the DLQ)."""
+    management_url: str | None = None
+    """The broker's management API, e.g. http://rabbitmq:15672 (RUNBOOK_RABBITMQ_MANAGEMENT_URL),
+    asked with the login of ``url``: a replay sends a dead letter back only to a queue the broker
+    says dead-letters into that DLQ. None: ``dead_letter_sources`` says which queues."""
+    dead_letter_sources: list[str] = Field(default_factory=list)
+    """Without a management API: the queues that dead-letter into ``dlq_queue``, the only ones a
+    replay sends dead letters back to (RUNBOOK_DLQ_SOURCES, comma-separated). Empty: nothing is
+    replayed (the dry run says why)."""
+
+    @field_validator("dead_letter_sources", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     depth_warn: int = 100
     """DLQ depth that the DLQBacklog alert fires above."""
 
@@ -613,6 +629,7 @@ class Settings(_Section):
                     "prometheus_url",
                     "grafana_url",
                     "alertmanager_url",
+                    "management_url",
                 ):
                     found.update(secret_parts(value, url_like=True))
 
@@ -636,6 +653,8 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_PROMETHEUS_URL": ("prometheus", "url"),
     "RUNBOOK_KUBE_NAMESPACE": ("kubernetes", "namespace"),
     "RUNBOOK_DLQ_QUEUE": ("rabbitmq", "dlq_queue"),
+    "RUNBOOK_DLQ_SOURCES": ("rabbitmq", "dead_letter_sources"),
+    "RUNBOOK_RABBITMQ_MANAGEMENT_URL": ("rabbitmq", "management_url"),
     "RUNBOOK_KUBE_CONTEXT": ("kubernetes", "context"),
     "KUBECONFIG": ("kubernetes", "kubeconfig"),
     "RUNBOOK_ARCHIVE": ("archive", "path"),

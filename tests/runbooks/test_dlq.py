@@ -23,7 +23,15 @@ import pytest
 
 import runbook_lib
 from runbook_lib import checks
-from runbook_lib.clients.rabbitmq import REPLAY_HEADER, AccessRefused, QueueNotFound, RabbitMQ, describe, refusal
+from runbook_lib.clients.rabbitmq import (
+    REPLAY_HEADER,
+    AccessRefused,
+    QueueNotFound,
+    RabbitMQ,
+    Sources,
+    describe,
+    refusal,
+)
 from runbook_lib.core.errors import EXIT_FAILED, EXIT_USAGE
 from runbook_lib.core.settings import load_settings
 from runbook_lib.run.request import RunRequest
@@ -37,7 +45,9 @@ pytestmark = pytest.mark.services
 DLQ = "dead_letter_queue"
 WORK, WORK_QUEUE, ROUTING_KEY = "work", "work_q", "task.run"
 BAD_PASSWORD = "wrong-pw-7f3a9c"
-EXTRA_QUEUES = ("expiring", "dlq_quorum")  # queues single tests declare besides the two above
+EXTRA_QUEUES = ("expiring", "dlq_quorum", "victim_payments")  # queues single tests declare besides the two above
+SOURCES = Sources(frozenset({WORK_QUEUE, "expiring"}), "the test's allow-list")  # what dead-letters into DLQ
+MANAGEMENT = "http://127.0.0.1:15672"
 
 
 # -- the broker -----------------------------------------------------------------------------------
@@ -53,9 +63,15 @@ def vhost(vhost: str, monkeypatch: pytest.MonkeyPatch) -> str:
         ch.exchange_delete(exchange)
     conn.close()
     declare(url)
-    for var in ("RUNBOOK_RABBITMQ_URL_FILE", "RUNBOOK_DLQ_QUEUE", "RUNBOOK_POSTGRES_DSN"):
+    for var in (
+        "RUNBOOK_RABBITMQ_URL_FILE",
+        "RUNBOOK_DLQ_QUEUE",
+        "RUNBOOK_POSTGRES_DSN",
+        "RUNBOOK_RABBITMQ_MANAGEMENT_URL",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("RUNBOOK_RABBITMQ_URL", url)
+    monkeypatch.setenv("RUNBOOK_DLQ_SOURCES", ",".join(sorted(SOURCES.queues)))
     return vhost
 
 
@@ -227,7 +243,8 @@ def test_replay_returns_every_dead_letter_exactly_once_and_audits(vhost: str, fr
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["replayed"] == 37 and out["refused"] == 0 and out["depth_after"] == 0
-    assert out["to"] == [{"exchange": WORK, "routing_key": ROUTING_KEY, "messages": 37}]
+    assert out["to"] == [{"exchange": "", "routing_key": WORK_QUEUE, "messages": 37}]  # the queue they died in
+    assert out["sources"] == sorted(SOURCES.queues) and "allow-list" in out["sources_from"]
     assert RabbitMQ(url).depth(DLQ) == 0
     back = drain(url, WORK_QUEUE)
     assert sorted(mid for mid, _ in back) == ids, "each dead letter back in the work queue exactly once"
@@ -283,7 +300,7 @@ def test_max_replays_no_x_death_and_dead_again_stay_in_the_queue(vhost: str) -> 
     res = cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
     assert json.loads(res.stdout)["refused_by_reason"] == {"max_replays": 2, "no_x_death": 1}
 
-    result = RabbitMQ(url).replay(DLQ, max_replays=3)
+    result = RabbitMQ(url).replay(DLQ, SOURCES, max_replays=3)
     assert (result.replayed, dict(result.refused)) == (1, {"max_replays": 2, "no_x_death": 1})
     assert result.depth_after == 3
     assert sorted(mid for mid, _ in drain(url, DLQ)) == sorted([*worn, "no-death"])
@@ -296,37 +313,98 @@ def test_max_replays_no_x_death_and_dead_again_stay_in_the_queue(vhost: str) -> 
         ch.basic_publish("", "expiring", b"x", pika.BasicProperties(message_id=f"exp-{i}"))
     conn.close()
     wait_depth(url, DLQ, 50)
-    looped = RabbitMQ(url).replay(DLQ)
+    looped = RabbitMQ(url).replay(DLQ, SOURCES)
     assert looped.replayed == 50 and set(looped.refused) <= {"dead_again"}
     back = drain(url, DLQ) if wait_depth(url, DLQ, 50) == 50 else []
     assert len(back) == 50 and {h[REPLAY_HEADER] for _, h in back} == {1}
 
 
-def test_unroutable_and_vanished_exchanges_are_not_acked(vhost: str) -> None:
-    """mandatory + confirms: a republish nobody receives leaves its dead letter in the DLQ."""
+def test_a_republish_nobody_receives_is_not_acked(vhost: str) -> None:
+    """mandatory + confirms: a dead letter whose queue is gone (the default exchange cannot route
+    to it) stays in the DLQ, and goes back once the queue is there again."""
     url = url_for(vhost)
-    conn, ch = channel(url)
-    ch.exchange_declare("gone", "direct")
-    ch.queue_bind(WORK_QUEUE, "gone", "g")
-    for i in range(2):
-        ch.basic_publish("gone", "g", b"x", pika.BasicProperties(message_id=f"gone-{i}"))
-        method, _props, _body = ch.basic_get(WORK_QUEUE)
-        ch.basic_reject(method.delivery_tag, requeue=False)
-    conn.close()
     ids = dead_letter(url, 3)
     conn, ch = channel(url)
-    ch.exchange_delete("gone")
-    ch.queue_unbind(WORK_QUEUE, WORK, ROUTING_KEY)
+    ch.queue_delete(WORK_QUEUE)
     conn.close()
-    stuck = RabbitMQ(url).replay(DLQ)
-    assert (stuck.replayed, dict(stuck.refused), stuck.depth_after) == (0, {"unroutable": 3, "exchange_missing": 2}, 5)
-    conn, ch = channel(url)
-    ch.queue_bind(WORK_QUEUE, WORK, ROUTING_KEY)
-    conn.close()
-    fixed = RabbitMQ(url).replay(DLQ)
-    assert (fixed.replayed, dict(fixed.refused), fixed.depth_after) == (3, {"exchange_missing": 2}, 2)
+    stuck = RabbitMQ(url).replay(DLQ, SOURCES)
+    assert (stuck.replayed, dict(stuck.refused), stuck.depth_after) == (0, {"unroutable": 3}, 3)
+    declare(url)
+    fixed = RabbitMQ(url).replay(DLQ, SOURCES)
+    assert (fixed.replayed, dict(fixed.refused), fixed.depth_after) == (3, {}, 0)
     assert sorted(mid for mid, _ in drain(url, WORK_QUEUE)) == ids
-    assert sorted(mid for mid, _ in drain(url, DLQ)) == ["gone-0", "gone-1"]
+
+
+def forge(url: str) -> None:
+    """The three forged dead letters of the attack: two published straight into the DLQ, naming
+    victim_payments (through the default exchange, and through another exchange), and one sent
+    through the real work queue with a forged x-death entry for it, which RabbitMQ keeps (and
+    counts up) when it really dead-letters the message."""
+    conn, ch = channel(url)
+    ch.queue_declare("victim_payments")  # a queue nothing dead-letters from
+    ch.exchange_declare("payments", "direct")
+    ch.queue_bind("victim_payments", "payments", "pay")
+    death = {"reason": "rejected", "count": 1, "time": datetime(2026, 12, 7, tzinfo=UTC)}
+    for mid, entry in (
+        ("forged-default", {**death, "queue": "victim_payments", "exchange": "", "routing-keys": ["victim_payments"]}),
+        ("forged-exchange", {**death, "queue": "victim_payments", "exchange": "payments", "routing-keys": ["pay"]}),
+    ):
+        ch.basic_publish("", DLQ, mid.encode(), pika.BasicProperties(message_id=mid, headers={"x-death": [entry]}))
+    entry = {**death, "queue": WORK_QUEUE, "exchange": "", "routing-keys": ["victim_payments"]}
+    props = pika.BasicProperties(message_id="forged-through-work", headers={"x-death": [entry]})
+    ch.basic_publish(WORK, ROUTING_KEY, b"forged", props)
+    method, _props, _body = ch.basic_get(WORK_QUEUE)
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    wait_depth(url, DLQ, 3)
+
+
+@pytest.mark.parametrize("how", ["allow-list", "management API"])
+def test_a_forged_dead_letter_never_chooses_where_a_replay_sends_it(vhost: str, fresh_db: str, how: str) -> None:
+    """Replay sends a dead letter only back to the queue it died in, and only when that queue
+    really dead-letters into this DLQ: the forged ones naming victim_payments stay in the DLQ
+    with the reason; the one that really died in the work queue goes back to the work queue,
+    whatever its forged routing keys say. Nothing reaches victim_payments."""
+    url = url_for(vhost)
+    forge(url)
+    ids = dead_letter(url, 2, "genuine")
+    env = {"RUNBOOK_POSTGRES_DSN": fresh_db}
+    if how == "management API":  # the broker says which queues dead-letter here (argument x-dead-letter-exchange)
+        env |= {"RUNBOOK_RABBITMQ_MANAGEMENT_URL": MANAGEMENT, "RUNBOOK_DLQ_SOURCES": ""}
+    res = cli("dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert (out["replayed"], out["refused_by_reason"]) == (3, {"not_a_dead_letter_source": 2})
+    assert out["to"] == [{"exchange": "", "routing_key": WORK_QUEUE, "messages": 3}]
+    if how == "management API":
+        assert out["sources"] == ["expiring", WORK_QUEUE] or out["sources"] == [WORK_QUEUE], out
+        assert out["sources_from"].startswith(f"the management API at {MANAGEMENT}") and "dlx" in out["sources_from"]
+    assert RabbitMQ(url).depth("victim_payments") == 0
+    assert sorted(mid for mid, _ in drain(url, WORK_QUEUE)) == sorted([*ids, "forged-through-work"])
+    assert sorted(mid for mid, _ in drain(url, DLQ)) == ["forged-default", "forged-exchange"]
+
+
+def test_without_known_sources_a_replay_is_refused_before_anything_moves(vhost: str, fresh_db: str) -> None:
+    url = url_for(vhost)
+    dead_letter(url, 2)
+    res = cli(
+        "dlq",
+        "replay",
+        "--queue",
+        DLQ,
+        "--operator",
+        "alice",
+        env={"RUNBOOK_POSTGRES_DSN": fresh_db, "RUNBOOK_DLQ_SOURCES": ""},
+    )
+    assert res.returncode == EXIT_USAGE and "no queue is known to dead-letter into" in res.stderr
+    assert "--source" in res.stderr and "RUNBOOK_RABBITMQ_MANAGEMENT_URL" in res.stderr
+    dry = cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json", env={"RUNBOOK_DLQ_SOURCES": ""})
+    assert json.loads(dry.stdout)["refused_by_reason"] == {"not_a_dead_letter_source": 2}
+    named = cli(
+        "dlq", "replay", "--queue", DLQ, "--source", WORK_QUEUE, "--dry-run", "--json", env={"RUNBOOK_DLQ_SOURCES": ""}
+    )
+    assert json.loads(named.stdout)["replayed"] == 2
+    assert RabbitMQ(url).depth(DLQ) == 2 and audit_rows(fresh_db) == []
 
 
 # -- the notebook's option -----------------------------------------------------------------------------
@@ -352,7 +430,7 @@ def test_the_notebook_option_replays_only_when_resolved_executed_and_approved(vh
         ("bob@omnihub.test", DLQ, "started"),
         ("bob@omnihub.test", DLQ, "succeeded"),
     ]
-    assert rows[1][3]["result"]["to"] == [{"exchange": WORK, "routing_key": ROUTING_KEY, "messages": 30}]
+    assert rows[1][3]["result"]["to"] == [{"exchange": "", "routing_key": WORK_QUEUE, "messages": 30}]
 
 
 # -- bad input -------------------------------------------------------------------------------------------
@@ -444,7 +522,7 @@ def test_a_malformed_x_death_is_refused_stays_in_the_queue_and_the_checks_still_
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["refused_by_reason"] == {"bad_x_death": n}
 
-    result = RabbitMQ(url).replay(DLQ)
+    result = RabbitMQ(url).replay(DLQ, SOURCES)
     assert (result.replayed, dict(result.refused), result.depth_after) == (1, {"bad_x_death": n}, n)
     assert sorted(mid for mid, _ in drain(url, DLQ)) == sorted(BAD_DEATHS), "every malformed one left in the DLQ"
     assert [mid for mid, _ in drain(url, WORK_QUEUE)] == ["well-formed"]
@@ -471,14 +549,18 @@ def test_describe_is_total_and_only_a_well_formed_x_death_is_replayable() -> Non
     for deaths in shapes:
         d = letter({"x-death": deaths, REPLAY_HEADER: "lots", "x-replay-run": b"\xff\xfe"})
         assert d["reason"] == "bad_x_death" and d["original_exchange"] is None and d["routing_key"] == "", deaths
-        assert refusal(d, 3) == "bad_x_death", deaths
+        assert refusal(d, 3, SOURCES.queues) == "bad_x_death", deaths
     for replays in (float("inf"), -7, [1], {"a": 1}, True, "9" * 5000):
         assert letter({"x-death": [GOOD_DEATH], REPLAY_HEADER: replays})["replays"] == 0, replays
     assert letter("not a table")["reason"] == "bad_x_death"
     odd_time = letter({"x-death": [{**GOOD_DEATH, "time": "yesterday"}, 5]})
     assert odd_time["x_death"] == "ok" and odd_time["dead_lettered_at"] is None, "a bad time is only not shown"
     missing = letter({"other": 1})
-    assert (missing["reason"], missing["routing_key"], refusal(missing, 3)) == ("(no x-death)", DLQ, "no_x_death")
+    assert (missing["reason"], missing["routing_key"], refusal(missing, 3, SOURCES.queues)) == (
+        "(no x-death)",
+        DLQ,
+        "no_x_death",
+    )
     good = letter({"x-death": [GOOD_DEATH, 5], REPLAY_HEADER: 2})
     assert (good["original_exchange"], good["routing_key"], good["death_count"], good["replays"]) == (
         WORK,
@@ -486,8 +568,9 @@ def test_describe_is_total_and_only_a_well_formed_x_death_is_replayable() -> Non
         1,
         2,
     )
-    assert good["dead_lettered_at"] == "2024-01-02T03:04:05+00:00" and refusal(good, 3) is None
-    assert refusal({**good, "replays": 3}, 3) == "max_replays"
+    assert good["dead_lettered_at"] == "2024-01-02T03:04:05+00:00" and refusal(good, 3, SOURCES.queues) is None
+    assert refusal({**good, "replays": 3}, 3, SOURCES.queues) == "max_replays"
+    assert refusal(good, 3, {"some_other_queue"}) == refusal(good, 3, set()) == "not_a_dead_letter_source"
 
 
 # -- peeks -------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Options on RabbitMQ: replay dead letters to their original exchange and routing key, with the
-same code as ``runbook dlq replay`` (:meth:`runbook_lib.clients.rabbitmq.RabbitMQ.replay`).
+"""Options on RabbitMQ: replay dead letters to the queues they died in (only queues that really
+dead-letter into the DLQ: the management API, else rabbitmq.dead_letter_sources), with the same
+code as ``runbook dlq replay`` (:meth:`runbook_lib.clients.rabbitmq.RabbitMQ.replay`).
 
 In diagnose mode the plan touches no message (the depth and the exact command only: the
 runbook's step 2 already sampled them); the dry-run preview, which peeks and puts back, is made
@@ -20,9 +21,9 @@ class QueueOptions(Guard):
         self, queue: str = "", limit: int | None = 100, *, recommended: bool | None = None, why: str = ""
     ) -> dict[str, Any]:
         """Republish up to ``limit`` dead letters of ``queue`` (default: rabbitmq.dlq_queue) to
-        their original exchange and routing key, each acked only after the broker confirmed its
-        republish; those replayed rabbitmq.max_replays times already, without x-death or
-        unroutable stay in the queue. In resolve mode the plan is a dry run over the first
+        the queues they died in, each acked only after the broker confirmed its republish; those
+        from a queue that is no dead-letter source of ``queue``, replayed rabbitmq.max_replays
+        times already, without x-death or unroutable stay in the queue. In resolve mode the plan is a dry run over the first
         messages; in diagnose mode it is the queue's depth and the command, nothing peeked."""
         cfg = self.rb.settings.rabbitmq
         q = queue or cfg.dlq_queue
@@ -42,7 +43,8 @@ class QueueOptions(Guard):
                     "noop": depth == 0,
                 }
             preview_n = cfg.sample_size if count is None else min(count, cfg.sample_size)
-            preview = self.rb.rabbitmq.replay(q, limit=preview_n, max_replays=cfg.max_replays, dry_run=True)
+            sources = self.rb.rabbitmq.sources(self.rb.settings, q)
+            preview = self.rb.rabbitmq.replay(q, sources, limit=preview_n, max_replays=cfg.max_replays, dry_run=True)
             return {
                 "command": command,
                 "queue": q,
@@ -53,7 +55,8 @@ class QueueOptions(Guard):
             }
 
         def perform(_p: dict[str, Any]) -> dict[str, Any]:
-            return self.rb.rabbitmq.replay(q, limit=count, max_replays=cfg.max_replays).to_dict()
+            sources = self.rb.rabbitmq.sources(self.rb.settings, q)  # asked again: the plan may be old
+            return self.rb.rabbitmq.replay(q, sources, limit=count, max_replays=cfg.max_replays).to_dict()
 
         option = Option(
             "dlq_replay",

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from runbook_lib.clients.rabbitmq import BAD_X_DEATH_QUEUE, NO_X_DEATH, refusal
+from runbook_lib.clients.rabbitmq import BAD_X_DEATH_QUEUE, NO_X_DEATH, Sources, refusal
+from runbook_lib.core.errors import SourceError
 from runbook_lib.kernel.checks.base import Result, check
 from runbook_lib.kernel.plots import timeseries
 from runbook_lib.kernel.protocol import RunbookLike
@@ -88,8 +89,12 @@ def reasons(rb: RunbookLike, queue: str = "", sample: int | None = None) -> Lett
     groups = _groups(frame)
     rb.table(groups, title=f"Dead letters by x-death reason, original queue and routing key ({len(frame)} peeked)")
     top = groups.iloc[0]
-    replayable = sum(refusal(letter, cfg.max_replays) is None for letter in letters)
-    _finding(rb, q, frame, top, replayable)
+    try:
+        sources = rb.rabbitmq.sources(rb.settings, q)
+    except SourceError as exc:  # the count of replayable letters is then unknown, not zero
+        sources = Sources(frozenset(), f"unknown ({exc.reason})")
+    replayable = sum(refusal(letter, cfg.max_replays, sources.queues) is None for letter in letters)
+    _finding(rb, q, frame, top, replayable, sources)
     return Letters(
         queue=q,
         sampled=len(frame),
@@ -114,9 +119,11 @@ def _groups(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _finding(rb: RunbookLike, q: str, frame: pd.DataFrame, top: pd.Series, replayable: int) -> None:
+def _finding(rb: RunbookLike, q: str, frame: pd.DataFrame, top: pd.Series, replayable: int, sources: Sources) -> None:
     reason, origin, count = str(top["reason"]), str(top["original_queue"]), int(top["messages"])
     at_max = int((frame["replays"] >= rb.settings.rabbitmq.max_replays).sum())
+    named = frame[frame["x_death"] == "ok"]["original_queue"]
+    foreign = int((~named.isin(sorted(sources.queues))).sum())
     why = MEANING.get(reason, "see the x-death reason in RabbitMQ's documentation")
     if reason == NO_X_DEATH:
         where = "without an x-death header"
@@ -130,7 +137,8 @@ def _finding(rb: RunbookLike, q: str, frame: pd.DataFrame, top: pd.Series, repla
         f"{count} of {len(frame)} peeked dead letters came {where}; routing key {top['routing_key']!r}. "
         f"{replayable} can be replayed"
         + (f", {at_max} were replayed {rb.settings.rabbitmq.max_replays} times already" if at_max else "")
-        + ".",
+        + (f", {foreign} name a queue that is no dead-letter source of {q}" if foreign else "")
+        + f" (sources: {', '.join(sorted(sources.queues)) or 'none known'}, from {sources.how}).",
         role="cause",
         queue=q,
         original_queue=origin,
@@ -140,6 +148,9 @@ def _finding(rb: RunbookLike, q: str, frame: pd.DataFrame, top: pd.Series, repla
         sampled=len(frame),
         replayable=replayable,
         at_max_replays=at_max,
+        not_a_source=foreign,
+        sources=sorted(sources.queues),
+        sources_from=sources.how,
         by_reason=_counts(frame, "reason"),
         by_original_queue=_counts(frame, "original_queue"),
     )
