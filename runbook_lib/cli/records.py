@@ -125,9 +125,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     alert = rec.get("alert") or {}
     labels = alert.get("labels") or {}
-    out = [
-        diagnosis.of(rec)["headline"],
-        "",
+    d = diagnosis.of(rec)
+    out = [d["headline"], ""]
+    action = d.get("recommended_action")
+    if action and action["name"] not in ("none",):
+        out.append(f"do        {action['title']}" + (f": {action['reason']}" if action.get("reason") else ""))
+        if action.get("command"):
+            out.append(f"          {action['command']}")
+        out.append("")
+    out += [
         f"record    {rec['id']}",
         f"alert     {labels.get('alertname', '(none)')}  severity={labels.get('severity', '')}  "
         f"fingerprint={alert.get('fingerprint', '')}",
@@ -155,6 +161,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for note in rec.get("notes") or []:
         out.append(f"note      {note}")
     checked = [f for f in rec.get("findings", []) if f["verdict"] != "unchecked"]
+    if d.get("causes"):
+        out.append(f"causes    {', '.join(d['causes'])}")
     out.append(f"\nfindings ({len(checked)}):")
     out += finding_lines(worst(checked, len(checked)))
     unchecked = [f for f in rec.get("findings", []) if f["verdict"] == "unchecked"]

@@ -154,7 +154,8 @@ def cell(value: Any) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """5400 -> '1h30m', 42 -> '42s', 0.31 -> '0.3s': two units at most, for people."""
+    """5400 -> '1h30m', 10832 -> '3h00m', 42 -> '42s', 0.31 -> '0.3s': the largest unit and,
+    unless nothing is left, the next one zero-padded (never '3h32s', which reads as 3 h 32 min)."""
     if seconds is None or math.isnan(seconds) or seconds < 0:
         return "n/a"
     if math.isinf(seconds):
@@ -164,14 +165,13 @@ def duration(seconds: float | None) -> str:
     whole = round(seconds)
     if whole < 60:
         return f"{whole}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for i, (unit, size) in enumerate(units[:-1]):
         if whole >= size:
-            parts.append(f"{whole // size}{unit}")
-            whole %= size
-    if whole and len(parts) < 2:
-        parts.append(f"{whole}s")
-    return "".join(parts[:2])
+            first, rest = divmod(whole, size)
+            next_unit, next_size = units[i + 1]
+            return f"{first}{unit}" if rest == 0 else f"{first}{unit}{rest // next_size:02d}{next_unit}"
+    return f"{whole}s"
 
 
 def percent(value: float | None, digits: int = 2) -> str:

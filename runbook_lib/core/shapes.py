@@ -23,6 +23,8 @@ class Finding(TypedDict):
     details: dict[str, Any]  # JSON values; a cause names itself here (details.failure, .application ...)
     at: str  # ISO 8601 UTC
     role: NotRequired[Role]
+    cause: NotRequired[str]  # a cause finding's code (runbook_lib.sre.causes)
+    provisional: NotRequired[bool]  # measured on too little data: never louder than a warning
     essential: NotRequired[bool]  # made inside an essential check
     cell: NotRequired[int]  # the notebook cell it came from (added by the host)
 
@@ -62,6 +64,17 @@ class Action(TypedDict):
     cell: NotRequired[int]
 
 
+class RecommendedAction(TypedDict):
+    """The one thing the record recommends: a guarded option with its parameters and the exact
+    command, or "none" / "escalate" with the reason."""
+
+    name: str  # an option's approval name, "none" or "escalate"
+    title: str
+    params: dict[str, Any]
+    command: str
+    reason: str
+
+
 class Diagnosis(TypedDict):
     """What a record says first (record/diagnosis.py)."""
 
@@ -73,6 +86,11 @@ class Diagnosis(TypedDict):
     checked: int
     unchecked: int
     headline: str
+    cause_code: NotRequired[str | None]  # the leading cause's code
+    causes: NotRequired[list[str]]  # every measured cause's code, most important first
+    recommended_action: NotRequired[RecommendedAction]
+    partial: NotRequired[list[str]]  # checks that could not be made beside a measured problem
+    provisional: NotRequired[bool]  # the leading finding stands on too little data
 
 
 class Record(TypedDict, total=False):

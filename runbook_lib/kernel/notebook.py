@@ -25,6 +25,7 @@ from runbook_lib.core.errors import RunbookError, SourceError, SourceNotConfigur
 from runbook_lib.core.links import grafana_panel, prometheus_graph
 from runbook_lib.core.settings import Settings, load_settings
 from runbook_lib.core.shapes import Finding, Role, Verdict
+from runbook_lib.sre import causes
 from runbook_lib.sre.alertmanager import Alert, parse_alert
 from runbook_lib.sre.catalog import Catalog, Route
 
@@ -88,6 +89,7 @@ class Runbook:
         self.current_step: str = ""
         self.current_title: str = ""
         self.essential = False  # inside a check the runbook's diagnosis depends on
+        self.recommended: str | None = None  # the one option (or decision) this run recommends
         self._clients: dict[str, Any] = {}
 
     # -- context ------------------------------------------------------------------------------
@@ -153,13 +155,31 @@ class Runbook:
         self.current_step = f"Step {number}" if isinstance(number, int) else str(number)
         self.current_title = title
 
-    def finding(self, check: str, verdict: str, summary: str, *, role: str | None = None, **details: Any) -> Finding:
+    def finding(
+        self,
+        check: str,
+        verdict: str,
+        summary: str,
+        *,
+        role: str | None = None,
+        cause: str | None = None,
+        provisional: bool = False,
+        **details: Any,
+    ) -> Finding:
         """Record one finding. verdict: critical / warning / unchecked / info / ok. ``role``:
-        "symptom" (what is broken) or "cause" (why), which the record's headline is built from.
-        Findings made inside an essential check (see checks.base.check) are marked essential: a
-        run where every essential check went unchecked is incomplete."""
+        "symptom" (what is broken) or "cause" (why), which the record's headline is built from;
+        a cause names its code from :mod:`runbook_lib.sre.causes` (``cause=``). ``provisional``:
+        measured on too little data, so never louder than a warning (a critical verdict is
+        lowered, and the summary says why). Findings made inside an essential check (see
+        checks.base.check) are marked essential: a run where every essential check went
+        unchecked, and nothing measured points anywhere, is incomplete."""
         if verdict not in VERDICTS:
             raise RunbookError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        if cause is not None and not causes.known(cause):
+            raise RunbookError(f"cause {cause!r} is not in the vocabulary (runbook_lib.sre.causes)")
+        if provisional and verdict == "critical":
+            verdict = "warning"
+            summary = f"{summary} (provisional: capped at warning until enough of the window has data)"
         f: Finding = {
             "step": self.current_step,
             "check": check,
@@ -170,6 +190,10 @@ class Runbook:
         }
         if role:
             f["role"] = cast(Role, role)
+        if cause:
+            f["cause"] = cause
+        if provisional:
+            f["provisional"] = True
         if self.essential:
             f["essential"] = True
         self.findings.append(f)
@@ -234,6 +258,46 @@ class Runbook:
         html = "".join(present.finding_html(f) for f in rows) or present.note_html("no findings")
         text = "\n".join(present.finding_text(f) for f in rows) or "no findings"
         self._display({"text/html": f"<div><b>Summary of findings</b>{html}</div>", "text/plain": text})
+
+    def claim_recommendation(self, name: str) -> str | None:
+        """Make ``name`` this run's recommendation; None when it is, else the option already
+        recommended (a record recommends one thing: the first the runbook recommends)."""
+        if self.recommended is None or self.recommended == name:
+            self.recommended = name
+            return None
+        return self.recommended
+
+    def escalate(self, reason: str, to: str = "") -> dict[str, Any]:
+        """Recommend escalating instead of a guarded option: nothing here can fix what was
+        found (``reason`` says why, ``to`` whom)."""
+        return self._decision("escalate", f"Escalate{f' to {to}' if to else ''}", reason)
+
+    def no_action(self, reason: str) -> dict[str, Any]:
+        """Recommend doing nothing (``reason``: nothing is wrong, or it already recovered)."""
+        return self._decision("none", "No action", reason)
+
+    def _decision(self, name: str, title: str, reason: str) -> dict[str, Any]:
+        other = self.claim_recommendation(name)
+        action = {
+            "name": name,
+            "step": self.current_step,
+            "step_title": self.current_title,
+            "title": title,
+            "target": "",
+            "command": "",
+            "recommended": other is None,
+            "why": reason if other is None else f"{reason} (not recommended: {other} is)",
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "operator": self.operator,
+            "audit_ids": [],
+            "plan": None,
+            "result": None,
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "status": "proposed",
+            "reason": "a decision for people; nothing is changed",
+        }
+        return self.record_action(action)
 
     def record_action(self, action: dict[str, Any]) -> dict[str, Any]:
         """Emit one resolution option's outcome (from :mod:`.actions`) into the notebook and the record."""

@@ -1,9 +1,21 @@
 """What a record says first: the diagnosis, not the run.
 
 From the findings and actions the notebook recorded: the worst verdict among the checks that
-ran, the symptom (what is broken), the likely cause, the recommended option, and whether the
-diagnosis is *incomplete*: no check could be made, or every essential check went unchecked.
-An incomplete record is never shown as a green success; ``runbook run`` exits 3 for it.
+ran, the symptom (what is broken), the likely cause and its code (and every measured cause,
+ranked), the one recommended action with its exact command, and whether the diagnosis is
+*incomplete*.
+
+The rule. A record is never louder or quieter than its evidence:
+
+- It is incomplete only when nothing measured points anywhere: no check found a problem, and
+  either no check ran or every essential check went unchecked. An incomplete record is never
+  shown as a green success; ``runbook run`` exits 3 for it.
+- A measured critical (or warning) finding always leads, even when other checks could not be
+  made; those are listed beside it as ``partial``.
+- A finding measured on too little data (``provisional``) is never louder than a warning (the
+  kernel caps it), and the headline says it is provisional.
+- A record recommends one thing: the option the runbook recommended, else "escalate" when
+  something is wrong and no option addresses it, else "none".
 """
 
 from __future__ import annotations
@@ -12,36 +24,85 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from runbook_lib.core.contract import worst_first
-from runbook_lib.core.shapes import Diagnosis
+from runbook_lib.core.shapes import Diagnosis, RecommendedAction
 
 MEASURED = ("critical", "warning", "info", "ok")  # anything but "unchecked": a check ran
+BAD = ("critical", "warning")
 
 
 def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[str, Any]]) -> Diagnosis:
     checked = [f for f in findings if f.get("verdict") != "unchecked"]
     unchecked = [f for f in findings if f.get("verdict") == "unchecked"]
     essential = [f for f in findings if f.get("essential")]
-    incomplete = not any(f.get("verdict") in MEASURED for f in findings) or (
-        bool(essential) and all(f.get("verdict") == "unchecked" for f in essential)
-    )
     ranked = worst_first(checked)
+    bad = [f for f in ranked if f.get("verdict") in BAD]
+    incomplete = not bad and (
+        not checked or (bool(essential) and all(f.get("verdict") == "unchecked" for f in essential))
+    )
     verdict = "incomplete" if incomplete else (ranked[0]["verdict"] if ranked else "ok")
-    bad = [f for f in ranked if f.get("verdict") in ("critical", "warning")]
     symptom = next((f for f in bad if f.get("role") == "symptom"), bad[0] if bad else None)
     if symptom is None:  # nothing wrong: a finding that says what is fine (a drill's PASS) leads
         symptom = next((f for f in ranked if f.get("role") == "symptom"), None)
     cause = next((f for f in bad if f.get("role") == "cause" and f is not symptom), None)
-    recommended = next((a for a in actions if a.get("recommended")), None)
+    codes = [str(f["cause"]) for f in bad if f.get("cause")]
+    if cause is not None and cause.get("cause"):
+        codes.insert(0, str(cause["cause"]))
+    causes = list(dict.fromkeys(codes))
+    chosen = next((a for a in actions if a.get("recommended")), None)
+    action = recommended_action(chosen, verdict, symptom)
+    partial = (
+        []
+        if incomplete
+        else [str(f.get("check")) for f in unchecked if (f.get("details") or {}).get("reason") != "not configured"]
+    )
+    provisional = bool(symptom and symptom.get("provisional"))
     return {
         "verdict": verdict,
         "incomplete": incomplete,
         "symptom": _line(symptom),
         "cause": _line(cause),
-        "recommended": _option(recommended),
+        "cause_code": causes[0] if causes else None,
+        "causes": causes,
+        "recommended": _option(chosen) if chosen and chosen.get("name") not in ("none", "escalate") else None,
+        "recommended_action": action,
+        "partial": partial,
+        "provisional": provisional,
         "checked": len(checked),
         "unchecked": len(unchecked),
-        "headline": headline(verdict, symptom, cause, recommended, unchecked),
+        "headline": headline(verdict, symptom, cause, chosen, unchecked, partial=partial, provisional=provisional),
     }
+
+
+def recommended_action(
+    chosen: Mapping[str, Any] | None, verdict: str, symptom: Mapping[str, Any] | None
+) -> RecommendedAction:
+    """The one thing to do: the runbook's recommended option (its approval name, the plan's
+    parameters, the exact command) or decision; by default "escalate" when something is wrong
+    and "none" when nothing is."""
+    if chosen is not None:
+        plan = chosen.get("plan") or {}
+        params = {
+            k: v
+            for k, v in plan.items()
+            if k not in ("command", "sql", "noop", "would", "preview") and isinstance(v, str | int | float | bool)
+        }
+        return {
+            "name": str(chosen.get("name")),
+            "title": str(chosen.get("title") or ""),
+            "params": params,
+            "command": str(chosen.get("command") or ""),
+            "reason": str(chosen.get("why") or ""),
+        }
+    if verdict in BAD or verdict == "incomplete":
+        what = "the diagnosis could not be made" if verdict == "incomplete" else "no guarded option addresses it"
+        return {
+            "name": "escalate",
+            "title": "Escalate",
+            "params": {},
+            "command": "",
+            "reason": f"{what}: follow the runbook's Escalation section",
+        }
+    return {"name": "none", "title": "No action", "params": {}, "command": "", "reason": "nothing needs doing"}
 
 
 def headline(
@@ -50,17 +111,28 @@ def headline(
     cause: Mapping[str, Any] | None,
     recommended: Mapping[str, Any] | None,
     unchecked: Sequence[Mapping[str, Any]],
+    *,
+    partial: Sequence[str] = (),
+    provisional: bool = False,
 ) -> str:
     """One line on-call reads first, e.g. "CRITICAL — /x returns 100% of all 5xx ...; likely
-    cause: revision 7 ...; recommended: Option 1 — Rollback"."""
+    cause: revision 7 ...; recommended: Option 1 — Rollback; partial: Redis could not be checked"."""
     if verdict == "incomplete":
         what = "; ".join(str(f.get("summary", "")) for f in unchecked[:2])
         return f"INCOMPLETE — the diagnosis could not be made: {what or 'no check ran'}"
-    parts = [f"{verdict.upper()} — {_clause(symptom['summary']) if symptom else 'no problem found'}"]
+    label = f"{verdict.upper()} (provisional)" if provisional else verdict.upper()
+    parts = [f"{label} — {_clause(symptom['summary']) if symptom else 'no problem found'}"]
     if cause:
         parts.append(f"likely cause: {_clause(cause['summary'])}")
     if recommended:
-        parts.append(f"recommended: {_option(recommended)}")
+        name = recommended.get("name")
+        if name == "escalate":
+            parts.append(f"recommended: escalate ({_clause(recommended.get('why', ''))})")
+        elif name != "none":
+            parts.append(f"recommended: {_option(recommended)}")
+    if partial:
+        shown = ", ".join(partial[:3]) + (f" and {len(partial) - 3} more" if len(partial) > 3 else "")
+        parts.append(f"partial: {shown} could not be checked")
     return "; ".join(parts)
 
 

@@ -197,9 +197,11 @@ def _headline_html(record: Record) -> str:
     verdict = d["verdict"]
     css = "unchecked" if verdict == "incomplete" else verdict
     status = str(record.get("status", ""))
+    shown_verdict = f"{verdict.upper()} (provisional)" if d.get("provisional") else verdict.upper()
+    name = labels.get("alertname") or _run_name(record)
     lines = [
-        f'<div class="rb-verdict-line"><span class="rb-verdict">{esc(verdict.upper())}</span> '
-        f'<span class="rb-alertname">{esc(labels.get("alertname") or "(no alert)")}</span> '
+        f'<div class="rb-verdict-line"><span class="rb-verdict">{esc(shown_verdict)}</span> '
+        f'<span class="rb-alertname">{esc(name)}</span> '
         f'<span class="rb-status rb-status-{esc(status)}">run {esc(status.replace("_", " "))}</span></div>'
     ]
     if verdict == "incomplete":
@@ -207,9 +209,11 @@ def _headline_html(record: Record) -> str:
     else:
         lines.append(f'<p class="rb-symptom">{esc(d["symptom"] or "No problem found by the checks that ran.")}</p>')
         if d.get("cause"):
-            lines.append(f'<p class="rb-cause"><b>Likely cause:</b> {esc(d["cause"])}</p>')
-    if d.get("recommended"):
-        lines.append(f'<p class="rb-recommended"><b>Recommended:</b> {esc(d["recommended"])}</p>')
+            code = f' <code class="rb-cause-code">{esc(d["cause_code"])}</code>' if d.get("cause_code") else ""
+            lines.append(f'<p class="rb-cause"><b>Likely cause:</b> {esc(d["cause"])}{code}</p>')
+    lines.append(_recommended_html(d))
+    if d.get("partial"):
+        lines.append(f'<p class="rb-partial"><b>Partial:</b> could not check {esc(", ".join(d["partial"]))}</p>')
     fired = alert.get("startsAt")
     sev = (record.get("incident") or {}).get("sev", "")
     when = [
@@ -220,6 +224,27 @@ def _headline_html(record: Record) -> str:
     ]
     lines.append(f'<p class="rb-when">{esc(" · ".join(w for w in when if w))}</p>')
     return f'<div class="rb-headline rb-{esc(css)}">{"".join(lines)}</div>'
+
+
+def _run_name(record: Record) -> str:
+    """What a run without an alert is: a DR drill by its name, else the runbook."""
+    slug = str(record.get("runbook") or "")
+    return f"DR drill {slug.removeprefix('dr-drill-')}" if slug.startswith("dr-drill-") else slug or "(no alert)"
+
+
+def _recommended_html(d: Any) -> str:
+    """The one recommended thing, with the exact command ready to copy."""
+    action = d.get("recommended_action")
+    if not action:  # a record archived before recommended_action existed
+        return (
+            f'<p class="rb-recommended"><b>Recommended:</b> {esc(d["recommended"])}</p>' if d.get("recommended") else ""
+        )
+    if action["name"] == "none":
+        return f'<p class="rb-recommended"><b>Recommended:</b> no action ({esc(action["reason"])})</p>'
+    title = d.get("recommended") or action["title"]
+    why = f" — {esc(action['reason'])}" if action.get("reason") else ""
+    command = f'<pre class="rb-command"><code>{esc(action["command"])}</code></pre>' if action.get("command") else ""
+    return f'<div class="rb-recommended"><p><b>Recommended:</b> {esc(title)}{why}</p>{command}</div>'
 
 
 def _next_deadline(record: Record) -> str:

@@ -61,6 +61,10 @@ class Guard:
 
     def _action(self, name: str, title: str, target: str, command: str, recommended: bool | None, why: str) -> Action:
         rb = self.rb
+        if recommended:  # a record recommends one thing: the first option the runbook recommends
+            other = rb.claim_recommendation(name)
+            if other is not None:
+                recommended, why = False, f"{why} (not recommended: {other} is)" if why else f"{other} is recommended"
         return {
             "name": name,
             "step": rb.current_step,
