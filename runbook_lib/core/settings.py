@@ -205,7 +205,7 @@ class Thresholds(_Section):
     availability_objective: float = 0.999
     """The API availability SLO."""
     burn_rate_page: float = 14.4
-    """Burn rate that pages (budget gone in about 2 hours)."""
+    """Burn rate that pages (at 14.4x, a full 28-day budget lasts about 47 hours)."""
     burn_rate_ticket: float = 6.0
     """Burn rate to investigate within 30 minutes."""
     burn_rate_slow: float = 3.0

@@ -284,7 +284,7 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
             "suffix:x",
             _steps((None, "green"), *zip(tiers, burn_colors[-len(tiers) :], strict=True)),
             f"{api.name}: error ratio over the last hour / error budget ({budget}); target below 1x. "
-            "14.4x pages (budget gone in 2 hours), 6x and 3x are investigated.",
+            "14.4x pages (a full 28-day budget lasts about 47 hours at that rate), 6x and 3x are investigated.",
         ).decimals(2),
         "Burn Rate (1h)",
         12,

@@ -72,17 +72,29 @@ class BurnVerdict:
     action: str
 
 
-def burn_verdict(burn: float | None, page: float = 14.4, ticket: float = 6.0, slow: float = 3.0) -> BurnVerdict:
-    """The package's burn-rate table: 14.4x page, 6x and 3x investigate, below that normal."""
+def burn_verdict(
+    burn: float | None, page: float = 14.4, ticket: float = 6.0, slow: float = 3.0, window_s: float = 28 * 86400
+) -> BurnVerdict:
+    """The package's burn-rate table: 14.4x page, 6x and 3x investigate, below that normal. What
+    a burn rate means is computed from the SLO's window: at ``burn`` x, a full budget over
+    ``window_s`` lasts window_s / burn (14.4x over 28 days: about 47 hours)."""
     if burn is None:
         return BurnVerdict("unchecked", "no traffic in the window: burn rate undefined")
+    days = window_s / 86400
+    lasts = f"a full {days:g}-day budget lasts {_span(window_s / burn)} at this burn" if burn > 0 else ""
     if burn >= page:
-        return BurnVerdict("critical", f">= {page:g}x: budget gone in about 2 hours; immediate incident response")
+        return BurnVerdict("critical", f">= {page:g}x: {lasts}; immediate incident response")
     if burn >= ticket:
-        return BurnVerdict("warning", f">= {ticket:g}x: budget gone in about 5 hours; investigate within 30 min")
+        return BurnVerdict("warning", f">= {ticket:g}x: {lasts}; investigate within 30 min")
     if burn >= slow:
-        return BurnVerdict("warning", f">= {slow:g}x: budget gone in about 10 hours; investigate within 1 hour")
+        return BurnVerdict("warning", f">= {slow:g}x: {lasts}; investigate within 1 hour")
     return BurnVerdict("ok", f"< {slow:g}x: within normal burn")
+
+
+def _span(seconds: float) -> str:
+    """About how long, for people: '47 hours', '5 days'."""
+    hours = seconds / 3600
+    return f"about {hours:.0f} hours" if hours < 72 else f"about {hours / 24:.0f} days"
 
 
 @dataclass(frozen=True)

@@ -61,11 +61,17 @@ def _overview(rb: RunbookLike, measured: list[dict[str, Any]], worst: dict[str, 
         if low
         else f"All {len(measured)} SLOs have more than half their error budget left."
     )
+    if worst["provisional"]:
+        summary += (
+            f" Provisional: Prometheus holds only {worst['data_hours']:.0f} h of {worst['slo']}'s {worst['window']} "
+            "window, so this is no verdict on the budget yet."
+        )
     rb.finding(
         "Error budgets",
         VERDICT[worst["band"]],
         summary,
         role="symptom",
+        provisional=bool(worst["provisional"]),
         worst=worst["slo"],
         band=worst["band"],
         low={r["slo"]: r["band"] for r in low},
@@ -139,6 +145,11 @@ def _finding(rb: RunbookLike, row: dict[str, Any]) -> None:
         + (f" Burn-rate tiers firing: {', '.join(row['firing'])}." if row["firing"] else "")
         + provisional,
         role="cause" if row["band"] in ("freeze", "incident") else None,
+        cause=(
+            ("budget_provisional" if row["provisional"] else "budget_burn")
+            if row["band"] in ("freeze", "incident")
+            else None
+        ),
         slo=row["slo"],
         objective=row["objective"],
         window=row["window"],
@@ -151,3 +162,32 @@ def _finding(rb: RunbookLike, row: dict[str, Any]) -> None:
         provisional=row["provisional"],
         data_hours=row["data_hours"],
     )
+
+
+ESCALATE_TO = {"caution": "the team lead", "freeze": "the engineering manager", "incident": "the incident commander"}
+
+
+def policy_decision(rb: RunbookLike, budgets: Budgets, rollout_suspect: dict[str, Any] | None = None) -> None:
+    """What the record recommends: the budget policy is a human decision, so "escalate" to who
+    makes it (team lead, engineering manager, incident commander by band), or no action while the
+    budget is above half or still provisional (too little of the window has data to freeze on)."""
+    worst = budgets.worst
+    if worst is None:
+        return  # nothing measured: the diagnosis escalates by default
+    if worst["provisional"]:
+        rb.no_action(
+            f"the budget is provisional (only {worst['data_hours']:.0f} h of the {worst['window']} window has data): "
+            "no deploy freeze on so little data; the burn-rate alerts watch the rate meanwhile"
+        )
+        return
+    band = worst["band"]
+    if band == "normal":
+        rb.no_action("every SLO has more than half its budget left: deploy freely")
+        return
+    release = (
+        f"; revision {rollout_suspect['revision']} rolled out just before the errors: run the deployment-failure "
+        "runbook for it"
+        if rollout_suspect
+        else ""
+    )
+    rb.escalate(f"{worst['slo']} is in the {band.upper()} band: {worst['policy']}{release}", to=ESCALATE_TO[band])

@@ -28,7 +28,14 @@ def postgres_health(rb: RunbookLike) -> Health:
     except SourceNotConfigured:
         raise
     except SourceUnavailable as exc:
-        rb.finding(title, "critical", f"Not accepting connections: {exc.reason}", role="cause", up=False)
+        rb.finding(
+            title,
+            "critical",
+            f"Not accepting connections: {exc.reason}",
+            role="cause",
+            cause="dependency_down",
+            up=False,
+        )
         return Health(up=False)
     th = rb.thresholds
     use = info["connections"] / info["max_connections"] if info.get("max_connections") else None
@@ -63,7 +70,9 @@ def redis_health(rb: RunbookLike) -> Health:
     except SourceNotConfigured:
         raise
     except SourceUnavailable as exc:
-        rb.finding(title, "critical", f"Not answering PING: {exc.reason}", role="cause", up=False)
+        rb.finding(
+            title, "critical", f"Not answering PING: {exc.reason}", role="cause", cause="dependency_down", up=False
+        )
         return Health(up=False)
     th = rb.thresholds
     info = {"ping_ms": latency, **info}

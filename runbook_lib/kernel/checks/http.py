@@ -107,7 +107,8 @@ def errors_by_endpoint(rb: RunbookLike, window: str = "5m") -> EndpointErrors:
         )
     details = {"endpoint": result.top_endpoint, "share_of_5xx": result.top_share}
     details |= {"endpoint_error_ratio": result.top_ratio, "overall_error_ratio": overall, "window": w}
-    rb.finding(title, verdict, summary, role="symptom", **details)
+    code = "endpoint_bug" if result.dominant and verdict == "critical" else None
+    rb.finding(title, verdict, summary, role="symptom", cause=code, **details)
     return result
 
 
@@ -139,15 +140,19 @@ def _endpoint_frame(rb: RunbookLike, w: str) -> pd.DataFrame | None:
 
 
 @check("Error ratio and burn rate", ErrorBudget, essential=True)
-def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget:
-    """Current 5xx ratio, burn rate against the availability SLO, 28-day budget, spike start."""
+def error_budget(
+    rb: RunbookLike, objective: float | None = None, window: str = "28d", budget_finding: bool = True
+) -> ErrorBudget:
+    """Current 5xx ratio, burn rate against the availability SLO (what it means is computed
+    from the SLO's ``window``), the budget over that window (``budget_finding=False``: not
+    again, when the runbook already judged every SLO's budget), spike start."""
     th = rb.thresholds
     objective = objective or th.availability_objective
     budget = slo.error_budget(objective)
     prom = rb.prometheus
     r5 = prom.scalar(ratio_expr(rb, "5m"), rb.now)
     r1h = prom.scalar(ratio_expr(rb, "1h"), rb.now)
-    r28 = prom.scalar(ratio_expr(rb, "28d").replace("rate(", "increase("), rb.now)
+    r28 = prom.scalar(ratio_expr(rb, window).replace("rate(", "increase("), rb.now)
     result = ErrorBudget(objective=objective, ratio_5m=slo.finite(r5), ratio_1h=slo.finite(r1h))
     result.burn_rate_5m = slo.burn_rate(result.ratio_5m, objective)
     result.burn_rate_1h = slo.burn_rate(result.ratio_1h, objective)
@@ -159,7 +164,10 @@ def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget
     threshold = budget * th.burn_rate_slow
     result.spike_start = spike_start(series, threshold)
 
-    verdict = slo.burn_verdict(result.burn_rate_1h, th.burn_rate_page, th.burn_rate_ticket, th.burn_rate_slow)
+    window_s = slo.parse_duration(window)
+    verdict = slo.burn_verdict(
+        result.burn_rate_1h, th.burn_rate_page, th.burn_rate_ticket, th.burn_rate_slow, window_s=window_s
+    )
     title = "Error ratio and burn rate"
     if result.ratio_1h is None and result.ratio_5m is None:
         rb.finding(title, "unchecked", "No traffic in the last hour: the error ratio is undefined.", reason="no data")
@@ -189,8 +197,8 @@ def error_budget(rb: RunbookLike, objective: float | None = None) -> ErrorBudget
             spike_start=result.spike_start,
             threshold=threshold,
         )
-    if result.budget_remaining_28d is not None:
-        _budget_finding(rb, result.budget_remaining_28d)
+    if result.budget_remaining_28d is not None and budget_finding:
+        _budget_finding(rb, result.budget_remaining_28d, window)
     return result
 
 
@@ -225,22 +233,27 @@ def error_ratio_graph(rb: RunbookLike, budget: ErrorBudget) -> bool:
     return shown
 
 
-def _budget_finding(rb: RunbookLike, remaining: float) -> None:
-    """The 28-day budget and its policy; provisional while Prometheus holds less than 90 % of 28 days."""
+def _budget_finding(rb: RunbookLike, remaining: float, window: str) -> None:
+    """The budget over the SLO's window and its policy; provisional (never louder than info)
+    while Prometheus holds less than 90 % of the window."""
     _, everything = _selectors(rb)
-    hours = rb.prometheus.scalar(sli.data_hours_expr(everything, "28d"), rb.now) or 0.0
+    window_h = slo.parse_duration(window) / 3600
+    hours = rb.prometheus.scalar(sli.data_hours_expr(everything, window), rb.now) or 0.0
     left = (
-        f"{remaining:.0%} of the 28-day error budget remains"
+        f"{remaining:.0%} of the {window} error budget remains"
         if remaining >= 0
-        else (f"the 28-day error budget is overspent ({-remaining:.0%} over)")
+        else (f"the {window} error budget is overspent ({-remaining:.0%} over)")
     )
-    if hours < 28 * 24 * 0.9:
+    if hours < window_h * 0.9:
         verdict = "info"
-        text = f"Provisional, from only {hours:.0f} h of data: {left}; policy would be: {slo.budget_policy(remaining)}."
+        text = (
+            f"Provisional, from only {hours:.0f} h of the {window_h:.0f} h window: {left}; "
+            f"policy would be: {slo.budget_policy(remaining)}."
+        )
     else:
         verdict = "ok" if remaining > 0.5 else "warning" if remaining > 0.1 else "critical"
         text = f"{left}: {slo.budget_policy(remaining)}."
-    rb.finding("Error budget (28 days)", verdict, text, budget_remaining=remaining, data_hours=hours)
+    rb.finding(f"Error budget ({window})", verdict, text, budget_remaining=remaining, data_hours=hours)
 
 
 def spike_start(series: pd.DataFrame, threshold: float) -> datetime | None:

@@ -84,6 +84,7 @@ def recent_rollouts(rb: RunbookLike, deployment: str | None = None, spike_start:
             f"Revision {result.current_revision} ({row['images']}) rolled out {duration(lead)} before "
             f"{ref_name}: a likely cause. Consider Option 1 (rollback).",
             role="cause",
+            cause="rollout",
             **details,
         )
     elif lead < 0 and -lead <= window:
@@ -169,6 +170,7 @@ def resource_pressure(rb: RunbookLike, deployment: str | None = None) -> Pressur
             f"(peak CPU {peak:.0%} of limit): resource exhaustion is plausible; Option 2 (scale to "
             f"{result.recommended_replicas}) applies.",
             role="cause",
+            cause="saturation",
             saturated=result.saturated,
             recommended_replicas=result.recommended_replicas,
         )
