@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 Verdict = Literal["critical", "warning", "unchecked", "info", "ok"]
-Role = Literal["symptom", "cause"]
+Role = Literal["symptom", "cause", "context"]  # context: about the run, not the system
 ActionStatus = Literal["proposed", "dry_run", "refused", "unavailable", "skipped", "done", "failed"]
 
 

@@ -167,7 +167,8 @@ class Runbook:
         **details: Any,
     ) -> Finding:
         """Record one finding. verdict: critical / warning / unchecked / info / ok. ``role``:
-        "symptom" (what is broken) or "cause" (why), which the record's headline is built from;
+        "symptom" (what is broken) or "cause" (why), which the record's headline is built from, or
+        "context" (about the run, not the system: never evidence for or against the diagnosis);
         a cause names its code from :mod:`runbook_lib.sre.causes` (``cause=``). ``provisional``:
         measured on too little data, so never louder than a warning (a critical verdict is
         lowered, and the summary says why). Findings made inside an essential check (see

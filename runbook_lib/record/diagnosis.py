@@ -8,7 +8,9 @@ ranked), the one recommended action with its exact command, and whether the diag
 The rule. A record is never louder or quieter than its evidence:
 
 - It is incomplete only when nothing measured points anywhere: no check found a problem, and
-  either no check ran or every essential check went unchecked. An incomplete record is never
+  either no check ran or every essential check went unchecked. A finding about the run rather
+  than the system (``role="context"``, e.g. "no dedicated runbook for this alert") is shown but
+  is not evidence either way. An incomplete record is never
   shown as a green success; ``runbook run`` exits 3 for it.
 - A measured critical (or warning) finding always leads, even when other checks could not be
   made; those are listed beside it as ``partial``.
@@ -35,9 +37,10 @@ def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[st
     unchecked = [f for f in findings if f.get("verdict") == "unchecked"]
     essential = [f for f in findings if f.get("essential")]
     ranked = worst_first(checked)
-    bad = [f for f in ranked if f.get("verdict") in BAD]
+    evidence = [f for f in ranked if f.get("role") != "context"]  # context: about the run, not the system
+    bad = [f for f in evidence if f.get("verdict") in BAD]
     incomplete = not bad and (
-        not checked or (bool(essential) and all(f.get("verdict") == "unchecked" for f in essential))
+        not evidence or (bool(essential) and all(f.get("verdict") == "unchecked" for f in essential))
     )
     verdict = "incomplete" if incomplete else (ranked[0]["verdict"] if ranked else "ok")
     symptom = next((f for f in bad if f.get("role") == "symptom"), bad[0] if bad else None)

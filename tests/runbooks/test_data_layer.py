@@ -277,7 +277,7 @@ def test_approval_backlog_names_the_stalled_expiry_and_expires_only_with_approva
     assert backlog["verdict"] == "warning" and backlog["details"]["pending"] == 67  # 60 + the seed's 7
     assert backlog["details"]["past_expiry"] == 10 and backlog["details"]["oldest_s"] > 3 * 3600 - 60
     flow = finding(record, "Approval flow")
-    assert flow["role"] == "cause" and flow["details"]["cause"] == "expiry_stalled"
+    assert flow["role"] == "cause" and flow["cause"] == "expiry_stalled"
     assert "expiry job is not running" in flow["summary"] and "nobody is reviewing" in flow["summary"]
     ids = backlog["details"]["past_expiry_ids"]
     assert len(ids) == 10 and action(record, "expire_items")["plan"]["pending"] == sorted(ids)

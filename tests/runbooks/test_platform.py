@@ -239,11 +239,13 @@ def test_low_error_budget_reports_every_slo_with_band_burn_and_exhaustion(
     scenario = platform[0]  # its truth: what the data holds, computed while writing it
     expected_remaining = 1 - scenario.truth.ratio("3d") / 0.001
 
-    api = finding(record, "Error budget: api-availability")["details"]
+    api_finding = finding(record, "Error budget: api-availability")
+    api = api_finding["details"]
     assert api["budget_remaining"] == pytest.approx(expected_remaining, abs=0.05)
     # the scenario burns 84 % of the budget in three days: the freeze band (10-25 % left)
     assert 0.10 < expected_remaining < 0.25 and api["band"] == "freeze"
-    assert api["provisional"] is True and 60 <= api["data_hours"] <= 80  # three days of a 28-day window
+    assert api_finding["provisional"] is True and 60 <= api["data_hours"] <= 80  # three days of a 28-day window
+    assert api_finding["verdict"] == "warning", "provisional: never louder than a warning"
     burns = api["burn_rates"]
     assert burns["1h"] == pytest.approx(scenario.truth.ratio("1h") / 0.001, rel=0.1)
     assert burns["6h"] == pytest.approx(scenario.truth.ratio("6h") / 0.001, rel=0.1)

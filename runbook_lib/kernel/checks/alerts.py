@@ -79,6 +79,7 @@ def routing(rb: RunbookLike) -> None:
             "warning",
             f"No dedicated runbook for {rb.alert.name}: it is not in parameters/catalog.yaml. "
             f"Generic triage ran instead; add the alert and a runbook.",
+            role="context",
             alertname=rb.alert.name,
             reason=route.reason,
         )
@@ -87,6 +88,7 @@ def routing(rb: RunbookLike) -> None:
             "Routing",
             "warning",
             f"No dedicated runbook for {rb.alert.name} yet ({route.reason}); generic triage ran instead.",
+            role="context",
             alertname=rb.alert.name,
             reason=route.reason,
         )

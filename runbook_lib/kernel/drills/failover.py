@@ -415,7 +415,7 @@ def _check_data_dir(
             f"{not_it}: the server running from it (postmaster {found['pid']}) is in recovery, a standby; "
             "the drill stops nothing"
         )
-    if replication.parent_pid(own["pid"]) != found["pid"]:
+    if own["parent"] != found["pid"]:
         problems.append(
             f"{not_it} as far as can be proven: its socket is served by a process whose parent is not postmaster "
             f"{found['pid']} (run the drill on the primary's host); the drill stops nothing"
@@ -426,7 +426,7 @@ def _check_data_dir(
     except (SourceError, ConnectFailed) as exc:
         problems.append(f"the primary {pg.where} cannot be asked which server it is ({exc.reason})")
         return
-    parent = replication.parent_pid(via_dsn["pid"])
+    parent = via_dsn["parent"]
     if parent != found["pid"]:
         where = f"postmaster {parent}" if parent else "a server that does not run on this machine"
         problems.append(

@@ -154,8 +154,15 @@ def data_dir_identity(data_dir: Path, pg_controldata: str) -> dict[str, Any]:
 
 
 def backend(pg: Postgres) -> dict[str, Any]:
-    """The server process serving this connection, and whether that server is in recovery."""
-    return pg.row("SELECT pg_backend_pid() AS pid, pg_is_in_recovery() AS in_recovery")
+    """The server process serving this connection, whether that server is in recovery, and the
+    serving process's parent on this machine (``parent``: its postmaster; None when it is not
+    here). The parent is read while the connection is open: a backend exits with its connection,
+    and a /proc read after that finds nothing (which once failed the drill's proof at random)."""
+    with pg.connect(read_only=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid() AS pid, pg_is_in_recovery() AS in_recovery").fetchone()
+        found = dict(row) if row else {}
+        found["parent"] = parent_pid(found["pid"]) if found.get("pid") else None
+    return found
 
 
 def parent_pid(pid: int) -> int | None:
