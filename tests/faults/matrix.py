@@ -57,6 +57,9 @@ class Setup:
 
 
 Inject = Callable[["Bench", Path], AbstractContextManager[Setup]]
+# More a case's record must show, beyond cause, action and verdict (the defect the case was
+# written for: "the terminate SQL names only that application"): the problems found, or none.
+Expect = Callable[[dict[str, Any]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class Case:
     inject: Inject
     what: str  # the fault, in a few words, for the table
     severity: str = "warning"
+    expect: Expect | None = None
 
     def __post_init__(self) -> None:
         assert set(self.verdicts) <= set(VERDICTS), self.verdicts
@@ -110,8 +114,19 @@ class Outcome:
         return self.diagnosis["verdict"] in self.case.verdicts
 
     @property
+    def problems(self) -> list[str]:
+        """What the case's own ``expect`` found wrong with the record."""
+        return self.case.expect(self.record) if self.case.expect else []
+
+    @property
     def right(self) -> bool:
-        return self.runbook_right and self.cause_right and self.action_right and self.verdict_in_bounds
+        return (
+            self.runbook_right
+            and self.cause_right
+            and self.action_right
+            and self.verdict_in_bounds
+            and not self.problems
+        )
 
     def explain(self) -> str:
         """Why a case failed, with the record's first screen."""
@@ -123,6 +138,7 @@ class Outcome:
             f"  verdict {d['verdict']!r} (allowed {self.case.verdicts})",
             f"  headline: {d['headline']}",
         ]
+        lines += [f"  expected: {p}" for p in self.problems]
         lines += [f"  {f['verdict']:<9} {f['check']}: {f['summary']}"[:300] for f in self.record["findings"]]
         lines += [
             f"  action {a['name']} {a.get('status')} recommended={a.get('recommended')}" for a in self.record["actions"]
