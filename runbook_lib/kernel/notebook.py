@@ -278,7 +278,10 @@ class Runbook:
         return self._decision("none", "No action", reason)
 
     def _decision(self, name: str, title: str, reason: str) -> dict[str, Any]:
-        other = self.claim_recommendation(name)
+        """A decision stands only as the record's one recommendation: when a guarded option was
+        already recommended, nothing is recorded (an empty dict is returned)."""
+        if self.claim_recommendation(name) is not None:
+            return {}
         action = {
             "name": name,
             "step": self.current_step,
@@ -286,8 +289,8 @@ class Runbook:
             "title": title,
             "target": "",
             "command": "",
-            "recommended": other is None,
-            "why": reason if other is None else f"{reason} (not recommended: {other} is)",
+            "recommended": True,
+            "why": reason,
             "mode": self.mode,
             "dry_run": self.dry_run,
             "operator": self.operator,

@@ -22,6 +22,8 @@ The rule. A record is never louder or quieter than its evidence:
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -58,7 +60,10 @@ def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[st
         if incomplete
         else [str(f.get("check")) for f in unchecked if (f.get("details") or {}).get("reason") != "not configured"]
     )
-    provisional = bool(symptom and symptom.get("provisional"))
+    # provisional when everything that sets the verdict is: a fully measured finding at the same
+    # level is no guess (a 1h burn at 50x is critical however young the 28-day window's data)
+    top = [f for f in ranked if f.get("verdict") == verdict]
+    provisional = bool(top) and all(f.get("provisional") for f in top)
     return {
         "verdict": verdict,
         "incomplete": incomplete,
@@ -124,9 +129,12 @@ def headline(
         what = "; ".join(str(f.get("summary", "")) for f in unchecked[:2])
         return f"INCOMPLETE — the diagnosis could not be made: {what or 'no check ran'}"
     label = f"{verdict.upper()} (provisional)" if provisional else verdict.upper()
-    parts = [f"{label} — {_clause(symptom['summary']) if symptom else 'no problem found'}"]
+    what = _sentence(symptom["summary"]) if symptom else "no problem found"
+    if symptom and symptom.get("provisional") and not provisional:
+        what += " (provisional)"
+    parts = [f"{label} — {what}"]
     if cause:
-        parts.append(f"likely cause: {_clause(cause['summary'])}")
+        parts.append(f"likely cause: {_sentence(cause['summary'])}")
     if recommended:
         name = recommended.get("name")
         if name == "escalate":
@@ -137,6 +145,11 @@ def headline(
         shown = ", ".join(partial[:3]) + (f" and {len(partial) - 3} more" if len(partial) > 3 else "")
         parts.append(f"partial: {shown} could not be checked")
     return "; ".join(parts)
+
+
+def _sentence(text: Any) -> str:
+    """The first sentence of a finding's summary: the headline is one line, the card has the rest."""
+    return _clause(re.split(r"(?<=[.!?])\s+(?=[A-Z(])", str(text).strip(), maxsplit=1)[0])
 
 
 def _clause(text: Any) -> str:

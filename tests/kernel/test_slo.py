@@ -50,6 +50,21 @@ def test_durations() -> None:
     assert duration(0.31) == "0.3s" and duration(None) == "n/a" and duration(-5) == "n/a"
 
 
+def test_a_duration_never_reads_as_another() -> None:
+    # 3 h 0 min 32 s once read "3h32s", which on-call reads as 3 h 32 min
+    assert duration(3 * 3600 + 32) == "3h00m"
+    assert duration(3 * 3600 + 5 * 60 + 7) == "3h05m"
+    assert duration(86400 + 59) == "1d00h" and duration(61) == "1m01s" and duration(3600) == "1h"
+
+
+def test_what_a_burn_rate_means_is_computed_from_the_slo_window() -> None:
+    # 14.4x spends a 28-day budget in 28 * 24 / 14.4 = 46.7 hours, not "about 2 hours"
+    assert "about 47 hours" in slo.burn_verdict(14.4, window_s=28 * 86400).action
+    assert "about 5 days" in slo.burn_verdict(6.0, window_s=28 * 86400).action  # 112 h
+    assert "about 9 days" in slo.burn_verdict(3.0, window_s=28 * 86400).action  # 224 h
+    assert "about 50 hours" in slo.burn_verdict(14.4, window_s=30 * 86400).action
+
+
 # -- properties (hypothesis) ----------------------------------------------------------------------
 
 objectives = st.floats(min_value=0.9, max_value=0.99999)

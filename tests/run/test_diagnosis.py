@@ -143,3 +143,19 @@ def test_a_provisional_finding_says_so_in_the_headline() -> None:
     }
     d = diagnose([found], [])
     assert d["provisional"] and d["headline"].startswith("WARNING (provisional) — overspent 851%")
+    # a fully measured finding at the same level is no guess: the verdict is not provisional
+    burn = {"check": "Burn rate", "verdict": "warning", "summary": "9.5x over 1h", "provisional": False}
+    assert not diagnose([found, burn], [])["provisional"]
+    louder = diagnose([found, {**burn, "verdict": "critical"}], [])
+    assert louder["verdict"] == "critical" and louder["headline"].startswith("CRITICAL — overspent 851% (provisional)")
+
+
+def test_a_finding_about_the_run_is_no_evidence() -> None:
+    """"No dedicated runbook for this alert" is true, but says nothing about the system: with
+    the one essential check unmade, the record is still incomplete."""
+    routing = {"check": "Routing", "verdict": "warning", "summary": "No dedicated runbook", "role": "context"}
+    expression = {"check": "Alert expression now", "verdict": "unchecked", "summary": "a matrix", "essential": True}
+    d = diagnose([routing, expression], [])
+    assert d["incomplete"] and d["headline"].startswith("INCOMPLETE")
+    measured = diagnose([routing, {**expression, "verdict": "critical", "summary": "still 0"}], [])
+    assert measured["verdict"] == "critical" and not measured["incomplete"]

@@ -98,3 +98,18 @@ def _frame(info: dict[str, Any]) -> Any:
     import pandas as pd
 
     return pd.DataFrame([{"field": k, "value": v} for k, v in info.items()])
+
+
+def escalate_if_down(rb: RunbookLike, **dependencies: Health) -> bool:
+    """When a dependency the service needs is down, that outage is the incident: recommend
+    escalating to its runbook (unless a guarded option here was already recommended). Safe mode
+    is no answer then: its switch lives in PostgreSQL. True when one is down."""
+    down = [name for name, health in dependencies.items() if health.up is False]
+    if down:
+        names = " and ".join(down)
+        rb.escalate(
+            f"{names} {'is' if len(down) == 1 else 'are'} down: the errors follow from it; run its runbook "
+            f"({', '.join('database-down' if n == 'PostgreSQL' else n.lower() for n in down)}) and page its owner",
+            to="the database on-call" if "PostgreSQL" in down else "the platform on-call",
+        )
+    return bool(down)
