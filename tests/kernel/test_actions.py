@@ -195,3 +195,16 @@ def test_an_action_with_an_unknown_outcome_is_audited_and_shown(fake_kube, fresh
     ].tolist()
     assert outcomes == ["started", "failed"]
     assert rb.actions_taken[-1]["name"] == "rollback"
+
+
+def test_a_record_recommends_one_option_and_a_decision_never_overrides_it(fake_kube) -> None:
+    """high-error-rate once marked Rollback and Scale both recommended: the first the runbook
+    recommends stands, a later one says which did, and an escalation after it records nothing."""
+    _fake, kubeconfig = fake_kube
+    rb = make_rb(kubeconfig, None)
+    first = rb.actions.rollback(recommended=True, why="a rollout started shortly before the spike")
+    second = rb.actions.scale(5, recommended=True, why="pods are at their CPU/memory limits")
+    assert first["recommended"] is True and second["recommended"] is False
+    assert "rollback is" in second["why"]
+    assert rb.escalate("PostgreSQL is down") == {}
+    assert [a["name"] for a in rb.actions_taken if a["recommended"]] == ["rollback"]
