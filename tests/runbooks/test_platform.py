@@ -259,6 +259,9 @@ def test_low_error_budget_reports_every_slo_with_band_burn_and_exhaustion(
     worst = min(budgets, key=lambda d: d["budget_remaining"])
     assert overview["role"] == "symptom" and overview["details"]["worst"] == worst["slo"]
     assert record["diagnosis"]["symptom"].startswith("Error budgets:")
+    # step 2 looks at the errors now; it does not judge the 28-day budget a second time
+    assert not [f for f in record["findings"] if f["check"].startswith("Error budget (")]
+    assert record["diagnosis"]["verdict"] != "critical" or not record["diagnosis"]["provisional"]
 
     names = {f["details"].get("slo") for f in record["findings"] if f["check"].startswith("Error budget:")}
     assert names == {
