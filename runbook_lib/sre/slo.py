@@ -170,10 +170,13 @@ def firing_tiers(burns: dict[str, float | None], tiers: tuple[Tier, ...] = TIERS
 
 def exhaustion_at_s(remaining: float | None, burn: float | None, window_s: float) -> float | None:
     """Seconds from now until the budget is gone at ``burn``: 0 when it already is, None when
-    unknown or not burning (never at this rate)."""
+    unknown or never at this rate. Below 1x a rolling window never runs out: at a steady burn b
+    the window holds b of its budget spent, whatever is spent now ages out."""
     if remaining is None:
         return None
     if remaining <= 0:
         return 0.0
+    if burn is None or burn < 1:
+        return None
     left = time_to_exhaustion(burn, remaining, window_s)
     return None if math.isinf(left) else left

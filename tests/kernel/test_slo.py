@@ -33,6 +33,14 @@ def test_ratio_budget_and_exhaustion() -> None:
         slo.error_budget(1.0)
 
 
+def test_below_1x_a_rolling_window_never_runs_out() -> None:
+    # `runbook slo` once printed "EXHAUSTED 2026-12-26" for a steady 0.6x
+    assert slo.exhaustion_at_s(0.5, 0.6, 28 * 86400) is None
+    assert slo.exhaustion_at_s(0.5, 0.999, 28 * 86400) is None
+    assert slo.exhaustion_at_s(0.5, 2.0, 28 * 86400) == pytest.approx(0.5 * 28 * 86400 / 2.0)
+    assert slo.exhaustion_at_s(-0.1, 0.6, 28 * 86400) == 0.0  # already gone is gone
+
+
 def test_budget_policy_follows_the_package_table() -> None:
     assert slo.budget_policy(0.75).startswith("normal")
     assert slo.budget_policy(0.30).startswith("caution")
@@ -103,6 +111,9 @@ def test_exhaustion_spends_exactly_what_is_left(remaining: float, burn: float) -
     left = slo.exhaustion_at_s(remaining, burn, window)
     if remaining == 0:
         assert left == 0
+        return
+    if burn < 1:  # a rolling window never runs out below 1x
+        assert left is None
         return
     # burning at `burn` spends burn/window of the budget per second
     assert left * burn / window == pytest.approx(remaining)

@@ -132,7 +132,7 @@ def _finding(rb: RunbookLike, row: dict[str, Any]) -> None:
         if row["exhausted"] == "already"
         else f"runs out {row['exhausted']} at the current burn"
         if row["exhausted_in_s"] is not None
-        else "not burning now"
+        else "never runs out at this burn (below 1x, a rolling window recovers)"
     )
     provisional = (
         f" Provisional: Prometheus holds only {row['data_hours']:.0f} h of the window." if row["provisional"] else ""
