@@ -132,6 +132,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.append(f"do        {action['title']}" + (f": {action['reason']}" if action.get("reason") else ""))
         if action.get("command"):
             out.append(f"          {action['command']}")
+        if action.get("performs"):
+            out.append(f"          (which runs, guarded and audited: {action['performs']})")
         out.append("")
     out += [
         f"record    {rec['id']}",

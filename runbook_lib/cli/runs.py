@@ -71,6 +71,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             help="runbook slug (see `runbook list`)" + ("" if name == "run" else ", or a record id to continue from"),
         )
         p.add_argument("--alert", metavar="FILE", help=alert_help + " (needed without SLUG)")
+        if name == "run":
+            p.add_argument(
+                "--record",
+                metavar="ID",
+                help="the alert of this archived record (its runbook unless SLUG is given): how a record's "
+                "recommended command resolves what it diagnosed, on fresh evidence",
+            )
         p.add_argument("--fingerprint", metavar="FP", help="which alert of a payload (default: the first firing one)")
         p.add_argument(
             "--mode",
@@ -134,7 +141,7 @@ def request_from(args: argparse.Namespace) -> Any:
 
     if not args.alert and not args.slug:
         raise ConfigError("give a runbook SLUG, an --alert to route from, or both (see `runbook list`)")
-    alert = read_alert_input(args.alert, args.fingerprint) if args.alert else None
+    alert = read_alert_input(args.alert, args.fingerprint) if args.alert else getattr(args, "from_alert", None)
     if args.execute and args.mode != "resolve":
         raise ConfigError("--execute only makes sense with --mode resolve")
     if args.mode == "resolve" and args.execute and not args.operator:
@@ -190,6 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runbook_lib.sre.catalog import Catalog
 
     settings = settings_for(args)
+    if args.record:
+        _from_record(settings, args)
     request = request_from(args)
     catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
     parameters(catalog, settings, request, pick_runbook(catalog, settings, request.alert, request.slug)[0])
@@ -268,6 +277,21 @@ def jupyter_lab() -> str | None:
     if own.exists():
         return str(own)
     return shutil.which("jupyter-lab")
+
+
+def _from_record(settings: Any, args: argparse.Namespace) -> None:
+    """--record ID: run for the alert that record ran for (and, without SLUG, its runbook)."""
+    from runbook_lib.record.archive import archive_for
+    from runbook_lib.sre.alertmanager import parse_alert
+
+    if args.alert:
+        raise ConfigError("give --alert or --record, not both")
+    archive = archive_for(settings)
+    rec = archive.load(archive.find(args.record))
+    if not rec.get("alert"):
+        raise ConfigError(f"record {rec['id']} ran without an alert: give the runbook SLUG instead")
+    args.slug = args.slug or rec["runbook"]
+    args.from_alert = parse_alert(rec["alert"])
 
 
 def _record_id(settings: Any, text: str) -> str | None:

@@ -71,8 +71,9 @@ class RecommendedAction(TypedDict):
     name: str  # an option's approval name, "none" or "escalate"
     title: str
     params: dict[str, Any]
-    command: str
+    command: str  # the guarded command that does it (runbook run ... --approve NAME), audited
     reason: str
+    performs: NotRequired[str]  # what that option runs underneath (kubectl ..., SQL), to read, not to paste
 
 
 class Diagnosis(TypedDict):

@@ -23,7 +23,6 @@ The rule. A record is never louder or quieter than its evidence:
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -34,7 +33,16 @@ MEASURED = ("critical", "warning", "info", "ok")  # anything but "unchecked": a 
 BAD = ("critical", "warning")
 
 
-def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[str, Any]]) -> Diagnosis:
+def diagnose(
+    findings: Sequence[Mapping[str, Any]],
+    actions: Sequence[Mapping[str, Any]],
+    *,
+    runbook: str | None = None,
+    record_id: str | None = None,
+    environment: str | None = None,
+) -> Diagnosis:
+    """The diagnosis of a run's findings and actions; with the record's runbook, id and
+    environment, the recommended option's command is the guarded one that performs it."""
     checked = [f for f in findings if f.get("verdict") != "unchecked"]
     unchecked = [f for f in findings if f.get("verdict") == "unchecked"]
     essential = [f for f in findings if f.get("essential")]
@@ -55,6 +63,8 @@ def diagnose(findings: Sequence[Mapping[str, Any]], actions: Sequence[Mapping[st
     causes = list(dict.fromkeys(codes))
     chosen = next((a for a in actions if a.get("recommended")), None)
     action = recommended_action(chosen, verdict, symptom)
+    if chosen is not None and runbook and record_id and action["name"] not in ("none", "escalate"):
+        action = guarded(action, runbook, record_id, environment)
     partial = (
         []
         if incomplete
@@ -111,6 +121,19 @@ def recommended_action(
             "reason": f"{what}: follow the runbook's Escalation section",
         }
     return {"name": "none", "title": "No action", "params": {}, "command": "", "reason": "nothing needs doing"}
+
+
+def guarded(action: RecommendedAction, runbook: str, record_id: str, environment: str | None) -> RecommendedAction:
+    """The command on-call copies is the guarded one: the runbook again for the same alert, in
+    resolve mode, this option approved, with an audit row and the operator's name
+    ($RUNBOOK_OPERATOR or --operator), on fresh evidence. What the option runs underneath
+    (kubectl, SQL) stays beside it to read: pasting that would skip the audit."""
+    env = f" --env {environment}" if environment and environment != "local" else ""
+    command = f"runbook run {runbook} --record {record_id}{env} --mode resolve --execute --approve {action['name']}"
+    out: RecommendedAction = {**action, "command": command}
+    if action.get("command"):
+        out["performs"] = action["command"]
+    return out
 
 
 def headline(

@@ -244,7 +244,12 @@ def _recommended_html(d: Any) -> str:
     title = d.get("recommended") or action["title"]
     why = f" — {esc(action['reason'])}" if action.get("reason") else ""
     command = f'<pre class="rb-command"><code>{esc(action["command"])}</code></pre>' if action.get("command") else ""
-    return f'<div class="rb-recommended"><p><b>Recommended:</b> {esc(title)}{why}</p>{command}</div>'
+    performs = (
+        f'<p class="rb-performs">which runs, guarded and audited: <code>{esc(action["performs"])}</code></p>'
+        if action.get("performs")
+        else ""
+    )
+    return f'<div class="rb-recommended"><p><b>Recommended:</b> {esc(title)}{why}</p>{command}{performs}</div>'
 
 
 def _next_deadline(record: Record) -> str:

@@ -160,7 +160,7 @@ class Runner:
         done: Execution,
     ) -> Record:
         findings, actions = collect(done.nb)
-        diagnosis = diagnose(findings, actions)
+        diagnosis = diagnose(findings, actions, runbook=slug, record_id=record_id, environment=self.settings.env)
         notes = list(request.notes)
         if route is not None and slug == TRIAGE and route.slug == TRIAGE and route.alertname != GROUP_ALERTNAME:
             notes.append(f"no dedicated runbook for {route.alertname} ({route.reason}); triage ran")

@@ -92,6 +92,7 @@ class Outcome:
     case: Case
     record: dict[str, Any]
     seconds: float
+    environ: dict[str, str] = field(default_factory=dict)  # the run's environment, to run it again
 
     @property
     def diagnosis(self) -> dict[str, Any]:
@@ -274,7 +275,7 @@ def run_case(case: Case, bench: Bench) -> Outcome:
         result = Runner(settings, environ).run(request)
         seconds = time.monotonic() - t0
     assert result.status == "succeeded", (case.name, result.record.get("failed_cell"))
-    return Outcome(case, result.record, seconds)
+    return Outcome(case, result.record, seconds, environ)
 
 
 @contextlib.contextmanager
