@@ -9,7 +9,8 @@ generate`` into ``monitoring/``:
 * ``prometheus/alerts.yml``: the package's alerts, each with ``severity``, a ``runbook``
   annotation naming its notebook and a ``runbook_url`` on the receiver's runbook page;
 * ``alertmanager/alertmanager.yml``: critical to PagerDuty + Slack + the runbook receiver,
-  warning to Slack + the receiver, a daily email digest; secrets only through ``*_file``;
+  warning to Slack + the receiver, an SLO's alerts grouped into one notification; secrets only
+  through ``*_file`` (the daily email digest is ``runbook digest``, from the archive);
 * ``grafana/{slo,operator,infrastructure}.json``: the three dashboards
   (:mod:`runbook_lib.monitoring.dashboards`).
 
@@ -52,7 +53,11 @@ def prometheus_rules(
                 "alert": spec.name,
                 "expr": spec.expr,
                 "for": for_override if for_override is not None else spec.for_,
-                "labels": {"severity": spec.severity},
+                "labels": {
+                    "severity": spec.severity,
+                    **({"service": spec.service} if spec.service else {}),
+                    **({"slo": spec.slo} if spec.slo else {}),
+                },
                 "annotations": {
                     "summary": spec.summary,
                     "description": spec.description,
@@ -160,9 +165,18 @@ def _number(value: float) -> str:
 
 
 # -- Alertmanager ------------------------------------------------------------------------------------
+# The alerts of one SLO are one problem: HighErrorBudgetBurnRate and the page-tier ErrorBudgetBurn
+# fire on the same condition under different alertnames. Grouped by the labels both carry, they
+# make one notification group: one PagerDuty incident (its dedup key is the group's), one Slack
+# message. Alerts without an slo label keep their own group per alertname.
+ONE_PER_SLO = {"matchers": ['slo=~".+"'], "group_by": ["service", "slo"]}
+
+
 def alertmanager_config(settings: Settings) -> dict[str, Any]:
-    """Critical: PagerDuty + Slack + the runbook receiver. Warning: Slack + the receiver. Every
-    alert also goes into a daily email digest. Secrets only through *_file."""
+    """Critical: PagerDuty + Slack + the runbook receiver. Warning: Slack + the receiver. Secrets
+    only through *_file. No email here: Alertmanager's email receiver cannot digest (an alert
+    that fired and resolved between two sends never reached it); `runbook digest` sends the
+    daily digest from the record archive instead."""
     m = settings.monitoring
     webhook = {
         "url": m.receiver_url,
@@ -183,11 +197,6 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
         "global": {
             "resolve_timeout": "5m",
             "slack_api_url_file": m.slack_api_url_file,
-            "smtp_smarthost": m.smtp_smarthost,
-            "smtp_from": m.email_from,
-            "smtp_auth_username": m.email_from,
-            "smtp_auth_password_file": m.smtp_auth_password_file,
-            "smtp_require_tls": True,
         },
         "route": {
             "receiver": "runbooks",
@@ -196,24 +205,17 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
             "group_interval": "5m",
             "repeat_interval": "4h",
             "routes": [
-                {
-                    "receiver": "email-digest",
-                    "matchers": ['severity=~"critical|warning"'],
-                    "group_by": ["severity"],
-                    "group_wait": "1h",
-                    "group_interval": "24h",
-                    "repeat_interval": "24h",
-                    "continue": True,
-                },
-                {"receiver": "critical", "matchers": ['severity="critical"']},
-                {"receiver": "warning", "matchers": ['severity="warning"']},
+                {"receiver": "critical", "matchers": ['severity="critical"'], "routes": [ONE_PER_SLO]},
+                {"receiver": "warning", "matchers": ['severity="warning"'], "routes": [ONE_PER_SLO]},
             ],
         },
+        # A page on an SLO (its package alert or a page-tier burn) mutes that SLO's warnings and
+        # tickets, never another SLO's: both sides must carry an slo label, and it must be equal.
         "inhibit_rules": [
             {
-                "source_matchers": ['severity="critical"'],
-                "target_matchers": ['severity="warning"'],
-                "equal": ["alertname", "service", "slo"],  # a page-tier burn hides only its own SLO's tickets
+                "source_matchers": ['severity="critical"', 'slo=~".+"'],
+                "target_matchers": ['severity="warning"', 'slo=~".+"'],
+                "equal": ["service", "slo"],
             }
         ],
         "receivers": [
@@ -235,9 +237,13 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
                 "slack_configs": [slack(m.slack_channel_warning)],
                 "webhook_configs": [webhook],
             },
-            {"name": "email-digest", "email_configs": [{"to": m.email_to, "send_resolved": False}]},
         ],
     }
+
+
+def generate_alertmanager(settings: Settings) -> str:
+    """monitoring/alertmanager/alertmanager.yml as written."""
+    return HEADER + _yaml(alertmanager_config(settings))
 
 
 # -- all of it ----------------------------------------------------------------------------------------
@@ -249,7 +255,7 @@ def generate(catalog: Catalog, settings: Settings) -> dict[str, str]:
         "prometheus/alerts.yml": HEADER + _yaml(prometheus_rules(catalog, settings=settings)),
         "prometheus/slo_recording_rules.yml": HEADER + _yaml(recording_rules(catalog, settings.metrics)),
         "prometheus/slo_burn_rate_alerts.yml": HEADER + _yaml(burn_rate_alerts(catalog, settings.metrics, settings)),
-        "alertmanager/alertmanager.yml": HEADER + _yaml(alertmanager_config(settings)),
+        "alertmanager/alertmanager.yml": generate_alertmanager(settings),
     }
     for name, dash in dashboards.dashboards(catalog, settings.metrics).items():
         files[f"grafana/{name}"] = json.dumps(dash, indent=2, sort_keys=True) + "\n"

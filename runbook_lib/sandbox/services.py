@@ -177,7 +177,10 @@ def start_alertmanager(
     group_interval: str = "2s",
     repeat_interval: str = "1h",
     port: int | None = None,
+    config: dict[str, Any] | None = None,
 ) -> Service:
+    """Alertmanager on loopback: a one-route configuration sending everything to
+    ``webhook_url``, or ``config`` as given (e.g. the generated one, pointed at loopback)."""
     binary = need_binary("prometheus-alertmanager", "prometheus-alertmanager")
     port = port or free_port()
     webhook: dict[str, Any] = {"url": webhook_url, "send_resolved": True, "max_alerts": 0}
@@ -187,7 +190,7 @@ def start_alertmanager(
         token_file.write_text(bearer_token)
         os.chmod(token_file, 0o600)
         webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}
-    config = {
+    default = {
         "route": {
             "receiver": "runbooks",
             "group_by": [],  # the demo's alerts are one incident: one group, one story
@@ -199,7 +202,7 @@ def start_alertmanager(
     }
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / "alertmanager.yml"
-    cfg_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(config if config is not None else default, sort_keys=False))
     argv = [
         binary,
         f"--config.file={cfg_path}",

@@ -28,6 +28,8 @@ class AlertSpec:
     for_: str
     summary: str
     description: str = ""
+    service: str = ""  # the service it is about: Alertmanager groups and inhibits by it
+    slo: str = ""  # the SLO it guards, if any: one page per SLO whichever of its alerts fires first
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Catalog:
                     for_=str(item.get("for", "0s")),
                     summary=str(item["summary"]),
                     description=str(item.get("description", "")),
+                    service=str(item.get("service", "")),
+                    slo=str(item.get("slo", "")),
                 )
             except (KeyError, TypeError) as exc:
                 raise ConfigError(f"{where}: missing field {exc}") from None
@@ -105,6 +109,9 @@ class Catalog:
                     extra={k: v for k, v in item.items() if k not in known},
                 )
             )
+        wrong = [f"{a.name} (slo {a.slo})" for a in alerts if a.slo and a.slo not in {s.name for s in slos}]
+        if wrong:
+            raise ConfigError(f"{path.name}: alerts name SLOs that are not in slos: {wrong}")
         catalog = cls(alerts, slos, runbooks_dir)
         sev1 = raw.get("sev1") or []
         unknown = [n for n in sev1 if n not in catalog.alerts or catalog.alerts[n].severity != "critical"]

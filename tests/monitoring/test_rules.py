@@ -70,7 +70,7 @@ def test_generated_files_pass_promtool_and_amtool(generated: dict[str, str], tmp
     am = tmp_path / "alertmanager" / "alertmanager.yml"
     res = subprocess.run(["amtool", "check-config", str(am)], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "4 receivers" in res.stdout
+    assert "3 receivers" in res.stdout
 
 
 def test_alertmanager_routes_by_severity_and_takes_secrets_only_from_files(generated: dict[str, str]) -> None:
@@ -79,7 +79,13 @@ def test_alertmanager_routes_by_severity_and_takes_secrets_only_from_files(gener
     routes = {r["receiver"]: r for r in config["route"]["routes"]}
     assert routes["critical"]["matchers"] == ['severity="critical"']
     assert routes["warning"]["matchers"] == ['severity="warning"']
-    assert routes["email-digest"]["continue"] is True and routes["email-digest"]["repeat_interval"] == "24h"
+    assert "email-digest" not in routes and "email-digest" not in receivers, "Alertmanager cannot digest"
+    # an SLO's alerts are one notification group (one PagerDuty incident), whichever alertname
+    for name in ("critical", "warning"):
+        assert routes[name]["routes"] == [{"matchers": ['slo=~".+"'], "group_by": ["service", "slo"]}]
+    (inhibit,) = config["inhibit_rules"]
+    assert inhibit["equal"] == ["service", "slo"], "every label in equal must exist on both sides"
+    assert 'slo=~".+"' in inhibit["source_matchers"] and 'slo=~".+"' in inhibit["target_matchers"]
     critical = receivers["critical"]
     assert {"pagerduty_configs", "slack_configs", "webhook_configs"} <= set(critical)
     assert set(receivers["warning"]) == {"name", "slack_configs", "webhook_configs"}
@@ -120,6 +126,12 @@ def test_every_alert_names_an_existing_runbook_and_its_page(generated: dict[str,
         assert (HOME / "runbooks" / f"{slug}.ipynb").is_file(), rule["alert"]
         assert rule["annotations"]["runbook_url"] == f"https://runbooks.omnihub.dev/runbooks/{slug}"
         assert rule["labels"]["severity"] in ("critical", "warning")
+        assert rule["labels"]["service"], f"{rule['alert']}: Alertmanager groups and inhibits by service"
+    slos = {r["alert"]: r["labels"].get("slo") for r in rules}
+    # the package's error-rate alerts guard api-availability: one page with its burn tiers
+    assert slos["HighErrorBudgetBurnRate"] == slos["ElevatedErrorRate"] == slos["LowErrorBudget"] == "api-availability"
+    burns = [r for g in yaml.safe_load(generated["prometheus/slo_burn_rate_alerts.yml"])["groups"] for r in g["rules"]]
+    assert all(r["labels"]["service"] and r["labels"]["slo"] for r in burns)
 
 
 def test_committed_monitoring_equals_a_fresh_generation(generated: dict[str, str]) -> None:
@@ -259,10 +271,11 @@ ALERT_CASES: dict[str, tuple[Any, Any, dict[str, str]]] = {
 def test_every_package_alert_fires_at_its_threshold_and_not_below(generated: dict[str, str], tmp_path: Path) -> None:
     catalog = yaml.safe_load((HOME / "parameters" / "catalog.yaml").read_text())
     severity = {a["name"]: a["severity"] for a in catalog["alerts"]}
+    own = {a["name"]: {k: a[k] for k in ("service", "slo") if k in a} for a in catalog["alerts"]}
     assert set(ALERT_CASES) == set(severity)
     tests = []
     for name, (above, below, labels) in ALERT_CASES.items():
-        expected = [{"exp_labels": {"severity": severity[name], **labels}}]
+        expected = [{"exp_labels": {"severity": severity[name], **own[name], **labels}}]
         for series, exp in ((above, expected), (below, [])):
             tests.append(
                 {
