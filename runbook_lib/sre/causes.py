@@ -13,6 +13,7 @@ CAUSES: dict[str, str] = {
     "rollout": "a new revision rolled out shortly before the symptom began",
     "rollout_stuck": "a rollout that does not progress: new pods never become ready",
     "endpoint_bug": "one endpoint's failures dominate: a defect in that code path",
+    "canary_worse": "the new version fails or slows down more than the stable one (canary analysis)",
     # pods and capacity
     "oom_killed": "containers killed for exceeding their memory limit",
     "crash_loop": "containers exiting repeatedly (CrashLoopBackOff)",
@@ -38,6 +39,9 @@ CAUSES: dict[str, str] = {
     "orphan_rows": "rows whose parent rows are gone",
     "row_count_drop": "a table lost rows against its baseline",
     "replication_lag": "a standby replays far behind its primary",
+    "read_only": "PostgreSQL answers but takes no writes (a standby in recovery, or read-only by default)",
+    "corrupt_index": "an index disagrees with its table (amcheck): lookups miss or return wrong rows",
+    "checksum_failure": "pages read back corrupt from disk (data checksums)",
     # queues and workflows
     "consumer_failing": "the consumer still fails: dead letters keep arriving",
     "consumer_recovered": "dead letters stopped arriving: the consumer works again",
@@ -45,6 +49,7 @@ CAUSES: dict[str, str] = {
     "no_consumer": "the source queue has no consumer",
     "expiry_stalled": "items past their expiry are not being expired",
     "approvers_absent": "items wait for approvers: nothing is being decided",
+    "approvals_outpaced": "approvals arrive faster than reviewers decide them",
     "switch_audited": "the kill switch is on, and the audit row that turned it on says who and why",
     "switch_unaudited": "the kill switch is on, and no audit row explains its current state",
     # blockchain
@@ -60,7 +65,7 @@ CAUSES: dict[str, str] = {
 # The codes each runbook may name (its causes section in the reference).
 BY_RUNBOOK: dict[str, tuple[str, ...]] = {
     "high-error-rate": ("rollout", "endpoint_bug", "dependency_down", "saturation", "budget_burn"),
-    "high-latency": ("slow_queries", "lock_blocker", "dependency_slow", "saturation", "rollout"),
+    "high-latency": ("slow_queries", "lock_blocker", "dependency_slow", "saturation", "dependency_down", "rollout"),
     "service-down": (
         "oom_killed",
         "crash_loop",
@@ -71,9 +76,17 @@ BY_RUNBOOK: dict[str, tuple[str, ...]] = {
         "rollout",
         "dependency_down",
     ),
-    "deployment-failure": ("rollout_stuck", "image_pull", "crash_loop", "oom_killed", "unschedulable", "probe_failing"),
+    "deployment-failure": (
+        "rollout_stuck",
+        "canary_worse",
+        "image_pull",
+        "crash_loop",
+        "oom_killed",
+        "unschedulable",
+        "probe_failing",
+    ),
     "low-error-budget": ("budget_burn", "budget_provisional", "rollout", "endpoint_bug"),
-    "database-down": ("server_down", "auth_failed", "connections_exhausted"),
+    "database-down": ("server_down", "auth_failed", "connections_exhausted", "read_only"),
     "high-database-connections": (
         "connections_exhausted",
         "pool_exhausted",
@@ -81,8 +94,21 @@ BY_RUNBOOK: dict[str, tuple[str, ...]] = {
         "lock_blocker",
     ),
     "database-migration-failure": ("migration_failed", "lock_blocker", "long_ddl", "invalid_index"),
-    "data-corruption": ("orphan_rows", "row_count_drop", "invalid_index", "replication_lag"),
-    "approval-queue-backlog": ("expiry_stalled", "approvers_absent", "switch_audited", "switch_unaudited"),
+    "data-corruption": (
+        "orphan_rows",
+        "row_count_drop",
+        "invalid_index",
+        "replication_lag",
+        "corrupt_index",
+        "checksum_failure",
+    ),
+    "approval-queue-backlog": (
+        "expiry_stalled",
+        "approvers_absent",
+        "approvals_outpaced",
+        "switch_audited",
+        "switch_unaudited",
+    ),
     "kill-switch-active": ("switch_audited", "switch_unaudited"),
     "dlq-backlog": ("consumer_failing", "consumer_recovered", "messages_expired", "no_consumer"),
     "blockchain-rpc-down": ("rpc_down", "rpc_lagging", "rpc_wrong_chain", "rpc_errors"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from runbook_lib.core.errors import SourceError
 from runbook_lib.kernel.actions.guard import Guard, Option
-from runbook_lib.kernel.sources.postgres import activity, integrity, text_of
+from runbook_lib.kernel.sources.postgres import ConnectFailed, activity, integrity, text_of
 
 
 class DatabaseOptions(Guard):
@@ -20,14 +20,25 @@ class DatabaseOptions(Guard):
         why: str = "",
     ) -> dict[str, Any]:
         """pg_terminate_backend for sessions idle in transaction longer than ``older_than_s``
-        (default: the threshold), only ``application``'s when given. Their transactions roll back."""
+        (default: the threshold), only ``application``'s when given (the application_name the
+        finding names: never every application's on one application's leak). Their
+        transactions roll back."""
         older = float(older_than_s if older_than_s is not None else self.rb.thresholds.postgres_idle_in_transaction_s)
         app = application or None
         statement = activity.terminate_idle(older, app)
         pg_where = self._pg_where()
 
         def plan() -> dict[str, Any]:
-            now = self.rb.postgres.query(activity.idle_preview(older, app))
+            try:
+                now = self.rb.postgres.query(activity.idle_preview(older, app))
+            except ConnectFailed as exc:  # the findings say why, once
+                raise SourceError(
+                    "PostgreSQL",
+                    "no connection slot is free to list the sessions (see Connections in use); a superuser's "
+                    "reserved slot can run the command"
+                    if exc.failure.kind == "too_many_connections"
+                    else "no connection to list the sessions (see Connections in use)",
+                ) from None
             pids = [int(p) for p in now["pid"]]
             return {
                 "sql": text_of(statement),

@@ -46,6 +46,7 @@ def reachability(rb: RunbookLike) -> Reachability:
             "critical",
             f"{_LABEL.get(kind, 'Cannot connect')} at {pg.where}: {exc.failure.meaning} (server said: {exc.first_line}).",
             role="cause",
+            cause=CAUSE.get(kind),
             failure=kind,
             where=pg.where,
             error=exc.first_line,
@@ -61,6 +62,7 @@ def reachability(rb: RunbookLike) -> Reachability:
             f"Accepting connections but in recovery at {where}: this server is a standby (or still restoring), so "
             "every write fails. If the primary is gone, promote a standby (Option 2).",
             role="cause",
+            cause="read_only",
             failure="in_recovery",
             **details,
         )
@@ -72,6 +74,7 @@ def reachability(rb: RunbookLike) -> Reachability:
             f"Accepting connections but read-only at {where}: default_transaction_read_only is on (set on the "
             "server, the database or the role), so the application's writes fail.",
             role="cause",
+            cause="read_only",
             failure="read_only",
             **details,
         )
@@ -159,8 +162,13 @@ def replication(rb: RunbookLike, reach: Reachability) -> Replication:
     return Replication(role="primary", standbys=len(standbys), lagging=lagging)
 
 
-@check("Exporter's view (pg_up)", Result)
-def exporter_view(rb: RunbookLike, reach: Reachability) -> Result:
+@dataclass
+class ExporterView(Result):
+    failing: bool = False  # pg_up is 0 while the runbook connects: the exporter's connection fails
+
+
+@check("Exporter's view (pg_up)", ExporterView)
+def exporter_view(rb: RunbookLike, reach: Reachability) -> ExporterView:
     """DatabaseDown fires on the exporter's pg_up; when the runbook connects but pg_up is 0, the
     exporter's own connection is what fails."""
     frame = rb.prometheus.query("pg_up")
@@ -168,7 +176,7 @@ def exporter_view(rb: RunbookLike, reach: Reachability) -> Result:
     title = "Exporter's view (pg_up)"
     if frame.empty:
         rb.finding(title, "warning", "No pg_up series: the PostgreSQL exporter is not being scraped.", role="cause")
-        return Result()
+        return ExporterView()
     down = frame[frame["value"] == 0]
     instances = [str(i) for i in down.get("instance", pd.Series(dtype=str))]
     if down.empty:
@@ -182,10 +190,61 @@ def exporter_view(rb: RunbookLike, reach: Reachability) -> Result:
             role="cause",
             instances=instances,
         )
+        return ExporterView(failing=True)
     else:
         rb.finding(title, "info", f"pg_up is 0 on {', '.join(instances) or len(down)}: the exporter agrees.")
-    return Result()
+    return ExporterView()
 
+
+def decision(rb: RunbookLike, reach: Reachability, exporter: ExporterView | None = None) -> None:
+    """What the record recommends: every fix here is by hand on infrastructure the runbook does
+    not control, so escalate with what to do for the failure found, or no action when the
+    server connects and takes writes."""
+    if reach.writable and exporter is not None and exporter.failing:
+        rb.escalate(
+            "the database answers but postgres_exporter cannot reach it: check the exporter's credentials and "
+            "network path",
+            to="whoever runs postgres_exporter",
+        )
+        return
+    if reach.writable:
+        rb.no_action(
+            "the runbook connects and the server takes writes: the alert has cleared, or the exporter is at fault"
+        )
+        return
+    if not reach.checked:
+        return  # nothing measured: the diagnosis escalates by default
+    todo = _TODO.get(reach.failure or "", "read the server log and follow Step 1's failure")
+    rb.escalate(
+        f"{_LABEL.get(reach.failure or '', reach.failure or 'cannot connect')}: {todo}", to="the database owner"
+    )
+
+
+# failure kind -> cause code (runbook_lib.sre.causes)
+CAUSE = {
+    "refused": "server_down",
+    "dns": "server_down",
+    "unreachable": "server_down",
+    "timeout": "server_down",
+    "starting_up": "server_down",
+    "shutting_down": "server_down",
+    "auth": "auth_failed",
+    "too_many_connections": "connections_exhausted",
+}
+# failure kind -> what on-call does (Resolution)
+_TODO = {
+    "refused": "bring the server back (Option 1) or fail over to a standby (Option 2)",
+    "dns": "fix the host name in the DSN or DNS",
+    "unreachable": "fix the network path (firewall, security group) to the server",
+    "timeout": "check the host (load, hung server) and the network path; fail over if it stays hung (Option 2)",
+    "starting_up": "wait for crash recovery to finish; the server log says how far it is",
+    "shutting_down": "find who stops it; start it again (Option 1)",
+    "auth": "compare the password in the application's secret with the role's (a rotation done on one side)",
+    "too_many_connections": "run the high-database-connections runbook; a superuser's reserved slot can end sessions",
+    "in_recovery": "promote a standby (Option 2) if the primary is lost, or point the DSN at the primary",
+    "read_only": "find who set default_transaction_read_only (server, database or role) and reset it",
+    "no_database": "the database is gone or the DSN names the wrong one: restore (Option 3) or fix the DSN",
+}
 
 _LABEL = {
     "refused": "Connection refused",
@@ -197,4 +256,6 @@ _LABEL = {
     "starting_up": "Server starting up (recovering)",
     "shutting_down": "Server shutting down",
     "no_database": "Database does not exist",
+    "in_recovery": "In recovery (a standby)",
+    "read_only": "Read-only",
 }

@@ -45,6 +45,7 @@ def orphans(rb: RunbookLike) -> Integrity:
             f"constraint {r['constraint']}; e.g. {r['example']}). The constraint was bypassed (session_replication_role"
             " = replica, a partial restore, a tool writing around the app).",
             role="cause",
+            cause="orphan_rows",
             table=r["child"],
             integrity_check="foreign_keys",
             constraint=r["constraint"],
@@ -70,6 +71,7 @@ def row_counts(rb: RunbookLike) -> Integrity:
             "critical",
             f"{t}: the table does not exist.",
             role="cause",
+            cause="row_count_drop",
             table=t,
             integrity_check="row_counts",
         )
@@ -110,6 +112,7 @@ def row_counts(rb: RunbookLike) -> Integrity:
             f"{r['table']}: {int(r['rows'])} rows, {lost} fewer than the baseline of {iso(r['recorded_at'])} "
             f"({share:.1%}; check: row counts): {why}.",
             role="cause",
+            cause="row_count_drop",
             table=r["table"],
             integrity_check="row_counts",
             rows=int(r["rows"]),
@@ -149,6 +152,7 @@ def checksums(rb: RunbookLike) -> Integrity:
             f"{failures} checksum failure(s) in this database, the last at {iso(info.get('last_failure'))} "
             "(check: data checksums): a page on disk is corrupt; the server log names the relation and block.",
             role="cause",
+            cause="checksum_failure",
             integrity_check="checksums",
             table=None,
             **info,
@@ -176,6 +180,7 @@ def indexes(rb: RunbookLike) -> Integrity:
             f"{bad['table']}: index {bad['index']} is corrupt (check: amcheck bt_index_check): {bad['error']}. "
             "REINDEX it; if the table itself is damaged, restore from backup.",
             role="cause",
+            cause="corrupt_index",
             table=bad["table"],
             index=bad["index"],
             integrity_check="amcheck",
@@ -190,3 +195,14 @@ def indexes(rb: RunbookLike) -> Integrity:
             indexes=res["checked"],
         )
     return result
+
+
+def decision(rb: RunbookLike, counts: Integrity, *results: Integrity) -> None:
+    """No action when every check ran and found nothing (and a baseline exists to compare
+    against); otherwise Options 1 and 2 recommend (a baseline to record, SAFE_MODE while the
+    damage is repaired), or, with checks unmade, the diagnosis escalates by default."""
+    everything = (counts, *results)
+    if any(r.problems for r in everything) or not all(r.checked for r in everything):
+        return
+    if counts.has_baseline:
+        rb.no_action("every integrity check passed: no orphaned rows, no lost rows, no corrupt page or index")

@@ -22,6 +22,12 @@ class Migration(Result):
 
 
 @dataclass
+class Schema(Result):
+    problem: str | None = None  # what a person must do: "dirty", "long_ddl", "invalid_index"
+    detail: str = ""
+
+
+@dataclass
 class Locks(Result):
     waiting: int = 0
     root_blocker: int | None = None
@@ -47,6 +53,7 @@ def state(rb: RunbookLike) -> Migration:
             f"{m['table']} marks version {m['versions'][0]} dirty: that migration failed midway; fix the schema by "
             "hand, then force the version (migrate force) before migrating again.",
             role="cause",
+            cause="migration_failed",
             **m,
         )
     elif len(m["versions"]) > 1 and m["tool"] == "alembic":
@@ -103,6 +110,7 @@ def locks(rb: RunbookLike) -> Locks:
             else "Cancel its statement (Option 1) or terminate it (Option 2)."
         ),
         role="cause",
+        cause="lock_blocker",
         root_blocker=root_pid,
         blocker_application=root["application"],
         blocker_state=root["state"],
@@ -115,40 +123,53 @@ def locks(rb: RunbookLike) -> Locks:
     return Locks(waiting=len(waiting), root_blocker=root_pid, blocker_idle=idle, blocker=root)
 
 
-@check("Schema changes running", Result)
-def ddl(rb: RunbookLike) -> Result:
+@check("Schema changes running", Schema)
+def ddl(rb: RunbookLike) -> Schema:
     """ALTER / CREATE INDEX / ... statements running or waiting now, and for how long."""
     running = schema.ddl_running(rb.postgres)
     title = "Schema changes running"
     if running.empty:
         rb.finding(title, "ok", "No schema change is running.")
-        return Result()
+        return Schema()
     rb.table(running, title="Schema changes running or waiting")
     limit = rb.thresholds.postgres_ddl_s
     top = running.iloc[0]
     long = running[running["running_s"] > limit]
     waiting = int(running["waiting_on_lock"].sum())
+    # Running long and not waiting: the change itself is slow (a rewrite, an index build); one
+    # waiting on a lock is the blocker's doing (Lock waits names it).
+    slow = running[(running["running_s"] > limit) & ~running["waiting_on_lock"].astype(bool)]
     rb.finding(
         title,
         "warning" if len(long) or waiting else "info",
         f"{len(running)} schema change(s) running, {waiting} waiting on a lock; the longest for "
-        f"{duration(top['running_s'])}: `{str(top['query'])[:100]}`.",
+        f"{duration(top['running_s'])}: `{str(top['query'])[:100]}`."
+        + (
+            f" {len(slow)} running longer than {duration(limit)} without waiting: the change itself is slow (a table "
+            "rewrite or an index build) and holds its lock all along."
+            if len(slow)
+            else ""
+        ),
+        role="cause" if len(slow) else None,
+        cause="long_ddl" if len(slow) else None,
         statements=len(running),
         waiting_on_lock=waiting,
         longest_s=float(top["running_s"]),
         pid=int(top["pid"]),
     )
-    return Result()
+    if len(slow):
+        return Schema(problem="long_ddl", detail=f"pid {int(slow.iloc[0]['pid'])}: `{str(slow.iloc[0]['query'])[:80]}`")
+    return Schema()
 
 
-@check("Invalid indexes", Result)
-def invalid_indexes(rb: RunbookLike) -> Result:
+@check("Invalid indexes", Schema)
+def invalid_indexes(rb: RunbookLike) -> Schema:
     """Indexes a failed CREATE INDEX CONCURRENTLY left behind: still written, never used."""
     bad = schema.invalid_indexes(rb.postgres)
     title = "Invalid indexes"
     if bad.empty:
         rb.finding(title, "ok", "No invalid index.")
-        return Result()
+        return Schema()
     rb.table(bad, title="Invalid indexes")
     names = [f"{r['index']} on {r['table']}" for _, r in bad.iterrows()]
     rb.finding(
@@ -157,9 +178,32 @@ def invalid_indexes(rb: RunbookLike) -> Result:
         f"{len(bad)} invalid index(es): {', '.join(names[:5])}. A concurrent build failed: DROP INDEX CONCURRENTLY, "
         "fix the cause (duplicates for a unique index), then build it again.",
         role="cause",
+        cause="invalid_index",
         indexes=names,
     )
-    return Result()
+    return Schema(problem="invalid_index", detail=", ".join(names[:5]))
+
+
+def decision(rb: RunbookLike, migration: Migration, lock: Locks, *found: Schema) -> None:
+    """What the record recommends when neither blocker option is it: escalate to the migration's
+    owners with the by-hand fix (a dirty version, a slow change, an invalid index), or no action
+    when nothing is wrong."""
+    if lock.root_blocker is not None:
+        return  # Option 1 or 2 ends the blocker
+    todo = []
+    if lock.waiting:
+        todo.append("sessions wait on each other in a cycle: find the code paths that lock in different orders")
+    if migration.dirty:
+        todo.append(f"version {migration.versions[0]} is dirty: fix the schema by hand, then migrate force")
+    for f in found:
+        if f.problem == "long_ddl":
+            todo.append(f"a slow schema change ({f.detail}): let it finish off-peak or cancel it and rework it")
+        elif f.problem == "invalid_index":
+            todo.append(f"invalid index(es) {f.detail}: DROP INDEX CONCURRENTLY, fix the duplicates, build again")
+    if todo:
+        rb.escalate("; ".join(todo), to="the team that owns the migration")
+    elif migration.checked and lock.checked:
+        rb.no_action("no failed migration, no lock wait, no slow schema change, no invalid index")
 
 
 def _blocked_through(pid: int, waiting: pd.DataFrame) -> set[int]:
