@@ -82,8 +82,9 @@ def sli_record(window: str) -> str:
     return f"slo:sli_error:ratio_rate{window}"
 
 
-def _windows(spec: SLOSpec) -> list[str]:
-    return sorted({*slo.windows(), spec.window}, key=slo.parse_duration)
+def _windows(catalog: Catalog, spec: SLOSpec) -> list[str]:
+    tiers = catalog.tiers_of(spec)
+    return sorted({*(w for t in tiers for w in (t.long_window, t.short_window)), spec.window}, key=slo.parse_duration)
 
 
 def recording_rules(catalog: Catalog, metrics: MetricNames) -> dict[str, Any]:
@@ -97,7 +98,7 @@ def recording_rules(catalog: Catalog, metrics: MetricNames) -> dict[str, Any]:
         labels = _labels(spec)
         rules: list[dict[str, Any]] = [
             {"record": sli_record(w), "expr": indicator.ratio(w), "labels": {**labels, "sloth_window": w}}
-            for w in _windows(spec)
+            for w in _windows(catalog, spec)
         ]
         budget = _number(slo.error_budget(spec.objective))
         rules += [
@@ -122,7 +123,7 @@ def burn_rate_alerts(catalog: Catalog, metrics: MetricNames, settings: Settings 
         if for_slo(spec, metrics) is None:
             continue
         rules = []
-        for tier in slo.TIERS:
+        for tier in catalog.tiers_of(spec):
             threshold = _number(tier.burn_rate * slo.error_budget(spec.objective))
             match = _match(spec)
             rules.append(
@@ -130,6 +131,7 @@ def burn_rate_alerts(catalog: Catalog, metrics: MetricNames, settings: Settings 
                     "alert": "ErrorBudgetBurn",
                     "expr": f"max without (sloth_window) ({sli_record(tier.long_window)}{match} >= {threshold})\n"
                     f"and\nmax without (sloth_window) ({sli_record(tier.short_window)}{match} >= {threshold})\n",
+                    "for": tier.for_,
                     "labels": {
                         "severity": SEVERITY[tier.severity],
                         "slo": spec.name,

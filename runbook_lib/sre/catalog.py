@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from runbook_lib.core.errors import ConfigError
+from runbook_lib.sre.slo import WORKBOOK_TABLE, BudgetTier, Tier, parse_duration, tiers_for
 
 TRIAGE = "triage"
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -59,6 +60,12 @@ class Catalog:
         self.kinds: dict[str, tuple[str, str]] = {}
         # critical alerts that are SEV-1 (the rest of the critical ones are SEV-2)
         self.sev1: set[str] = set()
+        # the burn-rate table every SLO's tiers are computed from (slo.tiers_for)
+        self.tiers: tuple[BudgetTier, ...] = WORKBOOK_TABLE
+
+    def tiers_of(self, spec: SLOSpec) -> tuple[Tier, ...]:
+        """The burn-rate tiers of one SLO, their factors from its own period."""
+        return tiers_for(spec.window, self.tiers)
 
     @classmethod
     def load(cls, path: Path, runbooks_dir: Path) -> Catalog:
@@ -118,6 +125,8 @@ class Catalog:
         if unknown:
             raise ConfigError(f"{path.name}: sev1 lists alerts that are not critical alerts of the catalog: {unknown}")
         catalog.sev1 = set(sev1)
+        if raw.get("burn_rate_tiers"):
+            catalog.tiers = _tiers(raw["burn_rate_tiers"], path.name)
         for slug, item in (raw.get("runbooks") or {}).items():
             kind = str((item or {}).get("kind", ""))
             if not SLUG.fullmatch(str(slug)) or kind not in RUNBOOK_KINDS:
@@ -147,3 +156,25 @@ class Catalog:
     def slugs(self) -> list[str]:
         """Runbook notebooks on disk (templates, starting with '_', excluded)."""
         return sorted(p.stem for p in self.runbooks_dir.glob("*.ipynb") if not p.stem.startswith("_"))
+
+
+def _tiers(rows: Any, where: str) -> tuple[BudgetTier, ...]:
+    """burn_rate_tiers: [{budget, long, short, action, for}], checked."""
+    out = []
+    for i, row in enumerate(rows if isinstance(rows, list) else []):
+        try:
+            tier = BudgetTier(
+                float(row["budget"]), str(row["long"]), str(row["short"]), str(row["action"]), str(row.get("for", "0s"))
+            )
+            long_s, short_s = parse_duration(tier.long_window), parse_duration(tier.short_window)
+            parse_duration(tier.for_)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: burn_rate_tiers[{i}]: {exc}") from None
+        if not 0 < tier.budget <= 1 or tier.action not in ("page", "ticket") or short_s >= long_s:
+            raise ConfigError(
+                f"{where}: burn_rate_tiers[{i}]: budget must be in (0, 1], action page or ticket, short < long"
+            )
+        out.append(tier)
+    if not out:
+        raise ConfigError(f"{where}: burn_rate_tiers must be a non-empty list")
+    return tuple(out)

@@ -130,6 +130,29 @@ def budget_policy(remaining: float | None) -> str:
 
 
 @dataclass(frozen=True)
+class BudgetTier:
+    """One row of the burn-rate table as the SRE Workbook defines it ("Alerting on SLOs"): the
+    share of the SLO period's error budget spent within ``long_window`` that makes it ``action``
+    (page: PagerDuty; ticket: Slack), the short window that must agree, and how long it must
+    hold (``for_``, against flapping). The catalog's ``burn_rate_tiers`` lists them."""
+
+    budget: float
+    long_window: str
+    short_window: str
+    action: str  # page / ticket
+    for_: str = "0s"
+
+
+# The Workbook's table: 2 % of the budget in 1 h or 5 % in 6 h pages, 10 % in 1 d or 3 d tickets.
+WORKBOOK_TABLE = (
+    BudgetTier(0.02, "1h", "5m", "page", "2m"),
+    BudgetTier(0.05, "6h", "30m", "page", "15m"),
+    BudgetTier(0.10, "1d", "2h", "ticket", "1h"),
+    BudgetTier(0.10, "3d", "6h", "ticket", "3h"),
+)
+
+
+@dataclass(frozen=True)
 class Tier:
     """One multiwindow, multi-burn-rate alert (the SRE workbook's table): it fires when the
     burn rate over both the long and the short window is at least ``burn_rate``."""
@@ -138,10 +161,28 @@ class Tier:
     long_window: str
     short_window: str
     severity: str  # page / ticket
+    for_: str = "0s"
 
     @property
     def name(self) -> str:
         return f"{self.burn_rate:g}x"
+
+
+def tiers_for(period: str, table: tuple[BudgetTier, ...] = WORKBOOK_TABLE) -> tuple[Tier, ...]:
+    """The tiers of an SLO whose period is ``period``: burn rate = budget share x period / long
+    window, so the factors follow the SLO's own period (28 d: 13.44x, 5.6x, 2.8x, 0.93x; 30 d:
+    14.4x, 6x, 3x, 1x). Rounded to two decimals, as people say them."""
+    period_s = parse_duration(period)
+    return tuple(
+        Tier(
+            round(row.budget * period_s / parse_duration(row.long_window), 2),
+            row.long_window,
+            row.short_window,
+            row.action,
+            row.for_,
+        )
+        for row in table
+    )
 
 
 TIERS = (

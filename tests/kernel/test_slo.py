@@ -142,3 +142,12 @@ def test_a_tier_fires_exactly_when_both_its_windows_burn_at_its_rate(measured: d
 def test_a_steady_burn_fires_every_tier_at_or_below_it(burn: float) -> None:
     steady = dict.fromkeys(slo.windows(), burn)
     assert {t.burn_rate for t in slo.firing_tiers(steady)} == {r for r in (14.4, 6.0, 3.0, 1.0) if burn >= r}
+
+
+def test_tier_factors_follow_the_slo_period() -> None:
+    """The Workbook's table is a budget share per window; the burn rate follows from the
+    period: 14.4 / 6 / 3 / 1 is the 30-day answer, a 28-day SLO pages at 13.44x."""
+    assert [t.burn_rate for t in slo.tiers_for("28d")] == [13.44, 5.6, 2.8, 0.93]
+    assert [t.burn_rate for t in slo.tiers_for("30d")] == [14.4, 6.0, 3.0, 1.0]
+    assert [t.for_ for t in slo.tiers_for("28d")] == ["2m", "15m", "1h", "3h"]
+    assert [t.severity for t in slo.tiers_for("7d")] == ["page", "page", "ticket", "ticket"]

@@ -17,12 +17,14 @@ from runbook_lib.monitoring import rules as monitoring
 from runbook_lib.sre.catalog import Catalog
 from tests.helpers import HOME
 
-# the SRE package's table: burn rate, long window, short window, severity label
+# The SRE Workbook's table for a 28-day SLO: the share of the period's budget a tier's long
+# window may spend (2 % in 1 h, 5 % in 6 h pages; 10 % in 1 d and 3 d tickets), as burn rates
+# (budget x 672 h / long window), the short window, the severity label and the `for`.
 TIERS = [
-    (14.4, "1h", "5m", "critical"),
-    (6.0, "6h", "30m", "critical"),
-    (3.0, "1d", "2h", "warning"),
-    (1.0, "3d", "6h", "warning"),
+    (13.44, "1h", "5m", "critical", 2),  # 0.02 * 672 / 1
+    (5.6, "6h", "30m", "critical", 15),  # 0.05 * 672 / 6
+    (2.8, "1d", "2h", "warning", 60),  # 0.10 * 672 / 24
+    (0.93, "3d", "6h", "warning", 180),  # 0.10 * 672 / 72
 ]
 BUDGET = 0.001  # api-availability: 99.9 %
 
@@ -150,20 +152,22 @@ def _ratio_series(ratio: float, minutes: int, per_minute: float = 10_000.0) -> l
     ]
 
 
-@pytest.mark.parametrize("tier", TIERS, ids=[t[0] for t in [(f"{t[0]:g}x",) for t in TIERS]])
+@pytest.mark.parametrize("tier", TIERS, ids=[f"{t[0]:g}x" for t in TIERS])
 def test_each_burn_rate_tier_fires_at_its_rate_and_not_just_below(
-    tier: tuple[float, str, str, str], generated: dict[str, str], tmp_path: Path
+    tier: tuple[float, str, str, str, int], generated: dict[str, str], tmp_path: Path
 ) -> None:
-    rate = tier[0]
+    rate, hold = tier[0], tier[4]
     # A steady ratio reads the same over every window that holds two samples, so 70 minutes of
-    # data burn at the same rate over 5m and over 3d; promtool then only evaluates 70 steps.
-    minutes = 70
+    # data burn at the same rate over 5m and over 3d; then each tier's `for` must pass too.
+    minutes = 70 + hold
 
     def firing(burn: float) -> list[dict[str, Any]]:
         return [
             {"exp_labels": _burn_labels(t)}
             for t in TIERS
-            if burn >= t[0]  # a steady burn fills long and short windows alike
+            # a steady burn fills long and short windows alike from its second minute; a tier
+            # fires once its `for` has passed (the others' `for` are far from this boundary)
+            if burn >= t[0] and t[4] <= minutes - 5
         ]
 
     tests = []
@@ -178,15 +182,90 @@ def test_each_burn_rate_tier_fires_at_its_rate_and_not_just_below(
                 ],
             }
         )
+    promtool_test(tmp_path, _api_burn_rules(generated), tests)
+
+
+def _api_burn_rules(generated: dict[str, str]) -> dict[str, str]:
     # only the SLO under test has series; the other SLOs' rules evaluate to nothing
-    promtool_test(
-        tmp_path,
-        {
-            "slo_recording_rules.yml": _only_slo(generated["prometheus/slo_recording_rules.yml"], "api-availability"),
-            "slo_burn_rate_alerts.yml": _only_slo(generated["prometheus/slo_burn_rate_alerts.yml"], "api-availability"),
-        },
-        tests,
-    )
+    return {
+        "slo_recording_rules.yml": _only_slo(generated["prometheus/slo_recording_rules.yml"], "api-availability"),
+        "slo_burn_rate_alerts.yml": _only_slo(generated["prometheus/slo_burn_rate_alerts.yml"], "api-availability"),
+    }
+
+
+def _shaped(segments: list[tuple[int, float]], per_minute: float = 10_000.0) -> list[dict[str, str]]:
+    """Counters whose error ratio is ``ratio`` for ``minutes``, segment after segment."""
+    errors, ok, err_parts, ok_parts = 0.0, 0.0, [], []
+    for minutes, ratio in segments:
+        e = per_minute * ratio
+        err_parts.append(f"{errors:.3f}+{e:.3f}x{minutes}")
+        ok_parts.append(f"{ok:.3f}+{per_minute - e:.3f}x{minutes}")
+        errors, ok = errors + e * minutes, ok + (per_minute - e) * minutes
+    return [
+        {"series": 'http_requests_total{job="api-gateway",status="500"}', "values": " ".join(err_parts)},
+        {"series": 'http_requests_total{job="api-gateway",status="200"}', "values": " ".join(ok_parts)},
+    ]
+
+
+def _window_cases(tier: tuple[float, str, str, str, int]) -> list[dict[str, Any]]:
+    """Series whose windows differ, for one page tier: a burn that fills the long window fires;
+    a burst that fills only the short window does not, nor one that filled the long window
+    but stopped before the short one."""
+    rate, long_m, short_m, hold = tier[0], int(_minutes(tier[1])), int(_minutes(tier[2])), tier[4]
+    threshold = rate * BUDGET
+    quiet = long_m * 5
+    fills_long = [(quiet, 0.0), (long_m + hold + 5, 1.2 * threshold)]
+    short_only = [(quiet, 0.0), (2 * short_m, 3 * threshold)]  # the long window sees 3 x 2 x short / long
+    long_only = [(quiet, 0.0), (long_m - 2 * short_m, 2 * threshold), (2 * short_m, 0.0)]
+    mine = {"exp_labels": _burn_labels(tier)}
+
+    def case(segments: list[tuple[int, float]], fires: bool) -> dict[str, Any]:
+        end = sum(m for m, _ in segments)
+        got = [mine] if fires else []
+        return {
+            "interval": "1m",
+            "input_series": _shaped(segments),
+            # only this tier's labels are compared: the other tiers may or may not fire here
+            "alert_rule_test": [{"eval_time": f"{end}m", "alertname": "ErrorBudgetBurn", "exp_alerts": got}],
+        }
+
+    return [case(fills_long, True), case(short_only, False), case(long_only, False)]
+
+
+def _minutes(window: str) -> float:
+    from runbook_lib.sre.slo import parse_duration
+
+    return parse_duration(window) / 60
+
+
+def _one_tier(text: str, rate: float) -> str:
+    """The burn-rate rules with only the tier at ``rate`` (so expectations name one alert)."""
+    doc = yaml.safe_load(text)
+    for group in doc["groups"]:
+        group["rules"] = [r for r in group["rules"] if r["labels"]["burn_rate"] == f"{rate:g}x"]
+    return yaml.safe_dump(doc)
+
+
+@pytest.mark.parametrize("tier", TIERS[:2], ids=[f"{t[0]:g}x" for t in TIERS[:2]])
+def test_a_page_tier_needs_both_its_windows(
+    tier: tuple[float, str, str, str, int], generated: dict[str, str], tmp_path: Path
+) -> None:
+    rules = _api_burn_rules(generated)
+    rules["slo_burn_rate_alerts.yml"] = _one_tier(rules["slo_burn_rate_alerts.yml"], tier[0])
+    promtool_test(tmp_path, rules, _window_cases(tier))
+
+
+def test_a_tier_reading_the_wrong_window_is_caught(generated: dict[str, str], tmp_path: Path) -> None:
+    """The mutation check: the 1h tier made to read the 6h ratio instead fails the window tests
+    (a steady burn could never tell: every window reads the same)."""
+    tier = TIERS[0]
+    rules = _api_burn_rules(generated)
+    alerts = _one_tier(rules["slo_burn_rate_alerts.yml"], tier[0])
+    mutated = alerts.replace("slo:sli_error:ratio_rate1h", "slo:sli_error:ratio_rate6h")
+    assert mutated != alerts
+    rules["slo_burn_rate_alerts.yml"] = mutated
+    with pytest.raises(AssertionError, match="FAILED"):
+        promtool_test(tmp_path, rules, _window_cases(tier))
 
 
 def _only_slo(text: str, name: str) -> str:
@@ -197,7 +276,7 @@ def _only_slo(text: str, name: str) -> str:
     return yaml.safe_dump(doc)
 
 
-def _burn_labels(tier: tuple[float, str, str, str]) -> dict[str, str]:
+def _burn_labels(tier: tuple[float, str, str, str, int]) -> dict[str, str]:
     return {
         "alertname": "ErrorBudgetBurn",
         "severity": tier[3],
