@@ -25,7 +25,8 @@ without it, --source (repeatable), else rabbitmq.dead_letter_sources (RUNBOOK_DL
 rabbitmq.dlq_queue. A dead letter is refused, and stays in the queue, when it names any other
 queue (not_a_dead_letter_source), was replayed --max-replays times already, has no x-death
 header or a malformed one (its latest entry must name the queue, reason and exchange as strings
-and its routing-keys as a non-empty list of strings), or its republish is unroutable
+and its routing-keys as a non-empty list of strings), expired (its TTL ran out before a consumer
+took it: likely stale; --include-expired replays those too), or its republish is unroutable
 (mandatory) or nacked. A message that fails
 again and comes back during the same run is left for the next run. A run stops when the queue
 is empty or after --limit messages. Progress goes to stderr every 100 messages; the summary to
@@ -95,6 +96,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
         help="a queue that dead-letters into --queue (repeatable): the only replay targets, without a\n"
         "management API (with one: narrows what the broker says)",
     )
+    r.add_argument(
+        "--include-expired",
+        action="store_true",
+        help="replay expired (TTL) dead letters too (by default they stay: their TTL ran out, they are\nlikely stale)",
+    )
     r.add_argument("--dry-run", action="store_true", help="change nothing: say what would be replayed")
     r.add_argument(
         "--operator",
@@ -139,17 +145,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
             "Set RUNBOOK_RABBITMQ_MANAGEMENT_URL, or name them with --source QUEUE (or RUNBOOK_DLQ_SOURCES)"
         )
     if args.dry_run:
-        result = mq.replay(args.queue, sources, limit=args.limit, max_replays=max_replays, dry_run=True)
+        result = mq.replay(
+            args.queue,
+            sources,
+            limit=args.limit,
+            max_replays=max_replays,
+            dry_run=True,
+            include_expired=args.include_expired,
+        )
     else:
         trail = AuditTrail(settings, operator, args.queue, mq.where)
         depth = mq.depth(args.queue)  # an unknown queue stops here, before any audit row or change
-        trail.started(limit=args.limit, max_replays=max_replays, depth=depth)
+        trail.started(limit=args.limit, max_replays=max_replays, depth=depth, include_expired=args.include_expired)
         result = trail.around(
             lambda: mq.replay(
                 args.queue,
                 sources,
                 limit=args.limit,
                 max_replays=max_replays,
+                include_expired=args.include_expired,
                 progress=_progress_printer(),
                 progress_every=PROGRESS_EVERY,
             )
@@ -199,7 +213,9 @@ class AuditTrail:
     def started(self, **plan: Any) -> None:
         from runbook_lib.clients.rabbitmq import replay_command
 
-        command = replay_command(self.queue, plan["limit"], plan["max_replays"], self.operator)
+        command = replay_command(
+            self.queue, plan["limit"], plan["max_replays"], self.operator, bool(plan.get("include_expired"))
+        )
         self.details = {**self.details, "command": command, **plan}
         self._write("started", self.details)
 

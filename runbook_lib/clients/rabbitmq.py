@@ -20,8 +20,9 @@ unacked until the end of the run, then requeue it) when it has no ``x-death`` he
 malformed one (``bad_x_death``: its latest entry must be a table whose ``queue``, ``reason`` and
 ``exchange`` are strings, whose ``routing-keys`` is a non-empty array of strings and whose
 ``count``, if any, is an integer), names a queue that is no dead-letter source of this DLQ, has
-been replayed ``max_replays`` times already (header ``x-replay-count``), or its republish is
-unroutable or nacked; otherwise republish it, with every property and header kept and
+been replayed ``max_replays`` times already (header ``x-replay-count``), expired (its latest
+entry's reason is ``expired``: its TTL ran out before any consumer took it, so it is likely stale
+by now; only ``include_expired`` replays those), or its republish is unroutable or nacked; otherwise republish it, with every property and header kept and
 ``x-replay-count`` incremented, to that queue (default exchange, routing key = the queue's
 name), ``mandatory`` and on a channel in confirm mode, and ack the dead letter only once the
 broker has confirmed the republish. A run goes on until the queue is empty (or ``limit``
@@ -83,6 +84,7 @@ if logging.getLogger("pika").level == logging.NOTSET:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 NOT_A_SOURCE = "not_a_dead_letter_source"
+EXPIRED = "expired"  # the x-death reason of a message whose TTL ran out, and the refusal for it
 Progress = Callable[["ReplayResult", int], None]
 
 
@@ -124,6 +126,7 @@ class ReplayResult:
     max_replays: int
     limit: int | None
     depth_before: int
+    include_expired: bool = False
     considered: int = 0
     replayed: int = 0
     refused: Counter[str] = field(default_factory=Counter)
@@ -144,6 +147,7 @@ class ReplayResult:
             "dry_run": self.dry_run,
             "limit": self.limit,
             "max_replays": self.max_replays,
+            "include_expired": self.include_expired,
             "depth_before": self.depth_before,
             "depth_after": self.depth_after,
             "considered": self.considered,
@@ -178,13 +182,17 @@ def destination(exchange: str, routing_key: str) -> str:
     )
 
 
-def replay_command(queue: str, limit: int | None, max_replays: int | None, operator: str = "") -> str:
+def replay_command(
+    queue: str, limit: int | None, max_replays: int | None, operator: str = "", include_expired: bool = False
+) -> str:
     """The ``runbook dlq replay`` command line that does what these arguments ask."""
     words = ["runbook", "dlq", "replay", "--queue", queue]
     if limit is not None:
         words += ["--limit", str(limit)]
     if max_replays is not None:
         words += ["--max-replays", str(max_replays)]
+    if include_expired:
+        words += ["--include-expired"]
     words += ["--operator", operator or "NAME"]
     return shlex.join(words)
 
@@ -244,14 +252,18 @@ def _well_formed(entry: Any) -> bool:
     return isinstance(count, int) and not isinstance(count, bool)
 
 
-def refusal(letter: dict[str, Any], max_replays: int, sources: Collection[str]) -> str | None:
+def refusal(
+    letter: dict[str, Any], max_replays: int, sources: Collection[str], include_expired: bool = False
+) -> str | None:
     """Why a dead letter must stay in the queue, or None when it may be replayed (to its
-    ``original_queue``, one of ``sources``)."""
+    ``original_queue``, one of ``sources``). An expired one (TTL) stays unless ``include_expired``."""
     shape = letter.get("x_death")
     if shape == "missing":
         return "no_x_death"
     if shape != "ok":
         return BAD_X_DEATH
+    if letter.get("reason") == EXPIRED and not include_expired:
+        return EXPIRED
     if letter["original_queue"] not in sources:
         return NOT_A_SOURCE
     if letter["replays"] >= max_replays:
@@ -382,6 +394,11 @@ class RabbitMQ:
         with self._session(queue) as conn:
             return self._depth(conn.channel(), queue)
 
+    def consumers(self, queue: str) -> int:
+        """Consumers attached to ``queue`` now (QueueNotFound when there is no such queue)."""
+        with self._session(queue) as conn:
+            return int(conn.channel().queue_declare(queue, passive=True).method.consumer_count)
+
     def peek(self, queue: str, n: int) -> list[dict[str, Any]]:
         """Up to ``n`` messages from the head of ``queue``, described by :func:`describe`. Each is
         taken unacked and every one is put back (requeued, in place) before returning; if this
@@ -402,18 +419,22 @@ class RabbitMQ:
         limit: int | None = None,
         max_replays: int = 3,
         dry_run: bool = False,
+        include_expired: bool = False,
         progress: Progress | None = None,
         progress_every: int = 100,
     ) -> ReplayResult:
         """Republish the dead letters of ``queue`` to the queues they died in, each only when
         that queue is one of ``sources`` (see the module docstring for every guarantee).
         ``limit``: at most this many (default: until the queue is empty). ``dry_run``: classify
-        them as :meth:`peek` does and change nothing. ``progress(result, expected)`` is called
+        them as :meth:`peek` does and change nothing. ``include_expired``: replay expired (TTL) dead
+        letters too (by default they stay). ``progress(result, expected)`` is called
         every ``progress_every`` messages."""
         started = time.monotonic()
         with self._session(queue) as conn:
             take = conn.channel()
-            result = ReplayResult(queue, self.where, dry_run, max_replays, limit, self._depth(take, queue))
+            result = ReplayResult(
+                queue, self.where, dry_run, max_replays, limit, self._depth(take, queue), include_expired
+            )
             result.sources = sources
             if dry_run:
                 self._classify(take, result)
@@ -427,7 +448,7 @@ class RabbitMQ:
         for got in self._take(take, result.queue, result.limit):
             letter = describe(*got)
             result.considered += 1
-            reason = refusal(letter, result.max_replays, result.sources.queues)
+            reason = refusal(letter, result.max_replays, result.sources.queues, result.include_expired)
             if reason:
                 result.refused[reason] += 1
             else:
@@ -474,7 +495,9 @@ class RabbitMQ:
         letter = describe(method, props, body)
         result.considered += 1
         reason = (
-            "dead_again" if letter["replay_run"] == run else refusal(letter, result.max_replays, result.sources.queues)
+            "dead_again"
+            if letter["replay_run"] == run
+            else refusal(letter, result.max_replays, result.sources.queues, result.include_expired)
         )
         target = ("", letter["original_queue"])  # the queue it died in, never the header's exchange or keys
         if reason is None:

@@ -111,6 +111,10 @@ class RabbitMQSettings(_Section):
 
     depth_warn: int = 100
     """DLQ depth that the DLQBacklog alert fires above."""
+    quiet_s: float = Field(default=600.0, gt=0)
+    """No dead letter for this long (its x-death time), with consumers on the queue they came
+    from: the consumer works again and the dlq-backlog runbook recommends a replay. Less: the
+    consumer is taken as still failing, and replaying would only send them back."""
 
 
 class RpcProvider(_Section):
@@ -507,7 +511,13 @@ class MonitoringSettings(_Section):
     smtp_smarthost: str = "smtp.omnihub.dev:587"
     """SMTP server (host:port) for the digest."""
     smtp_auth_password_file: str = "/etc/alertmanager/secrets/smtp-password"  # noqa: S105 (a path)
-    """SMTP password, as a file."""
+    """SMTP password, as a file (the login is email_from); no such file: no login."""
+    smtp_require_tls: bool = True
+    """``runbook digest --send`` upgrades the SMTP connection with STARTTLS (and refuses a server
+    that does not offer it) before it logs in or sends; a smarthost on port 465 is TLS from the start."""
+    digest_at: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    """UTC time of day (HH:MM) the daily digest is scheduled at (the CronJob's schedule); the
+    digest's window ends at the latest such time, so each one covers one whole day."""
 
 
 class Settings(_Section):

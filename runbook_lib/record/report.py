@@ -145,7 +145,6 @@ def markdown(report: Report, now: datetime | None = None) -> str:
     inc = rec.get("incident")
     rows = incident.status(inc, now, incident.record_resolved_at(rec), incident.reported(rec.get("events") or []))
     findings = worst_first([f for f in rec.get("findings") or [] if f.get("verdict") != "unchecked"])
-    causes = [f for f in findings if f.get("role") == "cause"]
     lines = [
         f"# Incident report: {_md(labels.get('alertname') or rec.get('runbook'))} ({rec['id']})",
         "",
@@ -179,9 +178,15 @@ def markdown(report: Report, now: datetime | None = None) -> str:
     lines += ["", "## Findings", ""]
     lines += [f"- **{f['verdict'].upper()}** {_md(f.get('check'))}: {_md(f.get('summary'))}" for f in findings]
     lines += ["", "## Root cause (TO COMPLETE)", ""]
-    lines += [f"- Pre-filled from the diagnosis: {_md(f.get('summary'))}" for f in causes] or [
-        "- The runbook named no cause: TO COMPLETE."
-    ]
+    # The diagnosis's cause line (the leading cause finding and its code), never every finding
+    # that calls itself a cause: a stale or superseded one would become the report's root cause.
+    if d.get("cause"):
+        code = f" (cause code: {_md(d['cause_code'])})" if d.get("cause_code") else ""
+        lines.append(f"- Pre-filled from the diagnosis: {_md(d['cause'])}{code}")
+    elif d.get("cause_code"):
+        lines.append(f"- Pre-filled from the diagnosis: cause code {_md(d['cause_code'])}; the details: TO COMPLETE.")
+    else:
+        lines.append("- The runbook named no cause: TO COMPLETE.")
     symptom = d.get("symptom") or "no symptom recorded"
     lines += ["", "## Impact (TO COMPLETE)", "", f"- Pre-filled from the diagnosis: {_md(symptom)}"]
     if (fired := when(alert.get("startsAt"))) and (ended := when(incident.record_resolved_at(rec))):

@@ -210,6 +210,18 @@ def test_names_the_lagging_and_the_dead_providers_and_never_shows_the_key(nodes,
     assert "recommended: Option 1 — Switch the primary RPC provider" in diagnosis["headline"]
     switch = action(record)
     assert switch["status"] == "proposed" and switch["recommended"] is True and switch["plan"]["to"] == "node-b"
+    codes = {(f["check"], f["details"].get("provider")): f.get("cause") for f in record["findings"] if f.get("cause")}
+    assert codes == {
+        ("Block lag", "node-a"): "rpc_lagging",
+        ("Block lag", "catching-up"): "rpc_lagging",
+        ("Dead providers", "dead"): "rpc_down",
+        ("Dead providers", "hung"): "rpc_down",
+        ("Dead providers", "wrong-path"): "rpc_errors",
+        ("Dead providers", "rate-limited"): "rpc_errors",
+        ("Chain id", "other-chain"): "rpc_wrong_chain",
+    }
+    assert diagnosis["cause_code"] == "rpc_lagging" and diagnosis["recommended_action"]["name"] == "switch_rpc_provider"
+    assert [a["name"] for a in record["actions"] if a["recommended"]] == ["switch_rpc_provider"], "one recommendation"
 
     files = {name: (result.path / name).read_text() for name in ("record.json", "record.html", "notebook.ipynb")}
     for name, text in files.items():

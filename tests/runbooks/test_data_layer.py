@@ -69,6 +69,8 @@ def test_database_down_tells_refused_auth_and_too_many_connections_apart(run, cl
     wrong = run("database-down", cluster.dsn(password="not-the-password"))
     f = finding(wrong, "PostgreSQL connection")
     assert f["verdict"] == "critical" and f["role"] == "cause" and f["details"]["failure"] == "auth"
+    assert wrong["diagnosis"]["cause_code"] == "auth_failed"
+    assert wrong["diagnosis"]["recommended_action"]["name"] == "escalate"
     assert "Authentication failed" in f["summary"] and "not-the-password" not in json.dumps(wrong)
 
     slots = []
@@ -84,11 +86,13 @@ def test_database_down_tells_refused_auth_and_too_many_connections_apart(run, cl
             conn.close()
     assert len(slots) >= 25
     assert finding(full, "PostgreSQL connection")["details"]["failure"] == "too_many_connections"
+    assert full["diagnosis"]["cause_code"] == "connections_exhausted"
 
     nobody = run("database-down", "postgresql://runbook:secret-pw@127.0.0.1:9/omnihub")  # nothing listens on 9
     f = finding(nobody, "PostgreSQL connection")
     assert f["details"]["failure"] == "refused" and nobody["diagnosis"]["verdict"] == "critical"
     assert nobody["diagnosis"]["incomplete"] is False, "a refusal is the diagnosis, not a gap"
+    assert nobody["diagnosis"]["cause_code"] == "server_down"
 
 
 def test_database_down_on_a_stopped_cluster_and_on_a_standby(run, pair: tuple[Cluster, Cluster]) -> None:
@@ -148,8 +152,11 @@ def test_high_connections_names_the_application_and_its_idle_transactions(run, c
         idle = finding(record, "Idle in transaction")
         assert idle["details"]["count"] == 8 and idle["details"]["over_threshold"] == 8
         assert idle["details"]["application"] == "workflow-worker"
+        assert record["diagnosis"]["cause_code"] == "pool_exhausted", "24 of 25 sessions: its pool, 8 of them leaking"
+        assert "idle_in_transaction_leak" in record["diagnosis"]["causes"]
         proposed = action(record, "terminate_idle")
         assert proposed["status"] == "proposed" and proposed["recommended"] is True
+        assert "application_name = 'workflow-worker'" in proposed["command"], "only the leaking application's"
         assert "pg_terminate_backend" in proposed["command"] and sorted(proposed["plan"]["pids"]) == sorted(
             held.idle_pids
         )
@@ -193,7 +200,7 @@ def test_migration_failure_names_the_blocker_the_relation_and_the_invalid_index(
     with dbfaults.blocked_migration(fresh_db) as fault:
         record = run("database-migration-failure", fresh_db)
         locks = finding(record, "Lock waits")
-        assert locks["verdict"] == "critical" and locks["role"] == "cause"
+        assert locks["verdict"] == "critical" and locks["role"] == "cause" and locks["cause"] == "lock_blocker"
         d = locks["details"]
         assert d["root_blocker"] == fault.blocker_pid and d["relation"] == "workflows"
         assert {fault.migration_pid, fault.reader_pid} <= set(d["blocked"]) and d["wants"] == "AccessExclusiveLock"
@@ -231,6 +238,7 @@ def test_data_corruption_names_the_table_and_the_check(run, fresh_db: str) -> No
     assert named["workflows"]["orphans"] == 3 and named["workflows"]["integrity_check"] == "foreign_keys"
     assert named["approval_queue"]["orphans"] == 2 and "workflows" in named["approval_queue"]["foreign_key"]
     assert all(f["role"] == "cause" for f in orphans) and record["diagnosis"]["verdict"] == "critical"
+    assert record["diagnosis"]["cause_code"] == "orphan_rows"
     assert finding(record, "Index consistency (amcheck)")["verdict"] == "ok"
     safe = action(record, "safe_mode")
     assert safe["recommended"] is True and action(record, "record_baseline")["recommended"] is False
@@ -260,6 +268,7 @@ def test_a_recorded_baseline_catches_rows_deleted_from_an_append_only_table(run,
     record = run("data-corruption", fresh_db)
     lost = [f for f in record["findings"] if f["check"] == "Row counts" and f["verdict"] == "critical"]
     assert len(lost) == 1 and lost[0]["details"]["table"] == "audit_logs" and lost[0]["role"] == "cause"
+    assert record["diagnosis"]["cause_code"] == "row_count_drop"
     assert lost[0]["details"] == {
         **lost[0]["details"],
         "integrity_check": "row_counts",
@@ -306,6 +315,31 @@ def test_approval_backlog_names_the_stalled_expiry_and_expires_only_with_approva
     assert action(record, "approve_items")["status"] == "refused", "approving needs named items"
 
 
+def test_approvals_nobody_decides_name_absent_approvers_and_a_3h_wait_reads_3h00m(run, fresh_db: str) -> None:
+    """No item past its expiry, nothing decided for 3 hours: approvers_absent (once a code the
+    vocabulary did not know, which failed the run), escalate; the oldest item, 3 h 0 min 32 s
+    old, reads "3h00m" (once "3h32s", read as 3 h 32 min)."""
+    dbfaults.approval_backlog(fresh_db, pending=60, past_expiry=0, hours_old=3)
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute(
+            "UPDATE approval_queue SET requested_at = now() - interval '3 hours 32 seconds'"
+            " WHERE id = (SELECT id FROM approval_queue WHERE status = 'pending' ORDER BY requested_at LIMIT 1)"
+        )
+    record = run("approval-queue-backlog", fresh_db, alertname="ApprovalQueueBacklog")
+    flow = finding(record, "Approval flow")
+    assert flow["role"] == "cause" and flow["cause"] == "approvers_absent" and "nobody is reviewing" in flow["summary"]
+    d = record["diagnosis"]
+    assert d["cause_code"] == "approvers_absent" and d["recommended_action"]["name"] == "escalate"
+    assert action(record, "expire_items")["recommended"] is False, "nothing is past its expiry"
+    backlog = finding(record, "Approval backlog")
+    assert 3 * 3600 + 30 <= backlog["details"]["oldest_s"] < 3 * 3600 + 59
+    assert "the oldest waiting 3h00m" in backlog["summary"], backlog["summary"]
+    import re
+
+    for text in (backlog["summary"], d["headline"], json.dumps(record["findings"])):
+        assert not re.search(r"\b\d+h\d+s\b", text), text
+
+
 # -- kill-switch-active -----------------------------------------------------------------------------------
 def test_kill_switch_says_who_when_why_and_what_waits(run, fresh_db: str) -> None:
     dbfaults.enable_kill_switch(fresh_db, "carol@omnihub.test", "suspicious trades on venue X", queued_after=5)
@@ -321,6 +355,60 @@ def test_kill_switch_says_who_when_why_and_what_waits(run, fresh_db: str) -> Non
     assert held["details"]["queued_since"] == 5
     off = action(record, "disable_kill_switch")
     assert off["status"] == "proposed" and off["recommended"] is False
+    d = record["diagnosis"]
+    assert d["cause_code"] == "switch_audited" and d["recommended_action"]["name"] == "escalate"
+    assert "carol@omnihub.test" in d["recommended_action"]["title"], "escalate to whoever switched it on"
+
+
+def test_a_kill_switch_turned_on_by_sql_names_no_one_from_an_older_audit_row(run, fresh_db: str) -> None:
+    """Switched on by an UPDATE 25 minutes ago, no audit row; the audit history holds an older
+    enable (3 days) and the seed's newer disable (alice, 2 days, "drill over"). The record once
+    said "ON since 2 days ago, switched by alice (emergency_control.disable): drill over"."""
+    dbfaults.kill_switch_by_sql(fresh_db, updated_by="postgres", reason="manual", minutes_ago=25, queued_after=4)
+    record = run("kill-switch-active", fresh_db, alertname="KillSwitchEnabled")
+    switch = finding(record, "OMNIHUB_KILL_SWITCH")
+    assert switch["verdict"] == "critical" and switch["role"] == "cause" and switch["cause"] == "switch_unaudited"
+    details = switch["details"]
+    assert details["audited"] is False and details["actor"] is None and details["updated_by"] == "postgres"
+    assert "alice" not in switch["summary"] and "drill" not in switch["summary"]
+    assert "no audit_logs row explains it" in switch["summary"] and "'postgres'" in switch["summary"]
+    assert "was a disable" in details["why_unaudited"]
+    with psycopg.connect(fresh_db) as conn:
+        since_switch, since_days = conn.execute(
+            "SELECT count(*) FILTER (WHERE created_at >= now() - interval '25 minutes'),"
+            " count(*) FILTER (WHERE created_at >= now() - interval '2 days') FROM workflows WHERE status = 'queued'"
+        ).fetchone()
+    held = finding(record, "Work held")
+    assert since_switch < since_days, "the 4 queued 50 minutes ago are before the switch"
+    assert held["details"]["queued_since"] == since_switch, "counted from the row's change 25 min ago, not 2 days"
+    d = record["diagnosis"]
+    assert d["cause_code"] == "switch_unaudited" and d["recommended_action"]["name"] == "escalate"
+    assert "alice" not in d["headline"] and "drill over" not in d["headline"]
+    assert action(record, "disable_kill_switch")["recommended"] is False, "never switched off automatically"
+
+
+def test_an_enable_older_than_the_state_row_does_not_explain_it(run, fresh_db: str) -> None:
+    """The newest audited change is an enable, but from 3 days ago; the row changed 25 minutes
+    ago and no audit row explains that."""
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("DELETE FROM audit_logs WHERE resource_type = 'emergency_control'")
+    dbfaults.kill_switch_by_sql(fresh_db, updated_by="postgres", minutes_ago=25)
+    record = run("kill-switch-active", fresh_db, alertname="KillSwitchEnabled")
+    switch = finding(record, "OMNIHUB_KILL_SWITCH")
+    assert switch["cause"] == "switch_unaudited" and "older than the state row" in switch["details"]["why_unaudited"]
+    assert "alice" not in switch["summary"] and "quarterly drill" not in switch["summary"]
+
+
+def test_the_report_pre_fills_the_diagnosis_cause(run, fresh_db: str) -> None:
+    from runbook_lib.record import report
+
+    dbfaults.kill_switch_by_sql(fresh_db, minutes_ago=25)
+    record = run("kill-switch-active", fresh_db, alertname="KillSwitchEnabled")
+    text = report.markdown(report.Report(record=record, timeline=[], audit_note="", checklist=[]))
+    root = text.split("## Root cause (TO COMPLETE)")[1].split("##")[0]
+    assert "switch\\_unaudited" in root or "switch_unaudited" in root, root
+    assert "no audit\\_logs row explains it" in root or "no audit_logs row explains it" in root, root
+    assert "alice" not in root and "drill over" not in root
 
 
 def test_disabling_the_kill_switch_needs_a_reason_an_approval_and_is_audited(fresh_db: str, archive_dir: Path) -> None:
@@ -365,10 +453,18 @@ def test_the_dr_drill_passes_on_the_sandbox_database_and_leaves_nothing_behind(
     assert action(proposed, "dr_drill")["status"] == "proposed" and not (
         scratch_databases(drill_server) - scratch_before
     )
+    # diagnose mode: the record leads with the drill's name, and the five steps it did not run are one line
+    assert proposed["diagnosis"]["headline"].startswith("INFO — DR drill database-restore: not run (proposed")
+    not_run = [f for f in proposed["findings"] if "not run" in f["summary"].lower()]
+    assert [f["check"] for f in not_run] == ["Steps not run", "DR drill verdict"], not_run
+    steps = ["Backup", "Failure declared", "Restore", "Verification", "RPO and RTO"]
+    assert not_run[0]["details"]["steps"] == steps and all(s in not_run[0]["summary"] for s in steps)
     record = run("dr-drill-database-restore", fresh_db, **DRILL)
     verdict = finding(record, "DR drill verdict")
     d = verdict["details"]
-    assert d["drill_verdict"] == "PASS" and verdict["verdict"] == "ok" and "PASS" in record["diagnosis"]["headline"]
+    assert d["drill_verdict"] == "PASS" and verdict["verdict"] == "ok"
+    assert record["diagnosis"]["headline"].startswith("OK — DR drill database-restore: PASS: ")
+    assert "Steps not run" not in [f["check"] for f in record["findings"]]
     assert 0 <= d["rpo_s"] <= d["rpo_target_s"] == 900 and 0 < d["rto_s"] <= d["rto_target_s"] == 3600
     assert d["tables"]["workflows"] == {"source": 300, "restored": 300}
     restored = finding(record, "Restore")["details"]["scratch"]

@@ -178,7 +178,7 @@ def test_dlq_backlog_names_the_queue_the_reason_and_the_count_and_loses_nothing(
     depth = finding(record, "Dead-letter queue depth")
     assert depth["details"] == {"queue": DLQ, "messages": 37, "threshold": 100} and depth["role"] == "symptom"
     cause = finding(record, "Dead letters by reason")
-    assert cause["role"] == "cause" and cause["verdict"] == "warning"
+    assert cause.get("role") is None and cause["verdict"] == "warning", "what died is evidence; step 4 says why"
     details = cause["details"]
     assert details["original_queue"] == WORK_QUEUE and details["reason"] == "rejected"
     assert details["count"] == 37 and details["sampled"] == 37
@@ -187,8 +187,13 @@ def test_dlq_backlog_names_the_queue_the_reason_and_the_count_and_loses_nothing(
     assert "37 of 37" in cause["summary"] and WORK_QUEUE in cause["summary"] and "rejected" in cause["summary"]
     trend = finding(record, "Dead-letter queue trend")
     assert trend["verdict"] == "unchecked" and trend["summary"].startswith("Prometheus: "), "no Prometheus here"
+    consumer = finding(record, "Consumer of the dead letters' queue")
+    assert consumer["cause"] == "no_consumer" and consumer["verdict"] == "critical"
+    assert consumer["details"]["consumers"] == 0 and consumer["details"]["source"] == WORK_QUEUE
+    assert record["diagnosis"]["cause_code"] == "no_consumer"
+    assert record["diagnosis"]["recommended_action"]["name"] == "escalate"
     proposed = action(record)
-    assert proposed["status"] == "proposed" and proposed["recommended"] is True
+    assert proposed["status"] == "proposed" and proposed["recommended"] is False, "nobody would take them"
     assert (
         proposed["command"]
         == "runbook dlq replay --queue dead_letter_queue --limit 100 --max-replays 3 --operator NAME"
@@ -224,6 +229,70 @@ def test_the_trend_comes_from_prometheus_and_is_info_when_absent(
         )
     finally:
         prom.stop()
+
+
+def test_a_consumer_still_rejecting_is_named_and_no_replay_is_recommended(vhost: str, run) -> None:
+    """Once the runbook recommended replaying while the consumer still failed: the letters came
+    straight back."""
+    from tests.faults.cases.workflows import consuming
+
+    url = url_for(vhost)
+    dead_letter(url, 20)
+    with consuming(url, WORK_QUEUE, fail=True, publish_every_s=0.3):
+        time.sleep(1)
+        record = run("DLQBacklog")
+    consumer = finding(record, "Consumer of the dead letters' queue")
+    assert consumer["cause"] == "consumer_failing" and consumer["verdict"] == "critical"
+    assert consumer["details"]["consumers"] == 1 and consumer["details"]["still_arriving"] is True
+    assert record["diagnosis"]["cause_code"] == "consumer_failing"
+    assert action(record)["recommended"] is False
+    assert record["diagnosis"]["recommended_action"]["name"] == "escalate"
+    assert WORK_QUEUE in record["diagnosis"]["recommended_action"]["title"]
+
+
+def test_a_consumer_that_works_again_gets_its_dead_letters_replayed(
+    vhost: str, run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No dead letter for longer than rabbitmq.quiet_s (2 s here) and a consumer attached."""
+    from tests.faults.cases.workflows import consuming
+    from tests.helpers import own_parameters
+
+    own_parameters(tmp_path, monkeypatch, "rabbitmq:\n  quiet_s: 2\n")
+    url = url_for(vhost)
+    dead_letter(url, 20)
+    with consuming(url, WORK_QUEUE, fail=False):
+        time.sleep(3.5)
+        record = run("DLQBacklog")
+    consumer = finding(record, "Consumer of the dead letters' queue")
+    assert consumer["cause"] == "consumer_recovered" and consumer["details"]["still_arriving"] is False
+    assert record["diagnosis"]["cause_code"] == "consumer_recovered"
+    assert action(record)["recommended"] is True
+    assert record["diagnosis"]["recommended_action"]["name"] == "dlq_replay"
+
+
+def test_expired_dead_letters_are_counted_apart_and_not_replayed_unless_asked(vhost: str, run, fresh_db: str) -> None:
+    url = url_for(vhost)
+    conn, ch = channel(url)
+    ch.queue_declare("expiring", arguments={"x-dead-letter-exchange": "dlx", "x-message-ttl": 0})
+    for i in range(30):
+        ch.basic_publish("", "expiring", b"x", pika.BasicProperties(message_id=f"exp-{i}"))
+    conn.close()
+    wait_depth(url, DLQ, 30)
+    dead_letter(url, 5)
+    record = run("DLQBacklog")
+    letters = finding(record, "Dead letters by reason")["details"]
+    assert (letters["expired"], letters["replayable"]) == (30, 5) and "30 expired (TTL" in finding(
+        record, "Dead letters by reason"
+    )["summary"]
+    consumer = finding(record, "Consumer of the dead letters' queue")
+    assert consumer["cause"] == "messages_expired" and record["diagnosis"]["cause_code"] == "messages_expired"
+    assert action(record)["recommended"] is False
+    dry = cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json")
+    assert json.loads(dry.stdout)["refused_by_reason"] == {"expired": 30} and json.loads(dry.stdout)["replayed"] == 5
+    both = cli("dlq", "replay", "--queue", DLQ, "--dry-run", "--json", "--include-expired")
+    assert json.loads(both.stdout)["replayed"] == 35 and json.loads(both.stdout)["include_expired"] is True
+    res = cli("dlq", "replay", "--queue", DLQ, "--operator", "alice", "--json", env={"RUNBOOK_POSTGRES_DSN": fresh_db})
+    assert json.loads(res.stdout)["replayed"] == 5 and wait_depth(url, DLQ, 30) == 30, "the expired stay"
 
 
 # -- the replay tool --------------------------------------------------------------------------------
@@ -313,7 +382,9 @@ def test_max_replays_no_x_death_and_dead_again_stay_in_the_queue(vhost: str) -> 
         ch.basic_publish("", "expiring", b"x", pika.BasicProperties(message_id=f"exp-{i}"))
     conn.close()
     wait_depth(url, DLQ, 50)
-    looped = RabbitMQ(url).replay(DLQ, SOURCES)
+    kept = RabbitMQ(url).replay(DLQ, SOURCES)
+    assert (kept.replayed, dict(kept.refused)) == (0, {"expired": 50}), "expired ones stay unless asked"
+    looped = RabbitMQ(url).replay(DLQ, SOURCES, include_expired=True)
     assert looped.replayed == 50 and set(looped.refused) <= {"dead_again"}
     back = drain(url, DLQ) if wait_depth(url, DLQ, 50) == 50 else []
     assert len(back) == 50 and {h[REPLAY_HEADER] for _, h in back} == {1}

@@ -204,3 +204,39 @@ def _wait_until_waiting(dsn: str, pid: int, timeout_s: float = 10) -> None:
                 return
             time.sleep(0.05)
     raise TimeoutError(f"session {pid} never started waiting on a lock")
+
+
+def kill_switch_by_sql(
+    dsn: str,
+    updated_by: str = "postgres",
+    reason: str = "manual",
+    minutes_ago: float = 25,
+    queued_after: int = 0,
+    enabled_before: tuple[str, str, float] | None = ("alice@omnihub.test", "quarterly drill", 3 * 24 * 60),
+) -> None:
+    """OMNIHUB_KILL_SWITCH switched on ``minutes_ago`` minutes ago by an UPDATE run straight on
+    the database (no audit_logs row), behind an audit history that tells another story: the
+    seed's disable by alice two days ago ("drill over") and, with ``enabled_before`` (actor,
+    reason, minutes ago), an older audited enable. Then ``queued_after`` workflows queue, and
+    as many queued before the switch."""
+    with psycopg.connect(dsn) as conn:
+        if enabled_before:
+            actor, why, before = enabled_before
+            conn.execute(
+                "INSERT INTO audit_logs (created_at, actor, action, resource_type, resource_id, outcome, source, details)"
+                " VALUES (now() - %s * interval '1 minute', %s, 'emergency_control.enable', 'emergency_control',"
+                " 'OMNIHUB_KILL_SWITCH', 'succeeded', 'app', jsonb_build_object('reason', %s::text))",
+                (before, actor, why),
+            )
+        conn.execute(
+            "UPDATE emergency_controls SET omnihub_kill_switch = true, reason = %s, updated_by = %s,"
+            " updated_at = now() - %s * interval '1 minute'",
+            (reason, updated_by, minutes_ago),
+        )
+        for i in range(queued_after):
+            for age, tag in ((minutes_ago / 2, "held"), (minutes_ago * 2, "before")):
+                conn.execute(
+                    "INSERT INTO workflows (name, status, created_by, created_at) VALUES (%s, 'queued',"
+                    " '00000000-0000-4000-8000-000000000002', now() - %s * interval '1 minute')",
+                    (f"{tag}-{i}", age),
+                )

@@ -84,11 +84,11 @@ def approval_flow(rb: RunbookLike, backlog: Backlog) -> Result:
             "not running (it would have marked them expired). "
         )
     if backlog.pending and (since is None or since > rb.thresholds.approval_age_warn_s):
-        cause = cause or "no_reviewers"
+        cause = cause or "approvers_absent"
         last = "never" if since is None else f"{duration(since)} ago"
         text += f"No approval has been decided since {last}: nobody is reviewing the queue."
     elif f["arrived_last_hour"] > max(2 * f["decided_last_hour"], 5):
-        cause = cause or "arrivals_outpace_decisions"
+        cause = cause or "approvals_outpaced"
         text += (
             f"{f['arrived_last_hour']} requested in the last hour against {f['decided_last_hour']} decided: "
             "reviewers are not keeping up (a burst of requests, or too few reviewers on shift)."

@@ -82,6 +82,11 @@ class Providers(Result):
         return f"the primary {self.primary} is {now} and {self.target} is healthy"
 
 
+# Dead providers whose server answered, with an error (a status, a body that is not JSON, a
+# JSON-RPC error such as a rate limit): rpc_errors; the others (refused, DNS, timeout, TLS): rpc_down.
+ANSWERS_WITH_ERRORS = ("http_status", "not_json", "jsonrpc")
+
+
 @dataclass
 class Named(Result):
     names: list[str] = field(default_factory=list)
@@ -187,6 +192,7 @@ def dead(rb: RunbookLike, rpc: Providers) -> Named:
             "critical" if s.primary else "warning",
             f"{_who(s)} is down ({s.error_class}): {s.error}.",
             role="cause",
+            cause="rpc_errors" if s.error_class in ANSWERS_WITH_ERRORS else "rpc_down",
             provider=s.name,
             primary=s.primary,
             error_class=s.error_class,
@@ -222,6 +228,7 @@ def chains(rb: RunbookLike, rpc: Providers) -> Named:
             "critical" if s.primary else "warning",
             f"{_who(s)} is on chain {s.chain_id}, not {rpc.expected_chain} ({_chain_source(rpc)}).",
             role="cause",
+            cause="rpc_wrong_chain",
             provider=s.name,
             primary=s.primary,
             chain_id=s.chain_id,
@@ -252,7 +259,12 @@ def lag(rb: RunbookLike, rpc: Providers) -> Named:
     behind = [s for s in rpc.states if s.state in ("lagging", "syncing")]
     for s in behind:
         rb.finding(
-            "Block lag", _lag_verdict(s, cfg.block_lag_critical), _lag_text(s, rpc), role="cause", **_lag(s, rpc)
+            "Block lag",
+            _lag_verdict(s, cfg.block_lag_critical),
+            _lag_text(s, rpc),
+            role="cause",
+            cause="rpc_lagging",
+            **_lag(s, rpc),
         )
     if not behind and rpc.best:
         rb.finding(
@@ -263,6 +275,23 @@ def lag(rb: RunbookLike, rpc: Providers) -> Named:
             best_block=rpc.best_block,
         )
     return Named(names=[s.name for s in behind])
+
+
+def decision(rb: RunbookLike, rpc: Providers) -> None:
+    """The record's one recommendation when Option 1 (switch provider) is not it: escalate when
+    the primary is not healthy and no healthy provider can take over (the diagnosis says "none"
+    by itself when nothing is wrong)."""
+    if not rpc.checked or rpc.switch_recommended:
+        return
+    primary = rpc.state_of(rpc.primary)
+    if primary is not None and primary.state == HEALTHY:
+        return
+    now = primary.state.replace("_", " ") if primary else "not a configured provider"
+    rb.escalate(
+        f"the primary {rpc.primary} is {now} and no healthy provider can take over: pause deposits and "
+        "withdrawals, open a ticket with the provider",
+        to="the blockchain team",
+    )
 
 
 # -- wording ----------------------------------------------------------------------------------------------

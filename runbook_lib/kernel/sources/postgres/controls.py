@@ -17,11 +17,12 @@ CONTROL_NAMES = {
 
 
 _CONTROL_HISTORY = """
-SELECT DISTINCT ON (resource_id) resource_id AS control, created_at AS changed_at, actor, action,
+SELECT resource_id AS control, created_at AS changed_at, actor, action,
        coalesce(details->>'reason', details->'plan'->>'reason', '') AS reason
 FROM audit_logs
 WHERE resource_type = 'emergency_control' AND coalesce(outcome, 'succeeded') = 'succeeded'
-ORDER BY resource_id, created_at DESC
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
 """
 
 _HELD = """
@@ -39,9 +40,22 @@ def controls(pg: Postgres) -> dict[str, Any]:
     return pg.emergency_controls()
 
 
-def control_history(pg: Postgres) -> pd.DataFrame:
-    """For each control, its latest successful change in audit_logs: when, who, what, why."""
-    return pg.query(_CONTROL_HISTORY)
+def control_history(pg: Postgres, limit: int = 200) -> pd.DataFrame:
+    """The latest ``limit`` successful changes of any control in audit_logs, newest first: which
+    control, when, who, what (the audit action), why."""
+    return pg.query(_CONTROL_HISTORY, {"limit": limit})
+
+
+def turns_on(action: str) -> bool | None:
+    """What an audit action did to its control: True (switched it on), False (off), None (cannot
+    tell). The application writes ``emergency_control.enable`` / ``.disable``; the runbooks'
+    options ``runbook.safe_mode`` (on) and ``runbook.disable_kill_switch`` (off)."""
+    name = action.lower()
+    if "disable" in name or name.endswith((".off", "_off")):
+        return False
+    if "enable" in name or name.endswith((".on", "_on", ".safe_mode")):
+        return True
+    return None
 
 
 def held_work(pg: Postgres, since: Any) -> dict[str, Any]:
