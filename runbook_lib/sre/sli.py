@@ -48,15 +48,18 @@ def for_slo(spec: SLOSpec, m: MetricNames) -> SLI | None:
         up = selector(m.database_up)
         ratio = lambda w: f"1 - avg(avg_over_time({up}[{_window(w)}]))"  # noqa: E731
         return SLI(spec.name, f"share of time {m.database_up} is 0", ratio, up)
+    # the API's SLIs count the API's requests only (metrics.api_job): another job's requests
+    # under the same metric name are not the API's availability or latency
+    job = {label_name(m.job_label): m.api_job}
     if spec.sli == "availability":
         status = label_name(m.status_label)
-        bad = selector(m.http_requests, **{status: ("=~", m.error_status_regex)})
-        every = selector(m.http_requests)
+        bad = selector(m.http_requests, **job, **{status: ("=~", m.error_status_regex)})
+        every = selector(m.http_requests, **job)
         return SLI(spec.name, f"{m.error_status_regex} responses / all requests", _ratio(bad, every), every)
     if spec.sli == "latency":
         threshold = float(spec.extra.get("threshold_seconds", 0.5))
-        fast = selector(f"{m.latency_histogram}_bucket", le=le_matcher(threshold))
-        count = selector(f"{m.latency_histogram}_count")
+        fast = selector(f"{m.latency_histogram}_bucket", **job, le=le_matcher(threshold))
+        count = selector(f"{m.latency_histogram}_count", **job)
         ratio = lambda w: f"1 - sum(increase({fast}[{_window(w)}])) / sum(increase({count}[{_window(w)}]))"  # noqa: E731
         return SLI(spec.name, f"requests slower than {threshold:g}s / all requests", ratio, count)
     outcomes = {"workflow_success": m.workflows_total, "execution_success": m.executions_total}

@@ -242,7 +242,9 @@ def _one_tier(text: str, rate: float) -> str:
     """The burn-rate rules with only the tier at ``rate`` (so expectations name one alert)."""
     doc = yaml.safe_load(text)
     for group in doc["groups"]:
-        group["rules"] = [r for r in group["rules"] if r["labels"]["burn_rate"] == f"{rate:g}x"]
+        group["rules"] = [
+            r for r in group["rules"] if r["alert"] == "ErrorBudgetBurn" and r["labels"]["burn_rate"] == f"{rate:g}x"
+        ]
     return yaml.safe_dump(doc)
 
 
@@ -295,15 +297,15 @@ def _gauge(series: str, value: float, minutes: int) -> dict[str, str]:
     return {"series": series, "values": f"{value}x{minutes}"}
 
 
-def _latency(share_over_1s: float, minutes: int) -> list[dict[str, str]]:
+def _latency(share_over_1s: float, minutes: int, job: str = 'job="api-gateway"') -> list[dict[str, str]]:
     """Buckets where ``share_over_1s`` of requests take between 1 s and 2.5 s."""
     n = 1000.0
     fast = n * (1 - share_over_1s)
     return [
-        {"series": 'http_request_duration_seconds_bucket{le="0.5"}', "values": f"0+{fast:.3f}x{minutes}"},
-        {"series": 'http_request_duration_seconds_bucket{le="1"}', "values": f"0+{fast:.3f}x{minutes}"},
-        {"series": 'http_request_duration_seconds_bucket{le="2.5"}', "values": f"0+{n:.3f}x{minutes}"},
-        {"series": 'http_request_duration_seconds_bucket{le="+Inf"}', "values": f"0+{n:.3f}x{minutes}"},
+        {"series": f'http_request_duration_seconds_bucket{{{job},le="0.5"}}', "values": f"0+{fast:.3f}x{minutes}"},
+        {"series": f'http_request_duration_seconds_bucket{{{job},le="1"}}', "values": f"0+{fast:.3f}x{minutes}"},
+        {"series": f'http_request_duration_seconds_bucket{{{job},le="2.5"}}', "values": f"0+{n:.3f}x{minutes}"},
+        {"series": f'http_request_duration_seconds_bucket{{{job},le="+Inf"}}', "values": f"0+{n:.3f}x{minutes}"},
     ]
 
 
@@ -385,4 +387,143 @@ def test_every_rule_expression_is_accepted_by_a_real_prometheus(generated: dict[
                 except SourceError as exc:
                     rejected.append(f"{rel} {rule.get('record') or rule.get('alert')}: {exc}")
     prom.close()
-    assert count == 10 + 55 + 20 and rejected == []
+    # 10 package alerts; 5 SLOs x (8 windows + objective, budget, budget left); 5 x (4 tiers +
+    # absent) + 1 per-endpoint page
+    assert count == 10 + 5 * 11 + 5 * 5 + 1 and rejected == []
+
+
+def _endpoint_series(minutes_ok: int, minutes_dark: int) -> list[dict[str, str]]:
+    """The API at 0.06 % errors, 100 requests/s; /api/login (1 % of the traffic) answers every
+    request for ``minutes_ok`` minutes, then fails every one for ``minutes_dark``: the whole
+    API reads about 1.06 %, under the 13.44x page tier's 1.344 %."""
+    per_min_main, per_min_login = 5940.0, 60.0
+    main_err = per_min_main * 0.0006
+    series = [
+        {
+            "series": 'http_requests_total{job="api-gateway",endpoint="/api/v1/workflows",status="500"}',
+            "values": f"0+{main_err:.4f}x{minutes_ok + minutes_dark}",
+        },
+        {
+            "series": 'http_requests_total{job="api-gateway",endpoint="/api/v1/workflows",status="200"}',
+            "values": f"0+{per_min_main - main_err:.4f}x{minutes_ok + minutes_dark}",
+        },
+        {
+            "series": 'http_requests_total{job="api-gateway",endpoint="/api/login",status="200"}',
+            "values": f"0+{per_min_login}x{minutes_ok} {per_min_login * minutes_ok}+0x{minutes_dark}",
+        },
+        {
+            "series": 'http_requests_total{job="api-gateway",endpoint="/api/login",status="500"}',
+            "values": f"0+0x{minutes_ok} 0+{per_min_login}x{minutes_dark}",
+        },
+    ]
+    return series
+
+
+def test_a_dark_endpoint_pages_within_five_minutes_while_the_api_stays_under_every_tier(
+    generated: dict[str, str], tmp_path: Path
+) -> None:
+    """Before, the first page for a login page failing outright came at +195 min."""
+    ok, dark = 120, 5
+    labels = {
+        "endpoint": "/api/login",
+        "severity": "critical",
+        "slo": "api-availability",
+        "service": "api-gateway",
+        "burn_rate": "13.44x",
+        "sloth_id": "api-gateway-api-availability",
+        "sloth_service": "api-gateway",
+        "sloth_slo": "api-availability",
+    }
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": _endpoint_series(ok, dark),
+            "alert_rule_test": [
+                {"eval_time": f"{ok + 1}m", "alertname": "EndpointErrorBudgetBurn", "exp_alerts": []},
+                {
+                    "eval_time": f"{ok + dark}m",
+                    "alertname": "EndpointErrorBudgetBurn",
+                    "exp_alerts": [{"exp_labels": labels}],
+                },
+                # the whole API's tiers stay quiet: the SLO is the API's, the endpoint page finds it sooner
+                {"eval_time": f"{ok + dark}m", "alertname": "ErrorBudgetBurn", "exp_alerts": []},
+            ],
+        }
+    ]
+    promtool_test(tmp_path, _api_burn_rules(generated), tests)
+
+
+def test_a_quiet_endpoints_single_error_does_not_page(generated: dict[str, str], tmp_path: Path) -> None:
+    """An endpoint under the floor (0.2 requests/s): one failed request of a handful is 100 %
+    of its traffic, and no reason to wake anyone."""
+    minutes = 70
+    series = [
+        {
+            "series": 'http_requests_total{job="api-gateway",endpoint="/api/v1/workflows",status="200"}',
+            "values": f"0+6000x{minutes}",
+        },
+        {
+            "series": 'http_requests_total{job="api-gateway",endpoint="/admin/export",status="500"}',
+            "values": f"0+0x{minutes - 5} 1+0x5",
+        },
+        {
+            "series": 'http_requests_total{job="api-gateway",endpoint="/admin/export",status="200"}',
+            "values": f"0+1x{minutes}",
+        },
+    ]
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [{"eval_time": f"{minutes}m", "alertname": "EndpointErrorBudgetBurn", "exp_alerts": []}],
+        }
+    ]
+    promtool_test(tmp_path, _api_burn_rules(generated), tests)
+
+
+def test_another_jobs_errors_never_enter_the_apis_slo(generated: dict[str, str], tmp_path: Path) -> None:
+    """http_requests_total of another job (a batch exporter failing every request) is not the
+    API's availability: no tier, no package alert."""
+    minutes = 130
+    series = [
+        *_ratio_series(0.0002, minutes),
+        {"series": 'http_requests_total{job="batch-export",status="500"}', "values": f"0+10000x{minutes}"},
+    ]
+    quiet = [{"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": []} for name in ("ErrorBudgetBurn",)]
+    promtool_test(
+        tmp_path, _api_burn_rules(generated), [{"interval": "1m", "input_series": series, "alert_rule_test": quiet}]
+    )
+    package = [
+        {"eval_time": f"{minutes}m", "alertname": name, "exp_alerts": []}
+        for name in ("HighErrorBudgetBurnRate", "ElevatedErrorRate", "LowErrorBudget")
+    ]
+    promtool_test(
+        tmp_path,
+        {"alerts.yml": generated["prometheus/alerts.yml"]},
+        [{"interval": "1m", "input_series": series, "alert_rule_test": package}],
+    )
+
+
+def test_an_slo_whose_series_vanish_pages_instead_of_reading_no_data(generated: dict[str, str], tmp_path: Path) -> None:
+    labels = {
+        "job": "api-gateway",  # absent() keeps the selector's equality matchers
+        "severity": "critical",
+        "slo": "api-availability",
+        "service": "api-gateway",
+        "sloth_id": "api-gateway-api-availability",
+        "sloth_service": "api-gateway",
+        "sloth_slo": "api-availability",
+    }
+    series = [{"series": 'up{job="api-gateway"}', "values": "1x30"}]  # Prometheus is up; the SLI series are not
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "SLOMetricAbsent", "exp_alerts": []},
+                {"eval_time": "12m", "alertname": "SLOMetricAbsent", "exp_alerts": [{"exp_labels": labels}]},
+            ],
+        }
+    ]
+    rules = _api_burn_rules(generated)
+    promtool_test(tmp_path, rules, tests)
