@@ -34,6 +34,7 @@ examples:
   runbook records && runbook show 20261126T1403
   runbook dlq replay --queue dead_letter_queue --dry-run
   runbook slo                                      # every SLO's budget, burn rate and band now
+  runbook digest --print                           # the daily email: every alert that fired, the budgets
   runbook generate --check                         # monitoring/ up to date with the catalog?
   runbook report 20261126T1403                     # the incident report of a record, attached to the archive
   runbook oncall --weeks 4                         # who is primary, secondary, manager; the next 4 weeks
@@ -73,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runbook_lib.cli import dlq, drills, generate, oncall, records, report, runs, serve, slo, toil
+    from runbook_lib.cli import digest, dlq, drills, generate, oncall, records, report, runs, serve, slo, toil
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
@@ -86,6 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings environment: parameters/environments/ENV.yaml (default: $RUNBOOK_ENV or local)",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (runs, records, serve, dlq, slo, generate, report, oncall, toil, drills):
+    for group in (runs, records, serve, dlq, slo, digest, generate, report, oncall, toil, drills):
         group.add_parsers(sub, common, fmt)
     return parser
