@@ -82,35 +82,87 @@ def sli_record(window: str) -> str:
     return f"slo:sli_error:ratio_rate{window}"
 
 
+def period_name(window: str) -> str:
+    """The period window as Sloth (and Prometheus) write it: 28d -> 4w, 30d stays 30d."""
+    seconds = slo.parse_duration(window)
+    week = 7 * 86400
+    return f"{int(seconds // week)}w" if seconds % week == 0 else window
+
+
 def _windows(catalog: Catalog, spec: SLOSpec) -> list[str]:
+    """The windows the SLO's tiers read (not the period: that one is computed from the 5m ratio)."""
     tiers = catalog.tiers_of(spec)
-    return sorted({*(w for t in tiers for w in (t.long_window, t.short_window)), spec.window}, key=slo.parse_duration)
+    return sorted({w for t in tiers for w in (t.long_window, t.short_window)}, key=slo.parse_duration)
 
 
 def recording_rules(catalog: Catalog, metrics: MetricNames) -> dict[str, Any]:
-    """Per SLO: its error ratio at every tier window and its own window, and its objective,
-    budget and budget left (Sloth's names). SLOs without a Prometheus SLI are skipped."""
+    """Per SLO, in Sloth's names and groups, so Sloth's dashboards and tooling read them: the
+    error ratio at every tier window; over the period, the mean of the recorded 5m ratio (not a
+    raw increase over 28 days); then the objective, budget, period in days, current and period
+    burn rate, budget left and ``sloth_slo_info``. SLOs without a Prometheus SLI are skipped."""
     groups = []
     for spec in catalog.slos:
         indicator = for_slo(spec, metrics)
         if indicator is None:
             continue
         labels = _labels(spec)
+        match = _match(spec)
+        period = period_name(spec.window)
         rules: list[dict[str, Any]] = [
             {"record": sli_record(w), "expr": indicator.ratio(w), "labels": {**labels, "sloth_window": w}}
             for w in _windows(catalog, spec)
         ]
-        budget = _number(slo.error_budget(spec.objective))
-        rules += [
-            {"record": "slo:objective:ratio", "expr": f"vector({_number(spec.objective)})", "labels": labels},
-            {"record": "slo:error_budget:ratio", "expr": f"vector({budget})", "labels": labels},
+        short = sli_record(_windows(catalog, spec)[0])
+        rules.append(
             {
-                "record": "slo:period_error_budget_remaining:ratio",
-                "expr": f"1 - {sli_record(spec.window)}{_match(spec)} / {budget}",
+                "record": sli_record(period),
+                "expr": f"sum_over_time({short}{match}[{period}])\n/ ignoring (sloth_window)\n"
+                f"count_over_time({short}{match}[{period}])\n",
+                "labels": {**labels, "sloth_window": period},
+            }
+        )
+        groups.append({"name": f"sloth-slo-sli-recordings-{labels['sloth_id']}", "rules": rules})
+        on = "/ on (sloth_id, sloth_slo, sloth_service) group_left\n"
+        meta = [
+            {"record": "slo:objective:ratio", "expr": f"vector({_number(spec.objective)})", "labels": labels},
+            {
+                "record": "slo:error_budget:ratio",
+                "expr": f"vector({_number(slo.error_budget(spec.objective))})",
                 "labels": labels,
             },
+            {
+                "record": "slo:time_period:days",
+                "expr": f"vector({_number(slo.parse_duration(spec.window) / 86400)})",
+                "labels": labels,
+            },
+            {
+                "record": "slo:current_burn_rate:ratio",
+                "expr": f"{short}{match}\n{on}slo:error_budget:ratio{match}\n",
+                "labels": labels,
+            },
+            {
+                "record": "slo:period_burn_rate:ratio",
+                "expr": f"{sli_record(period)}{match}\n{on}slo:error_budget:ratio{match}\n",
+                "labels": labels,
+            },
+            {
+                "record": "slo:period_error_budget_remaining:ratio",
+                "expr": f"1 - slo:period_burn_rate:ratio{match}",
+                "labels": labels,
+            },
+            {
+                "record": "sloth_slo_info",
+                "expr": "vector(1)",
+                "labels": {
+                    **labels,
+                    "sloth_mode": "cli-gen-prom",
+                    "sloth_objective": f"{spec.objective * 100:g}",
+                    "sloth_spec": "prometheus/v1",
+                    "sloth_version": "omnihub-runbooks",
+                },
+            },
         ]
-        groups.append({"name": f"sloth-slo-sli-recordings-{spec.name}", "rules": rules})
+        groups.append({"name": f"sloth-slo-meta-recordings-{labels['sloth_id']}", "rules": meta})
     return {"groups": groups}
 
 
@@ -157,7 +209,7 @@ def burn_rate_alerts(catalog: Catalog, metrics: MetricNames, settings: Settings 
         rules.append(_absent(spec, indicator.coverage, base))
         if spec.extra.get("per_endpoint"):
             rules.append(_endpoint_burn(catalog, spec, metrics, base))
-        groups.append({"name": f"sloth-slo-alerts-{spec.name}", "rules": rules})
+        groups.append({"name": f"sloth-slo-alerts-{_labels(spec)['sloth_id']}", "rules": rules})
     return {"groups": groups}
 
 

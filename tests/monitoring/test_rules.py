@@ -387,9 +387,9 @@ def test_every_rule_expression_is_accepted_by_a_real_prometheus(generated: dict[
                 except SourceError as exc:
                     rejected.append(f"{rel} {rule.get('record') or rule.get('alert')}: {exc}")
     prom.close()
-    # 10 package alerts; 5 SLOs x (8 windows + objective, budget, budget left); 5 x (4 tiers +
+    # 10 package alerts; 5 SLOs x (7 tier windows + the period + 7 meta records); 5 x (4 tiers +
     # absent) + 1 per-endpoint page
-    assert count == 10 + 5 * 11 + 5 * 5 + 1 and rejected == []
+    assert count == 10 + 5 * 15 + 5 * 5 + 1 and rejected == []
 
 
 def _endpoint_series(minutes_ok: int, minutes_dark: int) -> list[dict[str, str]]:
@@ -527,3 +527,68 @@ def test_an_slo_whose_series_vanish_pages_instead_of_reading_no_data(generated: 
     ]
     rules = _api_burn_rules(generated)
     promtool_test(tmp_path, rules, tests)
+
+
+# Sloth's published output for a 28-day SLO (slok/sloth test/integration/prometheus/testdata/
+# out-base-28d.yaml.tpl): the record names its dashboards and tooling read, per SLO.
+SLOTH_RECORDS = {
+    *(f"slo:sli_error:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "4w")),
+    "slo:objective:ratio",
+    "slo:error_budget:ratio",
+    "slo:time_period:days",
+    "slo:current_burn_rate:ratio",
+    "slo:period_burn_rate:ratio",
+    "slo:period_error_budget_remaining:ratio",
+    "sloth_slo_info",
+}
+
+
+def test_the_recording_rules_are_sloths_names_and_groups(generated: dict[str, str]) -> None:
+    groups = yaml.safe_load(generated["prometheus/slo_recording_rules.yml"])["groups"]
+    by_group = {g["name"]: {r["record"] for r in g["rules"]} for g in groups}
+    sli = by_group["sloth-slo-sli-recordings-api-gateway-api-availability"]
+    meta = by_group["sloth-slo-meta-recordings-api-gateway-api-availability"]
+    assert sli | meta == SLOTH_RECORDS
+    rules = {r["record"]: r for g in groups if g["name"].endswith("api-availability") for r in g["rules"]}
+    assert rules["slo:sli_error:ratio_rate4w"]["labels"]["sloth_window"] == "4w"
+    assert "increase" not in rules["slo:sli_error:ratio_rate4w"]["expr"], "the period ratio reads the recorded 5m ratio"
+    assert rules["sloth_slo_info"]["labels"]["sloth_objective"] == "99.9"
+    assert rules["slo:time_period:days"]["expr"] == "vector(28)"
+
+
+def test_the_period_ratio_and_budget_left_come_from_the_recorded_series(
+    generated: dict[str, str], tmp_path: Path
+) -> None:
+    """0.05 % errors for two hours: the period's mean ratio is 0.05 %, half the 99.9 % budget
+    is left, and the burn rates read 0.5x."""
+    minutes = 120
+    match = '{sloth_slo="api-availability"}'
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": _ratio_series(0.0005, minutes),
+            "promql_expr_test": [
+                {
+                    "expr": f"round(slo:period_error_budget_remaining:ratio{match}, 0.01)",
+                    "eval_time": f"{minutes}m",
+                    "exp_samples": [{"labels": _record_labels("4w"), "value": 0.5}],
+                },
+                {
+                    "expr": f"round(slo:current_burn_rate:ratio{match}, 0.01)",
+                    "eval_time": f"{minutes}m",
+                    "exp_samples": [{"labels": _record_labels("5m"), "value": 0.5}],
+                },
+            ],
+        }
+    ]
+    promtool_test(
+        tmp_path,
+        {"slo_recording_rules.yml": _only_slo(generated["prometheus/slo_recording_rules.yml"], "api-availability")},
+        tests,
+    )
+
+
+def _record_labels(window: str) -> str:
+    """round() drops the name; the ratio's sloth_window stays on a burn rate, as in Sloth's."""
+    ids = 'sloth_id="api-gateway-api-availability", sloth_service="api-gateway", sloth_slo="api-availability"'
+    return "{" + ids + f', sloth_window="{window}"' + "}"
