@@ -60,7 +60,8 @@ def test_make_demo_runs_the_chain(tmp_path: Path) -> None:
     # the burn-rate alert's resolution, once; a linked alert's own resolution, if it came, once too
     resolved = sorted(e["data"]["alertname"] for e in burn["events"] if e["event"] == "resolved")
     assert resolved in (["HighErrorBudgetBurnRate"], sorted(["HighErrorBudgetBurnRate", *linked])), resolved
-    assert records["LowErrorBudget"]["runbook"] == "low-error-budget"
+    # three hours of data are no 28-day budget: LowErrorBudget waits for a quarter of the window
+    assert "LowErrorBudget" not in records
     drill = records["dr-drill-database-restore"]
     [verdict] = [f for f in drill["findings"] if f["check"] == "DR drill verdict"]
     assert verdict["details"]["drill_verdict"] == "PASS"
