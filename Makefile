@@ -53,6 +53,8 @@ bench: bootstrap services
 	$(BIN)/python -m benchmarks.receiver_burst
 	$(BIN)/python -m benchmarks.celery_scale
 	$(BIN)/python -m benchmarks.dlq_replay
+	$(BIN)/python -m benchmarks.faults
+	$(BIN)/python -m benchmarks.alerting
 
 clean:
 	rm -rf .sandbox .pytest_cache .ruff_cache
