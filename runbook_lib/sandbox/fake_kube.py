@@ -244,6 +244,206 @@ class FakeKube:
             count=3,
         )
 
+    # -- one failure mode at a time (the fault matrix) -------------------------------------------
+    def _own_pods(self, namespace: str, name: str) -> list[tuple[str, str]]:
+        return sorted(k for k in self.pods if k[0] == namespace and k[1].startswith(f"{name}-"))
+
+    def _container_status(
+        self, pod: dict[str, Any], ready: bool, restarts: int, waiting: tuple[str, str] | None, last: dict[str, Any]
+    ) -> None:
+        container = pod["spec"]["containers"][0]
+        status: dict[str, Any] = {
+            "name": container["name"],
+            "ready": ready,
+            "restartCount": restarts,
+            "image": container["image"],
+        }
+        status["state"] = (
+            {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+            if waiting
+            else {"running": {"startedAt": _ts(datetime.now(UTC) - timedelta(minutes=1))}}
+        )
+        if last:
+            status["lastState"] = {"terminated": last}
+        pod["status"] = {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [status],
+        }
+        pod["spec"]["nodeName"] = "node-1"
+
+    def oom_kill_pods(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
+        """Every pod of the deployment is killed for memory over and over: its container waits in
+        CrashLoopBackOff, its last run ended OOMKilled (exit 137); the kubelet's events say so."""
+        at = at or datetime.now(UTC)
+        for key in self._own_pods(namespace, name):
+            self._container_status(
+                self.pods[key],
+                False,
+                7,
+                ("CrashLoopBackOff", "back-off 2m40s restarting failed container"),
+                {"reason": "OOMKilled", "exitCode": 137, "finishedAt": _ts(at - timedelta(minutes=1))},
+            )
+            self.add_event(namespace, "Pod", key[1], "OOMKilling", "Memory cgroup out of memory: Killed process 1", at)
+            self.add_event(namespace, "Pod", key[1], "BackOff", "Back-off restarting failed container api", at, 7)
+
+    def crash_loop_pods(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
+        """Every pod of the deployment exits with an error right after start (CrashLoopBackOff,
+        last exit Error, code 1), and its log ends in the traceback."""
+        at = at or datetime.now(UTC)
+        for key in self._own_pods(namespace, name):
+            self._container_status(
+                self.pods[key],
+                False,
+                12,
+                ("CrashLoopBackOff", "back-off 5m0s restarting failed container"),
+                {"reason": "Error", "exitCode": 1, "finishedAt": _ts(at - timedelta(minutes=1))},
+            )
+            self.logs[key] = (
+                "2026-11-26T14:00:00Z INFO starting api-gateway\nTraceback (most recent call last):\n"
+                "KeyError: 'FEATURE_BATCH_EXECUTE'\n"
+            )
+            self.add_event(namespace, "Pod", key[1], "BackOff", "Back-off restarting failed container api", at, 12)
+
+    def unschedulable_pods(
+        self,
+        namespace: str,
+        name: str = "api-gateway",
+        pending: int = 2,
+        message: str = "0/3 nodes are available: 3 Insufficient memory.",
+        at: datetime | None = None,
+    ) -> None:
+        """``pending`` of the deployment's pods wait for a node (PodScheduled False, Unschedulable),
+        the scheduler's FailedScheduling event saying why; the others run and are ready."""
+        at = at or datetime.now(UTC)
+        for i, key in enumerate(self._own_pods(namespace, name)):
+            pod = self.pods[key]
+            if i < pending:
+                pod["spec"].pop("nodeName", None)
+                pod["status"] = {
+                    "phase": "Pending",
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+                    ],
+                }
+                self.metrics.pop(key, None)
+                self.add_event(namespace, "Pod", key[1], "FailedScheduling", message, at, count=5)
+            else:
+                self._container_status(pod, True, 0, None, {})
+
+    def image_pull_pods(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
+        """Every pod of the deployment (the newest revision, replaced all at once: the Recreate
+        strategy) waits in ImagePullBackOff: its image tag does not exist in the registry."""
+        at = at or datetime.now(UTC)
+        for key in self._own_pods(namespace, name):
+            pod = self.pods[key]
+            image = pod["spec"]["containers"][0]["image"]
+            self._container_status(pod, False, 0, ("ImagePullBackOff", f'Back-off pulling image "{image}"'), {})
+            self.metrics.pop(key, None)
+            self.add_event(
+                namespace,
+                "Pod",
+                key[1],
+                "Failed",
+                f'Failed to pull image "{image}": rpc error: code = NotFound desc = manifest unknown',
+                at,
+                count=4,
+            )
+        self.deployments[(namespace, name)]["spec"]["strategy"] = {"type": "Recreate"}
+
+    def wedge_pods(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
+        """Every pod of the deployment runs without restarts but fails its readiness probe (a
+        wedged process: a deadlock, an exhausted pool that never recovers)."""
+        at = at or datetime.now(UTC)
+        for key in self._own_pods(namespace, name):
+            self._container_status(self.pods[key], False, 0, None, {})
+            self.add_event(
+                namespace,
+                "Pod",
+                key[1],
+                "Unhealthy",
+                'Readiness probe failed: Get "http://10.0.0.12:8080/healthz": context deadline exceeded',
+                at,
+                count=30,
+            )
+
+    def image_pull_rollout(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
+        """The newest revision's image cannot be pulled: the previous revision's pods still serve,
+        one new pod waits in ImagePullBackOff, and the rollout passed its progress deadline."""
+        at = at or datetime.now(UTC)
+        owned = sorted(
+            (
+                rs
+                for (ns, _), rs in self.replicasets.items()
+                if ns == namespace and rs["metadata"]["name"].startswith(name)
+            ),
+            key=lambda rs: int(rs["metadata"]["annotations"][REVISION]),
+        )
+        new, old = owned[-1], owned[-2]
+        old_hash = old["metadata"]["labels"]["pod-template-hash"]
+        old_image = old["spec"]["template"]["spec"]["containers"][0]["image"]
+        new_image = new["spec"]["template"]["spec"]["containers"][0]["image"]
+        replicas = int(self.deployments[(namespace, name)]["spec"]["replicas"])
+        for key in self._own_pods(namespace, name):  # the old revision's pods serve on
+            pod = self.pods.pop(key)
+            metrics = self.metrics.pop(key, None)
+            logs = self.logs.pop(key, "")
+            renamed = key[1].replace(new["metadata"]["labels"]["pod-template-hash"], old_hash)
+            pod["metadata"]["name"] = renamed
+            pod["metadata"]["labels"]["pod-template-hash"] = old_hash
+            pod["spec"]["containers"][0]["image"] = old_image
+            self._container_status(pod, True, 0, None, {})
+            self.pods[(namespace, renamed)] = pod
+            self.logs[(namespace, renamed)] = logs
+            if metrics:
+                metrics["metadata"]["name"] = renamed
+                self.metrics[(namespace, renamed)] = metrics
+        old["spec"]["replicas"] = old["status"]["replicas"] = replicas
+        new["spec"]["replicas"] = new["status"]["replicas"] = 1
+        template = copy.deepcopy(next(iter(self.pods.values())) if self.pods else {})
+        pulled = f"{name}-{new['metadata']['labels']['pod-template-hash']}-pull0"
+        template["metadata"]["name"] = pulled
+        template["metadata"]["labels"]["pod-template-hash"] = new["metadata"]["labels"]["pod-template-hash"]
+        template["metadata"]["creationTimestamp"] = _ts(at - timedelta(minutes=12))
+        template["spec"]["containers"][0]["image"] = new_image
+        self._container_status(
+            template,
+            False,
+            0,
+            ("ImagePullBackOff", f'Back-off pulling image "{new_image}"'),
+            {},
+        )
+        self.pods[(namespace, pulled)] = template
+        self.add_event(
+            namespace,
+            "Pod",
+            pulled,
+            "Failed",
+            f'Failed to pull image "{new_image}": rpc error: code = NotFound desc = manifest unknown',
+            at,
+            count=6,
+        )
+        self.add_event(namespace, "Pod", pulled, "BackOff", f'Back-off pulling image "{new_image}"', at, count=20)
+        dep = self.deployments[(namespace, name)]
+        dep["spec"]["progressDeadlineSeconds"] = 600
+        dep["status"] = {
+            "observedGeneration": dep["metadata"]["generation"],
+            "replicas": replicas + 1,
+            "updatedReplicas": 1,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "unavailableReplicas": 1,
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "False",
+                    "reason": "ProgressDeadlineExceeded",
+                    "message": f'ReplicaSet "{new["metadata"]["name"]}" has timed out progressing.',
+                    "lastUpdateTime": _ts(at),
+                }
+            ],
+        }
+
     def break_rollout(self, namespace: str, name: str = "api-gateway", at: datetime | None = None) -> None:
         """The deployment-failure scenario: the newest revision changed the image and the
         environment, one new pod is up, and the rollout passed its progress deadline."""

@@ -177,10 +177,11 @@ def test_the_chaos_drill_names_every_cause_then_fails_the_row_told_to_expect_ano
     print(f"  {verdict['summary']}\n  headline: {record['diagnosis']['headline']}")
     for f in record["findings"]:
         print(f"  [{f['verdict']}] {f['check']}: {f['summary'][:400]}")
-    assert "PASS" in record["diagnosis"]["headline"] and drills.verdict_of(record) == "PASS"
+    assert record["diagnosis"]["headline"].startswith("OK — DR drill chaos: PASS")
+    assert drills.verdict_of(record) == "PASS"
     assert rows["Network partition"]["found"] == {"failure": "refused"}
     assert rows["Connection leak"]["found"] == {"application": APP}
-    assert rows["Dead letters"]["found"] == {"original_queue": WORK_QUEUE, "reason": "rejected"}
+    assert rows["Dead letters"]["found"] == {"source": WORK_QUEUE}  # the queue whose consumer fails
     assert rows["Lagging RPC node"]["found"] == {"provider": "node-a"}, "node-b was mined ahead"
     assert rows["Pods deleted"]["found"] == {"pods": 0}
     assert [p for p in fake.pods if p[0] == NAMESPACE] == [], "the pods were deleted through the API"
@@ -217,9 +218,11 @@ def test_diagnose_mode_only_checks_the_targets_and_touches_nothing(
     ready = finding(record, "Readiness")
     assert ready["verdict"] == "ok", ready["summary"]
     assert {t["target"] for t in ready["details"]["targets"]} == {"kubernetes", "postgres", "rabbitmq", "rpc"}
-    for step in ROWS:
-        assert finding(record, step)["summary"].startswith("Not run"), step
-    assert finding(record, "DR chaos verdict")["summary"].startswith("Not run (proposed)")
+    not_run = finding(record, "Steps not run")
+    assert not_run["details"]["steps"] == list(ROWS) and not_run["summary"].startswith("Not run (proposed")
+    assert not [f for f in record["findings"] if f["check"] in ROWS], "one line for the steps that did not run"
+    assert finding(record, "DR chaos verdict")["summary"].startswith("DR drill chaos: not run (proposed")
+    assert record["diagnosis"]["headline"].startswith("INFO — DR drill chaos: not run (proposed")
     assert next(a for a in record["actions"] if a["name"] == "chaos")["status"] == "proposed"
     assert fake.pods == pods and not [r for r in fake.requests if r["method"] == "DELETE"]
     assert leaked_sessions(cluster.dsn()) == 0

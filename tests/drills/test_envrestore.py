@@ -116,7 +116,9 @@ def test_a_manifest_the_api_rejects_fails_the_drill_and_still_cleans_up(
     assert (
         reason.startswith("Kubernetes manifests: RoleBinding/runbook-diagnose: create ") and "Invalid (422)" in reason
     )
-    assert finding(record, "Smoke checks")["summary"].startswith("Not run: Kubernetes manifests failed")
+    not_run = finding(record, "Steps not run")["details"]
+    assert not_run["steps"] == ["Smoke checks"] and not_run["reasons"] == ["Kubernetes manifests failed"]
+    assert record["diagnosis"]["headline"].startswith("CRITICAL — DR drill environment-restore: FAIL")
     assert fake.objects == {}, "the Roles created before the rejection were deleted"
     assert not (scratch_databases(drill_server) - scratch_before) and row_counts(dsn) == before
     assert finding(record, "Cleanup")["verdict"] == "ok" and record["diagnosis"]["verdict"] == "critical"
@@ -129,8 +131,12 @@ def test_diagnose_mode_only_runs_the_pre_checks(env: tuple[FakeKube, str], drill
     pre = finding(record, "Pre-drill checks")
     assert pre["verdict"] == "ok" and len(pre["details"]["objects"]) == len(MANIFESTS)
     assert action(record)["status"] == "proposed"
-    for check in ("Database restore", "Kubernetes manifests", "Smoke checks"):
-        assert finding(record, check)["summary"].startswith("Not run: proposed"), check
-    assert finding(record, "DR environment-restore verdict")["summary"].startswith("Not run")
+    not_run = finding(record, "Steps not run")
+    assert not_run["details"]["steps"] == ["Database restore", "Kubernetes manifests", "Smoke checks"]
+    assert not_run["summary"].startswith("Not run (proposed")
+    assert [f["check"] for f in record["findings"]].count("Steps not run") == 1
+    assert finding(record, "DR environment-restore verdict")["summary"].startswith(
+        "DR drill environment-restore: not run (proposed"
+    )
     assert [r["method"] for r in fake.requests] == ["GET"] and fake.objects == {}
     assert not (scratch_databases(drill_server) - scratch_before) and row_counts(dsn) == before

@@ -91,7 +91,7 @@ def test_the_failover_drill_passes_and_leaves_the_standby_promoted(drill, pair) 
     assert d["drill_verdict"] == "PASS" and verdict["verdict"] == "ok", verdict["summary"]
     assert d["rows_lost"] == 0 and d["rows_written"] == 1 and d["reasons"] == []
     assert 0 < d["rto_s"] <= d["rto_target_s"] == 3600 and 0 <= d["rpo_s"] <= d["rpo_target_s"] == 900
-    assert "PASS" in record["diagnosis"]["headline"]
+    assert record["diagnosis"]["headline"].startswith("OK — DR drill regional-failover: PASS: 0 row(s) lost, RPO")
     assert finding(record, "Readiness")["details"]["receiver_status"] == "streaming"
     assert action(record)["status"] == "done"
     print(f"\nfailover drill: RPO {d['rpo_s']} s ({d['rows_lost']} rows lost), RTO {d['rto_s']} s")
@@ -119,7 +119,11 @@ def test_a_standby_that_is_not_replicating_fails_the_drill_and_nothing_is_touche
     assert "not replicating" in verdict["summary"] and "nothing was touched" in verdict["summary"]
     assert any("replicating" in r for r in verdict["details"]["reasons"])
     assert finding(record, "Readiness")["verdict"] == "critical"
-    assert finding(record, "Failure declared")["summary"].startswith("Not run")
+    not_run = finding(record, "Steps not run")["details"]
+    assert "Failure declared" in not_run["steps"] and not_run["reasons"] == ["not ready (see Readiness)"]
+    assert record["diagnosis"]["headline"].startswith(
+        "CRITICAL — DR drill regional-failover: FAIL: the drill did not start"
+    )
     assert action(record)["status"] == "refused"
     assert state(primary) == untouched == {**untouched, "up": True, "in_recovery": False}, "the primary is untouched"
     assert state(standby)["in_recovery"] is True
@@ -130,9 +134,14 @@ def test_diagnose_mode_checks_readiness_and_changes_nothing(drill, pair) -> None
     untouched = (state(primary), state(standby))
     record = drill(pair)
     assert finding(record, "Readiness")["verdict"] == "ok"
-    for step in ("Marker", "Failure declared", "Promotion", "RPO and RTO"):
-        assert finding(record, step)["summary"].startswith("Not run"), step
-    assert finding(record, "DR failover verdict")["summary"].startswith("Not run (proposed)")
+    # the steps that did not run: one line, not one finding each
+    [not_run] = [
+        f for f in record["findings"] if "not run" in f["summary"].lower() and f["check"] != "DR failover verdict"
+    ]
+    assert not_run["check"] == "Steps not run" and not_run["verdict"] == "info"
+    assert not_run["details"]["steps"] == ["Marker", "Failure declared", "Promotion", "RPO and RTO"]
+    assert finding(record, "DR failover verdict")["summary"].startswith("DR drill regional-failover: not run (proposed")
+    assert record["diagnosis"]["headline"].startswith("INFO — DR drill regional-failover: not run (proposed")
     assert action(record)["status"] == "proposed" and "pg_ctl" in action(record)["command"]
     assert (state(primary), state(standby)) == untouched
     assert (untouched[0]["in_recovery"], untouched[1]["in_recovery"]) == (False, True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -261,8 +262,8 @@ def environ_for(bench: Bench, setup: Setup) -> dict[str, str]:
 
 def run_case(case: Case, bench: Bench) -> Outcome:
     """Inject the case's fault, run its alert through the runner, judge the record."""
-    work = bench.work / "cases" / case.name
-    work.mkdir(parents=True)
+    (bench.work / "cases").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=bench.work / "cases"))  # a case may run twice
     with case.inject(bench, work) as setup:
         env_name = f"fault-{case.name}"
         base = (bench.home / "parameters" / "environments" / "local.yaml").read_text()

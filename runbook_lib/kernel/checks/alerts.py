@@ -11,6 +11,7 @@ import pandas as pd
 from runbook_lib.core.links import server
 from runbook_lib.kernel.checks.base import Result, check
 from runbook_lib.kernel.protocol import RunbookLike
+from runbook_lib.sre.causes import CAUSES
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Reevaluation(Result):
 @dataclass
 class Firing(Result):
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pointing: str | None = None  # another firing alert that points at a common cause
+    runbook: str | None = None  # its runbook
 
 
 def expression_from_generator_url(url: str) -> str | None:
@@ -199,13 +202,55 @@ def firing_now(rb: RunbookLike) -> Firing:
     names = sorted(set(table["alertname"]))
     if table.empty:
         rb.finding("Other alerts firing", "ok", "No other alert is firing: this one stands alone.")
-    else:
-        crit = int((table["severity"] == "critical").sum())
+        return Firing(table=table)
+    crit = int((table["severity"] == "critical").sum())
+    # another alert whose runbook is about a dependency or a release points at a common cause
+    routed = {n: rb.catalog.route(n, None).slug for n in names}
+    pointing = [(n, routed[n], CAUSE_BY_RUNBOOK[routed[n]]) for n in names if routed[n] in CAUSE_BY_RUNBOOK]
+    if pointing:
+        name, slug, code = pointing[0]
         rb.finding(
             "Other alerts firing",
-            "warning" if crit else "info",
-            f"{len(table)} other alerts firing ({crit} critical): {', '.join(names[:8])}.",
+            "warning",
+            f"{len(table)} other alerts firing ({crit} critical): {', '.join(names[:8])}. {name} points at a "
+            f"common cause ({CAUSES[code]}): follow its runbook ({slug}) first.",
+            role="cause",
+            cause=code,
             alertnames=names,
             fingerprint=me,
+            runbook=slug,
         )
+        return Firing(table=table, pointing=name, runbook=slug)
+    rb.finding(
+        "Other alerts firing",
+        "warning" if crit else "info",
+        f"{len(table)} other alerts firing ({crit} critical): {', '.join(names[:8])}.",
+        alertnames=names,
+        fingerprint=me,
+    )
     return Firing(table=table)
+
+
+# Runbooks whose alert, firing beside an unknown one, names a likely common cause.
+CAUSE_BY_RUNBOOK = {
+    "database-down": "dependency_down",
+    "blockchain-rpc-down": "dependency_down",
+    "service-down": "dependency_down",
+    "deployment-failure": "rollout",
+}
+
+
+def decision(rb: RunbookLike, expression: Reevaluation, others: Firing) -> None:
+    """Triage's one recommendation: follow another firing alert's runbook when it points at a
+    common cause; stand down when the condition no longer holds; else escalate to the team the
+    alert's labels name."""
+    owner = rb.labels.get("team") or rb.labels.get("service") or "the owning team (see the alert's labels)"
+    if others.pointing:
+        rb.escalate(
+            f"{others.pointing} fires too: follow its runbook ({others.runbook}) first", to=f"{others.runbook} on-call"
+        )
+    elif expression.checked and not expression.still_true:
+        rb.no_action("the alert's condition no longer holds; add the alert to the catalog with a runbook")
+    else:
+        held = "its condition still holds" if expression.checked else "its condition could not be re-evaluated"
+        rb.escalate(f"no runbook for this alert and {held}", to=owner)

@@ -39,6 +39,7 @@ class Follows(Result):
 class SlowQueries(Result):
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     source: str = ""
+    found: bool = False  # a statement over the limit runs (or averages) now
 
 
 def target_s(rb: RunbookLike) -> float:
@@ -165,12 +166,18 @@ def follows(rb: RunbookLike, lookback_s: float = 2 * 3600) -> Follows:
         "warning",
         f"Latency follows {best} (correlation {correlations[best]:.2f}; {_list(correlations)}): {_ADVICE[best]}{gone}",
         role="cause",
+        cause=_CAUSE[best],
         follows=best,
         correlations=correlations,
     )
     return Follows(correlations=correlations, follows=best)
 
 
+_CAUSE = {  # what latency following each signal means, as a cause code
+    "error rate": "dependency_slow",  # requests wait on what fails: timeouts and retries
+    "database query time": "dependency_slow",
+    "pod CPU": "saturation",
+}
 _ADVICE = {
     "error rate": "requests slow down where they fail: look at the failing dependency (timeouts, retries).",
     "database query time": "slow database queries drive it: see the slow queries below.",
@@ -212,13 +219,14 @@ def slow_queries(rb: RunbookLike, min_s: float | None = None) -> SlowQueries:
         f"{count} statement(s) over {duration(limit)} ({source}); the slowest{who} {verb} {duration(seconds)}: "
         f"{top['query'][:160]}",
         role="cause",
+        cause="slow_queries",
         source=source,
         count=count,
         seconds=seconds,
         query=str(top["query"]),
         application=str(top.get("application", "")),
     )
-    return SlowQueries(table=running if source == "pg_stat_activity" else averaged, source=source)
+    return SlowQueries(table=running if source == "pg_stat_activity" else averaged, source=source, found=True)
 
 
 def _s(value: float | None) -> str:
@@ -229,3 +237,19 @@ def _s(value: float | None) -> str:
 
 def _list(correlations: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:+.2f}" for k, v in correlations.items()) or "nothing to compare"
+
+
+def decision(rb: RunbookLike, follows: Follows, slow: SlowQueries) -> None:
+    """When scaling is not the lever, who is: the DBA for a slow statement, the dependency's
+    owners when latency follows database query time or the error rate. Nothing otherwise (the
+    record escalates by default when something is wrong)."""
+    if slow.found:
+        rb.escalate(
+            "a slow statement holds the database: cancel it through database-migration-failure's guarded "
+            "cancel, or fix its plan (EXPLAIN ANALYZE, a missing index)",
+            to="the DBA",
+        )
+    elif follows.follows in ("database query time", "error rate"):
+        rb.escalate(
+            f"latency follows {follows.follows}: a slow dependency, not these pods", to="the dependency's owners"
+        )

@@ -57,6 +57,7 @@ def status(rb: RunbookLike, deployment: str | None = None) -> Status:
             f"deployment/{name} is stuck: ProgressDeadlineExceeded after {st['progress_deadline_s']}s ({counts}). "
             f"{message}",
             role="symptom",
+            cause="rollout_stuck",
             **details,
         )
         return Status(stuck=True, status=st)
@@ -174,6 +175,7 @@ def canary(rb: RunbookLike, changed: Changes | None = None, window: str = "15m")
             "critical" if worse_errors and by_tag else "warning",
             f"{who} {what} than the stable one ({summary}): {advice}.",
             role="cause",
+            cause="canary_worse",
             **details,
         )
     elif not enough:

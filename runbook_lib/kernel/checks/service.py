@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -47,17 +48,43 @@ class Targets(Result):
     down_since: dict[str, datetime] = field(default_factory=dict)
 
 
+# What a pod's state says, as a cause code, strongest first: a crash loop of OOMKilled
+# containers is a memory problem, a pod waiting on its image never ran at all.
+CODE_ORDER = ("image_pull", "oom_killed", "unschedulable", "crash_loop", "probe_failing")
+IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName")
+
+
+def pod_cause(waiting: str, last_exit: str, ready: bool) -> str | None:
+    """The cause code one pod's state names (None: nothing wrong with it)."""
+    waiting = waiting.removeprefix("Init:")
+    if waiting in IMAGE_PULL:
+        return "image_pull"
+    if last_exit == "OOMKilled":  # even when running again: it will be killed again
+        return "oom_killed"
+    if waiting == "Unschedulable":
+        return "unschedulable"
+    if ready:
+        return None
+    if waiting in ("CrashLoopBackOff", "CreateContainerConfigError") or last_exit == "Error":
+        return "crash_loop"
+    return "probe_failing"  # running (or starting) and not ready: its readiness probe fails
+
+
 @dataclass
 class Pods(Result):
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     reasons: dict[str, list[str]] = field(default_factory=dict)
     not_ready: int = 0
+    codes: dict[str, list[str]] = field(default_factory=dict)  # cause code -> pods, the leading code first
+    cause: str | None = None  # the leading cause code
+    resources: dict[str, dict[str, str]] = field(default_factory=dict)  # container -> limits and requests
 
 
 @dataclass
 class Events(Result):
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     reasons: dict[str, int] = field(default_factory=dict)
+    scheduling: str = ""  # the newest FailedScheduling message: "0/3 nodes are available: 3 Insufficient memory."
 
 
 @dataclass
@@ -106,6 +133,7 @@ def targets(rb: RunbookLike, job: str | None = None, lookback_s: float = 3 * 360
             f"No target of job {job} reports any more ({len(vanished)} stopped being scraped in the last "
             f"{duration(lookback_s)}): every instance is gone, or the scrape configuration lost them.",
             role="symptom",
+            cause="instances_down",
             job=job,
             vanished=vanished,
             scope="all",
@@ -143,6 +171,7 @@ def targets(rb: RunbookLike, job: str | None = None, lookback_s: float = 3 * 360
         "critical" if scope == "all" else "warning",
         summary,
         role="symptom",
+        cause="instances_down",
         job=job,
         down=down,
         scope=scope,
@@ -169,8 +198,10 @@ def pods(rb: RunbookLike, deployment: str | None = None) -> Pods:
     table = rb.kubernetes.pod_states(name)
     title = "Pods"
     if table.empty:
-        rb.finding(title, "critical", f"deployment/{name} has no pods at all.", role="cause", pods=0)
-        return Pods(table=table)
+        rb.finding(
+            title, "critical", f"deployment/{name} has no pods at all.", role="cause", cause="instances_down", pods=0
+        )
+        return Pods(table=table, cause="instances_down", codes={"instances_down": []})
     shown = table.assign(age=table["age_s"].map(duration)).drop(columns=["age_s"])
     rb.table(shown, title=f"Pods of deployment/{name}, not ready first")
     reasons: dict[str, list[str]] = {}
@@ -192,19 +223,46 @@ def pods(rb: RunbookLike, deployment: str | None = None) -> Pods:
         for r in worst
     ]
     restarts = int(table["restarts"].sum())
+    codes: dict[str, list[str]] = {}
+    for _, row in table.iterrows():
+        code = pod_cause(str(row["waiting"]), str(row["last_exit"]), bool(row["ready"]))
+        if code:
+            codes.setdefault(code, []).append(str(row["pod"]))
+    ranked = sorted(codes, key=lambda c: (-len(codes[c]), CODE_ORDER.index(c)))
+    result.codes = {c: codes[c] for c in ranked}
+    result.cause = ranked[0] if ranked else None
+    result.resources = _resources(rb, name)
     rb.finding(
         title,
         "critical" if not_ready == len(table) else "warning",
-        f"{not_ready} of {len(table)} pods of deployment/{name} not ready, {restarts} restarts. "
+        f"{not_ready} of {len(table)} pods of deployment/{name} not ready"
+        + (f" ({', '.join(f'{r} x{len(reasons[r])}' for r in worst)})" if worst else "")
+        + f", {restarts} restarts. "
         + ("; ".join(parts) if parts else "No waiting or termination reason reported."),
-        role="cause" if reasons else "symptom",
+        role="cause" if result.cause else "symptom",
+        cause=result.cause,
         not_ready=not_ready,
         pods=len(table),
         restarts=restarts,
         reasons={r: reasons[r] for r in worst},
         top_reason=worst[0] if worst else None,
+        codes=result.codes,
+        resources=result.resources,
     )
     return result
+
+
+def _resources(rb: RunbookLike, name: str) -> dict[str, dict[str, str]]:
+    """Each container's limits and requests in the deployment's pod template (what a new pod gets)."""
+    template = (rb.kubernetes.deployment(name).get("spec") or {}).get("template") or {}
+    out = {}
+    for c in (template.get("spec") or {}).get("containers") or []:
+        res = c.get("resources") or {}
+        out[str(c.get("name"))] = {
+            **{f"limit_{k}": str(v) for k, v in (res.get("limits") or {}).items()},
+            **{f"request_{k}": str(v) for k, v in (res.get("requests") or {}).items()},
+        }
+    return out
 
 
 @check("Recent events", Events)
@@ -222,14 +280,17 @@ def events(rb: RunbookLike, deployment: str | None = None) -> Events:
     reasons = {str(k): int(v) for k, v in counts.items()}
     known = [r for r in EVENT_REASONS if r in reasons]
     listed = "; ".join(f"{r} x{reasons[r]} ({EVENT_REASONS[r]})" for r in known) or ", ".join(reasons)
+    scheduling = warnings[warnings["reason"] == "FailedScheduling"]
+    message = str(scheduling.iloc[0]["message"]) if not scheduling.empty else ""
     rb.finding(
         title,
         "warning",
-        f"{int(counts.sum())} warning events: {listed}.",
+        f"{int(counts.sum())} warning events: {listed}." + (f" Scheduler: {message}" if message else ""),
         reasons=reasons,
         newest=str(warnings.iloc[0]["message"]),
+        scheduling=message,
     )
-    return Events(table=table, reasons=reasons)
+    return Events(table=table, reasons=reasons, scheduling=message)
 
 
 @check("Health probes", Probes)
@@ -259,7 +320,127 @@ def health_probes(rb: RunbookLike, urls: list[str] | None = None) -> Probes:
         "critical" if len(failing) == len(rows) else "warning",
         f"{len(failing)} of {len(rows)} health URLs fail: " + "; ".join(f"{u}: {k}" for u, k in kinds.items()) + ".",
         role="symptom",
+        cause="instances_down",
         failing=kinds,
         urls=len(rows),
     )
     return Probes(table=table, failing=failing)
+
+
+@dataclass
+class Remedy:
+    """What service-down recommends: ``option`` "rollback" or "restart" (a guarded option),
+    "escalate" (no option here can help: ``why`` names the lever and ``to`` whom), or "none"."""
+
+    option: str
+    why: str
+    to: str = ""
+
+
+def remedy(
+    pods: Pods,
+    events: Events | None = None,
+    probes: Probes | None = None,
+    rollouts: Any = None,
+    targets: Targets | None = None,
+    dependencies: dict[str, Any] | None = None,
+) -> Remedy:
+    """The one lever for what the pods show. A rollout restart only replaces pods with the same
+    revision on the same nodes: it helps wedged pods (running, failing their probes) and nothing
+    else. OOMKilled pods hit the same memory limit again, unschedulable pods need the same room,
+    a crash loop or a missing image is the revision's own: roll back when a rollout came shortly
+    before, else escalate with the real lever. A dependency that is down (``dependencies``: name
+    -> its health check's result) explains crashing or unready pods: escalate to its owner."""
+    suspect = getattr(rollouts, "suspect", None)
+    revision = f"revision {suspect['revision']} ({suspect['images']})" if suspect else ""
+    code = pods.cause
+    count = len(pods.codes.get(code, [])) if code else 0
+    memory = ", ".join(f"{c} limit {r['limit_memory']}" for c, r in pods.resources.items() if r.get("limit_memory"))
+    requests = ", ".join(
+        f"{c} requests "
+        + " and ".join(f"{r[k]} {k.removeprefix('request_')}" for k in sorted(r) if k.startswith("request_"))
+        for c, r in pods.resources.items()
+        if any(k.startswith("request_") for k in r)
+    )
+    if code == "oom_killed":
+        if suspect:
+            return Remedy(
+                "rollback",
+                f"{count} pod(s) OOMKilled since {revision} rolled out: it uses more memory than its limit"
+                f"{f' ({memory})' if memory else ''}; roll back, then raise the limit or fix the leak. "
+                "A restart cannot help: new pods hit the same limit.",
+            )
+        return Remedy(
+            "escalate",
+            f"{count} pod(s) OOMKilled at their memory limit{f' ({memory})' if memory else ''}: raise the memory "
+            "limit in the deployment manifest through the normal deploy path, or find the leak. A restart "
+            "cannot help: new pods hit the same limit.",
+            "the API team",
+        )
+    if code == "unschedulable":
+        why = (events.scheduling if events else "") or "no node has room for them"
+        if suspect:
+            return Remedy(
+                "rollback",
+                f"{count} pod(s) of {revision} cannot be scheduled ({why.rstrip('.')}): roll back to pods that "
+                "fit, then add capacity or lower the requests. A restart cannot help.",
+            )
+        return Remedy(
+            "escalate",
+            f"{count} pod(s) cannot be scheduled: {why.rstrip('.')}. Add capacity (scale the node pool) or "
+            f"lower the pods' requests{f' ({requests})' if requests else ''}. A restart cannot help: its new "
+            "pods need the same room.",
+            "the platform team",
+        )
+    down = [name for name, health in (dependencies or {}).items() if getattr(health, "up", None) is False]
+    if down and not suspect and code not in ("oom_killed", "unschedulable", "image_pull"):
+        names = " and ".join(down)
+        return Remedy(
+            "escalate",
+            f"{names} {'is' if len(down) == 1 else 'are'} down and the service cannot serve without it: run "
+            f"{'database-down' if 'PostgreSQL' in down else 'its runbook'} and page its owner; a restart or a "
+            "rollback of this service cannot help.",
+            "the database on-call" if "PostgreSQL" in down else "the platform on-call",
+        )
+    if code in ("image_pull", "crash_loop"):
+        what = "cannot pull their image" if code == "image_pull" else "crash right after start (CrashLoopBackOff)"
+        if suspect:
+            return Remedy("rollback", f"{count} pod(s) of {revision} {what}: roll back to the previous revision.")
+        lever = (
+            "check the image tag and the registry credentials (imagePullSecrets)"
+            if code == "image_pull"
+            else "read the previous container's last lines (kubectl logs --previous): a restart runs the same crash"
+        )
+        return Remedy("escalate", f"{count} pod(s) {what}, with no recent rollout to undo: {lever}.", "the API team")
+    if code == "probe_failing":
+        if suspect:
+            return Remedy("rollback", f"{count} pod(s) of {revision} run but fail their readiness probes: roll back.")
+        return Remedy(
+            "restart",
+            f"{count} pod(s) run but fail their readiness probes (wedged), with no recent rollout: replace them.",
+        )
+    if code == "instances_down" and pods.checked and pods.table.empty:
+        return Remedy(
+            "escalate",
+            "the deployment has no pods at all: check its replicas (scaled to 0?) and its ReplicaSet's events "
+            "(quota, admission); a restart or a rollback creates no pods either.",
+            "the platform team",
+        )
+    unreachable = bool((probes and probes.failing) or (targets and targets.down))
+    if unreachable or code == "instances_down":
+        if suspect:
+            return Remedy("rollback", f"the instances stopped answering after {revision} rolled out: roll back.")
+        if not pods.checked:
+            return Remedy(
+                "escalate",
+                "the instances do not answer and their pods could not be checked (see Pods): look at "
+                "kubectl get pods and events by hand before choosing a restart, a rollback or capacity.",
+                "Senior SRE",
+            )
+        return Remedy(
+            "escalate",
+            "the instances do not answer while their pods look healthy: check the network path (service, "
+            "ingress, network policy) and the dependencies.",
+            "Senior SRE",
+        )
+    return Remedy("none", "the pods are ready and the health URLs answer")

@@ -10,9 +10,15 @@ checks run and every step says "Not run". Its pre-drill checks tell two things a
 - ``unready``: the system under test is not ready for a disaster (a standby that does not
   stream, a target that does not answer): the verdict is FAIL before anything is touched.
 
-A subclass sets ``ACTION``, ``TITLE`` (the action), ``VERDICT`` (the verdict finding's title)
-and ``READINESS`` (the pre-drill finding's title), and writes :meth:`readiness`, its steps
-(decorated with :func:`drill_step`), :meth:`judge` and :meth:`undo`.
+A subclass sets ``NAME`` (how the record names the drill: its verdict, and so the record's
+headline, leads with it: "DR drill database-restore: PASS: ..."), ``ACTION``, ``TITLE`` (the
+action), ``VERDICT`` (the verdict finding's title) and ``READINESS`` (the pre-drill finding's
+title), and writes :meth:`readiness`, its steps (decorated with :func:`drill_step`),
+:meth:`judge` and :meth:`undo`.
+
+Steps that do not run (diagnose mode, a refused guard, an earlier step that failed) each say so
+in their own cell, and the record gets ONE finding listing them (:data:`NOT_RUN_CHECK`), made
+with the verdict.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from runbook_lib.kernel.protocol import RunbookLike
 from runbook_lib.kernel.sources.postgres import ConnectFailed
 
 NOT_RUN = ("proposed", "dry_run", "refused", "unavailable")
+NOT_RUN_CHECK = "Steps not run"  # the one finding that lists the steps that did not run
 
 
 @dataclass
@@ -59,7 +66,9 @@ class Drill:
     failed: str = field(default="", kw_only=True)  # the first step that failed: "Restore: ..."
     reasons: list[str] = field(default_factory=list, kw_only=True)  # every step that failed
     result: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    not_run: list[tuple[str, str]] = field(default_factory=list, kw_only=True)  # (step, why) not run
 
+    NAME: ClassVar[str] = "DR drill"
     ACTION: ClassVar[str]
     TITLE: ClassVar[str]
     VERDICT: ClassVar[str]
@@ -133,17 +142,38 @@ class Drill:
         """What the steps measured, for the verdict."""
         raise NotImplementedError
 
+    def skip(self, title: str, key: str) -> None:
+        """A step that does not run: said in its cell, listed in the one :data:`NOT_RUN_CHECK` finding."""
+        self.not_run.append((title, self.blocked))
+        self.rb.note(f"{title}: not run: {self.blocked}.")
+
+    def steps_not_run(self) -> None:
+        """The one finding listing the steps that did not run, and why (nothing when all ran)."""
+        if not self.not_run:
+            return
+        why = list(dict.fromkeys(reason for _, reason in self.not_run))
+        steps = [title for title, _ in self.not_run]
+        self.rb.finding(
+            NOT_RUN_CHECK,
+            "info",
+            f"Not run ({'; '.join(why)}): {', '.join(steps)}.",
+            drill_step="not run",
+            steps=steps,
+            reasons=why,
+        )
+
     def verdict(self) -> None:
-        """PASS (ok) or FAIL (critical), leading with the drill's name; "Not run" when the guard
-        stopped it. Never raises."""
+        """PASS (ok) or FAIL (critical), leading with the drill's name; "not run" when the guard
+        stopped it. The steps that did not run are listed first, in one finding. Never raises."""
         rb = self.rb
+        self.steps_not_run()
         try:
             if self.unready:
                 self.result.update({"drill_verdict": "FAIL", "reasons": list(self.unready)})
                 rb.finding(
                     self.VERDICT,
                     "critical",
-                    f"FAIL: the drill did not start, nothing was touched: {'; '.join(self.unready)}.",
+                    f"{self.NAME}: FAIL: the drill did not start, nothing was touched: {'; '.join(self.unready)}.",
                     role="symptom",
                     drill_step="verdict",
                     **self.result,
@@ -151,7 +181,11 @@ class Drill:
                 return
             if not self.ran:
                 rb.finding(
-                    self.VERDICT, "info", f"Not run ({self.plan.get('status')}): no verdict.", drill_step="verdict"
+                    self.VERDICT,
+                    "info",
+                    f"{self.NAME}: not run ({self.blocked}): no verdict.",
+                    role="symptom",
+                    drill_step="verdict",
                 )
                 return
             judged = self.judge()
@@ -163,14 +197,17 @@ class Drill:
             rb.finding(
                 self.VERDICT,
                 "ok" if passed else "critical",
-                f"{self.result['drill_verdict']}: {judged.numbers}" + ("." if passed else f"; {'; '.join(reasons)}."),
+                f"{self.NAME}: {self.result['drill_verdict']}: {judged.numbers}"
+                + ("." if passed else f"; {'; '.join(reasons)}."),
                 role="symptom",
                 drill_step="verdict",
                 **self.result,
             )
         except Exception as exc:
             self.failed = self.failed or f"verdict: {exc}"
-            rb.finding(self.VERDICT, "critical", f"FAIL: the verdict could not be made: {exc}", role="symptom")
+            rb.finding(
+                self.VERDICT, "critical", f"{self.NAME}: FAIL: the verdict could not be made: {exc}", role="symptom"
+            )
 
     # -- cleaning up --------------------------------------------------------------------------
     def undo(self) -> tuple[bool, str]:
@@ -189,7 +226,7 @@ class Drill:
         """Undo what the drill made, whatever happened before, and record its action. Never raises."""
         try:
             if not self.ran:
-                self.rb.finding("Cleanup", "info", "Nothing to clean up: the drill did not run.", drill_step="cleanup")
+                self.rb.note("Cleanup: nothing to clean up, the drill did not run.")  # the verdict says so already
                 return
             clean, note = self.undo()
             verdict = self.result.get("drill_verdict", "FAIL")
@@ -225,7 +262,7 @@ def drill_step(title: str, key: str | None = None) -> Callable[[Callable[..., No
         @functools.wraps(fn)
         def wrapper(self: Drill, *args: Any, **kwargs: Any) -> None:
             if self.blocked:
-                self.rb.finding(title, "info", f"Not run: {self.blocked}.", drill_step=name)
+                self.skip(title, name)
                 return
             started = time.monotonic()
             try:

@@ -16,9 +16,9 @@ network partition   a TCP proxy of the drill's   database-down: "PostgreSQL conn
 connection leak     N sessions idle in           high-database-connections: "Idle in         sessions closed
                     transaction under one        transaction", role cause, ``application``
                     application name
-dead letters        messages published to the    dlq-backlog: "Dead letters by reason",      the drill's
-                    work queue and rejected      ``original_queue`` and ``reason``           messages taken
-                    into the DLQ                 (rejected)                                  back
+dead letters        messages published to the    dlq-backlog: "Consumer of the dead          the drill's
+                    work queue and rejected      letters' queue", role cause, ``source``     messages taken
+                    into the DLQ                 the work queue                              back
 lagging RPC node    ``evm_mine`` N blocks on     blockchain-rpc-down: "Block lag", role      (cannot be:
                     one of the two nodes         cause, ``provider`` = the other node        blocks stay)
 ==================  ==========================  ==========================================  ===============
@@ -77,7 +77,7 @@ FAULTS = (
     Fault("pods_deleted", "Pods deleted", "service-down", "Pods", "kubernetes"),
     Fault("network_partition", "Network partition", "database-down", "PostgreSQL connection", "postgres"),
     Fault("connection_leak", "Connection leak", "high-database-connections", "Idle in transaction", "postgres"),
-    Fault("dead_letters", "Dead letters", "dlq-backlog", "Dead letters by reason", "rabbitmq"),
+    Fault("dead_letters", "Dead letters", "dlq-backlog", "Consumer of the dead letters' queue", "rabbitmq"),
     Fault("lagging_rpc", "Lagging RPC node", "blockchain-rpc-down", "Block lag", "rpc"),
 )
 BY_KEY = {f.key: f for f in FAULTS}
@@ -136,7 +136,8 @@ def _fault(key: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
         def wrapper(self: Chaos) -> None:
             row = self.rows[key]
             if self.blocked:
-                self.rb.finding(spec.title, "info", f"Not run: {self.blocked}.", drill_step=key)
+                self.skip(spec.title, key)
+                row.cause_named = "not run"
                 return
             if spec.target not in self.targets:
                 row.cause_named = "not run"
@@ -178,6 +179,7 @@ class Chaos(Drill):
     undone: dict[str, str] = field(default_factory=dict)
     started: float = 0.0  # when the current fault's injection began (time to record counts from here)
 
+    NAME = "DR drill chaos"
     ACTION = "chaos"
     TITLE = "DR drill: chaos game day"
     VERDICT = "DR chaos verdict"
@@ -619,7 +621,7 @@ def _expected(spec: Fault, given: dict[str, dict[str, Any]], partition: str) -> 
     if spec.key == "connection_leak":
         return {"application": given.get("postgres", {}).get("application", "chaos-drill-leak")}
     if spec.key == "dead_letters":
-        return {"original_queue": given.get("rabbitmq", {}).get("work_queue", ""), "reason": "rejected"}
+        return {"source": given.get("rabbitmq", {}).get("work_queue", "")}
     return {"provider": None}  # lagging_rpc: known once the drill has seen which node is behind
 
 

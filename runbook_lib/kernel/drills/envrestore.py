@@ -56,6 +56,7 @@ class EnvRestore(Drill):
     scratch: str | None = None
     created: list[dict[str, Any]] = field(default_factory=list)
 
+    NAME = "DR drill environment-restore"
     ACTION = "dr_env_restore"
     TITLE = "DR drill: restore the environment from scratch"
     VERDICT = "DR environment-restore verdict"

@@ -53,6 +53,7 @@ class Failover(Drill):
     failure_at: datetime | None = None  # the primary's clock just before it was stopped
     failed_mono: float | None = None
 
+    NAME = "DR drill regional-failover"
     ACTION = "dr_failover"
     TITLE = "DR drill: fail over to the standby"
     VERDICT = "DR failover verdict"
@@ -101,7 +102,7 @@ class Failover(Drill):
         self.result["failure_at"] = at
         self.rb.finding(
             "Failure declared",
-            "info",
+            "ok",
             f"Failure declared at {iso(at)} (the primary's clock): {self.primary.where} stopped with "
             f"pg_ctl stop -m immediate in {duration(took)}; it no longer answers.",
             drill_step="declare",
@@ -214,7 +215,7 @@ class Failover(Drill):
         self.result.update({"old_primary_down": old_down, "new_primary_writable": new_primary})
         self.rb.finding(
             "Cleanup",
-            "info",
+            "ok" if old_down and new_primary else "warning",  # the old primary answering: two primaries
             f"Clusters left as they are. Old primary {self.primary.where}: "
             + ("stopped" if old_down else "ANSWERING (it was never stopped, or was restarted)")
             + f"; its data directory {self.data_dir} is kept: rebuild it as a standby of the new primary "

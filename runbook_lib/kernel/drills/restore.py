@@ -44,6 +44,7 @@ class Restore(Drill):
     verified_at: float | None = None
     verified: bool | None = None
 
+    NAME = "DR drill database-restore"
     ACTION = ACTION
     TITLE = "DR drill: restore the database from backup"
     VERDICT = "DR drill verdict"
@@ -90,7 +91,7 @@ class Restore(Drill):
         age = (datetime.now(UTC) - info["created_at"]).total_seconds()
         rb.finding(
             "Backup file",
-            "warning" if age > rb.thresholds.dr_rpo_s else "info",
+            "warning" if age > rb.thresholds.dr_rpo_s else "ok",
             f"{given.name} was made {iso(info['created_at'])}: a failure now would lose {duration(age)} of writes "
             f"(RPO target {duration(rb.thresholds.dr_rpo_s)}).",
             file=str(given),
@@ -109,7 +110,7 @@ class Restore(Drill):
         if self.given_backup is not None:
             self.rb.finding(
                 "Backup",
-                "info",
+                "ok",
                 f"Using the given backup {taken.file.name}, made {iso(taken.at)}; it holds "
                 f"{len(taken.tables_with_data)} table(s) with data.",
                 drill_step="backup",
@@ -139,7 +140,7 @@ class Restore(Drill):
         self.declared_at = time.monotonic()
         self.rb.finding(
             "Failure declared",
-            "info",
+            "ok",
             f"Failure declared at {iso(self.failure_at)}"
             + (" (given)" if self.failure_param else " (now)")
             + ": RPO is measured back to the backup, RTO from here to a verified restore.",
