@@ -116,10 +116,9 @@ class Outcome:
     def verdict_in_bounds(self) -> bool:
         return self.diagnosis["verdict"] in self.case.verdicts
 
-    @property
-    def problems(self) -> list[str]:
-        """What the case's own ``expect`` found wrong with the record."""
-        return self.case.expect(self.record) if self.case.expect else []
+    def __post_init__(self) -> None:
+        # judged now, while the archive (a temporary one in the benchmark) still holds the files
+        self.problems: list[str] = self.case.expect(self.record) if self.case.expect else []
 
     @property
     def right(self) -> bool:
@@ -286,7 +285,8 @@ def run_case(case: Case, bench: Bench) -> Outcome:
         result = Runner(settings, environ).run(request)
         seconds = time.monotonic() - t0
     assert result.status == "succeeded", (case.name, result.record.get("failed_cell"))
-    return Outcome(case, result.record, seconds, environ)
+    # where the record was archived, for a case that reads its record.html (in memory only)
+    return Outcome(case, {**result.record, "_path": str(result.path)}, seconds, environ)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,6 @@ from tests.support import dbfaults
 MAX_CONNECTIONS = 20  # the module's cluster; 2 of them reserved for superusers
 APP_ROLE, APP_PASSWORD = "omnihub_app", "app-pw-faults"
 _clusters: dict[int, tuple[Any, str, str]] = {}  # id(bench) -> (cluster, app DSN, superuser DSN)
-_archives: dict[str, Path] = {}  # case name -> the archive its record went to (for expect)
 
 
 def small_cluster(bench: Bench) -> tuple[Any, str, str]:
@@ -49,13 +48,10 @@ def held(dsn: str, apps: dict[str, tuple[int, int]]) -> Iterator[dict[str, dbfau
         }
 
 
-def archive_of(case: str, bench: Bench) -> None:
-    _archives[case] = bench.archive
-
-
 def record_html(record: dict[str, Any], case: str) -> str:
-    found = [p for p in _archives[case].rglob("record.json") if record["id"] in p.read_text()[:400]]
-    return (found[0].parent / "record.html").read_text() if found else ""
+    """The archived record.html of the run (run_case keeps its folder in ``_path``)."""
+    path = Path(record.get("_path") or "") / "record.html"
+    return path.read_text() if record.get("_path") and path.is_file() else ""
 
 
 # -- high-database-connections ---------------------------------------------------------------------
@@ -112,7 +108,6 @@ def idle_leak_one_app(bench: Bench, work: Path) -> Iterator[Setup]:
     """workflow-worker leaves 9 sessions idle in transaction; api-gateway has 2 idle in
     transaction too, as old: ending api-gateway's is not this record's to propose."""
     _, app, admin = small_cluster(bench)
-    archive_of("idle-in-transaction-leak", bench)
     with held(admin, {"workflow-worker": (12, 9), "api-gateway": (3, 2)}) as leak:
         _PIDS["idle-in-transaction-leak"] = {name: h.idle_pids for name, h in leak.items()}
         time.sleep(2.5)
