@@ -151,7 +151,7 @@ def test_a_provisional_finding_says_so_in_the_headline() -> None:
 
 
 def test_a_finding_about_the_run_is_no_evidence() -> None:
-    """"No dedicated runbook for this alert" is true, but says nothing about the system: with
+    """ "No dedicated runbook for this alert" is true, but says nothing about the system: with
     the one essential check unmade, the record is still incomplete."""
     routing = {"check": "Routing", "verdict": "warning", "summary": "No dedicated runbook", "role": "context"}
     expression = {"check": "Alert expression now", "verdict": "unchecked", "summary": "a matrix", "essential": True}
