@@ -394,11 +394,13 @@ class Intake:
         (only then do they claim, which takes the write lock)."""
         return self._conn().execute(f"SELECT 1 FROM jobs j WHERE {RUNNABLE} LIMIT 1").fetchone() is not None
 
-    def claim(self, worker: str, route: Callable[[str], str] | None = None, link_window_s: float = 600) -> Job | None:
+    def claim(
+        self, worker: str, route: Callable[[str, str | None], str] | None = None, link_window_s: float = 600
+    ) -> Job | None:
         """The oldest runnable job, marked running by ``worker``. A resolved job waits until its
         firing job is finished (it updates that job's record).
 
-        With ``route`` (alertname -> runbook): firing alerts of the same Alertmanager group that
+        With ``route`` ((alertname, runbook annotation) -> runbook, as the run decides): firing alerts of the same Alertmanager group that
         route to the same runbook within ``link_window_s`` are one story, run once. Queued ones
         are linked to the claimed job now (its run records them); a job whose group already has
         that runbook's run comes back with ``link_to`` set, to be linked, not run."""
@@ -418,17 +420,17 @@ class Intake:
 
     @staticmethod
     def _link_group(
-        conn: sqlite3.Connection, row: sqlite3.Row, route: Callable[[str], str], window_s: float
+        conn: sqlite3.Connection, row: sqlite3.Row, route: Callable[[str, str | None], str], window_s: float
     ) -> dict[str, Any] | None:
         if row["status"] != "firing" or row["kind"] != "alert" or not row["group_key"]:
             return None
-        slug = route(row["alertname"])
+        slug = route(row["alertname"], _runbook_hint(row["alert"]))
         same = conn.execute(
-            "SELECT id, alertname, state, record_id, outcome FROM jobs WHERE group_key = ? AND id != ?"
+            "SELECT id, alertname, alert, state, record_id, outcome FROM jobs WHERE group_key = ? AND id != ?"
             " AND status = 'firing' AND kind = 'alert' AND received_at >= ? ORDER BY id",
             (row["group_key"], row["id"], row["received_at"] - window_s),
         ).fetchall()
-        same = [r for r in same if route(r["alertname"]) == slug]
+        same = [r for r in same if route(r["alertname"], _runbook_hint(r["alert"])) == slug]
         primary = next(
             (r for r in same if r["state"] in ("running", "done") and r["outcome"] not in ("linked", "grouped")), None
         )
@@ -595,3 +597,12 @@ class Intake:
 
     def jobs(self) -> list[sqlite3.Row]:
         return self._conn().execute("SELECT * FROM jobs ORDER BY id").fetchall()
+
+
+def _runbook_hint(alert_json: str) -> str | None:
+    """The alert's ``runbook`` annotation (stored JSON), which routing also reads."""
+    try:
+        hint = (json.loads(alert_json).get("annotations") or {}).get("runbook")
+    except (ValueError, AttributeError):
+        return None
+    return hint if isinstance(hint, str) else None

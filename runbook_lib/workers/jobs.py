@@ -218,9 +218,11 @@ class JobHandler:
         self._notify(self.notifier.record_done, record, job=job)
         return str(record["status"])
 
-    def route(self, alertname: str) -> str:
-        """The runbook an alert goes to (for linking alerts of one group that share one)."""
-        return self.runner.catalog.route(alertname).slug
+    def route(self, alertname: str, hint: str | None = None) -> str:
+        """The runbook an alert goes to (for linking alerts of one group that share one): the
+        same decision the run makes, its ``runbook`` annotation included (a generated burn-rate
+        alert is not in the catalog and runs the runbook its annotation names)."""
+        return self.runner.catalog.route(alertname, hint).slug
 
     def _linked(self, job: Job) -> str:
         """An alert whose group already has a run of the same runbook: linked to that record."""

@@ -73,3 +73,17 @@ def test_a_zero_link_window_runs_each_alert(tmp_path: Path) -> None:
     handler = JobHandler(settings)
     handler.intake.accept(parse_payload(grouped("HighErrorBudgetBurnRate", "ElevatedErrorRate")), "{}")
     assert [o for _, o in drain(handler)] == ["succeeded", "succeeded"]
+
+
+def test_an_alert_routed_by_its_runbook_annotation_links_like_its_run_routes(tmp_path: Path) -> None:
+    """EndpointErrorBudgetBurn is not in the catalog: its run goes to the runbook its annotation
+    names (high-error-rate). Linking must decide the same way, or one problem runs twice (it
+    once routed by alertname alone: triage, so never the same story)."""
+    settings = load_settings(overrides={"archive.path": str(tmp_path / "executed"), "prometheus.url": None})
+    handler = JobHandler(settings)
+    payload = grouped("HighErrorBudgetBurnRate", "EndpointErrorBudgetBurn")
+    payload["alerts"][1]["annotations"] = {**payload["alerts"][1]["annotations"], "runbook": "high-error-rate"}
+    handler.intake.accept(parse_payload(payload), "{}")
+    assert drain(handler) == [("HighErrorBudgetBurnRate", "succeeded")]
+    rows = handler.intake.jobs()
+    assert rows[1]["outcome"] == "linked" and rows[1]["record_id"] == rows[0]["record_id"]
