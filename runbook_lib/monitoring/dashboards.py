@@ -38,14 +38,9 @@ GENERATED = (
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "$__rate_interval"  # Grafana's window for rate() in graphs: at least four scrapes
 
-# Metrics of the OmniHub application that are not configurable in ``metrics`` (the package's names).
-EMERGENCY_CONTROL = "omnihub_emergency_control_enabled"  # label control, 1 = on
+# Every metric name comes from the ``metrics`` settings (parameters/defaults.yaml).
 CONTROLS = ("OMNIHUB_KILL_SWITCH", "EXECUTION_SAFE_MODE", "OPERATOR_TAKEOVER")
-APPROVALS_PENDING = "omnihub_approval_queue_pending"
-APPROVAL_OLDEST = "omnihub_approval_oldest_pending_seconds"
-APPROVALS_DECIDED = "omnihub_approvals_decided_total"  # label decision
 DECISIONS = ("approved", "rejected", "expired")  # approval_queue.status values
-WORKFLOWS_ACTIVE = "omnihub_workflows_active"  # label state: workflows.status values
 DLQ_QUEUE = "dead_letter_queue"
 
 # Targets the package's SLO dashboard shows (SRE_PACKAGE.md, DASHBOARDS).
@@ -332,7 +327,7 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
     board.panel(
         _stat(
             "Approval Queue Depth",
-            f"sum({selector(APPROVALS_PENDING)})",
+            f"sum({selector(m.approvals_pending)})",
             "none",
             _below(APPROVAL_QUEUE_TARGET),
             f"Pending approvals now; target below {APPROVAL_QUEUE_TARGET} (ApprovalQueueBacklog fires above it).",
@@ -369,19 +364,17 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
         "5xx Error Rate (last 7 days)",
         12,
     )
-    by_endpoint = (
-        f"sum by ({endpoint}) (rate({errors}[{RATE}])) / ignoring({endpoint}) group_left sum(rate({requests}[{RATE}]))"
-    )
+    # each endpoint's own ratio (its 5xx / its requests): a login page failing outright reads 100 %,
+    # not its 1 % share of all traffic
+    by_endpoint = f"sum by ({endpoint}) (rate({errors}[{RATE}])) / sum by ({endpoint}) (rate({requests}[{RATE}]))"
     board.panel(
         _graph(
             "5xx Error Rate by Endpoint",
             [(f"{{{{{endpoint}}}}}", by_endpoint)],
             "percentunit",
-            "Each endpoint's share of the 5xx ratio (its 5xx / all requests): stacked, the series add up "
-            "to the ratio on the left.",
-        )
-        .time_from("7d")
-        .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL)),
+            "Each endpoint's own 5xx ratio (its 5xx / its requests): an endpoint failing every request reads "
+            "100 % however little of the traffic it carries (EndpointErrorBudgetBurn pages on it).",
+        ).time_from("7d"),
         "5xx Error Rate by Endpoint",
         12,
     )
@@ -410,10 +403,10 @@ def _operator_dashboard(m: MetricNames) -> dict[str, Any]:
         board.panel(
             _stat(
                 control,
-                f"max({selector(EMERGENCY_CONTROL, control=control)})",
+                f"max({selector(m.emergency_control, control=control)})",
                 "none",
                 _below(1),
-                f"{control} from {EMERGENCY_CONTROL}: ON halts or restricts executions. Who switched it, "
+                f"{control} from {m.emergency_control}: ON halts or restricts executions. Who switched it, "
                 "when and why: `runbook run kill-switch-active` (audit_logs).",
             )
             .mappings([on_off])
@@ -427,7 +420,7 @@ def _operator_dashboard(m: MetricNames) -> dict[str, Any]:
     board.panel(
         _stat(
             "Pending Approvals",
-            f"sum({selector(APPROVALS_PENDING)})",
+            f"sum({selector(m.approvals_pending)})",
             "none",
             _below(APPROVAL_QUEUE_TARGET),
             f"Approvals waiting now; ApprovalQueueBacklog fires above {APPROVAL_QUEUE_TARGET}.",
@@ -438,7 +431,7 @@ def _operator_dashboard(m: MetricNames) -> dict[str, Any]:
     board.panel(
         _stat(
             "Oldest Pending Approval",
-            f"max({selector(APPROVAL_OLDEST)})",
+            f"max({selector(m.approval_oldest_pending)})",
             "s",
             _steps((None, "green"), (APPROVAL_AGE_WARN_S, "yellow"), (APPROVAL_EXPIRY_S, "red")),
             "Age of the oldest pending approval; past a day it should have expired (the expiry job is behind).",
@@ -446,10 +439,10 @@ def _operator_dashboard(m: MetricNames) -> dict[str, Any]:
         "Oldest Pending Approval",
         6,
     )
-    everything = selector(APPROVALS_DECIDED)
+    everything = selector(m.approvals_decided)
     for decision in DECISIONS:
         title = f"{decision.capitalize()} (last 24h)"
-        decided = selector(APPROVALS_DECIDED, decision=decision)
+        decided = selector(m.approvals_decided, decision=decision)
         board.panel(
             _stat(
                 title,
@@ -457,7 +450,7 @@ def _operator_dashboard(m: MetricNames) -> dict[str, Any]:
                 f"round(sum(increase({decided}[1d])) or (0 * sum(increase({everything}[1d]))))",
                 "none",
                 _steps((None, "blue")),
-                f"Approvals {decision} over the last 24 hours (increase of {APPROVALS_DECIDED}), not since midnight.",
+                f"Approvals {decision} over the last 24 hours (increase of {m.approvals_decided}), not since midnight.",
             ),
             title,
             4,
@@ -469,10 +462,10 @@ def _operator_dashboard(m: MetricNames) -> dict[str, Any]:
         board.panel(
             _stat(
                 title,
-                f"sum({selector(WORKFLOWS_ACTIVE, state=state)})",
+                f"sum({selector(m.workflows_active, state=state)})",
                 "none",
                 _steps((None, "blue")),
-                f"Workflows in state {state!r} now ({WORKFLOWS_ACTIVE}).",
+                f"Workflows in state {state!r} now ({m.workflows_active}).",
             ),
             title,
             8,
@@ -525,7 +518,7 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
 
     # Row 1: Compute (node_exporter, kube-state-metrics)
     board.row("Compute")
-    idle = selector("node_cpu_seconds_total", mode="idle")
+    idle = selector(m.node_cpu, mode="idle")
     cpu = f"1 - avg by (instance) (rate({idle}[{RATE}]))"
     board.panel(
         _graph(
@@ -537,7 +530,7 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
         "Node CPU Utilization (avg, max)",
         8,
     )
-    memory = f"1 - {selector('node_memory_MemAvailable_bytes')} / {selector('node_memory_MemTotal_bytes')}"
+    memory = f"1 - {selector(m.node_memory_available)} / {selector(m.node_memory_total)}"
     board.panel(
         _graph(
             "Node Memory Utilization (avg, max)",
@@ -551,9 +544,9 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
     board.panel(
         _graph(
             "Pod Count by Namespace",
-            [("{{namespace}}", f"count by (namespace) ({selector('kube_pod_info')})")],
+            [("{{namespace}}", f"count by (namespace) ({selector(m.kube_pod_info)})")],
             "none",
-            "Pods known to kube-state-metrics (kube_pod_info), by namespace.",
+            f"Pods known to kube-state-metrics ({m.kube_pod_info}), by namespace.",
         ),
         "Pod Count by Namespace",
         8,
@@ -565,8 +558,8 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
         _graph(
             "PostgreSQL Connections (current, max)",
             [
-                ("current", f"sum({selector('pg_stat_activity_count')})"),
-                ("max", f"sum({selector('pg_settings_max_connections')})"),
+                ("current", f"sum({selector(m.pg_connections)})"),
+                ("max", f"sum({selector(m.pg_max_connections)})"),
             ],
             "none",
             "Connections (pg_stat_activity) against max_connections; HighDatabaseConnections fires at 80 %.",
@@ -589,19 +582,19 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
         8,
     )
     claim = ("=~", PG_VOLUME_CLAIM)
-    used = selector("kubelet_volume_stats_used_bytes", persistentvolumeclaim=claim)
-    capacity = selector("kubelet_volume_stats_capacity_bytes", persistentvolumeclaim=claim)
+    used = selector(m.volume_used, persistentvolumeclaim=claim)
+    capacity = selector(m.volume_capacity, persistentvolumeclaim=claim)
     board.panel(
         _graph(
             "Database Disk Utilization (%)",
             [
                 ("{{persistentvolumeclaim}}", f"max by (persistentvolumeclaim) ({used} / {capacity})"),
-                ("size {{datname}}", f"sum by (datname) ({selector('pg_database_size_bytes')})"),
+                ("size {{datname}}", f"sum by (datname) ({selector(m.database_size)})"),
             ],
             "percentunit",
             f"Used share of the PostgreSQL volumes (kubelet volume stats of claims matching {PG_VOLUME_CLAIM!r}; "
             "no data if the database does not run on such a claim) and, on the right axis, each database's "
-            "size (pg_database_size_bytes).",
+            f"size ({m.database_size}).",
         ).override_by_query(
             "B",
             [
@@ -621,7 +614,7 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
             [
                 (
                     "{{instance}}",
-                    f"{selector('redis_memory_used_bytes')} / ({selector('redis_memory_max_bytes')} > 0)",
+                    f"{selector(m.redis_memory_used)} / ({selector(m.redis_memory_max)} > 0)",
                 )
             ],
             "percentunit",
@@ -630,8 +623,8 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
         "Redis Memory Utilization (%)",
         8,
     )
-    hits = f"sum(rate({selector('redis_keyspace_hits_total')}[{RATE}]))"
-    misses = f"sum(rate({selector('redis_keyspace_misses_total')}[{RATE}]))"
+    hits = f"sum(rate({selector(m.redis_hits)}[{RATE}]))"
+    misses = f"sum(rate({selector(m.redis_misses)}[{RATE}]))"
     board.panel(
         _graph(
             "Redis Hit Rate (%)",
@@ -645,7 +638,7 @@ def _infrastructure_dashboard(m: MetricNames) -> dict[str, Any]:
     board.panel(
         _graph(
             "Redis Commands/sec",
-            [("commands", f"sum(rate({selector('redis_commands_processed_total')}[{RATE}]))")],
+            [("commands", f"sum(rate({selector(m.redis_commands)}[{RATE}]))")],
             "ops",
             "Commands processed per second.",
         ),
