@@ -246,12 +246,6 @@ class ServiceSettings(_Section):
 class Thresholds(_Section):
     availability_objective: float = 0.999
     """The API availability SLO."""
-    burn_rate_page: float = 14.4
-    """Burn rate that pages (at 14.4x, a full 28-day budget lasts about 47 hours)."""
-    burn_rate_ticket: float = 6.0
-    """Burn rate to investigate within 30 minutes."""
-    burn_rate_slow: float = 3.0
-    """Burn rate to investigate within an hour."""
     endpoint_dominance: float = 0.5
     """One endpoint with at least this share of the 5xx 'dominates'."""
     rollout_suspect_window_s: float = 1800

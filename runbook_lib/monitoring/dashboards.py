@@ -270,7 +270,8 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
         title,
         12,
     )
-    tiers = sorted({t.burn_rate for t in slo.TIERS})
+    api_tiers = catalog.tiers_of(api)
+    tiers = sorted({t.burn_rate for t in api_tiers})
     burn_colors = ["yellow", "orange", "dark-orange", "red"]
     board.panel(
         _stat(
@@ -278,8 +279,10 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
             f"({api_sli.ratio('1h')}) / {budget}",
             "suffix:x",
             _steps((None, "green"), *zip(tiers, burn_colors[-len(tiers) :], strict=True)),
-            f"{api.name}: error ratio over the last hour / error budget ({budget}); target below 1x. "
-            "14.4x pages (a full 28-day budget lasts about 47 hours at that rate), 6x and 3x are investigated.",
+            f"{api.name}: error ratio over the last hour / error budget ({budget}); target below 1x. The colours "
+            "are the burn-rate tiers (parameters/catalog.yaml): "
+            + ", ".join(f"{t.name} over {t.long_window} ({t.severity})" for t in api_tiers)
+            + ".",
         ).decimals(2),
         "Burn Rate (1h)",
         12,

@@ -124,9 +124,18 @@ class Queryable(Protocol):
     def scalar(self, expr: str, at: datetime | float | None = None) -> float | None: ...
 
 
-def evaluate(prom: Queryable, spec: SLOSpec, m: MetricNames, now: datetime, window: str | None = None) -> Status:
-    """Measure one SLO at ``now`` over ``window`` (default: its own). Raises the Prometheus
-    client's errors; an SLI we cannot measure, or no data, is said in ``problem``."""
+def evaluate(
+    prom: Queryable,
+    spec: SLOSpec,
+    m: MetricNames,
+    now: datetime,
+    window: str | None = None,
+    tiers: tuple[slo.Tier, ...] | None = None,
+) -> Status:
+    """Measure one SLO at ``now`` over ``window`` (default: its own); ``tiers``: its burn-rate
+    tiers (the catalog's, ``Catalog.tiers_of``; default the Workbook's for its period). Raises
+    the Prometheus client's errors; an SLI we cannot measure, or no data, is said in ``problem``."""
+    tiers = tiers or slo.tiers_for(spec.window)
     window = window or spec.window
     window_s = slo.parse_duration(window)
     status = Status(spec.name, spec.sli, spec.objective, window)
@@ -136,7 +145,8 @@ def evaluate(prom: Queryable, spec: SLOSpec, m: MetricNames, now: datetime, wind
         return status
     status.description = indicator.description
     status.ratio = slo.finite(prom.scalar(indicator.ratio(window), now))
-    for w in sorted({*REPORT_WINDOWS, *slo.windows()}, key=slo.parse_duration):
+    tier_windows = {w for t in tiers for w in (t.long_window, t.short_window)}
+    for w in sorted({*REPORT_WINDOWS, *tier_windows}, key=slo.parse_duration):
         status.burns[w] = slo.burn_rate(slo.finite(prom.scalar(indicator.ratio(w), now)), spec.objective)
     status.data_hours = prom.scalar(data_hours_expr(indicator.coverage, window), now) or 0.0
     status.provisional = status.data_hours < window_s / 3600 * 0.9
@@ -145,7 +155,7 @@ def evaluate(prom: Queryable, spec: SLOSpec, m: MetricNames, now: datetime, wind
         status.problem = "no events in the window"
         return status
     status.band = slo.policy_band(status.remaining)
-    status.firing = slo.firing_tiers(status.burns)
+    status.firing = slo.firing_tiers(status.burns, tiers)
     current = next((status.burns[w] for w in REPORT_WINDOWS if status.burns.get(w) is not None), None)
     status.exhaustion_s = slo.exhaustion_at_s(status.remaining, current, window_s)
     return status

@@ -73,22 +73,31 @@ class BurnVerdict:
 
 
 def burn_verdict(
-    burn: float | None, page: float = 14.4, ticket: float = 6.0, slow: float = 3.0, window_s: float = 28 * 86400
+    burn: float | None, tiers: tuple[Tier, ...] | None = None, window_s: float = 28 * 86400
 ) -> BurnVerdict:
-    """The package's burn-rate table: 14.4x page, 6x and 3x investigate, below that normal. What
-    a burn rate means is computed from the SLO's window: at ``burn`` x, a full budget over
-    ``window_s`` lasts window_s / burn (14.4x over 28 days: about 47 hours)."""
+    """A one-hour burn rate read against the burn-rate tiers (the catalog's table, computed for
+    the SLO's period; default the Workbook's for 28 days): at or above the fastest page tier's
+    rate it pages now (critical); at or above another tier's rate it pages or tickets if it
+    holds for that tier's window (warning); below every tier it is within budget. What a burn
+    rate means is computed from the period: a full budget over ``window_s`` lasts
+    window_s / burn (14.4x over 28 days: about 47 hours)."""
     if burn is None:
         return BurnVerdict("unchecked", "no traffic in the window: burn rate undefined")
+    tiers = tiers or tiers_for(f"{window_s / 86400:g}d")
     days = window_s / 86400
     lasts = f"a full {days:g}-day budget lasts {_span(window_s / burn)} at this burn" if burn > 0 else ""
-    if burn >= page:
-        return BurnVerdict("critical", f">= {page:g}x: {lasts}; immediate incident response")
-    if burn >= ticket:
-        return BurnVerdict("warning", f">= {ticket:g}x: {lasts}; investigate within 30 min")
-    if burn >= slow:
-        return BurnVerdict("warning", f">= {slow:g}x: {lasts}; investigate within 1 hour")
-    return BurnVerdict("ok", f"< {slow:g}x: within normal burn")
+    fastest = min(tiers, key=lambda t: parse_duration(t.long_window))
+    if burn >= fastest.burn_rate:
+        return BurnVerdict(
+            "critical", f">= {fastest.name} (the {fastest.long_window} {fastest.severity} tier): {lasts}; respond now"
+        )
+    for tier in sorted(tiers, key=lambda t: -t.burn_rate):
+        if tier is not fastest and burn >= tier.burn_rate:
+            return BurnVerdict(
+                "warning", f">= {tier.name}: {lasts}; a {tier.severity} if it holds for {tier.long_window}"
+            )
+    slowest = min(t.burn_rate for t in tiers)
+    return BurnVerdict("ok", f"< {slowest:g}x: within budget")
 
 
 def _span(seconds: float) -> str:
@@ -185,12 +194,8 @@ def tiers_for(period: str, table: tuple[BudgetTier, ...] = WORKBOOK_TABLE) -> tu
     )
 
 
-TIERS = (
-    Tier(14.4, "1h", "5m", "page"),
-    Tier(6.0, "6h", "30m", "page"),
-    Tier(3.0, "1d", "2h", "ticket"),
-    Tier(1.0, "3d", "6h", "ticket"),
-)
+# The Workbook's table for a 28-day period: what the runbooks use where no catalog is at hand.
+TIERS = tiers_for("28d")
 
 
 def windows() -> list[str]:

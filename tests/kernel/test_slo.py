@@ -14,11 +14,15 @@ from runbook_lib.sre import slo
 
 def test_package_example_1_44_percent_is_14_4x() -> None:
     assert slo.burn_rate(0.0144, 0.999) == pytest.approx(14.4)
-    assert slo.burn_verdict(14.4).verdict == "critical"
-    assert slo.burn_verdict(14.39).verdict == "warning"
-    assert slo.burn_verdict(6.0).verdict == "warning"
-    assert slo.burn_verdict(2.99).verdict == "ok"
+    # read against the 28-day tiers (2 % of the budget in 1 h pages: 13.44x; 5 % in 6 h: 5.6x;
+    # 10 % in 1 d: 2.8x; 10 % in 3 d: 0.93x)
+    assert slo.burn_verdict(14.4).verdict == slo.burn_verdict(13.44).verdict == "critical"
+    assert slo.burn_verdict(13.43).verdict == "warning" and "page if it holds for 6h" in slo.burn_verdict(6).action
+    assert slo.burn_verdict(2.8).verdict == "warning" and "ticket if it holds for 1d" in slo.burn_verdict(2.8).action
+    assert slo.burn_verdict(0.92).verdict == "ok"
     assert slo.burn_verdict(None).verdict == "unchecked"
+    # the table decides: a 30-day SLO pages from 14.4x
+    assert slo.burn_verdict(14.0, slo.tiers_for("30d"), window_s=30 * 86400).verdict == "warning"
 
 
 def test_ratio_budget_and_exhaustion() -> None:
@@ -128,7 +132,7 @@ def test_an_overspent_budget_is_exhausted_now_and_no_burn_never_exhausts(remaini
 
 @given(st.dictionaries(st.sampled_from(["5m", "30m", "1h", "2h", "6h", "1d", "3d"]), burns))
 def test_a_tier_fires_exactly_when_both_its_windows_burn_at_its_rate(measured: dict[str, float]) -> None:
-    table = {(14.4, "1h", "5m"), (6.0, "6h", "30m"), (3.0, "1d", "2h"), (1.0, "3d", "6h")}  # the package's
+    table = {(13.44, "1h", "5m"), (5.6, "6h", "30m"), (2.8, "1d", "2h"), (0.93, "3d", "6h")}  # the Workbook's, 28 d
     fired = {(t.burn_rate, t.long_window, t.short_window) for t in slo.firing_tiers(measured)}
     expected = {
         (rate, long_w, short_w)
@@ -141,7 +145,7 @@ def test_a_tier_fires_exactly_when_both_its_windows_burn_at_its_rate(measured: d
 @given(burns)
 def test_a_steady_burn_fires_every_tier_at_or_below_it(burn: float) -> None:
     steady = dict.fromkeys(slo.windows(), burn)
-    assert {t.burn_rate for t in slo.firing_tiers(steady)} == {r for r in (14.4, 6.0, 3.0, 1.0) if burn >= r}
+    assert {t.burn_rate for t in slo.firing_tiers(steady)} == {r for r in (13.44, 5.6, 2.8, 0.93) if burn >= r}
 
 
 def test_tier_factors_follow_the_slo_period() -> None:

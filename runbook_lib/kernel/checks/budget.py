@@ -88,7 +88,7 @@ def _evaluate(rb: RunbookLike, spec: Any) -> dict[str, Any]:
     row |= {f"burn_{w}": None for w in BURN_WINDOWS}
     row |= {"remaining": None, "band": "no data", "exhausted": "", "data": "", "provisional": True, "firing": []}
     try:
-        st = sli.evaluate(rb.prometheus, spec, rb.metrics, rb.now)
+        st = sli.evaluate(rb.prometheus, spec, rb.metrics, rb.now, tiers=rb.catalog.tiers_of(spec))
     except SourceNotConfigured:
         raise  # the check records "not configured" once, not one row per SLO
     except SourceError as exc:

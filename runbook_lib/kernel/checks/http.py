@@ -36,12 +36,23 @@ class ErrorBudget(Result):
     budget_remaining_28d: float | None = None
     spike_start: datetime | None = None
     series: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pages: bool = False  # the 1h burn is at or above the fastest page tier's rate
 
 
 def _selectors(rb: RunbookLike) -> tuple[str, str]:
+    """The API's requests only (metrics.api_job): another job's under the same name are not its."""
     m = rb.metrics
-    errors = selector(m.http_requests, **{label_name(m.status_label): ("=~", m.error_status_regex)})
-    return errors, selector(m.http_requests)
+    job = {label_name(m.job_label): m.api_job}
+    errors = selector(m.http_requests, **job, **{label_name(m.status_label): ("=~", m.error_status_regex)})
+    return errors, selector(m.http_requests, **job)
+
+
+def tiers(rb: RunbookLike, window: str = "28d") -> tuple[slo.Tier, ...]:
+    """The burn-rate tiers of the API's availability SLO from the catalog's table (one source
+    for the alerts and the runbooks); the Workbook's for ``window`` if the catalog has no such SLO."""
+    catalog = rb.catalog
+    api = next((s for s in catalog.slos if s.sli == "availability" and s.service == rb.service.name), None)
+    return catalog.tiers_of(api) if api else slo.tiers_for(window)
 
 
 def _window(window: str) -> str:
@@ -161,13 +172,14 @@ def error_budget(
     lookback = timedelta(seconds=th.spike_lookback_s)
     series = prom.query_range(ratio_expr(rb, "5m"), rb.now - lookback, rb.now, step=60)
     result.series = series
-    threshold = budget * th.burn_rate_slow
+    table = tiers(rb, window)
+    daily = next((t for t in table if t.long_window == "1d"), table[-1])  # the tier that tickets within a day
+    threshold = budget * daily.burn_rate
     result.spike_start = spike_start(series, threshold)
 
     window_s = slo.parse_duration(window)
-    verdict = slo.burn_verdict(
-        result.burn_rate_1h, th.burn_rate_page, th.burn_rate_ticket, th.burn_rate_slow, window_s=window_s
-    )
+    verdict = slo.burn_verdict(result.burn_rate_1h, table, window_s=window_s)
+    result.pages = verdict.verdict == "critical"
     title = "Error ratio and burn rate"
     if result.ratio_1h is None and result.ratio_5m is None:
         rb.finding(title, "unchecked", "No traffic in the last hour: the error ratio is undefined.", reason="no data")
@@ -193,7 +205,7 @@ def error_budget(
         rb.finding(
             "Start of the error spike",
             "info",
-            f"5xx ratio above {threshold:.2%} (3x burn) since {iso(result.spike_start)} ({lasted}).",
+            f"5xx ratio above {threshold:.2%} ({daily.name} burn) since {iso(result.spike_start)} ({lasted}).",
             spike_start=result.spike_start,
             threshold=threshold,
         )
@@ -222,8 +234,9 @@ def error_ratio_graph(rb: RunbookLike, budget: ErrorBudget) -> bool:
         f"5xx ratio (5m), last {duration(th.spike_lookback_s)}",
         percent=True,
         thresholds={
-            f"{th.burn_rate_page:g}x burn (page)": allowed * th.burn_rate_page,
-            f"{th.burn_rate_ticket:g}x burn": allowed * th.burn_rate_ticket,
+            f"{t.name} burn ({t.severity} if it holds {t.long_window})": allowed * t.burn_rate
+            for t in tiers(rb)
+            if t.severity == "page"
         },
         markers=markers,
     )
