@@ -94,7 +94,7 @@ def _row(s: Any, now: datetime) -> dict[str, str]:
         if s.band is None
         else "already"
         if s.exhaustion_s == 0
-        else "not burning"
+        else "never (<1x)"
         if s.exhaustion_s is None
         else iso(now + timedelta(seconds=s.exhaustion_s))
     )
