@@ -248,8 +248,8 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
     )
     status = label_name(m.status_label)
     endpoint = label_name(m.endpoint_label)
-    errors = selector(m.http_requests, **{status: ("=~", m.error_status_regex)})
-    requests = selector(m.http_requests)
+    errors = selector(m.http_requests, **sli.api_scope(m), **{status: ("=~", m.error_status_regex)})
+    requests = selector(m.http_requests, **sli.api_scope(m))
 
     # Row 1: SLO Status
     board.row("SLO Status")
@@ -296,7 +296,7 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
     board.row("Latency SLIs")
     for q, target in _latency_targets(catalog).items():
         title = f"P{q * 100:g} Latency"
-        bucket = selector(f"{m.latency_histogram}_bucket")
+        bucket = selector(f"{m.latency_histogram}_bucket", **sli.api_scope(m))
         board.panel(
             _stat(
                 title,

@@ -42,6 +42,12 @@ def le_matcher(threshold: float) -> tuple[str, str]:
     return ("=~", re.escape(text) + ("0*" if "." in text else r"(\.0*)?"))
 
 
+def api_scope(m: MetricNames) -> dict[str, str]:
+    """The matcher every query about the API carries: its job (metrics.api_job). Another job's
+    requests under the same metric name are not the API's."""
+    return {label_name(m.job_label): m.api_job}
+
+
 def for_slo(spec: SLOSpec, m: MetricNames) -> SLI | None:
     """The SLI of one catalog SLO; None for an SLI kind we cannot measure from Prometheus."""
     if spec.sli == "availability" and spec.service == "database":
@@ -50,7 +56,7 @@ def for_slo(spec: SLOSpec, m: MetricNames) -> SLI | None:
         return SLI(spec.name, f"share of time {m.database_up} is 0", ratio, up)
     # the API's SLIs count the API's requests only (metrics.api_job): another job's requests
     # under the same metric name are not the API's availability or latency
-    job = {label_name(m.job_label): m.api_job}
+    job = api_scope(m)
     if spec.sli == "availability":
         status = label_name(m.status_label)
         bad = selector(m.http_requests, **job, **{status: ("=~", m.error_status_regex)})

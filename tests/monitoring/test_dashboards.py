@@ -234,7 +234,9 @@ def test_metric_names_come_from_the_settings() -> None:
     text = "\n".join(e for dash in built.values() for _, e in expressions(dash))
     for default in ("http_requests_total", "http_request_duration_seconds", "omnihub_db_query_duration_seconds"):
         assert default not in text
-    assert 'api_requests_total{code=~"5.."}' in text and "sum by (route)" in text
+    # the API's requests only: its job (metrics.api_job) on every query about it
+    assert 'api_requests_total{job="api-gateway",code=~"5.."}' in text and "sum by (route)" in text
+    assert "api_requests_total[" not in text and "api_latency_seconds_bucket[" not in text
     assert "api_latency_seconds_bucket" in text and "app_db_seconds_bucket" in text
     assert 'rmq_messages{queue="dead_letter_queue"}' in text
     assert 'wf_total{result="bad \\"one\\""}' in text  # quoted by promql, never pasted

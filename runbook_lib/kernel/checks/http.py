@@ -42,7 +42,7 @@ class ErrorBudget(Result):
 def _selectors(rb: RunbookLike) -> tuple[str, str]:
     """The API's requests only (metrics.api_job): another job's under the same name are not its."""
     m = rb.metrics
-    job = {label_name(m.job_label): m.api_job}
+    job = sli.api_scope(m)
     errors = selector(m.http_requests, **job, **{label_name(m.status_label): ("=~", m.error_status_regex)})
     return errors, selector(m.http_requests, **job)
 

@@ -15,7 +15,7 @@ from runbook_lib.kernel.checks.base import Result, check
 from runbook_lib.kernel.plots import timeseries
 from runbook_lib.kernel.protocol import RunbookLike
 from runbook_lib.kernel.sources.postgres import activity
-from runbook_lib.sre import slo
+from runbook_lib.sre import sli, slo
 from runbook_lib.sre.promql import label_name, selector
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -49,7 +49,7 @@ def target_s(rb: RunbookLike) -> float:
 
 
 def _quantile(rb: RunbookLike, q: float, window: str, by: str = "") -> str:
-    bucket = selector(f"{rb.metrics.latency_histogram}_bucket")
+    bucket = selector(f"{rb.metrics.latency_histogram}_bucket", **sli.api_scope(rb.metrics))
     group = f"le, {label_name(by)}" if by else "le"
     return f"histogram_quantile({q:g}, sum by ({group}) (rate({bucket}[{window}])))"
 
@@ -110,8 +110,8 @@ def _signals(rb: RunbookLike) -> dict[str, tuple[str, str]]:
     """name -> (PromQL, what it is) for what latency may follow."""
     m = rb.metrics
     status = label_name(m.status_label)
-    errors = selector(m.http_requests, **{status: ("=~", m.error_status_regex)})
-    every = selector(m.http_requests)
+    errors = selector(m.http_requests, **sli.api_scope(m), **{status: ("=~", m.error_status_regex)})
+    every = selector(m.http_requests, **sli.api_scope(m))
     db = selector(f"{m.db_query_duration}_bucket")
     pod = label_name(m.pod_label)
     cpu = selector(m.pod_cpu, **{pod: ("=~", f"{re.escape(rb.service.deployment)}-.*")})

@@ -129,7 +129,7 @@ def burn_down(rb: RunbookLike, lookback: str = "3d") -> Shown:
 @check("Latency percentiles against targets", Shown)
 def latency(rb: RunbookLike, lookback: str = "1d") -> Shown:
     """p50, p95 and p99 (5-minute windows) over ``lookback`` against 200 ms, 500 ms and 1 s."""
-    bucket = selector(f"{rb.metrics.latency_histogram}_bucket")
+    bucket = selector(f"{rb.metrics.latency_histogram}_bucket", **sli.api_scope(rb.metrics))
     frames = []
     now = {}
     for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
