@@ -629,3 +629,48 @@ def test_low_error_budget_waits_for_a_quarter_of_the_window(generated: dict[str,
 
     tests = [case(0.0008, 72, False), case(0.0008, 192, True), case(0.0007, 192, False)]
     promtool_test(tmp_path, {"alerts.yml": generated["prometheus/alerts.yml"]}, tests, evaluation_interval="1h")
+
+
+def test_detection_times_of_a_fast_and_a_slow_burn(generated: dict[str, str], tmp_path: Path) -> None:
+    """A fast burn (3 %, 30x) pages through the 1 h tier once the hour holds 2 % of the budget:
+    between 25 and 35 minutes (1.344 % over the hour, then the 2 minutes of `for`). A slow burn
+    (0.4 %, 4x, after a day at 0.06 %) tickets through the 1 d tier once the day reads 2.8x:
+    about 16.5 hours in (the 6 h tier, 5.6x, never pages on it)."""
+    base, minutes_fast = 0.0006, 40
+    fast = _shaped([(24 * 60, base), (minutes_fast, 0.03)])
+    slow = _shaped([(24 * 60, base), (18 * 60, 0.004)])
+    tier = {t[0]: t for t in TIERS}
+    page, ticket = _burn_labels(tier[13.44]), _burn_labels(tier[2.8])
+    start = 24 * 60
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": fast,
+            "alert_rule_test": [
+                {"eval_time": f"{start + 25}m", "alertname": "ErrorBudgetBurn", "exp_alerts": []},
+                {"eval_time": f"{start + 35}m", "alertname": "ErrorBudgetBurn", "exp_alerts": [{"exp_labels": page}]},
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": slow,
+            "alert_rule_test": [
+                {"eval_time": f"{start + 15 * 60}m", "alertname": "ErrorBudgetBurn", "exp_alerts": []},
+                {
+                    "eval_time": f"{start + 18 * 60}m",
+                    "alertname": "ErrorBudgetBurn",
+                    "exp_alerts": [{"exp_labels": ticket}],
+                },
+            ],
+        },
+    ]
+    rules = _api_burn_rules(generated)
+    doc = yaml.safe_load(rules["slo_burn_rate_alerts.yml"])
+    # the tiers only (absent and per-endpoint have their own tests); the 3-day tier is left out:
+    # on 42 hours of data its window is not full, and it would fire on the slow burn too
+    for group in doc["groups"]:
+        group["rules"] = [
+            r for r in group["rules"] if r["alert"] == "ErrorBudgetBurn" and r["labels"]["long_window"] != "3d"
+        ]
+    rules["slo_burn_rate_alerts.yml"] = yaml.safe_dump(doc)
+    promtool_test(tmp_path, rules, tests)
