@@ -25,9 +25,10 @@ from grafana_foundation_sdk.models.text import TextMode
 
 from runbook_lib.core import links
 from runbook_lib.core.settings import MetricNames
+from runbook_lib.monitoring.names import period_name, sli_record
 from runbook_lib.sre import sli, slo
 from runbook_lib.sre.catalog import Catalog, SLOSpec
-from runbook_lib.sre.promql import label_name, selector
+from runbook_lib.sre.promql import label_name, quote, selector
 
 FILES = links.DASHBOARDS
 TAGS = ["omnihub", "generated"]
@@ -218,6 +219,10 @@ def _latency_targets(catalog: Catalog) -> dict[float, float]:
     return targets
 
 
+def _sloth(spec: SLOSpec) -> str:
+    return "{" + f"sloth_slo={quote(spec.name)}" + "}"
+
+
 def _budget_panel(spec: SLOSpec, m: MetricNames) -> tuple[Any, str]:
     title = f"Error Budget Remaining ({spec.name})"
     indicator = sli.for_slo(spec, m)
@@ -228,10 +233,13 @@ def _budget_panel(spec: SLOSpec, m: MetricNames) -> tuple[Any, str]:
         )
         return _note(title, note).height(5), title
     budget = _number(slo.error_budget(spec.objective))
-    expr = f"1 - ({indicator.ratio(spec.window)}) / {budget}"
+    # the recorded series (monitoring/prometheus/slo_recording_rules.yml): a raw increase over
+    # 28 days on every refresh of every viewer is what recording rules are for
+    expr = f"slo:period_error_budget_remaining:ratio{_sloth(spec)}"
     description = (
         f"Share of the {spec.window} error budget of {spec.name} ({spec.service}, objective "
-        f"{_percent(spec.objective)}) left: 1 - error ratio / {budget}. SLI: {indicator.description}. "
+        f"{_percent(spec.objective)}) left: 1 - error ratio / {budget}, from the recorded "
+        f"slo:period_error_budget_remaining:ratio. SLI: {indicator.description}. "
         "Policy bands: above 50 % normal, 25-50 % caution, 10-25 % deploy freeze, below 10 % incident."
     )
     thresholds = _steps((None, "red"), (0.10, "orange"), (0.25, "yellow"), (0.5, "green"))
@@ -261,11 +269,11 @@ def _slo_dashboard(catalog: Catalog, m: MetricNames) -> dict[str, Any]:
     board.panel(
         _stat(
             title,
-            f"1 - ({api_sli.ratio(api.window)})",
+            f"1 - {sli_record(period_name(api.window))}{_sloth(api)}",
             "percentunit",
             _above(api.objective),
-            f"{api.name}: share of requests that are not {m.error_status_regex} over {api.window}; "
-            f"target {_percent(api.objective)}.",
+            f"{api.name}: share of requests that are not {m.error_status_regex} over {api.window} (the recorded "
+            f"period ratio); target {_percent(api.objective)}.",
         ).decimals(3),
         title,
         12,

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from runbook_lib.core.settings import MetricNames, Settings
+from runbook_lib.monitoring.names import period_name, sli_record
 from runbook_lib.sre import slo
 from runbook_lib.sre.catalog import Catalog, SLOSpec
 from runbook_lib.sre.promql import label_name, quote, selector
@@ -76,17 +77,6 @@ def rules_yaml(catalog: Catalog, for_override: str | None = None, interval: str 
 # -- SLO recording rules and burn-rate alerts --------------------------------------------------------
 def _labels(spec: SLOSpec) -> dict[str, str]:
     return {"sloth_id": f"{spec.service}-{spec.name}", "sloth_service": spec.service, "sloth_slo": spec.name}
-
-
-def sli_record(window: str) -> str:
-    return f"slo:sli_error:ratio_rate{window}"
-
-
-def period_name(window: str) -> str:
-    """The period window as Sloth (and Prometheus) write it: 28d -> 4w, 30d stays 30d."""
-    seconds = slo.parse_duration(window)
-    week = 7 * 86400
-    return f"{int(seconds // week)}w" if seconds % week == 0 else window
 
 
 def _windows(catalog: Catalog, spec: SLOSpec) -> list[str]:
