@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from runbook_lib.sandbox import database
 
 HOME = Path(__file__).resolve().parent.parent
@@ -184,3 +186,20 @@ def html_tags(html: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
 
     Collect().feed(html)
     return found
+
+
+def unreachable_kubeconfig(path: Path, address: str = "127.0.0.1:9", namespace: str = "omnihub-prod") -> Path:
+    """A kubeconfig whose API server (``address``, default the discard port) refuses connections."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://{address}"}}],
+                "users": [{"name": "u", "user": {"token": "unreachable-token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": namespace}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return path

@@ -175,15 +175,7 @@ def burn_rate_alerts(catalog: Catalog, metrics: MetricNames, settings: Settings 
                     "expr": f"max without (sloth_window) ({sli_record(tier.long_window)}{match} >= {threshold})\n"
                     f"and\nmax without (sloth_window) ({sli_record(tier.short_window)}{match} >= {threshold})\n",
                     "for": tier.for_,
-                    "labels": {
-                        "severity": SEVERITY[tier.severity],
-                        "slo": spec.name,
-                        "service": spec.service,
-                        "burn_rate": tier.name,
-                        "long_window": tier.long_window,
-                        "short_window": tier.short_window,
-                        **_labels(spec),
-                    },
+                    "labels": _tier_labels(spec, tier, long_window=tier.long_window, short_window=tier.short_window),
                     "annotations": {
                         "summary": f"{spec.name} burns its error budget at {tier.name} or faster",
                         "description": (
@@ -201,6 +193,19 @@ def burn_rate_alerts(catalog: Catalog, metrics: MetricNames, settings: Settings 
             rules.append(_endpoint_burn(catalog, spec, metrics, base))
         groups.append({"name": f"sloth-slo-alerts-{_labels(spec)['sloth_id']}", "rules": rules})
     return {"groups": groups}
+
+
+def _tier_labels(spec: SLOSpec, tier: slo.Tier, **extra: str) -> dict[str, str]:
+    """A burn-rate alert's labels: severity from the tier's action, the SLO, its service (what
+    Alertmanager groups and inhibits by), the tier, then Sloth's ids."""
+    return {
+        "severity": SEVERITY[tier.severity],
+        "slo": spec.name,
+        "service": spec.service,
+        "burn_rate": tier.name,
+        **extra,
+        **_labels(spec),
+    }
 
 
 def _absent(spec: SLOSpec, series: str, base: Settings) -> dict[str, Any]:
@@ -244,13 +249,7 @@ def _endpoint_burn(catalog: Catalog, spec: SLOSpec, m: MetricNames, base: Settin
         "expr": f"({ratio(tier.long_window)}) >= {threshold}\nand\n({ratio(tier.short_window)}) >= {threshold}\n"
         f"and\nsum by ({by}) (rate({every}[{tier.short_window}])) >= {floor}\n",
         "for": tier.for_,
-        "labels": {
-            "severity": SEVERITY[tier.severity],
-            "slo": spec.name,
-            "service": spec.service,
-            "burn_rate": tier.name,
-            **_labels(spec),
-        },
+        "labels": _tier_labels(spec, tier),
         "annotations": {
             "summary": f"{{{{ $labels.{by} }}}} fails: {spec.name}'s budget burns at {tier.name} or faster there",
             "description": (

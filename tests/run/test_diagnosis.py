@@ -6,28 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from runbook_lib.record.diagnosis import diagnose
-from tests.helpers import alert_payload, cli, load_record, write_json
+from tests.helpers import alert_payload, cli, load_record, unreachable_kubeconfig, write_json
 
 REFUSED = "127.0.0.1:9"  # nothing listens on the discard port
-
-
-def unreachable_kubeconfig(path: Path) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://{REFUSED}"}}],
-                "users": [{"name": "u", "user": {"token": "unreachable-token"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "omnihub-prod"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
 
 
 def test_every_backend_unreachable_is_incomplete_never_succeeded(tmp_path: Path, archive_dir: Path) -> None:

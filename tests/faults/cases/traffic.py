@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from tests.faults.matrix import NAMESPACE, Bench, Case, Setup
+from tests.helpers import unreachable_kubeconfig
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
@@ -97,24 +96,6 @@ def kube_env(bench: Bench, kube: Any) -> dict[str, str]:
     return {"KUBECONFIG": bench.kubeconfig(kube), "RUNBOOK_KUBE_NAMESPACE": NAMESPACE}
 
 
-def unreachable_kubeconfig(bench: Bench, work: Path) -> str:
-    """A kubeconfig whose API server refuses connections."""
-    path = work / "kubeconfig-unreachable"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://{bench.refused()}"}}],
-                "users": [{"name": "u", "user": {"token": "unreachable"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": NAMESPACE}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return str(path)
-
-
 @contextlib.contextmanager
 def rollout_and_saturation(bench: Bench, work: Path) -> Iterator[Setup]:
     """Revision 7 rolled out 25 minutes ago, /api/v1/workflows fails 20 % since 5 minutes after,
@@ -183,7 +164,10 @@ def budget_burn_kube_down(bench: Bench, work: Path) -> Iterator[Setup]:
 
     url = bench.prometheus("burn", data)
     yield Setup(
-        env={"RUNBOOK_PROMETHEUS_URL": url, "KUBECONFIG": unreachable_kubeconfig(bench, work)},
+        env={
+            "RUNBOOK_PROMETHEUS_URL": url,
+            "KUBECONFIG": str(unreachable_kubeconfig(work / "kubeconfig", bench.refused(), NAMESPACE)),
+        },
         parameters=settings_for_job("burn-job"),
     )
 
