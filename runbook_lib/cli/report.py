@@ -20,7 +20,8 @@ runbook's Post-Incident checklist.
 
 The report is printed (or written to --out) and attached to the archive: reports/<record>/
 report-<n>.<format>, its sha256 chained in the index as a `report` event, so `runbook verify`
-covers it. --no-attach only prints."""
+covers it; a report that says exactly what the newest attached one says is not attached again.
+--no-attach only prints."""
 
 EPILOG = """\
 exit codes: 0 written, 1 no such record, or the archive could not be read or written, 2 bad option
@@ -71,8 +72,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"--out {args.out}: {exc.strerror}") from None
     if not args.no_attach:
-        path, _event = report.attach(archive, record_id, text, args.format)
-        echo(f"runbook: report attached as {path} (chained in the index)", file=sys.stderr)
+        same = report.attached_unchanged(record, text, args.format)
+        if same:
+            echo(f"runbook: unchanged since {same}: not attached again", file=sys.stderr)
+        else:
+            path, _event = report.attach(archive, record_id, text, args.format)
+            echo(f"runbook: report attached as {path} (chained in the index)", file=sys.stderr)
     if not args.out or args.format == "md":
         sys.stdout.write(text)
     return 0

@@ -9,8 +9,10 @@ sha256 chained in the index as a ``report`` event, so ``runbook verify`` covers 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,3 +235,19 @@ def _unescape(text: str) -> str:
 def attach(archive: Archive, record_id: str, text: str, fmt: str) -> tuple[Path | str, dict[str, Any]]:
     """Attach the report to the archive (see :meth:`Archive.attach_report`)."""
     return archive.attach_report(record_id, text, fmt)
+
+
+def attached_unchanged(record: Mapping[str, Any], text: str, fmt: str) -> str | None:
+    """The path of the newest attached report of this format when it holds exactly ``text``
+    (by its chained sha256): attaching it again would only add report-N+1 with the same words."""
+    latest = next(
+        (
+            e.get("data") or {}
+            for e in reversed(record.get("events") or [])
+            if e.get("event") == "report" and (e.get("data") or {}).get("format") == fmt
+        ),
+        None,
+    )
+    if latest and latest.get("sha256") == hashlib.sha256(text.encode("utf-8")).hexdigest():
+        return str(latest.get("path"))
+    return None

@@ -91,3 +91,20 @@ def test_a_record_is_resolved_when_its_own_alert_resolves_and_a_report_meets_the
     done = {r["name"]: r for r in incident.status(rec["incident"], now, ended, reported=True)}
     assert done["preliminary report"]["met"] and done["full report"]["met"]
     assert not done["postmortem"]["met"]  # a report is not the postmortem meeting
+
+
+def test_a_report_that_says_nothing_new_is_not_attached_again(tmp_path: Path) -> None:
+    """`runbook report ID` attached a new report-N on every call. Now only when its content
+    changed: the second call with nothing new says so and chains nothing."""
+    from tests.helpers import cli
+
+    rid = make_record(tmp_path, 1, runbook="triage", alertname="X", resolved_ago=timedelta(minutes=1))
+    env = {"RUNBOOK_ARCHIVE": str(tmp_path)}
+    runs = [cli("report", rid, env=env) for _ in range(3)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    events = [e for e in LocalArchive(tmp_path).load(rid)["events"] if e["event"] == "report"]
+    # the first report is owed; once attached, the next one says it was delivered (new words,
+    # attached); the third says exactly that again: not attached
+    assert "report attached as" in runs[0].stderr and "not attached again" in runs[2].stderr
+    assert len(events) == len({e["data"]["sha256"] for e in events}) == (2 if runs[0].stdout != runs[1].stdout else 1)
+    assert runs[1].stdout == runs[2].stdout
