@@ -25,7 +25,7 @@ from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 from pygments.formatters import HtmlFormatter
 
 from runbook_lib.core.contract import worst_first
-from runbook_lib.core.present import ago, duration, esc, finding_html, iso, kv_html, note_html
+from runbook_lib.core.present import duration, esc, finding_html, iso, kv_html, note_html, when
 from runbook_lib.core.shapes import Record
 from runbook_lib.record import diagnosis
 from runbook_lib.record.events import SUMMARY_ANCHOR
@@ -219,7 +219,7 @@ def _headline_html(record: Record) -> str:
     when = [
         sev,
         labels.get("severity", ""),
-        f"fired {ago(fired, record.get('started_at'))} ({iso(fired)})" if fired else "",
+        f"fired {_before_run(fired, record.get('started_at'))} ({iso(fired)})" if fired else "",
         _next_deadline(record),
     ]
     lines.append(f'<p class="rb-when">{esc(" · ".join(w for w in when if w))}</p>')
@@ -252,11 +252,27 @@ def _recommended_html(d: Any) -> str:
     return f'<div class="rb-recommended"><p><b>Recommended:</b> {esc(title)}{why}</p>{command}{performs}</div>'
 
 
+def _before_run(fired: Any, run: Any) -> str:
+    """'24m before this run': the page never changes, so it never says "ago" (read a day
+    later, or after the incident resolved, "6 s ago" would be false)."""
+    then, ref = when(fired), when(run)
+    if then is None or ref is None:
+        return ""
+    delta = (ref - then).total_seconds()
+    return f"{duration(abs(delta))} {'before' if delta >= 0 else 'after'} this run"
+
+
 def _next_deadline(record: Record) -> str:
-    """The next response deadline, relative to the record's own time (the page never changes;
+    """The next response deadline as it stood when the record was made (the page never changes;
     `runbook show` and /records tell it against now)."""
     rows = incident.status(record.get("incident"), record.get("started_at"))
-    return f"next: {incident.describe(incident.next_deadline(rows))}" if rows else ""
+    row = incident.next_deadline(rows)
+    if not rows:
+        return ""
+    if not row:
+        return "at this run: no deadline ahead"
+    state = "overdue" if row.get("passed") else "due"
+    return f"at this run: {row['name']} {state} {row['due']}"
 
 
 def _group_html(record: Record) -> str:

@@ -160,3 +160,23 @@ def test_which_alert_links_count_as_ours() -> None:
         [link] = alert_links({"generatorURL": url}, bases)
         assert link["trusted"] is ours, url
     assert alert_links({"annotations": {"runbook_url": ""}, "generatorURL": None}, bases) == []
+
+
+def test_the_page_never_says_ago_it_says_when_against_the_run() -> None:
+    """record.html never changes: "fired 6s ago · acknowledge due in 9m54s" was false a minute
+    later and beside a served "Resolved". It tells times against the run."""
+    from runbook_lib.record.render import _headline_html
+
+    rec = record(
+        status="succeeded",
+        started_at="2026-12-07T03:00:06+00:00",
+        alert={
+            "labels": {"alertname": "A", "severity": "critical"},
+            "annotations": {},
+            "startsAt": "2026-12-07T03:00:00Z",
+        },
+        incident={"sev": "SEV-2", "started_at": "2026-12-07T03:00:00Z"},
+    )
+    line = _headline_html(rec)
+    assert "fired 6s before this run (2026-12-07T03:00:00Z)" in line
+    assert " ago" not in line and "(in " not in line
