@@ -67,14 +67,27 @@ def verdict_counts(findings: list[dict[str, Any]]) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    width = shutil.get_terminal_size((120, 20)).columns
+    """Rows in padded columns. On a terminal a row wider than it is cut at its end; into a pipe
+    or a file (no width) every row is printed whole."""
+    width = terminal_width()
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
     echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for r in rows:
         line = "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip()
-        echo(_cut(line, max(width, 60)))
+        echo(line if width is None else _cut(line, max(width, 60)))
+
+
+def terminal_width() -> int | None:
+    """The width of the terminal stdout writes to (COLUMNS when set), or None when stdout is not
+    a terminal: a pipe or a file has no width, so nothing is cut for it."""
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return None
+    return shutil.get_terminal_size((120, 20)).columns
 
 
 def _cut(line: str, width: int) -> str:
     """A row no wider than the terminal, its column padding kept (cut at the end, marked "...")."""
-    return line if len(line) <= width else line[: width - 3].rstrip() + "..."
+    return line if len(line) <= width else line[: width - 3] + "..."

@@ -17,7 +17,9 @@ The year's DR drill calendar from parameters/drills.yaml (which drill, which qua
 environment) with, from the archive, each drill's last run and its verdict (PASS/FAIL). A drill
 is done when it passed in its quarter, due while its quarter runs, failed when it ran there
 without passing, and OVERDUE when its quarter ended without a PASS. Only runs in resolve mode
-count: a diagnose run of a drill runbook is its pre-check."""
+inside the drill's quarter count (a diagnose run of a drill runbook is its pre-check; the run's
+environment is shown, not checked): a last run that does not count is marked "(not counted)"
+and a line under the table says why."""
 
 log = logging.getLogger("runbook.drills")
 
@@ -57,7 +59,8 @@ def runs_from_archive(archive: Any, runbooks: set[str]) -> list[Any]:
         except (ArchiveError, KeyError, TypeError, ValueError) as exc:
             log.warning("drills: record %s skipped: %s", entry.get("id"), exc)  # `runbook verify` reports it
             continue
-        out.append(Run(entry["id"], str(rec.get("runbook")), at, str(rec.get("mode")), verdict_of(rec)))
+        env = str(rec.get("environment") or "")
+        out.append(Run(entry["id"], str(rec.get("runbook")), at, str(rec.get("mode")), verdict_of(rec), env))
     return out
 
 
@@ -97,12 +100,15 @@ def cmd_drills(args: argparse.Namespace) -> int:
             "window": f"{s.starts:%Y-%m-%d} .. {s.ends:%Y-%m-%d}",
             "status": s.status.upper() if s.status in ("overdue", "failed") else s.status,
             "last run": iso(s.last.at) if s.last else "never",
-            "verdict": (s.last.verdict or "-") if s.last else "-",
+            "verdict": s.verdict_text(),
         }
         for s in states
     ]
     print_table(rows, ["quarter", "drill", "environment", "window", "status", "last run", "verdict"])
     echo()
+    for s in states:
+        if note := s.last_run_note():
+            echo(f"Q{s.drill.quarter} {note}")
     for s in states:
         if s.status == "overdue":
             echo(

@@ -34,6 +34,9 @@ class RunRequest:
     skip_execution: str | None = None
     # Alerts of the same group and runbook this run also stands for (not run again).
     linked: list[dict[str, Any]] = field(default_factory=list)
+    # A run-cap group's member alerts, as {alertname, severity}: only their SEV counts (the worst of
+    # them and the alert is the record's); they are not linked alerts and are not listed as such.
+    members: list[dict[str, Any]] = field(default_factory=list)
     # Earlier records of the same Alertmanager group (other runbooks).
     related: list[dict[str, Any]] = field(default_factory=list)
     # Values for parameters the runbook declares beyond the fixed ones (`runbook run --param`).

@@ -36,6 +36,7 @@ class Run:
     at: datetime
     mode: str
     verdict: str | None  # PASS / FAIL, None when the drill gave none (diagnose mode, failed run)
+    environment: str = ""  # the record's environment ("" when unknown); shown, never counted
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,31 @@ class State:
     status: str  # done / failed / due / upcoming / overdue
     last: Run | None  # the latest run of the drill (any year)
     in_quarter: Run | None  # the latest real run in its quarter of ``year``
+
+    @property
+    def last_not_counted(self) -> str | None:
+        """Why the last run does not count for this drill's quarter (:func:`not_counted`); None
+        when it counts or there is none."""
+        return not_counted(self.drill, self.last, self.year) if self.last else None
+
+    def verdict_text(self) -> str:
+        """The last run's verdict, marked when it does not count for the quarter ("PASS (not
+        counted)"), "-" without one."""
+        if not self.last:
+            return "-"
+        return (self.last.verdict or "-") + (" (not counted)" if self.last_not_counted else "")
+
+    def last_run_note(self) -> str | None:
+        """When the last run does not count, a sentence saying so and why ("last run: PASS on
+        2026-12-07 in local does not count for Q1 2026: run in Q4 2026, ..."); else None."""
+        why, last = self.last_not_counted, self.last
+        if why is None or last is None:
+            return None
+        where = f" in {last.environment}" if last.environment else ""
+        return (
+            f"{self.drill.name}: last run: {last.verdict or 'no verdict'} on {last.at:%Y-%m-%d}{where} "
+            f"({last.record_id}) does not count for Q{self.drill.quarter} {self.year}: {why}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         last = self.last
@@ -61,6 +87,9 @@ class State:
             "last_run": last.at.isoformat() if last else None,
             "last_verdict": last.verdict if last else None,
             "last_record": last.record_id if last else None,
+            "last_environment": (last.environment or None) if last else None,
+            "last_counts": last is not None and self.last_not_counted is None,
+            "last_not_counted": self.last_not_counted,
         }
 
 
@@ -119,6 +148,31 @@ def verdict_of(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+def quarter_of(at: datetime) -> str:
+    """'Q4 2026'."""
+    return f"Q{(at.month - 1) // 3 + 1} {at.year}"
+
+
+def not_counted(drill: Drill, run: Run, year: int) -> str | None:
+    """Why ``run`` is not ``drill``'s drill in ``year``, or None when it is. The calendar's one
+    rule (:func:`calendar` counts exactly the runs this passes): a run of the drill's runbook in
+    resolve mode that gave a verdict, inside the drill's quarter of ``year``. The run's
+    environment is not part of it."""
+    if run.runbook != drill.runbook:
+        return f"a run of {run.runbook}, not of {drill.runbook}"
+    if run.mode != "resolve":
+        return f"a {run.mode}-mode run is a pre-check; only a resolve-mode run is a drill"
+    if not run.verdict:
+        return "the run gave no PASS/FAIL verdict"
+    starts, ends = quarter_window(year, drill.quarter)
+    if not starts <= run.at < ends:
+        return (
+            f"it ran in {quarter_of(run.at)}, and a drill counts only in its own quarter "
+            f"({starts:%Y-%m-%d} .. {ends:%Y-%m-%d})"
+        )
+    return None
+
+
 def calendar(drills: Iterable[Drill], runs: Iterable[Run], year: int, now: datetime) -> list[State]:
     """Each drill's state in ``year`` at ``now``: done (a PASS in its quarter), failed (runs in
     its quarter, none passed), due (its quarter is now), upcoming, or overdue (its quarter ended
@@ -128,7 +182,7 @@ def calendar(drills: Iterable[Drill], runs: Iterable[Run], year: int, now: datet
     for drill in sorted(drills, key=lambda d: d.quarter):
         starts, ends = quarter_window(year, drill.quarter)
         mine = [r for r in runs if r.runbook == drill.runbook and r.mode == "resolve" and r.verdict]
-        inside = [r for r in mine if starts <= r.at < ends]
+        inside = [r for r in mine if not_counted(drill, r, year) is None]
         passed = any(r.verdict == "PASS" for r in inside)
         if passed:
             status = "done"

@@ -94,9 +94,12 @@ def test_param_values_are_json_when_they_parse(tmp_path) -> None:
 def test_a_row_wider_than_the_terminal_is_cut_at_the_end_and_keeps_its_padding(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import sys
+
     from runbook_lib.cli.common import print_table
 
     monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # a terminal 80 wide (a pipe is never cut)
     print_table([{"a": "x", "b": "y" * 200}, {"a": "xx", "b": "z"}], ["a", "b"])
     header, long, short = capsys.readouterr().out.splitlines()
     assert (header, short) == ("A   B", "xx  z")
