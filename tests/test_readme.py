@@ -107,7 +107,10 @@ def substituted(command: str, env: dict[str, str], port: int) -> str:
         listed = subprocess.run(
             ["runbook", "records", "--json"], capture_output=True, text=True, env=env, cwd=HOME, check=True
         )
-        command = command.replace("RECORD", json.loads(listed.stdout)[0]["id"])  # newest first
+        rows = json.loads(listed.stdout)  # newest first
+        if command.startswith("runbook ack"):  # an incident: the newest record with an alert
+            rows = [r for r in rows if r["alert"] != "-"]
+        command = command.replace("RECORD", rows[0]["id"])
     command = command.replace("/run/secrets/", env["SECRETS_DIR"] + "/")
     if command.startswith("RUNBOOK_WEBHOOK_TOKEN_FILE=") or " runbook serve" in f" {command}":
         command = command.replace("--host 0.0.0.0", "--host 127.0.0.1") + f" --port {port}"

@@ -36,6 +36,7 @@ examples:
   runbook slo                                      # every SLO's budget, burn rate and band now
   runbook digest --print                           # the daily email: every alert that fired, the budgets
   runbook generate --check                         # monitoring/ up to date with the catalog?
+  runbook ack 20261126T1403 --operator "Avery Example" # acknowledge; also assign, update, resolve, reopen
   runbook report 20261126T1403                     # the incident report of a record, attached to the archive
   runbook oncall --weeks 4                         # who is primary, secondary, manager; the next 4 weeks
   runbook toil add "deployed by hand" --minutes 10 --category manual-deploy
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runbook_lib.cli import digest, dlq, drills, generate, oncall, records, report, runs, serve, slo, toil
+    from runbook_lib.cli import digest, dlq, drills, generate, incident, oncall, records, report, runs, serve, slo, toil
 
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="runbook", description=DESCRIPTION, epilog=EPILOG, formatter_class=fmt)
@@ -87,6 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="settings environment: parameters/environments/ENV.yaml (default: $RUNBOOK_ENV or local)",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for group in (runs, records, serve, dlq, slo, digest, generate, report, oncall, toil, drills):
+    for group in (runs, records, incident, serve, dlq, slo, digest, generate, report, oncall, toil, drills):
         group.add_parsers(sub, common, fmt)
     return parser

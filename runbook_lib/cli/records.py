@@ -146,16 +146,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     if rec.get("incident"):
         from datetime import UTC, datetime
 
-        from runbook_lib.sre import incident
+        from runbook_lib.sre import incident, lifecycle
 
         inc = rec["incident"]
-        rows = incident.status(
-            inc, datetime.now(UTC), incident.record_resolved_at(rec), incident.reported(rec.get("events") or [])
-        )
+        events = rec.get("events") or []
+        fingerprint = (rec.get("alert") or {}).get("fingerprint")
+        rows = incident.record_status(inc, datetime.now(UTC), events, fingerprint)
+        story = lifecycle.summarize(events, fingerprint)
         out.append(f"incident  {inc['sev']}: {inc['meaning']}")
+        out.append(f"state     {lifecycle.headline(story)}")
+        for role, text in lifecycle.roles_text(story).items():
+            out.append(f"          {role}: {text}")
         for row in rows:
-            state = "met" if row["met"] else "PASSED" if row["passed"] else "ahead"
-            out.append(f"          {state:<6} {row['name']:<20} due {row['due']}")
+            state = "met" if row["met"] else "MISSED" if row.get("done_at") else "PASSED" if row["passed"] else "ahead"
+            done = f", done {row['done_at']}" if row.get("done_at") else ""
+            out.append(f"          {state:<6} {row['name']:<20} due {row['due']}{done}")
     if rec.get("failed_cell"):
         fc = rec["failed_cell"]
         out.append(f"stopped   in In [{fc.get('execution_count')}]: {fc.get('ename')}: {fc.get('evalue')}")

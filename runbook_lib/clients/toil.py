@@ -84,11 +84,12 @@ class ToilConfig:
 
 @dataclass(frozen=True)
 class ToilWeek:
-    """One ISO week of the report: its toil minutes and their share of the on-call hours."""
+    """One ISO week of the report (or the span of :func:`period`): its toil minutes and their
+    share of the on-call hours."""
 
-    week: str  # ISO week, e.g. "2026-W02"
-    start: datetime  # Monday 00:00 UTC
-    end: datetime  # the next Monday 00:00 UTC
+    week: str  # ISO week, e.g. "2026-W02" (a period: "2026-11-30T09:00Z..2026-12-07T09:00Z")
+    start: datetime  # Monday 00:00 UTC (a period: its start)
+    end: datetime  # the next Monday 00:00 UTC (a period: its end)
     entries: int
     minutes: int
     share: float  # minutes / (hours_per_week * 60)
@@ -230,26 +231,63 @@ def report(
     for wk, category, minutes, count in rows:
         cells.setdefault(wk.replace(tzinfo=UTC), {})[category] = (int(minutes), int(count))
     budget = Fraction(str(hours_per_week)) * 60
-    goal = Fraction(str(target))
     out = []
     for i in range(weeks):
         start = first + i * WEEK
-        cats = cells.get(start, {})
-        minutes = sum(m for m, _ in cats.values())
         year, number, _ = start.isocalendar()
-        out.append(
-            ToilWeek(
-                week=f"{year}-W{number:02d}",
-                start=start,
-                end=start + WEEK,
-                entries=sum(c for _, c in cats.values()),
-                minutes=minutes,
-                share=float(minutes / budget),
-                over_target=minutes / budget >= goal,
-                by_category=dict(sorted(((c, m) for c, (m, _) in cats.items()), key=lambda cm: (-cm[1], cm[0]))),
-            )
-        )
+        out.append(_row(f"{year}-W{number:02d}", start, start + WEEK, cells.get(start, {}), budget, target))
     return out
+
+
+def period(
+    dsn: str,
+    since: datetime,
+    until: datetime,
+    *,
+    hours_per_week: float,
+    target: float = TARGET,
+    connect_timeout_s: float = 5.0,
+) -> ToilWeek:
+    """The toil logged in [since, until) (e.g. a primary on-call shift), as one row like the
+    report's: minutes, entries, share and minutes by category. ``week`` names the span
+    (``2026-11-30T09:00Z..2026-12-07T09:00Z``); the share is of ``hours_per_week`` scaled to the
+    span's length (a 7-day shift: as it is)."""
+    if not hours_per_week > 0:
+        raise ConfigError(f"toil_hours_per_week must be positive, got {hours_per_week!r}")
+    for moment in (since, until):
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("since and until must be timezone-aware")
+    if not since < until:
+        raise ValueError(f"an empty span: {_iso(since)} is not before {_iso(until)}")
+    rows: list[Any] = []
+    with _connected(dsn, connect_timeout_s, "no report") as conn:
+        if table_exists(conn):  # nothing logged yet: a report creates nothing
+            rows = conn.execute(
+                f"SELECT category, sum(minutes), count(*) FROM {TABLE} WHERE at >= %s AND at < %s GROUP BY 1",
+                (since, until),
+            ).fetchall()
+    micro = timedelta(microseconds=1)
+    budget = Fraction(str(hours_per_week)) * 60 * Fraction((until - since) // micro, WEEK // micro)
+    cats = {category: (int(minutes), int(count)) for category, minutes, count in rows}
+    label = f"{since.astimezone(UTC):%Y-%m-%dT%H:%MZ}..{until.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+    return _row(label, since, until, cats, budget, target)
+
+
+def _row(
+    label: str, start: datetime, end: datetime, cats: dict[str, tuple[int, int]], budget: Fraction, target: float
+) -> ToilWeek:
+    """One span's row from its (minutes, entries) by category and its budget in minutes."""
+    minutes = sum(m for m, _ in cats.values())
+    return ToilWeek(
+        week=label,
+        start=start,
+        end=end,
+        entries=sum(c for _, c in cats.values()),
+        minutes=minutes,
+        share=float(minutes / budget),
+        over_target=minutes / budget >= Fraction(str(target)),
+        by_category=dict(sorted(((c, m) for c, (m, _) in cats.items()), key=lambda cm: (-cm[1], cm[0]))),
+    )
 
 
 def top_categories(weeks: Iterable[ToilWeek]) -> dict[str, int]:

@@ -33,6 +33,8 @@ SECRET_ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_PAGERDUTY_ROUTING_KEY": ("notify", "pagerduty_routing_key"),
     "RUNBOOK_LINK_SIGNING_KEY": ("notify", "link_signing_key"),
     "RUNBOOK_BROKER_SIGNING_KEY": ("receiver", "broker_signing_key"),
+    "RUNBOOK_SLACK_SIGNING_SECRET": ("incident", "slack_signing_secret"),
+    "RUNBOOK_PAGERDUTY_WEBHOOK_SECRET": ("incident", "pagerduty_webhook_secret"),
 }
 # Keys that must never carry a secret in a YAML file.
 SECRET_KEYS = set(SECRET_ENV_MAP.values())

@@ -78,6 +78,14 @@ class RecordTaken(ArchiveError):
     nothing, and the record is the other's (adopted into the index if it is not there yet)."""
 
 
+class Refused(RunbookError):
+    """An incident action that cannot be taken now (the record is resolved, already acknowledged,
+    the person may not approve); the message says why and what to do instead."""
+
+    exit_code = EXIT_USAGE
+    label = "refused"
+
+
 class JournalError(RunbookError):
     """The intake journal could not be written (the webhook answers 503 so Alertmanager retries)."""
 

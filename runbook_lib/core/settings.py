@@ -471,6 +471,42 @@ class NotifySettings(_Section):
         return value
 
 
+class IncidentSettings(_Section):
+    """The human half of an incident: who escalates, the Slack and PagerDuty ways in, approvals."""
+
+    escalation: Literal["receiver", "pagerduty", "off"] = "receiver"
+    """Who escalates an unacknowledged SEV-1/SEV-2 incident (RUNBOOK_ESCALATION): "receiver" runs
+    the package's policy itself (durable timers in the journal, messages to Slack); "pagerduty":
+    PagerDuty's escalation policy does, and its webhooks are chained as events, the receiver never
+    escalates; "off": nobody (a test or a quiet environment). Never both."""
+    escalate_after_s: list[float] = Field(default_factory=lambda: [900.0, 1800.0])
+    """When an unacknowledged incident escalates, from its alert's startsAt: 15 minutes to the
+    secondary and the senior SRE, 30 minutes to the incident commander and the manager."""
+    escalation_poll_s: float = Field(default=15.0, gt=0)
+    """How often the receiver looks for a due escalation."""
+    slack_signing_secret: SecretStr | None = None
+    """The Slack app's signing secret (RUNBOOK_SLACK_SIGNING_SECRET[_FILE]): every request to
+    ``POST /slack/actions`` must carry its v0 signature; None: the endpoint answers 404."""
+    slack_response_hosts: list[str] = Field(default_factory=lambda: ["hooks.slack.com"])
+    """Hosts a Slack interaction's ``response_url`` may point at; others are never called."""
+    signature_window_s: int = Field(default=300, ge=30, le=900)
+    """A signed Slack request older (or newer) than this is refused: Slack's 5-minute replay window."""
+    pagerduty_webhook_secret: SecretStr | None = None
+    """The PagerDuty v3 webhook subscription's secret (RUNBOOK_PAGERDUTY_WEBHOOK_SECRET[_FILE]);
+    None: ``POST /pagerduty/webhook`` answers 404."""
+    pagerduty_pages: bool = False
+    """True where only this receiver pages PagerDuty (Alertmanager has no pagerduty_configs): it
+    then also sends the resolve once every alert of the group has resolved, since nobody else
+    would. False (the generated Alertmanager configuration pages PagerDuty itself, send_resolved)."""
+    two_person: dict[str, bool] = Field(default_factory=dict)
+    """Per action (approval name), whether a second, different person must approve it from chat;
+    the default is on for the destructive ones (runbook_lib.sre.lifecycle.DESTRUCTIVE)."""
+    two_person_window_s: float = Field(default=900.0, gt=0)
+    """How long a first approval of a two-person action waits for the second."""
+    dlq_replay_two_person_over: int = Field(default=100, ge=0)
+    """A DLQ replay of more letters than this needs two people."""
+
+
 class LinkSettings(_Section):
     prometheus_url: str | None = None
     """Prometheus as people reach it, for "open in Prometheus" links (RUNBOOK_PROMETHEUS_LINK_URL);
@@ -587,6 +623,8 @@ class Settings(_Section):
     """The Alertmanager receiver."""
     notify: NotifySettings = Field(default_factory=NotifySettings)
     """Optional Slack/PagerDuty notifications."""
+    incident: IncidentSettings = Field(default_factory=IncidentSettings)
+    """Acknowledge, escalate, approve and resolve: Slack interactivity, PagerDuty webhooks."""
     links: LinkSettings = Field(default_factory=LinkSettings)
     """Where records and messages link to (Prometheus, Grafana)."""
     capacity: CapacitySettings = Field(default_factory=CapacitySettings)
@@ -710,6 +748,7 @@ ENV_MAP: dict[str, tuple[str, ...]] = {
     "RUNBOOK_WEBHOOK_USER": ("receiver", "basic_user"),
     "RUNBOOK_PAGERDUTY_URL": ("notify", "pagerduty_url"),
     "RUNBOOK_RECORD_BASE_URL": ("notify", "record_base_url"),
+    "RUNBOOK_ESCALATION": ("incident", "escalation"),
     "RUNBOOK_PROMETHEUS_LINK_URL": ("links", "prometheus_url"),
     "RUNBOOK_GRAFANA_URL": ("links", "grafana_url"),
     "RUNBOOK_ALERTMANAGER_URL": ("links", "alertmanager_url"),

@@ -30,6 +30,7 @@ from runbook_lib.core.settings import Settings
 from runbook_lib.sre.alertmanager import Alert, WebhookPayload
 
 log = logging.getLogger("runbook.intake")
+PAGING = {"critical"}  # the alerts that page (SEV-1 and SEV-2) escalate when nobody acknowledges
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -68,6 +69,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE (fingerprint, starts_at, status)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
+-- Escalation timers of paging alerts (receiver escalation mode): each (job, step) fires once.
+CREATE TABLE IF NOT EXISTS escalations (
+    job_id      INTEGER NOT NULL REFERENCES jobs (id),
+    step        INTEGER NOT NULL,
+    due_at      REAL NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending',
+    record_id   TEXT,
+    done_at     REAL,
+    note        TEXT,
+    PRIMARY KEY (job_id, step)
+);
+CREATE INDEX IF NOT EXISTS escalations_due ON escalations (state, due_at);
+-- Signed requests already acted on (Slack, PagerDuty): a replayed body is refused.
+CREATE TABLE IF NOT EXISTS seen_requests (
+    digest      TEXT PRIMARY KEY,
+    seen_at     REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_seq);
 """
 # Added after the first release; applied to an older journal when it is opened.
@@ -163,8 +181,15 @@ def starts_key(alert: Alert) -> str:
 
 
 class Intake:
-    def __init__(self, path: Path, busy_timeout_s: float = 10.0, caps: RunCaps | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        busy_timeout_s: float = 10.0,
+        caps: RunCaps | None = None,
+        escalate_after_s: tuple[float, ...] = (),
+    ) -> None:
         self.path = Path(path)
+        self.escalate_after_s = tuple(escalate_after_s)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
         self.caps = caps or RunCaps()
@@ -185,7 +210,8 @@ class Intake:
         """The journal the settings name (receiver.journal, or <archive>/intake.sqlite3)."""
         r = settings.receiver
         caps = RunCaps(r.max_runs_per_notification, r.max_runs_per_window, r.run_window_s)
-        return cls(settings.journal_path, r.journal_busy_timeout_s, caps)
+        steps = tuple(settings.incident.escalate_after_s) if settings.incident.escalation == "receiver" else ()
+        return cls(settings.journal_path, r.journal_busy_timeout_s, caps, steps)
 
     # -- connections ------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -343,6 +369,8 @@ class Intake:
             new += 1
             if alert.status != "firing":
                 continue
+            if self.escalate_after_s and (alert.severity or "").lower() in PAGING:
+                self._arm_escalation(conn, int(cur.lastrowid or 0), alert)
             if budget > 0:
                 budget -= 1
                 continue
@@ -351,6 +379,83 @@ class Intake:
             grouped += 1
         conn.execute("UPDATE notifications SET new_jobs = ? WHERE id = ?", (new, nid))
         return Accepted(int(nid), new, dup, grouped)
+
+    def _arm_escalation(self, conn: sqlite3.Connection, job_id: int, alert: Alert) -> None:
+        """The escalation timers of a paging alert, due ``escalate_after_s`` after its startsAt."""
+        fired = alert.startsAt.timestamp()
+        conn.executemany(
+            "INSERT OR IGNORE INTO escalations (job_id, step, due_at) VALUES (?, ?, ?)",
+            [(job_id, step, fired + after) for step, after in enumerate(self.escalate_after_s, start=1)],
+        )
+
+    # -- escalation timers ----------------------------------------------------------------------
+    def due_escalations(self, now: float) -> list[dict[str, Any]]:
+        """Pending escalation timers due at ``now``, oldest first, with their job's alert and the
+        record that job (or the job it was grouped or linked into) wrote, if any yet."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT e.job_id, e.step, e.due_at, j.alert, j.fingerprint, COALESCE(j.record_id, g.record_id) AS record_id"
+                " FROM escalations e JOIN jobs j ON j.id = e.job_id LEFT JOIN jobs g ON g.id = j.grouped_into"
+                " WHERE e.state = 'pending' AND e.due_at <= ? ORDER BY e.due_at, e.job_id, e.step",
+                (now,),
+            )
+            .fetchall()
+        )
+        return [
+            {
+                "job": r["job_id"],
+                "step": r["step"],
+                "due_at": r["due_at"],
+                "alert": json.loads(r["alert"]),
+                "record_id": r["record_id"],
+            }
+            for r in rows
+        ]
+
+    def close_escalation(
+        self, job_id: int, step: int, state: str, now: float, record_id: str | None, note: str
+    ) -> bool:
+        """Mark a timer 'fired' or 'stopped' (acknowledged, resolved) once; False if it was not pending."""
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE escalations SET state = ?, done_at = ?, record_id = ?, note = ?"
+                " WHERE job_id = ? AND step = ? AND state = 'pending'",
+                (state, now, record_id, note[:500], job_id, step),
+            )
+            return bool(cur.rowcount)
+
+    def escalations(self) -> list[sqlite3.Row]:
+        return self._conn().execute("SELECT * FROM escalations ORDER BY job_id, step").fetchall()
+
+    # -- signed requests and approved actions ---------------------------------------------------
+    def first_sight(self, digest: str, now: float, keep_s: float) -> bool:
+        """Remember a signed request's digest; False when it was seen before (a replay). Entries
+        older than ``keep_s`` (past the signature window, a replay is refused for its timestamp)
+        are dropped."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM seen_requests WHERE seen_at < ?", (now - keep_s,))
+            cur = conn.execute("INSERT OR IGNORE INTO seen_requests (digest, seen_at) VALUES (?, ?)", (digest, now))
+            return bool(cur.rowcount)
+
+    def enqueue_action(self, incident_record: str, request: dict[str, Any], key: str) -> int:
+        """Queue an approved action (a resolve run of the incident's runbook) for a worker: a job
+        of kind 'action' whose ``alert`` column holds the request. ``key`` (the approval's index
+        line hash) makes it idempotent: the same approval never queues two runs."""
+        now = time.time()
+        with self._tx() as conn:
+            nid = conn.execute(
+                "INSERT INTO notifications (received_at, group_key, receiver, status, alerts, new_jobs, body)"
+                " VALUES (?, '', 'approval', 'firing', 1, 1, ?)",
+                (now, json.dumps({"approval": key, "record": incident_record})),
+            ).lastrowid
+            conn.execute(
+                "INSERT OR IGNORE INTO jobs (notification_id, fingerprint, starts_at, status, alertname, alert,"
+                " received_at, last_seen, kind) VALUES (?, ?, ?, 'firing', ?, ?, ?, ?, 'action')",
+                (nid, f"action-{key}", incident_record, f"action:{request['action']}", json.dumps(request), now, now),
+            )
+            row = conn.execute("SELECT id FROM jobs WHERE fingerprint = ?", (f"action-{key}",)).fetchone()
+        return int(row["id"])
 
     def _run_budget(self, conn: sqlite3.Connection, now: float) -> int:
         """How many more firing alerts may get a run of their own now."""
@@ -466,6 +571,22 @@ class Intake:
             .fetchall()
         )
         return [{"alertname": r["alertname"], "record_id": r["record_id"]} for r in rows]
+
+    def group_firing(self, group_key: str) -> int:
+        """How many alerts of an Alertmanager group still fire: firing jobs with no resolution."""
+        if not group_key:
+            return 0
+        row = (
+            self._conn()
+            .execute(
+                "SELECT count(*) FROM jobs f WHERE f.group_key = ? AND f.status = 'firing' AND f.kind = 'alert'"
+                " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.fingerprint = f.fingerprint"
+                " AND r.starts_at = f.starts_at AND r.status = 'resolved')",
+                (group_key,),
+            )
+            .fetchone()
+        )
+        return int(row[0])
 
     def set_record_id(self, job_id: int, record_id: str) -> None:
         with self._tx() as conn:

@@ -89,6 +89,9 @@ class Message:
     url: str | None = None
     prometheus_url: str | None = None
     when: str = ""
+    record_id: str | None = None  # with it (and Slack interactivity on): the incident's buttons
+    fix: tuple[str, str] | None = None  # (approval name, button text) of the recommended fix
+    state: str = ""  # who did what so far (acknowledged by ..., ...): the message updated in place
 
     def slack(self) -> dict[str, Any]:
         """Block Kit: a header with the verdict's colour, the diagnosis, the top findings, buttons."""
@@ -103,13 +106,30 @@ class Message:
         context = " · ".join(x for x in (self.severity, self.when) if x)
         if context:
             blocks.append(ContextBlock(elements=[MarkdownTextObject(text=slack_text(context)[:2900])]))
+        if self.state:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=slack_text(one_line(self.state))[:2900])]))
         buttons = [
             ButtonElement(text=text, url=url, action_id=action)
             for text, url, action in (("Open record", self.url, "record"), ("Prometheus", self.prometheus_url, "prom"))
             if url
         ]
+        if self.record_id and self.verdict != "resolved":
+            buttons += [
+                ButtonElement(text="Acknowledge", action_id="ack", value=self.record_id, style="primary"),
+                ButtonElement(text="I'm IC", action_id="ic", value=self.record_id),
+            ]
+            if self.fix:
+                buttons.append(
+                    ButtonElement(
+                        text=self.fix[1][:75],
+                        action_id="approve",
+                        value=f"{self.record_id} {self.fix[0]}",
+                        style="danger",
+                    )
+                )
+            buttons.append(ButtonElement(text="Resolve", action_id="resolve", value=self.record_id))
         if buttons:
-            blocks.append(ActionsBlock(elements=buttons))
+            blocks.append(ActionsBlock(elements=buttons[:25]))
         fallback = f"{self.verdict.upper()} {slack_text(self.alertname)}: {slack_text(self.headline)}"
         return {
             "text": fallback[:3000],
@@ -136,8 +156,14 @@ class Notifier:
     def enabled(self) -> bool:
         return bool(self.slack_url or self.pd_key)
 
-    def record_done(self, record: Record) -> list[str]:
-        """Send the record's diagnosis; returns errors (empty when all went out)."""
+    @property
+    def interactive(self) -> bool:
+        """Slack's buttons are answered here (incident.slack_signing_secret is set)."""
+        return self.settings.incident.slack_signing_secret is not None
+
+    def card(self, record: Record, state: str = "") -> Message:
+        """The message about a record: its diagnosis, top findings, links and, with Slack
+        interactivity, the incident's buttons (Acknowledge, I'm IC, the recommended fix, Resolve)."""
         alert = record.get("alert") or {}
         labels = alert.get("labels") or {}
         d = diagnosis.of(record)
@@ -149,7 +175,11 @@ class Notifier:
             ),
             None,
         )
-        message = Message(
+        action = d.get("recommended_action") or {}
+        fix = None
+        if action.get("name") not in (None, "none", "escalate"):
+            fix = (str(action["name"]), f"Approve: {action.get('title') or action['name']}")
+        return Message(
             alertname=labels.get("alertname", "?"),
             severity=labels.get("severity", ""),
             verdict=d["verdict"],
@@ -167,7 +197,45 @@ class Notifier:
                 )
                 if x
             ),
+            record_id=record["id"] if self.interactive and alert else None,
+            fix=fix,
+            state=state,
         )
+
+    def say(self, text: str, mention: list[str] | None = None) -> list[str]:
+        """One plain line to the Slack channel (an escalation, an approved fix's outcome), with
+        ``mention`` (Slack member ids) pinged: the ids come from the roster, never from an alert."""
+        if not self.slack_url:
+            return []
+        pings = " ".join(f"<@{m}>" for m in mention or [] if m.isalnum())
+        body = {"text": f"{pings} {slack_text(text)}".strip()[:3000], "unfurl_links": False}
+        return self._post("Slack", self.slack_url, body)
+
+    def respond(self, response_url: str, body: dict[str, Any]) -> list[str]:
+        """Answer a Slack interaction through its response_url (the caller checked its host)."""
+        return self._post("Slack", response_url, body)
+
+    def resolve_page(self, record: Record) -> list[str]:
+        """PagerDuty's resolve for the incident this receiver paged (incident.pagerduty_pages):
+        nobody else would close it."""
+        if not (self.pd_key and self.settings.incident.pagerduty_pages):
+            return []
+        alert = record.get("alert") or {}
+        if (alert.get("labels") or {}).get("severity") not in PAGE_SEVERITIES:
+            return []  # never paged
+        event = {
+            "routing_key": self.pd_key,
+            "event_action": "resolve",
+            "dedup_key": dedup_key((record.get("intake") or {}).get("group_key", ""), alert.get("fingerprint", "")),
+        }
+        return self._post("PagerDuty", self.settings.notify.pagerduty_url, event)
+
+    def record_done(self, record: Record) -> list[str]:
+        """Send the record's diagnosis; returns errors (empty when all went out)."""
+        alert = record.get("alert") or {}
+        labels = alert.get("labels") or {}
+        d = diagnosis.of(record)
+        message = self.card(record)
         errors = []
         if self.slack_url:
             errors += self._post("Slack", self.slack_url, message.slack())

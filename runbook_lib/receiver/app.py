@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 
@@ -30,6 +30,9 @@ from runbook_lib.core.present import visible
 from runbook_lib.core.settings import Settings
 from runbook_lib.intake.journal import Intake
 from runbook_lib.receiver.auth import check_auth
+from runbook_lib.receiver.escalation import Escalator
+from runbook_lib.receiver.interact import MAX_BODY as MAX_INTERACTION_BODY
+from runbook_lib.receiver.interact import Interactions
 from runbook_lib.receiver.metrics import Metrics
 from runbook_lib.record.archive import Archive, archive_for
 from runbook_lib.record.events import with_events
@@ -96,7 +99,7 @@ def create_app(settings: Settings, *, require_auth: bool = True, executor: Execu
     metrics = Metrics(intake, health, executor)
     app = FastAPI(
         title="OmniHub runbook receiver",
-        lifespan=_lifespan(metrics, executor),
+        lifespan=_lifespan(metrics, executor, settings),
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -111,18 +114,25 @@ def create_app(settings: Settings, *, require_auth: bool = True, executor: Execu
     _records_index_route(app, settings, archive, require_auth)
     _signed_record_route(app, settings, archive)
     _runbooks_route(app, settings, archive, require_auth)
+    interactions = Interactions(settings, intake, archive)
+    _interaction_routes(app, interactions)
+    if settings.incident.escalation == "receiver":
+        app.state.escalator = Escalator(settings, intake, archive, interactions.notifier)
     app.state.intake = intake
     app.state.metrics = metrics
     app.state.health = health
     return app
 
 
-def _lifespan(metrics: Metrics, executor: Executor | None) -> Any:
+def _lifespan(metrics: Metrics, executor: Executor | None, settings: Settings) -> Any:
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> Any:
+    async def lifespan(app: FastAPI) -> Any:
         stop = threading.Event()
         watcher = threading.Thread(target=metrics.watch_finished, args=(stop,), name="metrics-watcher", daemon=True)
         watcher.start()
+        escalator = getattr(app.state, "escalator", None)
+        if escalator is not None:  # incident.escalation "receiver": durable timers in the journal
+            threading.Thread(target=escalator.run, args=(stop,), name="escalation", daemon=True).start()
         if executor is not None:
             executor.start()
         try:
@@ -133,6 +143,31 @@ def _lifespan(metrics: Metrics, executor: Executor | None) -> Any:
                 await asyncio.to_thread(executor.stop)
 
     return lifespan
+
+
+def _interaction_routes(app: FastAPI, interactions: Interactions) -> None:
+    """``POST /slack/actions`` (Slack's buttons) and ``POST /pagerduty/webhook`` (PagerDuty v3):
+    each verifies its own signature (.interact); 404 while its secret is not configured."""
+
+    async def handle(request: Request, which: Any) -> Response:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_INTERACTION_BODY:
+                return JSONResponse({"error": "body too large"}, status_code=413)
+        answer = await asyncio.to_thread(which, request.headers, bytes(body), time.time())
+        tasks = BackgroundTasks()
+        for step in answer.after:  # the reply to Slack goes out after the answer: Slack waits 3 s at most
+            tasks.add_task(step)
+        return JSONResponse(answer.body, status_code=answer.status, background=tasks)
+
+    @app.post("/slack/actions")
+    async def slack_actions(request: Request) -> Response:
+        return await handle(request, interactions.slack)
+
+    @app.post("/pagerduty/webhook")
+    async def pagerduty_webhook(request: Request) -> Response:
+        return await handle(request, interactions.pagerduty)
 
 
 def _unauthorized(settings: Settings) -> Response:
@@ -248,7 +283,7 @@ async def _record_page(archive: Archive, record_id: str) -> Response:
         return JSONResponse({"error": "the archive cannot be read right now"}, status_code=503, headers=RECORD_HEADERS)
     except (ArchiveError, OSError, ValueError):
         return JSONResponse({"error": "no such record"}, status_code=404, headers=RECORD_HEADERS)
-    return HTMLResponse(with_events(page, loaded.get("events", [])), headers=RECORD_HEADERS)
+    return HTMLResponse(with_events(page, loaded.get("events", []), loaded), headers=RECORD_HEADERS)
 
 
 def _records_route(app: FastAPI, settings: Settings, archive: Archive, require_auth: bool) -> None:

@@ -3,9 +3,11 @@ they are shown above the archived page. Light on imports: the receiver serves pa
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from runbook_lib.core.present import duration, esc, iso
+from runbook_lib.sre import incident, lifecycle
 
 # Where the summary section of record.html starts; events are shown just above it.
 SUMMARY_ANCHOR = '<section class="rb-summary" id="summary">'
@@ -14,6 +16,8 @@ SUMMARY_ANCHOR = '<section class="rb-summary" id="summary">'
 def event_text(e: dict[str, Any]) -> str:
     """One line for a chained event, in the one timestamp style, durations for people."""
     d = e.get("data") or {}
+    if (human := lifecycle.event_line(e)) is not None:
+        return human
     if e.get("event") in ("resolved", "resolved-without-record"):
         if d.get("duration_s") is None:
             took = f"duration unknown ({d.get('clock_skew') or 'no start time'}: clock skew at the sender)"
@@ -29,16 +33,37 @@ def event_text(e: dict[str, Any]) -> str:
     return f"{e.get('event')} at {iso(e.get('at'))}"
 
 
-def events_banner(events: list[dict[str, Any]]) -> str:
-    """Later facts (resolved, linked alerts) chained in the index, shown above the archived page;
-    the record's files themselves never change."""
-    if not events:
+def incident_line(record: dict[str, Any], now: Any) -> str | None:
+    """Where the record's incident stands, with its deadlines as people met or missed them:
+    "Incident acknowledged by Avery at ...; acknowledge met at ... (due ...); next: ..."."""
+    found = record.get("incident")
+    if not found:
+        return None
+    events = record.get("events") or []
+    fingerprint = (record.get("alert") or {}).get("fingerprint")
+    story = lifecycle.summarize(events, fingerprint)
+    rows = incident.record_status(found, now, events, fingerprint)
+    parts = [f"Incident {lifecycle.headline(story)}"]
+    parts += [incident.describe(r) for r in rows if r.get("done_at") and r["since"] == "firing"]
+    if story["state"] != "resolved" or any(r["since"] == "resolved" for r in rows):
+        parts.append("next: " + incident.describe(incident.next_deadline(rows)))
+    parts += [f"{role}: {text}" for role, text in lifecycle.roles_text(story).items()]
+    return "; ".join(parts) + "."
+
+
+def events_banner(events: list[dict[str, Any]], state: str | None = None) -> str:
+    """Later facts (resolved, acknowledged, linked alerts) chained in the index, shown above the
+    archived page, led by where the incident stands (``state``); the record's files never change."""
+    if not events and not state:
         return ""
+    lead = f'<div class="rb-incident-state"><b>{esc(state)}</b></div>' if state else ""
     body = "".join(f"<div>{esc(event_text(e))}</div>" for e in events)
-    return f'<div class="rb-finding rb-ok"><b>Later events (chained in the archive index)</b>{body}</div>'
+    return f'<div class="rb-finding rb-ok">{lead}<b>Later events (chained in the archive index)</b>{body}</div>'
 
 
-def with_events(page: str, events: list[dict[str, Any]]) -> str:
-    """The archived page with the events banner inserted above its summary."""
-    banner = events_banner(events)
+def with_events(page: str, events: list[dict[str, Any]], record: dict[str, Any] | None = None, now: Any = None) -> str:
+    """The archived page with the events banner inserted above its summary; with the loaded
+    ``record``, led by where its incident stands at ``now``."""
+    state = incident_line(record, now or datetime.now(UTC)) if record is not None and events else None
+    banner = events_banner(events, state)
     return page.replace(SUMMARY_ANCHOR, banner + SUMMARY_ANCHOR, 1) if banner else page

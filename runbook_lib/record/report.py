@@ -22,7 +22,7 @@ from runbook_lib.core.contract import worst_first
 from runbook_lib.core.present import duration, iso, visible, when
 from runbook_lib.record import diagnosis
 from runbook_lib.record.archive.base import Archive
-from runbook_lib.sre import incident
+from runbook_lib.sre import incident, lifecycle
 
 STEP_CALL = re.compile(r"""^rb\.step\(\s*(?P<n>[^,]+?)\s*,\s*(?P<q>["'])(?P<title>.*?)(?P=q)\s*\)""", re.M)
 
@@ -82,7 +82,10 @@ def build(
             )
     for event in record.get("events") or []:
         data = event.get("data") or {}
-        if event.get("event") in ("resolved", "resolved-without-record") and (at := when(data.get("ends_at"))):
+        human = lifecycle.event_line(event)
+        if human is not None and (at := when(lifecycle.at_of(event))):
+            add(Event(at, human, str(data.get("via") or "cli")))
+        elif event.get("event") in ("resolved", "resolved-without-record") and (at := when(data.get("ends_at"))):
             add(Event(at, "alert resolved", "alertmanager"))
     report.timeline.sort(key=lambda e: e.at)
     return report
@@ -145,7 +148,15 @@ def markdown(report: Report, now: datetime | None = None) -> str:
     d = diagnosis.of(rec)
     now = now or datetime.now(UTC)
     inc = rec.get("incident")
-    rows = incident.status(inc, now, incident.record_resolved_at(rec), incident.reported(rec.get("events") or []))
+    events = rec.get("events") or []
+    story = lifecycle.summarize(events, alert.get("fingerprint"))
+    rows = incident.record_status(inc, now, events, alert.get("fingerprint"))
+    roles = story["roles"]
+
+    def role(key: str) -> str:
+        r = roles.get(key)
+        return f"{_md(r['person'])} (assigned by {_md(r['by'])} at {iso(r['at'])})" if r else "TO COMPLETE"
+
     findings = worst_first([f for f in rec.get("findings") or [] if f.get("verdict") != "unchecked"])
     lines = [
         f"# Incident report: {_md(labels.get('alertname') or rec.get('runbook'))} ({rec['id']})",
@@ -156,21 +167,23 @@ def markdown(report: Report, now: datetime | None = None) -> str:
         "",
         f"- **Severity:** {inc['sev']}: {inc['meaning']}" if inc else "- **Severity:** no alert (not an incident)",
         f"- **Alert:** {_md(labels.get('alertname', ''))} ({_md(labels.get('severity', ''))}), fired {iso(alert.get('startsAt'))}",
-        f"- **Status:** {'resolved ' + iso(incident.resolved_at(rec.get('events') or [])) if incident.resolved_at(rec.get('events') or []) else 'still firing when this report was built'}",
+        f"- **Status:** {_md(lifecycle.headline(story)) if story['state'] != 'firing' else 'still firing, not acknowledged, when this report was built'}",
         f"- **Diagnosis:** {_md(d.get('headline', ''))}",
         f"- **Record:** {rec['id']} (runbook {rec.get('runbook')}, {rec.get('status')})",
         "",
         "## Roles",
         "",
-        "- **Incident Commander (IC):** TO COMPLETE",
-        "- **Technical Lead (TL):** TO COMPLETE",
-        "- **Communications Lead (CL):** TO COMPLETE",
+        f"- **Incident Commander (IC):** {role('ic')}",
+        f"- **Technical Lead (TL):** {role('tl')}",
+        f"- **Communications Lead (CL):** {role('cl')}",
         "",
         "## Deadlines",
         "",
     ]
     lines += [
-        f"- {r['name']}: due {r['due']}" + (" — met" if r["met"] else " — **passed**" if r["passed"] else "")
+        f"- {r['name']}: due {r['due']}"
+        + (f", done {r['done_at']}" if r.get("done_at") else "")
+        + (" — met" if r["met"] else " — **missed**" if r.get("done_at") else " — **passed**" if r["passed"] else "")
         for r in rows
     ] or ["- none (SEV-3: a ticket, fixed in the next sprint)"]
     lines += ["", "## Timeline (UTC)", ""]
@@ -194,10 +207,16 @@ def markdown(report: Report, now: datetime | None = None) -> str:
     if (fired := when(alert.get("startsAt"))) and (ended := when(incident.record_resolved_at(rec))):
         lines.append(f"- Duration: {duration((ended - fired).total_seconds())} from firing to resolution.")
     lines += ["", "## Actions taken", ""]
-    lines += [
+    taken = [
         f"- {_md(a.get('title'))}: {a.get('status')} ({_md(a.get('operator') or 'no operator')})"
         for a in rec.get("actions") or []
-    ] or ["- none"]
+    ]
+    taken += [  # approved fixes run afterwards, each its own record
+        f"- {_md(x.get('action'))}: {_md(x.get('outcome'))}, run by {_md(x.get('by'))} at {iso(x.get('at'))},"
+        f" approved by {_md(', '.join(x.get('approvers') or []))} (record {_md(x.get('record'))})"
+        for x in story["executed"]
+    ]
+    lines += taken or ["- none"]
     lines += ["", "## Post-Incident checklist (from the runbook)", ""]
     lines += [f"- [ ] {_md(item)}" for item in report.checklist] or ["- [ ] Write the postmortem"]
     return "\n".join(lines) + "\n"

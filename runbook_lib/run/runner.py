@@ -51,13 +51,33 @@ class Runner:
 
     def _incident(self, alert: dict[str, Any] | None, linked: list[dict[str, Any]]) -> dict[str, Any] | None:
         """The SEV level and deadlines (the worst of the alert and the alerts linked to this run),
-        and who was on call when the alert fired."""
+        and who was on call when the alert fired, with the on-call overrides stored in PostgreSQL
+        applied. Overrides that cannot be read leave the plain rotation and say so in
+        ``on_call_error``: the run goes on."""
         found = incident.for_alert(alert, self.catalog.sev1, members=linked)
         if found is None or not alert:
             return found
         fired = when(alert.get("startsAt"))
+        overrides: list[oncall.Override] = []
+        dsn = self.settings.postgres.dsn
+        path = oncall.roster_path(self.settings.home)
+        if fired and dsn is not None and path.is_file():
+            from datetime import timedelta
+
+            from runbook_lib.clients.oncall_overrides import list_overlapping
+
+            try:
+                overrides = list_overlapping(
+                    dsn.get_secret_value(),
+                    fired,
+                    fired + timedelta(microseconds=1),
+                    roster=oncall.Roster.load(path),
+                    connect_timeout_s=self.settings.postgres.connect_timeout_s,
+                )
+            except Exception as exc:  # whatever it is, the record is written; the reason goes in it
+                found["on_call_error"] = f"on-call overrides not read, the plain rotation is shown: {exc}"[:300]
         try:
-            found["on_call"] = oncall.on_call_at(self.settings.home, fired) if fired else None
+            found["on_call"] = oncall.on_call_at(self.settings.home, fired, overrides) if fired else None
         except ConfigError as exc:
             found["on_call"] = None
             found["on_call_error"] = str(exc)[:300]
@@ -183,7 +203,7 @@ class Runner:
             "status": done.status,
             "failed_cell": done.failure,
             "diagnosis": diagnosis,
-            "incident": self._incident(params["alert"], request.linked),
+            "incident": self._incident(params["alert"], [*request.linked, *request.members]),
             "linked_alerts": request.linked,
             "related_records": request.related,
             "links": self._links(params["alert"], route, started),

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from runbook_lib.core.present import duration, iso, when
+from runbook_lib.sre import lifecycle
 
 SEV_LEVELS = ("SEV-1", "SEV-2", "SEV-3")
 MEANING = {
@@ -93,11 +94,17 @@ def for_alert(
 
 
 def status(
-    incident: Mapping[str, Any] | None, now: Any, resolved_at: Any = None, reported: bool = False
+    incident: Mapping[str, Any] | None,
+    now: Any,
+    resolved_at: Any = None,
+    reported: bool = False,
+    done: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Each deadline with ``passed`` and ``left_s`` at ``now``; with ``resolved_at`` the report
-    deadlines are added and the response deadlines stop at the resolution (met if it came first);
-    ``reported``: a report is attached, so the preliminary and full report deadlines are met."""
+    """Each deadline with ``met``, ``missed``, ``passed`` and ``left_s`` at ``now``. With
+    ``resolved_at`` the report deadlines are added and the response deadlines stop at the
+    resolution (met if it came first); ``reported``: a report is attached, so the preliminary and
+    full report deadlines are met; ``done``: deadline name -> when what it asks was done (an
+    acknowledgement at 03:07 against 03:10: met; at 03:12: missed, ``done_at`` says when)."""
     if not incident:
         return []
     moment = when(now)
@@ -110,13 +117,33 @@ def status(
     out = []
     for d in rows:
         due = when(d["due"])
-        met = (d["since"] == "firing" and resolved is not None and resolved <= due) or (
+        done_at = when((done or {}).get(d["name"]))
+        if d["since"] == "firing" and resolved is not None and (done_at is None or resolved < done_at):
+            done_at = resolved  # resolving answers every response deadline
+        met = (done_at is not None and due is not None and done_at <= due) or (
             reported and d["name"] in ("preliminary report", "full report")
         )
-        passed = not met and moment is not None and due is not None and moment > due
+        missed = (
+            not met
+            and due is not None
+            and ((done_at is not None and done_at > due) or (moment is not None and moment > due))
+        )
         left = (due - moment).total_seconds() if due and moment else None
-        out.append({**d, "passed": passed, "met": met, "left_s": left})
+        row = {**d, "passed": missed, "missed": missed, "met": met, "left_s": left}
+        if done_at is not None:
+            row["done_at"] = iso(done_at)
+        out.append(row)
     return out
+
+
+def record_status(
+    incident: Mapping[str, Any] | None, now: Any, events: list[Mapping[str, Any]], fingerprint: str | None
+) -> list[dict[str, Any]]:
+    """:func:`status` from a record's chained events: its resolution (by the alert or a person,
+    undone by a reopening), its report, and what people did (acknowledged, an IC assigned, ...)."""
+    summary = lifecycle.summarize(events, fingerprint)
+    resolved = (summary.get("resolved") or {}).get("at")
+    return status(incident, now, resolved, reported(events), lifecycle.fulfilled(summary))
 
 
 def next_deadline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -132,23 +159,21 @@ def describe(row: Mapping[str, Any] | None) -> str:
     left = row.get("left_s")
     if left is None:
         return f"{row['name']} due {row['due']}"
+    if row.get("done_at") and row.get("met"):
+        return f"{row['name']} met at {row['done_at']} (due {row['due']})"
+    if row.get("done_at") and row.get("missed"):
+        return f"{row['name']} missed: done at {row['done_at']}, due {row['due']}"
     if row.get("passed"):
         return f"{row['name']} overdue by {duration(-left)} (due {row['due']})"
     return f"{row['name']} due {row['due']} (in {duration(left)})"
 
 
 def resolved_at(events: list[Mapping[str, Any]], fingerprint: str | None = None) -> str | None:
-    """When the record's own alert resolved (Alertmanager's endsAt), from its chained events.
-    With ``fingerprint`` (the record's alert's), a resolution of another alert linked to the same
+    """When the incident was resolved, from its record's chained events: its own alert resolved
+    (Alertmanager's endsAt) or a person resolved it, and nobody reopened it since. With
+    ``fingerprint`` (the record's alert's), a resolution of another alert linked to the same
     record (a group member) does not count: the incident is still firing."""
-    for event in events or []:
-        data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
-        if event.get("event") not in ("resolved", "resolved-without-record"):
-            continue
-        if fingerprint and data.get("fingerprint") and data.get("fingerprint") != fingerprint:
-            continue
-        return data.get("ends_at") or event.get("at")
-    return None
+    return (lifecycle.summarize(events or [], fingerprint).get("resolved") or {}).get("at")
 
 
 def record_resolved_at(record: Mapping[str, Any]) -> str | None:

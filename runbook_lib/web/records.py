@@ -22,12 +22,12 @@ from urllib.parse import urlencode
 
 from runbook_lib.core.present import iso
 from runbook_lib.record.archive import Archive
-from runbook_lib.sre import incident
+from runbook_lib.sre import incident, lifecycle
 from runbook_lib.sre.catalog import SLUG
 from runbook_lib.web.pages import ArchiveView, IndexScan, render, verdict_css
 
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
-STATES = ("firing", "resolved")
+STATES = ("firing", "acknowledged", "mitigating", "resolved")
 PARAMETERS = ("status", "sev", "runbook", "limit")
 HEADLINE_CHARS = 160
 
@@ -114,9 +114,15 @@ class RecordsIndex:
                 continue
             row = {**self.view.summary(entry["id"]), "runbook": entry["runbook"]}
             events = index.events.get(entry["id"], [])
-            row["resolved"] = incident.resolved_at(events, row.get("fingerprint")) is not None
-            row["state"] = "resolved" if row["resolved"] else ("firing" if row["has_alert"] else "")
-            if filters.status and row["state"] != filters.status:
+            story = lifecycle.summarize(events, row.get("fingerprint"))
+            row["resolved"] = story["state"] == "resolved"
+            row["state"] = story["state"] if row["has_alert"] or row["resolved"] else ""
+            row["story"] = lifecycle.headline(story) if row["has_alert"] else ""
+            if (
+                filters.status
+                and row["state"] != filters.status
+                and not (filters.status == "firing" and row["state"] in ("acknowledged", "mitigating"))
+            ):  # "firing": every open incident, acknowledged or not
                 continue
             if filters.sev and row["sev"] != filters.sev:
                 continue
@@ -174,9 +180,7 @@ def deadline_text(row: Mapping[str, Any], now: datetime) -> tuple[str, str]:
         return "-", ""
     try:
         events = row.get("events") or []
-        rows = incident.status(
-            found, now, incident.resolved_at(events, row.get("fingerprint")), incident.reported(events)
-        )
+        rows = incident.record_status(found, now, events, row.get("fingerprint"))
         ahead = incident.describe(incident.next_deadline(rows))
     except (KeyError, TypeError, ValueError, AttributeError):
         return "deadlines unreadable", ""
@@ -209,6 +213,7 @@ def _row(r: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "runbook_link": bool(SLUG.fullmatch(slug)),
         "sev": str(r.get("sev") or "-"),
         "state": str(r.get("state") or ""),
+        "story": str(r.get("story") or ""),
         "run": str(r.get("run") or ""),
         "verdict": verdict,
         "headline": _shorten(str(r.get("headline") or "").split(" — ", 1)[-1]),

@@ -236,7 +236,7 @@ def perform(
         log.error("job %s could not be processed: %s", plan["job"], reason)
         return {**done, "outcome": "error", "record_id": None, "notes": [f"could not run: {reason}"]}
     done["outcome"] = record["status"]
-    done["notes"] += [f"notification failed: {e}" for e in ex.notify(ex.notifier.record_done, record)]
+    done["notes"] += [f"notification failed: {e}" for e in ex.announce(plan, record)]
     return done
 
 

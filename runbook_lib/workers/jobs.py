@@ -77,18 +77,24 @@ class RunExecutor:
 
         alert = parse_alert(plan["alert"])
         rid = plan["record_id"]
+        approved = plan.get("resolve")
+        if approved:
+            self.check_approved(approved)
         request = RunRequest(
             alert=alert,
             slug=plan["slug"],
-            mode="diagnose",
-            dry_run=True,
+            mode="resolve" if approved else "diagnose",
+            dry_run=not approved,
+            operator=approved["operator"] if approved else "",
+            approve=[approved["action"]] if approved else [],
             record_id=rid,
             attempt=plan["attempt"],
             notes=list(plan["notes"]),
-            origin="receiver",
+            origin="approval" if approved else "receiver",
             intake=plan["intake"],
             skip_execution=plan["skip"],
             linked=plan["linked"],
+            members=plan.get("members", []),  # absent from a plan made before this field existed
             related=plan["related"],
         )
         log.info(
@@ -115,6 +121,61 @@ class RunExecutor:
             time.time() - plan["received_at"],
         )
         return result.record
+
+    def check_approved(self, approved: dict[str, Any]) -> None:
+        """An approved action runs only when the incident's chain holds its complete approval
+        (the index line ``approved["approval"]`` names, for this action, with every approval it
+        needs): a plan alone, from the journal or the broker, changes nothing."""
+        from runbook_lib.core.errors import Refused
+
+        line = next(
+            (
+                e
+                for e in self.archive.entries()
+                if e.get("type") == "event" and e.get("hash") == approved.get("approval")
+            ),
+            None,
+        )
+        data = (line or {}).get("data") or {}
+        ok = (
+            line is not None
+            and line.get("record") == approved.get("incident")
+            and line.get("event") == "approval"
+            and data.get("action") == approved.get("action")
+            and data.get("by") == approved.get("operator")
+            and int(data.get("approvals", 0)) >= int(data.get("needed", 1))
+        )
+        if not ok:
+            raise Refused(f"no complete approval of {approved.get('action')} chained on {approved.get('incident')}")
+
+    def announce(self, plan: dict[str, Any], record: dict[str, Any]) -> list[str]:
+        """Tell people about a finished run: a diagnosis goes out as its card; an approved
+        action's run is chained on the incident (``executed``, with its record and outcome) and
+        its outcome posted where it was approved. Returns what failed to go out."""
+        approved = plan.get("resolve")
+        if not approved:
+            return self.notify(self.notifier.record_done, record)
+        ran = [a for a in record.get("actions") or [] if a.get("name") == approved["action"]]
+        outcome = (ran[-1].get("status") or "unknown") if ran else f"not run ({record.get('status')})"
+        data = {
+            "by": approved["operator"],
+            "via": approved.get("via", "slack"),
+            "at": record.get("ended_at") or _iso(time.time()),
+            "action": approved["action"],
+            "record": record["id"],
+            "outcome": outcome,
+            "approvers": approved.get("approvers") or [approved["operator"]],
+        }
+        if not any(
+            e.get("event") == "executed" and (e.get("data") or {}).get("record") == record["id"]
+            for e in self.archive.load(approved["incident"]).get("events") or []
+        ):
+            self.archive.append_event(approved["incident"], "executed", data)
+        text = (
+            f"{approved['action']} approved by {', '.join(data['approvers'])}: {outcome} "
+            f"(record {record['id']}, incident {approved['incident']})"
+        )
+        return self.notify(self.notifier.say, text)
 
     def notify(self, fn: Any, *args: Any) -> list[str]:
         """Send a Slack/PagerDuty message; returns what failed (for the job's notes)."""
@@ -174,8 +235,13 @@ class JobHandler:
         None when an earlier try's record is already archived (the job is finished here)."""
         from runbook_lib.core.layout import new_record_id
 
+        if job.kind == "action":
+            return self._plan_action(job)
+        members: list[dict[str, Any]] = []  # a group's, for its SEV only (sev_members)
         if job.kind == "group":
-            alert_doc = group_alert(job, self.intake.group_members(job.id), self.intake.caps.describe())
+            grouped = self.intake.group_members(job.id)
+            alert_doc = group_alert(job, grouped, self.intake.caps.describe())
+            members = sev_members(grouped, self.runner.catalog.sev1)
         else:
             alert_doc = job.alert
         slug, _route = self.runner.pick_runbook(parse_alert(alert_doc), None)
@@ -209,14 +275,49 @@ class JobHandler:
                 "group_key": job.group_key,
             },
             "linked": [_brief(m) for m in self.intake.group_members(job.id)] if job.kind == "alert" else [],
+            "members": members,
             "related": self.intake.related_records(job),
         }
 
     def _firing(self, job: Job, plan: dict[str, Any]) -> str:
         record = self.executor.execute(plan)
         self.intake.finish(job.id, record["status"], plan["record_id"])
-        self._notify(self.notifier.record_done, record, job=job)
+        for err in self.executor.announce(plan, record):
+            log.warning("job %s: %s", job.id, err)
+            self.note_quietly(job.id, f"notification failed: {err}")
         return str(record["status"])
+
+    def _plan_action(self, job: Job) -> dict[str, Any] | None:
+        """The plan of an approved action (a job of kind 'action'): the incident's runbook again,
+        for its alert, in resolve mode, with the approver as operator and the action approved."""
+        from runbook_lib.core.layout import new_record_id
+
+        request = job.alert
+        incident = self.runner.archive.load(request["incident"])
+        slug = incident["runbook"]
+        rid = job.record_id
+        record = self.executor.recover(rid) if rid else None
+        if rid and record is not None:
+            self.intake.finish(job.id, record["status"], rid, note=record["recovered"])
+            return None
+        if not rid:
+            rid = new_record_id(slug)
+            self.intake.set_record_id(job.id, rid)
+            job.record_id = rid
+        return {
+            "job": job.id,
+            "alert": incident["alert"],
+            "slug": slug,
+            "record_id": rid,
+            "attempt": min(job.attempts, self.settings.receiver.max_attempts),
+            "notes": [*job.notes, f"approved from {request.get('via', 'slack')} for incident {request['incident']}"],
+            "skip": None,
+            "received_at": job.received_at,
+            "intake": {"job": job.id, "notification": job.notification_id, "received_at": _iso(job.received_at)},
+            "linked": [],
+            "related": [{"record_id": request["incident"], "alertname": incident["alert"]["labels"].get("alertname")}],
+            "resolve": request,
+        }
 
     def route(self, alertname: str, hint: str | None = None) -> str:
         """The runbook an alert goes to (for linking alerts of one group that share one): the
@@ -273,6 +374,8 @@ class JobHandler:
             self._notify(
                 self.notifier.resolved, alert.name, alert.severity, alert.fingerprint, record_id, duration, job=job
             )
+        if record_id and archive.is_indexed(record_id) and self.intake.group_firing(job.group_key) == 0:
+            self._notify(self.notifier.resolve_page, archive.load(record_id), job=job)  # the group's last one
         return "resolved"
 
     def _notify(self, fn: Any, *args: Any, job: Job) -> None:
@@ -298,6 +401,21 @@ def _brief(alert: dict[str, Any]) -> dict[str, Any]:
         "fingerprint": alert.get("fingerprint"),
         "starts_at": alert.get("startsAt"),
     }
+
+
+def sev_members(members: list[dict[str, Any]], sev1: set[str]) -> list[dict[str, Any]]:
+    """What a group record's SEV is worked out from: one {alertname, severity} of each SEV level
+    among the group's member alerts (the first of each), worst first. The worst member is there,
+    so the group's SEV is theirs (a DatabaseDown in a storm: SEV-1), and the plan stays small
+    however many alerts the group holds."""
+    from runbook_lib.sre import incident
+
+    first: dict[str, dict[str, Any]] = {}
+    for m in members:
+        labels = m.get("labels") or {}
+        brief = {"alertname": labels.get("alertname"), "severity": labels.get("severity", "")}
+        first.setdefault(incident.sev_level(brief["alertname"], brief["severity"], sev1), brief)
+    return [first[level] for level in sorted(first)]
 
 
 def _same_resolution(entry: dict[str, Any], data: dict[str, Any]) -> bool:

@@ -49,6 +49,8 @@ def test_shift_start_and_end_on_real_services(
         "primary": at_firing.primary.name,
         "secondary": at_firing.secondary.name,
         "manager": at_firing.manager.name,
+        "senior_sre": at_firing.senior_sre.name,
+        "incident_commander": at_firing.incident_commander.name,
     }
 
     start = run("oncall-shift-start")
@@ -74,13 +76,15 @@ def test_shift_start_and_end_on_real_services(
         incident["id"], "resolved", {"ends_at": datetime.now(UTC).isoformat(), "duration_s": 600}
     )
     cfg = toil.ToilConfig.load(HOME / "parameters" / "oncall.yaml")
-    toil.add(fresh_db, "alice", 90, cfg.categories[0], "restarted the exporter by hand", categories=cfg.categories)
-    toil.add(fresh_db, "alice", 30, cfg.categories[0], "copied a runbook link into a ticket", categories=cfg.categories)
+    # logged in the shift the checklist reports (just after a handover: the one that just ended)
+    at = oncall.ending_shift(oncall.Roster.load(HOME / "parameters" / "oncall.yaml"), datetime.now(UTC)).since
+    for minutes, text in ((90, "restarted the exporter by hand"), (30, "copied a runbook link into a ticket")):
+        toil.add(fresh_db, "alice", minutes, cfg.categories[0], text, categories=cfg.categories, at=at)
     end = run("oncall-shift-end")
     assert finding(end, "Open incidents")["details"]["open"] == 0
     owed = finding(end, "Reports owed")
     assert owed["details"]["owed"] == 1 and "preliminary report" in owed["summary"]
-    spent = finding(end, "Toil this week")["details"]
+    spent = finding(end, "Toil this shift")["details"]
     assert spent["minutes"] == 120 and spent["share"] == pytest.approx(120 / (cfg.hours_per_week * 60))
 
     res = cli("report", incident["id"], env={"RUNBOOK_ARCHIVE": str(archive_dir), "RUNBOOK_POSTGRES_DSN": fresh_db})

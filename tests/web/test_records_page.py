@@ -322,8 +322,8 @@ def test_filter_choices_are_plain_links_that_keep_the_other_filters(client: Test
 @pytest.mark.parametrize(
     ("query", "parameter", "allowed"),
     [
-        ("status=<script>alert(1)</script>", "status", ["firing", "resolved"]),
-        ("status=FIRING", "status", ["firing", "resolved"]),
+        ("status=<script>alert(1)</script>", "status", ["firing", "acknowledged", "mitigating", "resolved"]),
+        ("status=FIRING", "status", ["firing", "acknowledged", "mitigating", "resolved"]),
         ("sev=sev-1", "sev", ["SEV-1", "SEV-2", "SEV-3"]),
         ("sev=SEV-4", "sev", ["SEV-1", "SEV-2", "SEV-3"]),
         ("sev=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E", "sev", ["SEV-1", "SEV-2", "SEV-3"]),

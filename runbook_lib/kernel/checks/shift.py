@@ -1,6 +1,6 @@
 """The on-call shift: who is on call, the incidents still open (with their SEV and deadlines),
 the reports still owed, whether every backend is reachable with the configured credentials, and
-this week's toil. Used by the oncall-shift-start and oncall-shift-end checklists."""
+the toil of the shift that is ending. Used by the oncall-shift-start and oncall-shift-end checklists."""
 
 from __future__ import annotations
 
@@ -38,11 +38,12 @@ class Access(Result):
 @check("On call now", Result)
 def on_call(rb: RunbookLike, next_shift: bool = False) -> Result:
     """Primary, secondary and manager now, from parameters/oncall.yaml; with ``next_shift``, at
-    the next primary handover (who takes over)."""
+    the handover that ends the shift that is ending (who takes over; just after a handover, the
+    one that just happened: :func:`runbook_lib.sre.oncall.ending_shift`)."""
     at = rb.now
     try:
         if next_shift and oncall.roster_path(rb.settings.home).is_file():
-            at = oncall.who(oncall.Roster.load(oncall.roster_path(rb.settings.home)), rb.now).primary_until
+            at = oncall.ending_shift(oncall.Roster.load(oncall.roster_path(rb.settings.home)), rb.now).until
         now = oncall.on_call_at(rb.settings.home, at)
     except ConfigError as exc:
         rb.finding("On call now", "warning", f"parameters/oncall.yaml cannot be used: {exc}")
@@ -74,7 +75,7 @@ def _incidents(rb: RunbookLike, days: float) -> list[dict[str, Any]]:
         if fired.to_pydatetime() < since and incident.resolved_at(entry.events, alert.get("fingerprint")):
             continue  # an old incident drops out once resolved; one still firing never does
         resolved = incident.resolved_at(entry.events, alert.get("fingerprint"))
-        status = incident.status(inc, rb.now, resolved, incident.reported(entry.events))
+        status = incident.record_status(inc, rb.now, entry.events, alert.get("fingerprint"))
         rows.append(
             {
                 "record": entry.record_id,
@@ -202,28 +203,39 @@ def access(rb: RunbookLike) -> Access:
     return Access(reachable=reachable)
 
 
-@check("Toil this week", Result)
-def toil_this_week(rb: RunbookLike) -> Result:
-    """This week's toil (`runbook toil add`) against the package's 30 % target."""
+@check("Toil this shift", Result)
+def toil_this_shift(rb: RunbookLike) -> Result:
+    """The toil (`runbook toil add`) of the primary shift that is ending against the package's
+    30 % target: the shift in progress, or the one that ended at a handover less than 12 h ago
+    (:func:`runbook_lib.sre.oncall.ending_shift`), not the calendar week."""
+    title = "Toil this shift"
     dsn = rb.settings.postgres.dsn
     if dsn is None:
         raise SourceNotConfigured("PostgreSQL", "set RUNBOOK_POSTGRES_DSN (toil is stored there)")
     try:
-        cfg = toil.ToilConfig.load(oncall.roster_path(rb.settings.home))
-        week = toil.report(dsn.get_secret_value(), 1, rb.now, hours_per_week=cfg.hours_per_week, target=cfg.target)[-1]
+        path = oncall.roster_path(rb.settings.home)
+        cfg = toil.ToilConfig.load(path)
+        shift = oncall.ending_shift(oncall.Roster.load(path), rb.now)
+        spent = toil.period(
+            dsn.get_secret_value(), shift.since, shift.until, hours_per_week=cfg.hours_per_week, target=cfg.target
+        )
     except ConfigError as exc:
-        rb.finding("Toil this week", "unchecked", str(exc), reason="config")
+        rb.finding(title, "unchecked", str(exc), reason="config")
         return Result.unchecked(str(exc))
-    cats = ", ".join(f"{k} {v} min" for k, v in list(week.by_category.items())[:3]) or "none logged"
+    cats = ", ".join(f"{k} {v} min" for k, v in list(spent.by_category.items())[:3]) or "none logged"
+    state = "in progress" if shift.since <= rb.now < shift.until else "ended"
     rb.finding(
-        "Toil this week",
-        "warning" if week.over_target else "ok",
-        f"{week.minutes} min of toil in {week.week} ({week.entries} entries): {week.share:.0%} of "
-        f"{cfg.hours_per_week:g} on-call hours against the {cfg.target:.0%} target; top: {cats}.",
-        minutes=week.minutes,
-        share=week.share,
-        over_target=week.over_target,
-        by_category=week.by_category,
+        title,
+        "warning" if spent.over_target else "ok",
+        f"{spent.minutes} min of toil in the primary shift {iso(shift.since)} .. {iso(shift.until)} "
+        f"({state}; {spent.entries} entries): {spent.share:.0%} of {cfg.hours_per_week:g} on-call hours "
+        f"against the {cfg.target:.0%} target; top: {cats}.",
+        minutes=spent.minutes,
+        share=spent.share,
+        over_target=spent.over_target,
+        by_category=spent.by_category,
+        since=iso(shift.since),
+        until=iso(shift.until),
     )
     return Result()
 
@@ -257,7 +269,7 @@ def drills_due(rb: RunbookLike) -> Result:
                     "drill": s.drill.name,
                     "status": s.status,
                     "last run": iso(s.last.at) if s.last else "never",
-                    "verdict": s.last.verdict if s.last else "",
+                    "verdict": s.verdict_text() if s.last else "",
                 }
                 for s in states
             ]

@@ -14,12 +14,13 @@ import json
 import shutil
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runbook_lib.core.errors import ArchiveError
+from runbook_lib.core.errors import ArchiveError, Refused
 from runbook_lib.core.layout import (
     HEAD,
     INDEX,
@@ -32,6 +33,7 @@ from runbook_lib.core.layout import (
 )
 
 GENESIS = "0" * 64
+FIND_LISTED = 10  # records an ambiguous id prefix lists
 
 
 def canonical(obj: Any) -> bytes:
@@ -87,6 +89,17 @@ def record_entry(record_id: str, record: dict[str, Any], record_sha256: str) -> 
         "runbook": record.get("runbook"),
         "status": record.get("status"),
     }
+
+
+def _match_line(entry: dict[str, Any]) -> str:
+    """One record of an ambiguous :meth:`Archive.find`, from its index line: id, runbook, when it
+    started (the id's timestamp) and status."""
+    rid = str(entry.get("id"))
+    try:
+        started = datetime.strptime(rid[:16], "%Y%m%dT%H%M%SZ").strftime("%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        started = "?"
+    return f"{rid}  {entry.get('runbook') or '?'}  started {started}  {entry.get('status') or '?'}"
 
 
 class Archive(ABC):
@@ -181,9 +194,22 @@ class Archive(ABC):
         ok = isinstance(mark, dict) and isinstance(mark.get("at"), int | float) and isinstance(mark.get("owner"), str)
         return mark if ok else None
 
-    def append_event(self, record_id: str | None, event: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Chain a later fact about a record (or about no record: record_id None)."""
+    def append_event(
+        self,
+        record_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        check: Callable[[list[dict[str, Any]]], str | None] | None = None,
+    ) -> dict[str, Any]:
+        """Chain a later fact about a record (or about no record: record_id None). With
+        ``check``: it is given the record's events under the archive's lock and returns why the
+        fact cannot be chained (Refused with that reason) or None, so two people clicking at once
+        cannot both acknowledge."""
         with self._locked():
+            if check is not None:
+                events = [e for e in self.entries() if e.get("type") == "event" and e.get("record") == record_id]
+                if (why := check(events)) is not None:
+                    raise Refused(why)
             return self._append({"type": "event", "record": record_id, "event": event, "data": data})
 
     # -- reading ------------------------------------------------------------------------
@@ -224,16 +250,24 @@ class Archive(ABC):
         return record
 
     def find(self, prefix: str) -> str:
-        """The full record id for an id or a unique prefix/suffix of one."""
-        ids = [e["id"] for e in self.entries() if e.get("type") == "record"]
+        """The full record id for an id or a unique prefix/suffix of one. When several match, the
+        error lists them (newest first, at most :data:`FIND_LISTED`) with what the index says of
+        each: runbook, start (from the id) and status; no record file is read."""
+        records = [e for e in self.entries() if e.get("type") == "record"]
+        ids = [e["id"] for e in records]
         if prefix in ids:
             return prefix
-        matches = [i for i in ids if i.startswith(prefix) or i.endswith(prefix)]
+        matches = [e for e in records if e["id"].startswith(prefix) or e["id"].endswith(prefix)]
         if len(matches) == 1:
-            return matches[0]
+            return str(matches[0]["id"])
         if not matches:
             raise ArchiveError(f"no record matches {prefix[:80]!r} in {self.location}")
-        raise ArchiveError(f"{prefix!r} matches {len(matches)} records; give more of the id")
+        listed = [f"  {_match_line(e)}" for e in matches[::-1][:FIND_LISTED]]
+        if len(matches) > FIND_LISTED:
+            listed.append(f"  and {len(matches) - FIND_LISTED} more")
+        raise ArchiveError(
+            f"{prefix[:80]!r} matches {len(matches)} records; give more of the id:\n" + "\n".join(listed)
+        )
 
     def read_head(self) -> dict[str, Any] | None:
         try:
