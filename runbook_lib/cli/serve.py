@@ -154,9 +154,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             runs = f"{settings.receiver.workers} workers"
         app = create_app(settings, require_auth=has_auth, executor=executor)
         auth = "bearer/basic auth" if has_auth else "NO AUTH (loopback only)"
+        escalation = {
+            "receiver": "escalation: this receiver (15/30 min, Slack)",
+            "pagerduty": "escalation: PagerDuty's policy (its webhooks at /pagerduty/webhook)",
+            "off": "escalation: OFF",
+        }[settings.escalation_mode]
+        slack = "Slack buttons on" if settings.incident.slack_signing_secret else "Slack buttons off"
         print(
             f"runbook serve: http://{host}:{port}/alerts ({auth}); {runs}; "
-            f"journal {settings.journal_path}; archive {settings.archive_url}",
+            f"journal {settings.journal_path}; archive {settings.archive_url}; {escalation}; {slack}",
             file=sys.stderr,
             flush=True,
         )

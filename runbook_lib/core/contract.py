@@ -9,7 +9,7 @@ record.json. This module is the one place those names live.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 # The parameters cell of every runbook: these names, these safe defaults.
@@ -22,6 +22,45 @@ PARAMETERS: dict[str, Any] = {
     "approve": [],
 }
 MODES = ("diagnose", "resolve")
+
+# What a plan shows that is not a parameter of the change (how it is shown, whether it is needed).
+PLAN_PRESENTATION = ("command", "sql", "noop", "would", "preview", "missing")
+
+
+def approval_params(plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of a planned change that an approval is given for: its public, scalar
+    values (the revision to roll back to, the letters to replay), not how it is shown."""
+    return {
+        k: v
+        for k, v in plan.items()
+        if not str(k).startswith("_") and k not in PLAN_PRESENTATION and isinstance(v, str | int | float | bool)
+    }
+
+
+def pin(name: str, params: Mapping[str, Any]) -> str:
+    """An approval bound to exactly these parameters, ``NAME:<digest>``: the guard runs NAME
+    only while the fresh plan has the same :func:`approval_params` (a rollback approved "to
+    revision 6" never rolls back to revision 5)."""
+    import hashlib
+    import json
+
+    body = json.dumps(dict(params), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return f"{name}:{hashlib.sha256(body.encode()).hexdigest()[:24]}"
+
+
+def approved(approve: Iterable[str], name: str, plan: Mapping[str, Any]) -> str | None:
+    """None when ``approve`` approves option ``name`` with this plan; else why not. A plain
+    ``NAME`` approves any plan of it (the CLI's --approve, on a plan shown to the operator); a
+    pinned ``NAME:<digest>`` only the plan it was given for."""
+    entries = set(approve)
+    if name in entries:
+        return None
+    pins = {e for e in entries if e.startswith(name + ":")}
+    if not pins:
+        return f"not approved: add {name!r} to approve to run it"
+    if pin(name, approval_params(plan)) in pins:
+        return None
+    return f"the plan of {name} changed since it was approved (its parameters now: {approval_params(plan)})"
 
 
 def parameters_source() -> str:

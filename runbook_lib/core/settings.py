@@ -474,11 +474,12 @@ class NotifySettings(_Section):
 class IncidentSettings(_Section):
     """The human half of an incident: who escalates, the Slack and PagerDuty ways in, approvals."""
 
-    escalation: Literal["receiver", "pagerduty", "off"] = "receiver"
+    escalation: Literal["auto", "receiver", "pagerduty", "off"] = "auto"
     """Who escalates an unacknowledged SEV-1/SEV-2 incident (RUNBOOK_ESCALATION): "receiver" runs
     the package's policy itself (durable timers in the journal, messages to Slack); "pagerduty":
     PagerDuty's escalation policy does, and its webhooks are chained as events, the receiver never
-    escalates; "off": nobody (a test or a quiet environment). Never both."""
+    escalates; "off": nobody (a test or a quiet environment); "auto": "pagerduty" when a PagerDuty
+    routing key or webhook secret is set, else "receiver". Never both (Settings.escalation_mode)."""
     escalate_after_s: list[float] = Field(default_factory=lambda: [900.0, 1800.0])
     """When an unacknowledged incident escalates, from its alert's startsAt: 15 minutes to the
     secondary and the senior SRE, 30 minutes to the incident commander and the manager."""
@@ -631,6 +632,16 @@ class Settings(_Section):
     """The capacity report: triggers, the HPA's bounds, the package's growth table."""
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     """What the generated Alertmanager configuration and alert annotations point at."""
+
+    @property
+    def escalation_mode(self) -> str:
+        """Who escalates here: incident.escalation, with "auto" resolved (PagerDuty configured:
+        its escalation policy does; else this receiver)."""
+        mode = self.incident.escalation
+        if mode != "auto":
+            return mode
+        paged = self.notify.pagerduty_routing_key is not None or self.incident.pagerduty_webhook_secret is not None
+        return "pagerduty" if paged else "receiver"
 
     @property
     def prometheus_link_base(self) -> str | None:

@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS escalations (
     record_id   TEXT,
     done_at     REAL,
     note        TEXT,
+    tries       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, step)
 );
 CREATE INDEX IF NOT EXISTS escalations_due ON escalations (state, due_at);
@@ -210,7 +211,7 @@ class Intake:
         """The journal the settings name (receiver.journal, or <archive>/intake.sqlite3)."""
         r = settings.receiver
         caps = RunCaps(r.max_runs_per_notification, r.max_runs_per_window, r.run_window_s)
-        steps = tuple(settings.incident.escalate_after_s) if settings.incident.escalation == "receiver" else ()
+        steps = tuple(settings.incident.escalate_after_s) if settings.escalation_mode == "receiver" else ()
         return cls(settings.journal_path, r.journal_busy_timeout_s, caps, steps)
 
     # -- connections ------------------------------------------------------------------------
@@ -395,7 +396,10 @@ class Intake:
         rows = (
             self._conn()
             .execute(
-                "SELECT e.job_id, e.step, e.due_at, j.alert, j.fingerprint, COALESCE(j.record_id, g.record_id) AS record_id"
+                "SELECT e.job_id, e.step, e.due_at, e.tries, j.alert, j.fingerprint, j.state AS job_state,"
+                " COALESCE(j.record_id, g.record_id) AS record_id,"
+                " EXISTS (SELECT 1 FROM jobs r WHERE r.fingerprint = j.fingerprint AND r.starts_at = j.starts_at"
+                "   AND r.status = 'resolved') AS alert_resolved"
                 " FROM escalations e JOIN jobs j ON j.id = e.job_id LEFT JOIN jobs g ON g.id = j.grouped_into"
                 " WHERE e.state = 'pending' AND e.due_at <= ? ORDER BY e.due_at, e.job_id, e.step",
                 (now,),
@@ -409,9 +413,20 @@ class Intake:
                 "due_at": r["due_at"],
                 "alert": json.loads(r["alert"]),
                 "record_id": r["record_id"],
+                "job_state": r["job_state"],
+                "alert_resolved": bool(r["alert_resolved"]),
+                "tries": r["tries"],
             }
             for r in rows
         ]
+
+    def retry_escalation(self, job_id: int, step: int, note: str) -> None:
+        """A timer whose message could not go out: tried again at the next tick (tries counted)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE escalations SET tries = tries + 1, note = ? WHERE job_id = ? AND step = ? AND state = 'pending'",
+                (note[:500], job_id, step),
+            )
 
     def close_escalation(
         self, job_id: int, step: int, state: str, now: float, record_id: str | None, note: str
@@ -430,13 +445,21 @@ class Intake:
 
     # -- signed requests and approved actions ---------------------------------------------------
     def first_sight(self, digest: str, now: float, keep_s: float) -> bool:
-        """Remember a signed request's digest; False when it was seen before (a replay). Entries
-        older than ``keep_s`` (past the signature window, a replay is refused for its timestamp)
-        are dropped."""
+        """Remember a signed request's digest (``<source>:<hex>``); False when it was seen
+        before (a replay). That source's entries older than ``keep_s`` are dropped (past the
+        signature window a replay is refused for its timestamp); other sources keep theirs."""
+        source = digest.split(":", 1)[0] + ":"
         with self._tx() as conn:
-            conn.execute("DELETE FROM seen_requests WHERE seen_at < ?", (now - keep_s,))
+            conn.execute(
+                "DELETE FROM seen_requests WHERE substr(digest, 1, ?) = ? AND seen_at < ?",
+                (len(source), source, now - keep_s),
+            )
             cur = conn.execute("INSERT OR IGNORE INTO seen_requests (digest, seen_at) VALUES (?, ?)", (digest, now))
             return bool(cur.rowcount)
+
+    def seen(self, digest: str) -> bool:
+        """Whether a request's digest was remembered (:meth:`first_sight`)."""
+        return self._conn().execute("SELECT 1 FROM seen_requests WHERE digest = ?", (digest,)).fetchone() is not None
 
     def enqueue_action(self, incident_record: str, request: dict[str, Any], key: str) -> int:
         """Queue an approved action (a resolve run of the incident's runbook) for a worker: a job
@@ -587,6 +610,19 @@ class Intake:
             .fetchone()
         )
         return int(row[0])
+
+    def paged_records(self, limit: int = 5000) -> list[sqlite3.Row]:
+        """(record_id, group_key, fingerprint) of the newest firing jobs that wrote a record,
+        newest first: what a PagerDuty webhook's dedup key is matched against."""
+        return (
+            self._conn()
+            .execute(
+                "SELECT record_id, group_key, fingerprint FROM jobs WHERE status = 'firing' AND kind = 'alert'"
+                " AND record_id IS NOT NULL AND COALESCE(outcome, '') NOT IN ('error') ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
 
     def set_record_id(self, job_id: int, record_id: str) -> None:
         with self._tx() as conn:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,9 +212,31 @@ class Notifier:
         body = {"text": f"{pings} {slack_text(text)}".strip()[:3000], "unfurl_links": False}
         return self._post("Slack", self.slack_url, body)
 
+    def response_url_ok(self, url: Any) -> bool:
+        """A Slack interaction's response_url we may call: on incident.slack_response_hosts only
+        (the URL comes in a request; it must never make the receiver call anywhere else)."""
+        if not isinstance(url, str):
+            return False
+        parts = urllib.parse.urlsplit(url)
+        return (
+            parts.scheme in ("https", "http") and (parts.hostname or "") in self.settings.incident.slack_response_hosts
+        )
+
     def respond(self, response_url: str, body: dict[str, Any]) -> list[str]:
-        """Answer a Slack interaction through its response_url (the caller checked its host)."""
+        """Answer a Slack interaction through its response_url (only on an allowed host)."""
+        if not self.response_url_ok(response_url):
+            return ["Slack: response_url not on incident.slack_response_hosts; not called"]
         return self._post("Slack", response_url, body)
+
+    def to_thread(self, response_url: str | None, text: str) -> list[str]:
+        """A line where a click came from (its response_url, visible to the channel), else the
+        channel's webhook."""
+        if response_url and self.response_url_ok(response_url):
+            return self.respond(
+                response_url,
+                {"response_type": "in_channel", "replace_original": False, "text": slack_text(text)[:3000]},
+            )
+        return self.say(text)
 
     def resolve_page(self, record: Record) -> list[str]:
         """PagerDuty's resolve for the incident this receiver paged (incident.pagerduty_pages):

@@ -116,7 +116,7 @@ def create_app(settings: Settings, *, require_auth: bool = True, executor: Execu
     _runbooks_route(app, settings, archive, require_auth)
     interactions = Interactions(settings, intake, archive)
     _interaction_routes(app, interactions)
-    if settings.incident.escalation == "receiver":
+    if settings.escalation_mode == "receiver":
         app.state.escalator = Escalator(settings, intake, archive, interactions.notifier)
     app.state.intake = intake
     app.state.metrics = metrics
@@ -155,7 +155,11 @@ def _interaction_routes(app: FastAPI, interactions: Interactions) -> None:
             body += chunk
             if len(body) > MAX_INTERACTION_BODY:
                 return JSONResponse({"error": "body too large"}, status_code=413)
-        answer = await asyncio.to_thread(which, request.headers, bytes(body), time.time())
+        try:
+            answer = await asyncio.to_thread(which, request.headers, bytes(body), time.time())
+        except Exception as exc:  # the journal or the archive failed: the sender retries, nothing was half-done
+            log.error("interaction not handled: %s", environmental(exc) or type(exc).__name__)
+            return JSONResponse({"error": "cannot be handled right now; retry"}, status_code=503)
         tasks = BackgroundTasks()
         for step in answer.after:  # the reply to Slack goes out after the answer: Slack waits 3 s at most
             tasks.add_task(step)

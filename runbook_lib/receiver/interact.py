@@ -18,13 +18,14 @@ import hmac
 import json
 import logging
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook_lib.core.errors import ArchiveError, ConfigError, Refused, RunbookError
-from runbook_lib.core.present import iso
+from runbook_lib.core.contract import pin
+from runbook_lib.core.errors import ArchiveError, ConfigError, JournalError, Refused, RunbookError
+from runbook_lib.core.present import iso, slack_text, when
 from runbook_lib.core.settings import Settings
 from runbook_lib.intake.journal import Intake
 from runbook_lib.notify.messages import Notifier, dedup_key
@@ -126,17 +127,22 @@ class Interactions:
             return Answer(401, {"error": why})
         try:
             payload = json.loads(urllib.parse.parse_qs(body.decode("utf-8")).get("payload", [""])[0])
-            user = str(payload["user"]["id"])
+            user = str(payload["user"]["id"])[:40]
             clicked = payload["actions"][0]
-            action_id, value = str(clicked.get("action_id")), str(clicked.get("value") or "")
-        except (ValueError, KeyError, IndexError, TypeError, UnicodeError):
+            action_id, value = str(clicked["action_id"])[:40], str(clicked.get("value") or "")[:300]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeError):
             return Answer(400, {"error": "not a Slack block_actions payload"})
         response_url = payload.get("response_url")
         if action_id in ("record", "prom"):  # a link button: Slack tells us, the browser did the work
             return Answer(200, {})
-        text, card = self._slack_click(user, action_id, value, now)
+        try:
+            text, card = self._slack_click(user, action_id, value, now, response_url)
+        except (ArchiveError, JournalError, OSError) as exc:  # the archive or journal, not the click
+            log.warning("Slack interaction not recorded: %s", type(exc).__name__)
+            return Answer(503, {"error": "the archive cannot be written right now; click again"})
+        text = slack_text(text)  # names and reasons may carry <!channel> and the like
         answer = Answer(200, {"text": text})
-        if isinstance(response_url, str) and self.response_url_ok(response_url):
+        if self.notifier.response_url_ok(response_url):
             reply = {"response_type": "ephemeral", "replace_original": False, "text": text}
             answer.after.append(lambda: self.notifier.respond(response_url, reply))
             if card is not None:
@@ -145,13 +151,9 @@ class Interactions:
             log.warning("Slack response_url not on an allowed host (incident.slack_response_hosts): not called")
         return answer
 
-    def response_url_ok(self, url: str) -> bool:
-        parts = urllib.parse.urlsplit(url)
-        return (
-            parts.scheme in ("https", "http") and (parts.hostname or "") in self.settings.incident.slack_response_hosts
-        )
-
-    def _slack_click(self, user: str, action_id: str, value: str, now: float) -> tuple[str, dict[str, Any] | None]:
+    def _slack_click(
+        self, user: str, action_id: str, value: str, now: float, response_url: Any = None
+    ) -> tuple[str, dict[str, Any] | None]:
         """(the reply to the clicker, the updated card or None)."""
         at = datetime.fromtimestamp(now, UTC)
         try:
@@ -183,7 +185,8 @@ class Interactions:
             elif action_id == "resolve":
                 act(self.archive, record_ref, "resolved", person.name, via="slack", now=at, note="resolved from Slack")
             elif action_id == "approve":
-                return self.approve(roster, person, record_ref, action, at, via="slack")
+                reply_to = response_url if self.notifier.response_url_ok(response_url) else None
+                return self.approve(roster, person, record_ref, action, at, via="slack", reply_to=reply_to)
             else:
                 return f"Refused: unknown button {action_id[:40]!r}.", None
         except Refused as exc:
@@ -204,7 +207,14 @@ class Interactions:
 
     # -- approvals ------------------------------------------------------------------------------
     def approve(
-        self, roster: oncall.Roster, person: oncall.Person, ref: str, action: str, at: datetime, via: str
+        self,
+        roster: oncall.Roster,
+        person: oncall.Person,
+        ref: str,
+        action: str,
+        at: datetime,
+        via: str,
+        reply_to: str | None = None,
     ) -> tuple[str, dict[str, Any] | None]:
         """Approve the record's recommended fix: chained, and queued for a worker once it has every
         approval it needs; the first of two only waits (a second, different person runs it)."""
@@ -233,18 +243,22 @@ class Interactions:
             summary = lifecycle.summarize(events, fingerprint)
             if why := lifecycle.refusal(summary, "approval", person.name):
                 return why
+            if (queued := lifecycle.awaiting_run(summary, action)) is not None:
+                state["awaiting"] = queued  # approved already: its run is queued or running
+                return f"{action} was approved by {queued.get('by')} at {iso(queued.get('at'))}; its run is under way"
             pending = lifecycle.pending_approval(summary, action, at, cfg.two_person_window_s)
             if pending is not None and pending.get("by") == person.name:
                 return f"you approved {action} at {iso(pending.get('at'))}; a second, different person must approve it"
-            state["count"] = 2 if pending is not None else 1
+            body["approvals"] = 2 if pending is not None else 1
             state["first"] = pending.get("by") if pending is not None else None
             return None
 
         body = {"by": person.name, "via": via, "at": iso(at), "action": action, "params": params, "needed": needed}
         try:
-            # approvals counts what this click makes: 2 when a first approval is waiting
-            entry = self.archive.append_event(record["id"], "approval", body, check=_counting(check, body, state))
+            entry = self.archive.append_event(record["id"], "approval", body, check=check)
         except Refused as exc:
+            if (queued := state.get("awaiting")) is not None:  # make sure its run is queued (idempotent)
+                self._enqueue(record["id"], queued, queued.get("by"), queued.get("approvers") or [], reply_to)
             return f"Refused: {exc}", None
         if entry["data"]["approvals"] < needed:
             minutes = cfg.two_person_window_s / 60
@@ -254,74 +268,102 @@ class Interactions:
                 self.card(self.archive.load(record["id"])),
             )
         approvers = [x for x in (state.get("first"), person.name) if x]
-        request = {
-            "incident": record["id"],
-            "action": action,
-            "operator": person.name,
-            "approvers": approvers,
-            "approval": entry["hash"],
-            "via": via,
-        }
-        job = self.intake.enqueue_action(record["id"], request, entry["hash"])
-        log.info("approved action queued job=%s incident=%s action=%s by=%s", job, record["id"], action, person.name)
+        self._enqueue(record["id"], {**entry["data"], "hash": entry["hash"]}, person.name, approvers, reply_to)
         return (
             f"{action} approved by {', '.join(approvers)}: running it now on a worker (resolve mode, audited); "
             "the outcome follows here.",
             self.card(self.archive.load(record["id"])),
         )
 
+    def _enqueue(
+        self, incident: str, approval: Mapping[str, Any], operator: Any, approvers: list[str], reply_to: str | None
+    ) -> int:
+        """Queue the run of a complete approval (once: keyed by its index line's hash). The run
+        is pinned to the parameters approved (:func:`contract.pin`)."""
+        request = {
+            "incident": incident,
+            "action": approval["action"],
+            "approve": [pin(approval["action"], approval.get("params") or {})],
+            "operator": str(operator),
+            "approvers": approvers or [str(operator)],
+            "approval": approval["hash"],
+            "via": approval.get("via", "slack"),
+            "reply_to": reply_to,  # the outcome goes where the approval was given
+        }
+        job = self.intake.enqueue_action(incident, request, approval["hash"])
+        log.info(
+            "approved action queued job=%s incident=%s action=%s by=%s", job, incident, request["action"], operator
+        )
+        return job
+
     # -- PagerDuty ------------------------------------------------------------------------------
     def pagerduty(self, headers: Any, body: bytes, now: float) -> Answer:
         """A PagerDuty v3 webhook: incident.acknowledged / escalated / resolved / reopened, chained
-        on the record whose page has the same dedup key (PagerDuty's incident_key)."""
+        on the open records paged with the same dedup key (PagerDuty's incident_key). Each event
+        is recorded once (PagerDuty retries until it gets a 2xx; a failure answers 503)."""
         if self.pd_secret is None:
             return Answer(404, {"error": "not found"})
         why = pagerduty_signature_problem(self.pd_secret, headers.get("x-pagerduty-signature"), body)
-        if why is None and not self.intake.first_sight("pd:" + hashlib.sha256(body).hexdigest(), now, 7 * 86400):
-            return Answer(200, {"ignored": "already recorded"})  # PagerDuty retries: never chain twice
         if why is not None:
             log.warning("PagerDuty webhook refused: %s", why)
             return Answer(401, {"error": why})
         try:
             event = json.loads(body)["event"]
-            kind = str(event["event_type"])
-            data = event.get("data") or {}
-            key = str(data.get("incident_key") or "")
-            agent = str(((event.get("agent") or {}).get("summary")) or "PagerDuty")
-            at = event.get("occurred_at") or iso(datetime.fromtimestamp(now, UTC))
-        except (ValueError, KeyError, TypeError):
+            kind = str(event["event_type"])[:60]
+            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            agent_doc = event.get("agent") if isinstance(event.get("agent"), dict) else {}
+            key = str(data.get("incident_key") or "")[:200]
+            agent = str(agent_doc.get("summary") or "PagerDuty")[:100]
+            occurred = when(event.get("occurred_at")) or datetime.fromtimestamp(now, UTC)
+            assignees = [str(a.get("summary") or "")[:100] for a in data.get("assignees") or [] if isinstance(a, dict)][
+                :10
+            ]
+            ident = str(event.get("id") or hashlib.sha256(body).hexdigest())[:100]
+        except (ValueError, KeyError, TypeError, AttributeError):
             return Answer(400, {"error": "not a PagerDuty v3 webhook"})
-        mapping = {
+        digest = "pd:" + hashlib.sha256(ident.encode()).hexdigest()
+        kinds = {
             "incident.acknowledged": "acknowledged",
             "incident.escalated": "escalated",
             "incident.resolved": "resolved",
             "incident.reopened": "reopened",
         }
-        if kind not in mapping:
-            return Answer(200, {"ignored": kind[:60]})
-        record_id = self.record_for_key(key)
-        if record_id is None:
-            return Answer(200, {"ignored": "no record has this incident_key"})
+        if kind not in kinds:
+            return Answer(200, {"ignored": kind})
+        if self.intake.seen(digest):
+            return Answer(200, {"ignored": "already recorded"})
         extra: dict[str, Any] = {"pagerduty_incident": str(data.get("id") or "")[:40]}
-        if mapping[kind] == "escalated":
-            extra.update(
-                step=None,
-                to=[str(a.get("summary") or "") for a in data.get("assignees") or []][:10],
-                why="PagerDuty escalation policy",
-            )
-        elif mapping[kind] == "resolved":
+        if kinds[kind] == "escalated":
+            extra.update(step=None, to=assignees, why="PagerDuty escalation policy")
+        elif kinds[kind] == "resolved":
             extra["note"] = "resolved in PagerDuty"
+        recorded, ignored = [], []
         try:
-            act(self.archive, record_id, mapping[kind], agent[:100], via="pagerduty", now=at, **extra)
-        except Refused as exc:
-            return Answer(200, {"ignored": str(exc)[:200]})
-        return Answer(200, {"recorded": mapping[kind], "record": record_id})
+            for record_id in self.records_for_key(key):
+                try:
+                    act(self.archive, record_id, kinds[kind], agent, via="pagerduty", now=occurred, **dict(extra))
+                    recorded.append(record_id)
+                except Refused as exc:
+                    ignored.append(str(exc)[:200])
+            self.intake.first_sight(digest, now, 30 * 86400)  # only once it is chained
+        except (ArchiveError, JournalError, OSError) as exc:
+            log.warning("PagerDuty webhook not recorded (PagerDuty retries): %s", type(exc).__name__)
+            return Answer(503, {"error": "the archive cannot be written right now"})
+        if not recorded:
+            return Answer(200, {"ignored": ignored[0] if ignored else "no record has this incident_key"})
+        return Answer(200, {"recorded": kinds[kind], "records": recorded})
 
-    def record_for_key(self, key: str) -> str | None:
-        """The newest record paged with dedup key ``key``."""
+    def records_for_key(self, key: str) -> list[str]:
+        """The records paged with dedup key ``key``, newest first: from the journal (an alert
+        group's runs share its key), else the archive's newest records (runs from the CLI)."""
         if not key:
-            return None
-        ids = [e["id"] for e in self.archive.entries() if e.get("type") == "record"]
+            return []
+        found = [
+            r["record_id"] for r in self.intake.paged_records() if dedup_key(r["group_key"], r["fingerprint"]) == key
+        ]
+        if found:
+            return list(dict.fromkeys(found))
+        ids = [e["id"] for e in self.archive.entries() if e.get("type") == "record"][-200:]
         for rid in reversed(ids):
             try:
                 rec = self.archive.load(rid)
@@ -330,22 +372,8 @@ class Interactions:
                 continue
             alert = rec.get("alert") or {}
             if alert and dedup_key((rec.get("intake") or {}).get("group_key", ""), alert.get("fingerprint", "")) == key:
-                return rid
-        return None
-
-
-def _counting(
-    check: Callable[[list[dict[str, Any]]], str | None], body: dict[str, Any], state: dict[str, Any]
-) -> Callable[[list[dict[str, Any]]], str | None]:
-    """The check, which also sets the approval's count in ``body`` (under the archive's lock)."""
-
-    def run(events: list[dict[str, Any]]) -> str | None:
-        why = check(events)
-        if why is None:
-            body["approvals"] = state["count"]
-        return why
-
-    return run
+                return [rid]
+        return []
 
 
 def read_overrides(settings: Settings, roster: oncall.Roster, at: datetime) -> list[Any]:

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from runbook_lib.core.contract import worst_first
+from runbook_lib.core.contract import approval_params, worst_first
 from runbook_lib.core.shapes import Diagnosis, RecommendedAction
 
 MEASURED = ("critical", "warning", "info", "ok")  # anything but "unchecked": a check ran
@@ -98,12 +98,7 @@ def recommended_action(
     parameters, the exact command) or decision; by default "escalate" when something is wrong
     and "none" when nothing is."""
     if chosen is not None:
-        plan = chosen.get("plan") or {}
-        params = {
-            k: v
-            for k, v in plan.items()
-            if k not in ("command", "sql", "noop", "would", "preview") and isinstance(v, str | int | float | bool)
-        }
+        params = approval_params(chosen.get("plan") or {})
         return {
             "name": str(chosen.get("name")),
             "title": str(chosen.get("title") or ""),

@@ -1,6 +1,7 @@
 """Chaining what people do about an incident (acknowledge, assign a role, post an update,
-escalate, approve, resolve, reopen) as events on its record: the one writer every way in uses
-(the CLI, Slack's buttons, PagerDuty's webhooks, the receiver's escalation timers). Each event
+escalate, approve, resolve, reopen) as events on its record: the one writer the CLI, Slack's
+buttons and PagerDuty's webhooks use (the receiver's escalation timers chain theirs with their
+own check, :mod:`runbook_lib.receiver.escalation`). Each event
 is checked against the record's events under the archive's lock (:mod:`runbook_lib.sre.lifecycle`
 says what is allowed), so two clicks at once cannot both acknowledge, and nothing but a reopening
 happens to a resolved incident."""
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runbook_lib.core.errors import ArchiveError, Refused
-from runbook_lib.core.present import iso, one_line, visible
+from runbook_lib.core.present import iso, one_line, visible, when
 from runbook_lib.record.archive.base import Archive
 from runbook_lib.sre import lifecycle
 
@@ -38,6 +39,9 @@ def load_incident(archive: Archive, ref: str) -> dict[str, Any]:
         raise Refused(str(exc)) from None
     if not record.get("alert"):
         raise Refused(f"record {record['id']} ran without an alert: it is not an incident")
+    if record.get("origin") == "approval":
+        of = next((r.get("record_id") for r in record.get("related_records") or []), None)
+        raise Refused(f"record {record['id']} is the run of an approved fix, not an incident: act on {of}")
     return record
 
 
@@ -61,7 +65,7 @@ def act(
     who = _clean(by, MAX_NAME, "the operator") if kind != "escalated" else str(by or "receiver")
     record = load_incident(archive, ref)
     fingerprint = (record.get("alert") or {}).get("fingerprint")
-    moment = iso(now if now is not None else datetime.now(UTC))
+    moment = iso(when(now) or datetime.now(UTC))  # a sender's unreadable time is not kept
     body: dict[str, Any] = {"by": who, "via": via, "at": moment}
     if kind == "assigned":
         body["role"] = role

@@ -203,7 +203,10 @@ class Runner:
             "status": done.status,
             "failed_cell": done.failure,
             "diagnosis": diagnosis,
-            "incident": self._incident(params["alert"], [*request.linked, *request.members]),
+            # the run of an approved fix is evidence on its incident's timeline, not an incident of its own
+            "incident": None
+            if request.origin == "approval"
+            else self._incident(params["alert"], [*request.linked, *request.members]),
             "linked_alerts": request.linked,
             "related_records": request.related,
             "links": self._links(params["alert"], route, started),

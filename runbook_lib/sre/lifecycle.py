@@ -26,7 +26,7 @@ acknowledgement was made. The record's files never change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runbook_lib.core.present import iso, when
@@ -49,7 +49,10 @@ def data_of(event: Mapping[str, Any]) -> Mapping[str, Any]:
 def at_of(event: Mapping[str, Any]) -> str | None:
     """When an event happened: its data's ``at`` (or an alert's ``ends_at``), else when it was chained."""
     data = data_of(event)
-    return data.get("at") or data.get("ends_at") or event.get("at")
+    for moment in (data.get("at"), data.get("ends_at"), event.get("at")):
+        if isinstance(moment, str) and when(moment) is not None:
+            return moment
+    return None
 
 
 def _is_resolution(event: Mapping[str, Any], fingerprint: str | None) -> bool:
@@ -89,13 +92,15 @@ def summarize(events: Iterable[Mapping[str, Any]], fingerprint: str | None = Non
         elif kind == "update":
             out["updates"].append({"by": d.get("by"), "at": at, "text": d.get("text")})
         elif kind == "escalated":
-            out["escalations"].append({"step": d.get("step"), "to": d.get("to") or [], "why": d.get("why"), "at": at})
+            out["escalations"].append(
+                {"step": d.get("step"), "to": d.get("to") or [], "why": d.get("why"), "at": at, "via": d.get("via")}
+            )
         elif kind == "approval":
-            out["approvals"].append({**d, "at": at})
+            out["approvals"].append({**d, "at": at, "hash": e.get("hash")})
         elif kind == "executed":
             out["executed"].append({**d, "at": at})
-            if out["state"] in ("firing", "acknowledged"):
-                out["state"] = "mitigating"
+            if d.get("outcome") == "done" and out["state"] in ("firing", "acknowledged"):
+                out["state"] = "mitigating"  # a fix that was refused or failed mitigates nothing
         elif _is_resolution(e, fingerprint):
             if out["resolved"] is None:
                 out["resolved"] = {"by": d.get("by"), "note": d.get("note"), "at": at, "via": d.get("via")}
@@ -118,11 +123,13 @@ def fulfilled(summary: Mapping[str, Any]) -> dict[str, str]:
         done["incident commander"] = ic["at"]
     if summary.get("updates"):
         done["status update"] = summary["updates"][0]["at"]
-    moments = [x["at"] for x in summary.get("escalations", []) if x.get("at")]
+    # escalated by a person or by PagerDuty's policy; the receiver's own timer escalating an
+    # incident nobody touched answers nothing
+    moments = [x["at"] for x in summary.get("escalations", []) if x.get("at") and x.get("via") != "receiver"]
     if summary.get("resolved") and summary["resolved"].get("at"):
         moments.append(summary["resolved"]["at"])
     if moments:
-        done["resolve or escalate"] = min(moments, key=lambda m: when(m) or datetime.max)
+        done["resolve or escalate"] = min(moments, key=lambda m: when(m) or datetime.max.replace(tzinfo=UTC))
     return done
 
 
@@ -175,6 +182,17 @@ def pending_approval(summary: Mapping[str, Any], action: str, now: Any, window_s
         if moment is not None and started is not None and moment - started > timedelta(seconds=window_s):
             return None
         return a
+    return None
+
+
+def awaiting_run(summary: Mapping[str, Any], action: str) -> Mapping[str, Any] | None:
+    """The newest complete approval of ``action`` whose run has not been chained yet (queued or
+    running): approving again must not run the fix a second time."""
+    ran = {x.get("approval") for x in summary.get("executed", [])}
+    for a in reversed(summary.get("approvals", [])):
+        if a.get("action") != action or a.get("approvals", 1) < a.get("needed", 1):
+            continue
+        return None if a.get("hash") in ran else a
     return None
 
 

@@ -116,8 +116,11 @@ class RecordsIndex:
             events = index.events.get(entry["id"], [])
             story = lifecycle.summarize(events, row.get("fingerprint"))
             row["resolved"] = story["state"] == "resolved"
-            row["state"] = story["state"] if row["has_alert"] or row["resolved"] else ""
-            row["story"] = lifecycle.headline(story) if row["has_alert"] else ""
+            is_incident = row.get("incident") is not None  # the run of an approved fix is not one
+            row["resolved"] = row["resolved"] and is_incident
+            row["state"] = story["state"] if is_incident else ""
+            # what follows the state word: "by Avery Example at ...", "rollback run by ..."
+            row["story"] = lifecycle.headline(story).removeprefix(story["state"]).lstrip(": ") if is_incident else ""
             if (
                 filters.status
                 and row["state"] != filters.status
@@ -214,6 +217,7 @@ def _row(r: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "sev": str(r.get("sev") or "-"),
         "state": str(r.get("state") or ""),
         "story": str(r.get("story") or ""),
+        "has_alert": bool(r.get("has_alert")),
         "run": str(r.get("run") or ""),
         "verdict": verdict,
         "headline": _shorten(str(r.get("headline") or "").split(" — ", 1)[-1]),

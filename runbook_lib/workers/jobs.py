@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from runbook_lib.core.contract import GROUP_ALERTNAME
+from runbook_lib.core.contract import GROUP_ALERTNAME, pin
 from runbook_lib.core.environmental import environmental
 from runbook_lib.core.present import visible
 from runbook_lib.core.settings import Settings
@@ -86,7 +86,7 @@ class RunExecutor:
             mode="resolve" if approved else "diagnose",
             dry_run=not approved,
             operator=approved["operator"] if approved else "",
-            approve=[approved["action"]] if approved else [],
+            approve=list(approved["approve"]) if approved else [],  # pinned to the parameters approved
             record_id=rid,
             attempt=plan["attempt"],
             notes=list(plan["notes"]),
@@ -107,7 +107,7 @@ class RunExecutor:
             request.attempt,
         )
         result = self.runner.run(request)
-        for other in request.related:  # the earlier records of this group learn of this one
+        for other in [] if approved else request.related:  # the earlier records of this group learn of this one
             self.runner.archive.append_event(
                 other["record_id"], "related", {"record": rid, "alertname": alert.name, "runbook": plan["slug"]}
             )
@@ -144,6 +144,7 @@ class RunExecutor:
             and data.get("action") == approved.get("action")
             and data.get("by") == approved.get("operator")
             and int(data.get("approvals", 0)) >= int(data.get("needed", 1))
+            and list(approved.get("approve") or []) == [pin(data["action"], data.get("params") or {})]
         )
         if not ok:
             raise Refused(f"no complete approval of {approved.get('action')} chained on {approved.get('incident')}")
@@ -165,6 +166,7 @@ class RunExecutor:
             "record": record["id"],
             "outcome": outcome,
             "approvers": approved.get("approvers") or [approved["operator"]],
+            "approval": approved["approval"],
         }
         if not any(
             e.get("event") == "executed" and (e.get("data") or {}).get("record") == record["id"]
@@ -175,7 +177,7 @@ class RunExecutor:
             f"{approved['action']} approved by {', '.join(data['approvers'])}: {outcome} "
             f"(record {record['id']}, incident {approved['incident']})"
         )
-        return self.notify(self.notifier.say, text)
+        return self.notify(self.notifier.to_thread, approved.get("reply_to"), text)
 
     def notify(self, fn: Any, *args: Any) -> list[str]:
         """Send a Slack/PagerDuty message; returns what failed (for the job's notes)."""

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from runbook_lib.clients import oncall_overrides
 from runbook_lib.core.settings import load_settings
 from runbook_lib.intake.journal import Intake
-from runbook_lib.receiver.escalation import Escalator
+from runbook_lib.receiver.escalation import MAX_TRIES, Escalator
 from runbook_lib.record.archive import LocalArchive
 from runbook_lib.record.incidents import act
-from runbook_lib.sre import oncall
+from runbook_lib.sre import incident, oncall
 from runbook_lib.sre.alertmanager import parse_payload
 from tests.helpers import HOME, alert_payload, temp_database
 from tests.web.test_records_page import make_record
@@ -148,3 +149,51 @@ def test_a_warning_arms_no_timer_and_pagerduty_mode_arms_none(setup) -> None:
     critical["alerts"][0]["labels"]["severity"] = "critical"
     Intake.from_settings(pd_mode).accept(parse_payload(critical), json.dumps(critical))
     assert Intake.from_settings(settings).escalations() == []  # PagerDuty escalates: never both
+
+
+def test_with_no_record_yet_it_escalates_from_the_journal_and_its_own_resolution_stops_it(setup, slack) -> None:
+    """Workers down: the SEV-1 has no record at 15 minutes, and that is when escalation matters."""
+    settings, root = setup["settings"], setup["root"]
+    fired = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    intake = Intake.from_settings(settings)
+    down = alert_payload("DatabaseDown", starts_at=fired, fingerprint="d" * 16)
+    intake.accept(parse_payload(down), json.dumps(down))
+    archive = LocalArchive(root)
+    done = Escalator(settings, intake, archive).tick((fired + timedelta(minutes=15)).timestamp())
+    assert [(e["step"], e["state"], e["record"]) for e in done] == [(1, "fired", None)]
+    chained = [e for e in archive.entries() if e.get("event") == "escalated"]
+    assert len(chained) == 1 and chained[0]["record"] is None
+    assert chained[0]["data"]["fingerprint"] == "d" * 16 and "no record yet" in chained[0]["data"]["why"]
+    assert chained[0]["data"]["notified"] == "Slack" and "no record yet" in slack[1][0]["text"]
+
+    # the alert resolves before minute 30 (the journal has its resolution): step 2 stops
+    resolved = alert_payload("DatabaseDown", starts_at=fired, fingerprint="d" * 16, status="resolved")
+    intake.accept(parse_payload(resolved), json.dumps(resolved))
+    later = Escalator(settings, intake, archive).tick((fired + timedelta(minutes=30)).timestamp())
+    assert [(e["step"], e["state"], e["why"]) for e in later] == [(2, "stopped", "stopped: its alert resolved")]
+
+
+def test_a_message_that_cannot_go_out_is_retried_and_the_receivers_own_escalation_answers_no_deadline(setup) -> None:
+    settings, root = setup["settings"], setup["root"]
+    dead = settings.model_copy(
+        update={"notify": settings.notify.model_copy(update={"slack_webhook_url": SecretStr("http://127.0.0.1:9/x")})}
+    )
+    fired = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    intake, rid = paging_incident(dead, root, 3, fired)
+    archive = LocalArchive(root)
+    escalator = Escalator(dead, intake, archive)
+    first = escalator.tick((fired + timedelta(minutes=15)).timestamp())
+    assert [e["state"] for e in first] == ["retrying"]  # not chained as told while nobody was
+    assert not [e for e in archive.load(rid)["events"] if e["event"] == "escalated"]
+    for n in range(MAX_TRIES):
+        escalator.tick((fired + timedelta(minutes=15, seconds=15 * (n + 1))).timestamp())
+    events = [e for e in archive.load(rid)["events"] if e["event"] == "escalated"]
+    assert len(events) == 1 and events[0]["data"]["notified"].startswith("failed: Slack")
+    rec = archive.load(rid)
+    rows = {
+        r["name"]: r
+        for r in incident.record_status(
+            rec["incident"], fired + timedelta(hours=2), rec["events"], rec["alert"]["fingerprint"]
+        )
+    }
+    assert rows["resolve or escalate"]["missed"] and not rows["resolve or escalate"]["met"]

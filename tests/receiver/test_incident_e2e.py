@@ -73,7 +73,7 @@ def click(base: str, user: str, action_id: str, value: str, n: int) -> bytes:
     payload = {
         "type": "block_actions",
         "user": {"id": user},
-        "actions": [{"action_id": action_id, "value": value, "type": "button"}],
+        "actions": [{"action_id": action_id, "value": value, "type": "button", "action_ts": str(time.time_ns())}],
         "response_url": f"{base}/response/{n}",
     }
     return urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
@@ -172,7 +172,7 @@ def test_page_acknowledge_and_approve_from_slack(stack: dict[str, Any]) -> None:
     page = httpx.get(f"{receiver.url}/records/{rid}", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert f"Incident acknowledged by {now.primary.name}" in page and "acknowledge met at" in page
     index = httpx.get(f"{receiver.url}/records", headers={"Authorization": f"Bearer {TOKEN}"}).text
-    assert f"acknowledged by {now.primary.name}" in index
+    assert "acknowledged</span>" in index and f"by {now.primary.name} at" in index
 
     # an unmapped Slack user, and a roster person not on call, are refused with the reason
     def press(user: str, action: str, value: str, n: int) -> dict[str, Any]:
@@ -218,9 +218,20 @@ def test_page_acknowledge_and_approve_from_slack(stack: dict[str, Any]) -> None:
         rows = conn.execute(actors, (ran["audit_ids"],)).fetchall()
     assert {r[0] for r in rows} == {now.secondary.name} and len(rows) >= 2  # before and after the change
     outcome = wait_for(
-        "the outcome in Slack", lambda: [b for b in posts("/services/") if ": done" in b.get("text", "")], 30
+        "the outcome where it was approved",
+        lambda: [
+            b for b in posts("/response/6") if ": done" in b.get("text", "") and b["response_type"] == "in_channel"
+        ],
+        30,
     )
     assert now.primary.name in outcome[0]["text"] and now.secondary.name in outcome[0]["text"]
+
+    # the fix's own record is evidence on the incident's timeline, not a second incident
+    assert fix["incident"] is None
+    not_one = cli("ack", fix["id"], "--operator", now.primary.name, env={"RUNBOOK_ARCHIVE": env["RUNBOOK_ARCHIVE"]})
+    assert not_one.returncode == 2 and "run of an approved fix" in not_one.stderr
+    index = httpx.get(f"{receiver.url}/records", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert "not an incident" in index and "mitigating" in index
 
     report = cli("report", rid, env={"RUNBOOK_ARCHIVE": env["RUNBOOK_ARCHIVE"]})
     assert report.returncode == 0, report.stderr

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from runbook_lib.core.contract import pin
 from runbook_lib.core.settings import load_settings
 from runbook_lib.receiver.app import create_app
 from runbook_lib.receiver.interact import pagerduty_signature_problem, slack_signature_problem
@@ -96,13 +97,21 @@ def test_a_pagerduty_webhook_acknowledges_and_resolves_the_record_a_forged_one_i
 
     ack = pd_event("incident.acknowledged", key, "Avery Example", now - timedelta(minutes=2))
     answer = client.post("/pagerduty/webhook", content=ack, headers=pd_headers(ack))
-    assert answer.status_code == 200 and answer.json() == {"recorded": "acknowledged", "record": rid}
+    assert answer.status_code == 200 and answer.json() == {"recorded": "acknowledged", "records": [rid]}
     again = client.post("/pagerduty/webhook", content=ack, headers=pd_headers(ack))  # PagerDuty retries
     assert again.status_code == 200 and "ignored" in again.json()
     done = pd_event("incident.resolved", key, "Avery Example", now)
     assert client.post("/pagerduty/webhook", content=done, headers=pd_headers(done)).json()["recorded"] == "resolved"
     other = pd_event("incident.acknowledged", "some-other-key", "Avery Example", now)
     assert "ignored" in client.post("/pagerduty/webhook", content=other, headers=pd_headers(other)).json()
+
+    # a Slack click (any other source of signed requests) does not make PagerDuty's deliveries replayable
+    slack_click(client, "U0NOBODY", "ack", rid)
+    assert "ignored" in client.post("/pagerduty/webhook", content=ack, headers=pd_headers(ack)).json()
+    # not a v3 webhook: 400; fields of the wrong type are ignored, never a 500
+    junk = json.dumps({"event": {"event_type": "incident.acknowledged", "data": ["x"], "agent": 7}}).encode()
+    assert client.post("/pagerduty/webhook", content=junk, headers=pd_headers(junk)).status_code == 200
+    assert client.post("/pagerduty/webhook", content=b"[1]", headers=pd_headers(b"[1]")).status_code == 400
 
     rec = archive.load(rid)
     assert [(e["event"], e["data"]["via"]) for e in rec["events"]] == [
@@ -118,7 +127,11 @@ def slack_click(client: TestClient, user: str, action_id: str, value: str) -> An
     body = urllib.parse.urlencode(
         {
             "payload": json.dumps(
-                {"type": "block_actions", "user": {"id": user}, "actions": [{"action_id": action_id, "value": value}]}
+                {
+                    "type": "block_actions",
+                    "user": {"id": user},
+                    "actions": [{"action_id": action_id, "value": value, "action_ts": str(time.time_ns())}],
+                }
             )
         }
     ).encode()
@@ -159,7 +172,14 @@ def test_a_single_approval_queues_a_fix_that_is_not_destructive_and_only_the_rec
     assert len(jobs) == 1 and json.loads(jobs[0]["alert"])["operator"] == primary.name
     approval = next(e for e in archive.load(rid)["events"] if e["event"] == "approval")
     assert approval["data"]["approvals"] == approval["data"]["needed"] == 1
-    assert json.loads(jobs[0]["alert"])["approval"] == approval["hash"]  # the worker checks this line
+    request = json.loads(jobs[0]["alert"])
+    assert request["approval"] == approval["hash"]  # the worker checks this line
+    assert request["approve"] == [pin("scale", {})]  # bound to the parameters approved
+    # a second click (a double tap, or a colleague) while its run is queued runs nothing twice
+    again = slack_click(client, primary.slack, "approve", f"{rid} scale").json()["text"]
+    assert "its run is under way" in again
+    assert len([j for j in client.app.state.intake.jobs() if j["kind"] == "action"]) == 1
+    assert len([e for e in archive.load(rid)["events"] if e["event"] == "approval"]) == 1
 
 
 def test_without_their_secrets_both_endpoints_are_404(tmp_path: Path) -> None:
@@ -167,3 +187,13 @@ def test_without_their_secrets_both_endpoints_are_404(tmp_path: Path) -> None:
     with TestClient(create_app(settings, require_auth=False)) as client:
         assert client.post("/slack/actions", content=b"payload=%7B%7D").status_code == 404
         assert client.post("/pagerduty/webhook", content=b"{}").status_code == 404
+
+
+def test_signed_requests_of_one_source_never_expire_another_sources_replay_guard(tmp_path: Path) -> None:
+    from runbook_lib.intake.journal import Intake
+
+    intake = Intake(tmp_path / "journal.sqlite3")
+    assert intake.first_sight("pd:abc", 1000, 7 * 86400)
+    assert intake.first_sight("slack:x", 1700, 600)  # drops Slack's old digests only
+    assert not intake.first_sight("pd:abc", 1800, 7 * 86400)
+    assert intake.first_sight("slack:x", 1700 + 601, 600)  # past Slack's window its own is dropped

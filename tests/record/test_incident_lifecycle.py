@@ -131,3 +131,22 @@ def test_the_served_page_and_the_report_tell_the_human_story(archive: LocalArchi
     assert "TO COMPLETE" in text.split("## Roles")[1].split("## Deadlines")[0]  # TL and CL were not assigned
     assert "Acknowledged by Avery Example" in text and "Resolved by Avery Example" in text
     assert "- acknowledge: due" in text and "— met" in text and "**missed**" in text
+
+
+def test_a_fix_that_did_not_run_mitigates_nothing_and_an_approved_one_waits_for_its_run() -> None:
+    def ev(kind: str, **data: object) -> dict:
+        return {"event": kind, "data": {"at": "2026-12-07T03:00:00Z", **data}, "hash": f"h-{kind}-{len(data)}"}
+
+    approval = ev("approval", by="Avery", action="rollback", approvals=1, needed=1)
+    story = lifecycle.summarize([ev("acknowledged", by="Avery"), approval])
+    assert lifecycle.awaiting_run(story, "rollback")["by"] == "Avery"
+    refused = ev("executed", by="Avery", action="rollback", outcome="refused", approval=approval["hash"])
+    story = lifecycle.summarize([ev("acknowledged", by="Avery"), approval, refused])
+    assert story["state"] == "acknowledged"  # a refused or failed fix mitigates nothing
+    assert lifecycle.awaiting_run(story, "rollback") is None  # that approval's run is over
+    done = ev("executed", by="Avery", action="rollback", outcome="done", approval="other")
+    assert lifecycle.summarize([approval, done])["state"] == "mitigating"
+    # the receiver's own escalation answers no deadline; a person's does
+    own = lifecycle.fulfilled(lifecycle.summarize([ev("escalated", step=1, via="receiver")]))
+    theirs = lifecycle.fulfilled(lifecycle.summarize([ev("escalated", step=None, via="pagerduty")]))
+    assert "resolve or escalate" not in own and "resolve or escalate" in theirs

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runbook_lib.core.contract import APPROVALS, jsonable
+from runbook_lib.core.contract import APPROVALS, approved, jsonable
 from runbook_lib.core.errors import SourceError
 from runbook_lib.core.shapes import Action, ActionStatus
 from runbook_lib.kernel.protocol import RunbookLike
@@ -115,8 +115,8 @@ class Guard:
             return "dry_run", "dry_run=True: this is exactly what would be done; nothing was changed"
         if not rb.operator:
             return "refused", "no operator identity given (operator=...); nothing was changed"
-        if name not in rb.approve:
-            return "refused", f"not approved: add {name!r} to approve to run it; nothing was changed"
+        if (why_not := approved(rb.approve, name, plan)) is not None:
+            return "refused", f"{why_not}; nothing was changed"
         if plan.get("missing"):
             return "refused", f"{plan['missing']}; nothing was changed"
         if plan.get("noop"):
