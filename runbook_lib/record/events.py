@@ -58,7 +58,9 @@ def events_banner(events: list[dict[str, Any]], state: str | None = None) -> str
         return ""
     lead = f'<p class="rb-incident-state"><b>{esc(state)}</b></p>' if state else ""
     body = "".join(f"<li>{esc(event_text(e))}</li>" for e in events)
-    return f'<div class="rb-finding rb-ok">{lead}<b>Later events (chained in the archive index)</b><ul>{body}</ul></div>'
+    return (
+        f'<div class="rb-finding rb-ok">{lead}<b>Later events (chained in the archive index)</b><ul>{body}</ul></div>'
+    )
 
 
 def with_events(page: str, events: list[dict[str, Any]], record: dict[str, Any] | None = None, now: Any = None) -> str:
