@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from runbook_lib.core import process
 from runbook_lib.core.errors import EXIT_USAGE, RunbookError
+from runbook_lib.core.sessions import SESSION_DIR_ENV
 
 DESCRIPTION = """\
 OmniHub executable runbooks. Every alert's runbook is a parameterised Jupyter notebook;
@@ -46,6 +47,9 @@ examples:
 
 def main(argv: Sequence[str] | None = None) -> int:
     process.prepare()
+    # Set by `runbook open` for the kernels of its JupyterLab only; a `runbook run` typed in that
+    # JupyterLab's terminal runs with its own parameters, not under a notebook's grant.
+    os.environ.pop(SESSION_DIR_ENV, None)
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     # Everything after the first `--` belongs to the program a command hands over to (Jupyter).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import sys
 from datetime import UTC, datetime
@@ -23,10 +24,33 @@ from runbook_lib.cli.common import (
 from runbook_lib.core.contract import APPROVALS, MODES, PARAMETERS, extra_parameter_name
 from runbook_lib.core.errors import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, ConfigError
 from runbook_lib.core.present import more
+from runbook_lib.core.sessions import SESSION_DIR_ENV
 from runbook_lib.record import diagnosis
+
+ARCHIVE_HELP = """\
+Chain a notebook worked interactively into the archive as a record of its own (origin
+"interactive"): the operator, the runbook and its sha256 when it was opened, the record it
+continued (which gets a "continued" event), the cells on-call added or changed (marked in the
+page), the actions the session ran and the audit_logs rows that operator wrote meanwhile.
+Redaction, sanitising and CSP are those of every record: a secret a cell printed is redacted.
+Save the notebook in JupyterLab first. A file `runbook open` did not prepare, one whose origin
+metadata was altered, and one archived already are refused."""
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser(
+        "archive",
+        parents=[common],
+        formatter_class=fmt,
+        help="archive a notebook worked in JupyterLab (runbook open) as a record",
+        description=ARCHIVE_HELP,
+        epilog="exit codes: 0 archived, 2 refused (not prepared by `runbook open`, altered, already archived)",
+    )
+    p.add_argument(
+        "path", metavar="WORKING_COPY", help="the notebook `runbook open` prepared (see `runbook open --list`)"
+    )
+    p.set_defaults(func=cmd_archive)
+
     p = sub.add_parser(
         "list",
         parents=[common],
@@ -118,6 +142,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, fmt: type[argparse.He
             p.set_defaults(func=cmd_run)
         else:
             p.add_argument("--no-launch", action="store_true", help="only print the prepared notebook's path")
+            p.add_argument(
+                "--list", action="store_true", help="list the working copies: which are archived, which are not"
+            )
             p.set_defaults(func=cmd_open, passthrough=[])  # what follows `--`: see cli.main
             p.usage = p.format_usage().removeprefix("usage: ").rstrip() + " [-- JUPYTER_ARG ...]"
 
@@ -236,15 +263,44 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
+    from runbook_lib.run.interactive import grant_session, prune
+
     settings = settings_for(args)
     work = interactive_dir()
+    if args.list:
+        return _list_copies(work)
+    for old in prune(work, settings.archive.interactive_keep_days):
+        echo(
+            f"runbook: removed {old.name} (archived, older than {settings.archive.interactive_keep_days:g} days)",
+            file=sys.stderr,
+        )
+    if args.execute and args.mode != "resolve":
+        raise ConfigError("--execute only makes sense with --mode resolve")
+    if args.mode == "resolve" and args.execute and not args.operator:
+        raise ConfigError("--mode resolve --execute needs --operator NAME (or $RUNBOOK_OPERATOR) for the audit log")
     record_id = _record_id(settings, args.slug) if args.slug and not args.alert else None
     if record_id is not None:
-        path = _working_copy(settings, record_id, work)
+        path, runbook = _working_copy(settings, record_id, work)
     else:
         from runbook_lib.run.runner import Runner
 
-        path = Runner(settings).prepare(request_from(args), out_dir=work)
+        request = request_from(args)
+        runner = Runner(settings)
+        path = runner.prepare(request, out_dir=work)
+        runbook = runner.pick_runbook(request.alert, request.slug)[0]
+    grant = grant_session(
+        path,
+        settings,
+        runbook=runbook,
+        operator=args.operator,
+        mode=args.mode,
+        dry_run=not args.execute,
+        approve=list(dict.fromkeys(args.approve)),
+        continued=record_id,
+        extra=dict(args.param) if record_id else None,  # a fresh copy has them injected already
+    )
+    what = "actions RUN (resolve, --execute)" if not grant["dry_run"] else f"{grant['mode']} mode, actions are dry runs"
+    echo(f"runbook: prepared {path.name}: {what}; archive it with `runbook archive {path}`", file=sys.stderr)
     if args.no_launch:
         print(path)
         return EXIT_OK
@@ -259,6 +315,7 @@ def cmd_open(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     echo(f"runbook: opening {path} in JupyterLab ({lab})", file=sys.stderr)
     argv = [lab, *args.passthrough, str(path)]
+    os.environ[SESSION_DIR_ENV] = str(work)  # its kernels take mode and approvals from the grant
     os.execv(lab, argv)  # noqa: S606 - hand the terminal to JupyterLab
     return EXIT_OK
 
@@ -304,10 +361,51 @@ def _record_id(settings: Any, text: str) -> str | None:
     return archive_for(settings).find(text)
 
 
-def _working_copy(settings: Any, record_id: str, work: Path) -> Path:
+def _working_copy(settings: Any, record_id: str, work: Path) -> tuple[Path, str]:
+    """A copy of a record's executed notebook to continue from, and the record's runbook."""
     from runbook_lib.record.archive import archive_for
 
-    notebook = archive_for(settings).read_record_file(record_id, "notebook.ipynb")
-    target = work / f"{record_id}-continued-{datetime.now(UTC):%H%M%S}.ipynb"
+    archive = archive_for(settings)
+    notebook = archive.read_record_file(record_id, "notebook.ipynb")
+    target = work / f"{record_id}-continued-{datetime.now(UTC):%H%M%S}-{secrets.token_hex(3)}.ipynb"
     target.write_bytes(notebook)
-    return target
+    return target, str(archive.load(record_id)["runbook"])
+
+
+def _list_copies(work: Path) -> int:
+    from runbook_lib.run.interactive import working_copies
+
+    rows = [
+        {
+            "copy": Path(r["path"]).name,
+            "runbook": r["runbook"],
+            "operator": r["operator"] or "-",
+            "mode": r["mode"],
+            "prepared": r["prepared"],
+            "archived": r["archived"] or ("NOT ARCHIVED" if r["granted"] else "no grant"),
+        }
+        for r in working_copies(work)
+    ]
+    if not rows:
+        echo(f"no working copies in {work}")
+        return EXIT_OK
+    print_table(rows, ["copy", "runbook", "operator", "mode", "prepared", "archived"])
+    return EXIT_OK
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from runbook_lib.record.archive import archive_for
+    from runbook_lib.run.interactive import archive_session
+
+    settings = settings_for(args)
+    done = archive_session(settings, archive_for(settings), Path(args.path))
+    session = done.record.get("session") or {}
+    echo(
+        f"runbook: {session.get('summary')}; {len(done.record.get('actions') or [])} action(s), "
+        f"{len(session.get('audit_rows') or [])} audit row(s)",
+        file=sys.stderr,
+    )
+    if session.get("continued"):
+        echo(f"runbook: chained on {session['continued']} as its continuation", file=sys.stderr)
+    echo(done.html_location)
+    return EXIT_OK

@@ -317,6 +317,9 @@ class ArchiveSettings(_Section):
     """The S3 endpoint of an s3:// archive (RUNBOOK_ARCHIVE_ENDPOINT), e.g. http://minio:9000;
     None: botocore's AWS_ENDPOINT_URL, else AWS. Credentials come from the standard AWS variables
     (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE) or an instance role."""
+    interactive_keep_days: float = Field(default=14.0, gt=0)
+    """Working copies of `runbook open` that were archived (`runbook archive`) are removed after
+    this many days; unarchived ones are kept and listed by `runbook open --list`."""
 
     @field_validator("path")
     @classmethod

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-from runbook_lib.core import present
+from runbook_lib.core import present, sessions
 from runbook_lib.core.contract import ACTION_MIME, FINDING_MIME, MODES, VERDICTS, jsonable, worst_first
 from runbook_lib.core.errors import RunbookError, SourceError, SourceNotConfigured, SourceUnavailable
 from runbook_lib.core.links import grafana_panel, prometheus_graph
@@ -79,10 +79,13 @@ class Runbook:
     ) -> None:
         self.settings = settings
         self.alert = alert
-        self.mode = mode
-        self.dry_run = dry_run
-        self.operator = operator
-        self.approve = {str(a) for a in (approve or ())}
+        # what the caller asked for; in a `runbook open` session the grant decides (see authority)
+        self._asked: dict[str, Any] = {
+            "mode": mode,
+            "dry_run": dry_run,
+            "operator": operator,
+            "approve": {str(a) for a in (approve or ())},
+        }
         self.now = datetime.now(UTC)
         self.findings: list[Finding] = []
         self.actions_taken: list[dict[str, Any]] = []
@@ -91,6 +94,58 @@ class Runbook:
         self.essential = False  # inside a check the runbook's diagnosis depends on
         self.recommended: str | None = None  # the one option (or decision) this run recommends
         self._clients: dict[str, Any] = {}
+
+    # -- authority: what this run may change -------------------------------------------------
+    def authority(self) -> dict[str, Any]:
+        """mode, dry_run, operator and approve as the guard must read them. Outside an
+        interactive session: what the run was started with (papermill's parameters). In a kernel
+        of a `runbook open` session: what `runbook open` granted this notebook, read from its
+        signed grant at every call (:mod:`runbook_lib.core.sessions`); without a valid grant,
+        diagnose only. Reassigning ``mode`` or ``dry_run`` in a cell changes neither."""
+        interactive, grant = sessions.kernel_grant()
+        if not interactive:
+            return self._asked
+        if grant is None:
+            return {"mode": "diagnose", "dry_run": True, "operator": "", "approve": set(), "session": None}
+        return {
+            "mode": grant.get("mode", "diagnose"),
+            "dry_run": bool(grant.get("dry_run", True)),
+            "operator": str(grant.get("operator") or ""),
+            "approve": {str(a) for a in grant.get("approve") or []},
+            "session": grant.get("id"),
+        }
+
+    @property
+    def mode(self) -> str:
+        return str(self.authority()["mode"])
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._asked["mode"] = value  # in a session the grant still decides
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.authority()["dry_run"])
+
+    @dry_run.setter
+    def dry_run(self, value: bool) -> None:
+        self._asked["dry_run"] = bool(value)
+
+    @property
+    def operator(self) -> str:
+        return str(self.authority()["operator"])
+
+    @operator.setter
+    def operator(self, value: str) -> None:
+        self._asked["operator"] = str(value)
+
+    @property
+    def approve(self) -> set[str]:
+        return set(self.authority()["approve"])
+
+    @approve.setter
+    def approve(self, value: Iterable[str]) -> None:
+        self._asked["approve"] = {str(a) for a in value}
 
     # -- context ------------------------------------------------------------------------------
     @property
@@ -144,6 +199,13 @@ class Runbook:
             "operator": self.operator or "(none)",
             "evaluated_at": present.iso(self.now),
         }
+        interactive, grant = sessions.kernel_grant()
+        if interactive:  # where mode, dry_run and operator came from
+            info["session"] = (
+                f"granted by `runbook open` (session {grant.get('id')})"
+                if grant
+                else "no grant from `runbook open` for this notebook: diagnose only"
+            )
         rows = [(k, v) for k, v in info.items()] + [(f"backend: {k}", v) for k, v in backends.items()]
         html = present.table_html(["", ""], rows, title="Run context")
         text = "\n".join(f"{k:>22}: {v}" for k, v in rows)

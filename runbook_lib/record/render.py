@@ -284,7 +284,12 @@ def _group_html(record: Record) -> str:
         names = ", ".join(f"{a.get('alertname')} ({a.get('severity')})" for a in linked)
         lines.append(f"Also firing in this group, diagnosed by this run (not run again): {names}.")
     for other in record.get("related_records") or []:
-        lines.append(f"Another record of this group: {other.get('record_id')} ({other.get('alertname')}).")
+        if other.get("relation") == "continued":
+            lines.append(f"This interactive session continues record {other.get('record_id')}.")
+        elif record.get("origin") == "approval":
+            lines.append(f"The approved fix of incident {other.get('record_id')}.")
+        else:
+            lines.append(f"Another record of this group: {other.get('record_id')} ({other.get('alertname')}).")
     return "".join(note_html(line) for line in lines)
 
 
@@ -343,7 +348,28 @@ def _summary_rows(record: Record) -> list[tuple[str, Any]]:
     other = {k: v for k, v in labels.items() if k not in ("alertname", "severity")}
     if other:
         rows.append(("Labels", ", ".join(f"{k}={v}" for k, v in sorted(other.items()))))
+    if session := record.get("session"):  # archived from JupyterLab (runbook archive)
+        rows.insert(0, ("Interactive session", _session_text(session)))
     return rows
+
+
+def _session_text(session: Any) -> str:
+    """'Avery Example, opened 2026-...; on-call added 3 cells, changed 1 (marked below); continues
+    record X; dry runs / actions run (approved: ...); 2 audit rows'."""
+    runs = (
+        "actions dry runs"
+        if session.get("dry_run")
+        else f"actions run, approved: {', '.join(session.get('approve') or []) or 'none'}"
+    )
+    parts = [
+        f"{session.get('operator') or 'no operator'}, opened {iso(session.get('prepared_at'))}",
+        f"{session.get('summary')} (marked in the notebook below)",
+        runs,
+        f"{len(session.get('audit_rows') or [])} audit row(s) by this operator in the session",
+    ]
+    if session.get("continued"):
+        parts.insert(1, f"continues record {session['continued']}")
+    return "; ".join(parts)
 
 
 def _on_call_text(record: Record) -> str:
@@ -356,6 +382,10 @@ def _on_call_text(record: Record) -> str:
 def _incident_text(record: Record) -> str:
     found = record.get("incident")
     if not found:
+        if record.get("origin") == "interactive":
+            return "not an incident: an interactive session, evidence on the record it continues"
+        if record.get("origin") == "approval":
+            return "not an incident: the run of a fix approved on its incident"
         return "no alert: no incident"
     rows = incident.status(found, record.get("started_at"))
     due = "; ".join(f"{r['name']} {r['due']}" for r in rows) or "no response deadline"

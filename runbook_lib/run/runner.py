@@ -8,6 +8,7 @@ a record.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -37,6 +38,12 @@ from runbook_lib.sre.catalog import TRIAGE, Catalog, Route
 KEEP_UNWRITTEN = 4  # finished runs kept for a retry of their write (each holds its notebook in memory)
 
 
+def redactor_for(settings: Settings, environ: Mapping[str, str] | None = None) -> Redactor:
+    """What every record is redacted with: the settings' secrets and the environment's
+    (``environ``, default this process's)."""
+    return Redactor([*settings.secret_values(), *environment_secrets(environ)])
+
+
 class Runner:
     def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
         """``environ``: where secrets to redact are found besides the settings (default: this
@@ -44,7 +51,7 @@ class Runner:
         self.settings = settings
         self.catalog = Catalog.load(settings.catalog_file, settings.runbooks_path)
         self.archive = archive_for(settings)
-        self.redactor = Redactor([*settings.secret_values(), *environment_secrets(environ)])
+        self.redactor = redactor_for(settings, environ)
         # Finished runs whose archive write met an environmental failure (full disk, archive
         # down), by record id: a retry of the same record writes these, it does not run again.
         self._unwritten: dict[str, tuple[Any, Record]] = {}
@@ -100,7 +107,7 @@ class Runner:
         slug, _ = self.pick_runbook(request.alert, request.slug)
         out_dir = out_dir or (self.settings.archive_path / "interactive")
         out_dir.mkdir(parents=True, exist_ok=True)
-        out = out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{slug}.ipynb"
+        out = out_dir / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{slug}-{secrets.token_hex(3)}.ipynb"  # never another's
         pm.execute_notebook(
             str(self.catalog.notebook(slug)),
             str(out),

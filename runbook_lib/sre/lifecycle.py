@@ -225,6 +225,10 @@ def event_line(event: Mapping[str, Any]) -> str | None:
     if kind == "resolved" and d.get("by"):
         note = f": {d.get('note')}" if d.get("note") else ""
         return f"Resolved by {d.get('by')} at {at}{via}{note}"
+    if kind == "continued":
+        return f"Continued interactively by {d.get('by')} at {at} -> record {d.get('record')} ({d.get('summary')})."
+    if kind == "continued":
+        return f"Continued interactively by {d.get('by')} at {at} -> record {d.get('record')} ({d.get('summary')})."
     if kind == "reopened":
         why = f": {d.get('why')}" if d.get("why") else ""
         return f"Reopened by {d.get('by')} at {at}{via}{why}"
