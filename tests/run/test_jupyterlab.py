@@ -198,6 +198,6 @@ def test_a_record_continued_in_resolve_mode_is_archived_with_the_added_cell_acti
     events = [e for e in archive.load(rid)["events"] if e["event"] == "continued"]
     assert len(events) == 1 and events[0]["data"]["record"] == new["id"] and events[0]["data"]["by"] == "alice"
     shown = cli("show", rid, env=env)
-    assert f"Continued interactively by alice" in shown.stdout and new["id"] in shown.stdout
+    assert "Continued interactively by alice" in shown.stdout and new["id"] in shown.stdout
     verified = cli("verify", env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
