@@ -12,7 +12,7 @@ PYTEST := $(BIN)/python -m pytest -p tests.early
 # kernel would otherwise compile the whole library from source again.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: bootstrap services demo test test-pure lint format bench clean
+.PHONY: bootstrap services demo test test-pure lint format bench clean image image-test
 
 $(STAMP): pyproject.toml scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -45,6 +45,16 @@ lint: bootstrap
 format: bootstrap
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The container image the Kubernetes manifests run (Containerfile), tagged as they name it, built
+# with podman from a Debian base made here (scripts/base-image.sh); about 2 minutes cold.
+image:
+	scripts/image.sh
+
+# Its smoke test without a container runtime (podman image mount + chroot as uid 10001), about
+# 10 s; CI runs it after `make test` (.ci/run), which it would push past 10 minutes.
+image-test: bootstrap image
+	scripts/image-test.sh
 
 # Numbers and ratios, never asserted (docs/benchmarks.md): about 15 minutes on 2 cores.
 bench: bootstrap services

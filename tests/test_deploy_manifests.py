@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -469,7 +470,7 @@ def test_the_receiver_is_one_replica_with_its_journal_on_the_claim() -> None:
     spec = RECEIVER["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     (container,) = pod(RECEIVER)["containers"]
-    assert container["args"][:2] == ["runbook", "serve"]
+    assert container["args"][0] == "serve"  # the image's entrypoint is `runbook`
     args = " ".join(container["args"])
     assert "--executor celery" in args and "--host 0.0.0.0" in args
     assert configured_env(container)["RUNBOOK_EXECUTOR"] == "celery"
@@ -516,7 +517,7 @@ def test_the_shipped_configuration_loads(deployment: dict[str, Any], tmp_path: P
 def test_the_worker_runs_runbook_worker_and_outlives_one_run(tmp_path: Path) -> None:
     (container,) = pod(WORKER)["containers"]
     args = container["args"]
-    assert args[:2] == ["runbook", "worker"]
+    assert args[0] == "worker"  # the image's entrypoint is `runbook`
     health_port = int(args[args.index("--health-port") + 1])
     assert health_port in _declared_ports(container).values()
     kernels = _shipped_settings(tmp_path, container).kernels
@@ -589,3 +590,42 @@ def test_everything_lives_in_its_namespace_and_references_what_exists() -> None:
         assert spec["securityContext"]["runAsNonRoot"] is True
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     assert len(images) == 1, f"receiver and workers must run one image: {images}"
+
+
+def test_the_manifests_run_the_image_make_image_builds_with_valid_runbook_args() -> None:
+    """`make image` tags scripts/image-name.sh's reference (the version in pyproject.toml); every
+    manifest runs exactly that image, and its args are a `runbook` command line the CLI accepts
+    (the Containerfile's entrypoint is `runbook`)."""
+    import subprocess
+
+    from runbook_lib.cli import build_parser
+
+    built = subprocess.run(
+        [str(HOME / "scripts" / "image-name.sh")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert built.endswith(":" + tomllib.loads((HOME / "pyproject.toml").read_text())["project"]["version"])
+    containerfile = (HOME / "Containerfile").read_text()
+    assert 'ENTRYPOINT ["runbook"]' in containerfile and "USER 10001:10001" in containerfile
+    seen = 0
+    for path in sorted((HOME / "deploy" / "kubernetes").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for container in _all_containers(doc):
+                assert container["image"] == built, f"{path.name}: {container['image']} is not what make image builds"
+                args = build_parser().parse_args(container["args"])
+                assert callable(args.func), (path.name, container["args"])
+                seen += 1
+    assert seen >= 3  # receiver, worker, digest
+
+
+def _all_containers(doc: object) -> list[dict]:
+    """Every container spec anywhere in a manifest (Deployments, CronJobs)."""
+    found: list[dict] = []
+    if isinstance(doc, dict):
+        if "image" in doc and "name" in doc and ("args" in doc or "command" in doc):
+            found.append(doc)
+        for value in doc.values():
+            found += _all_containers(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            found += _all_containers(value)
+    return found
