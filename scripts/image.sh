@@ -25,7 +25,7 @@ CA=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 log "building $IMAGE on $BASE"
 podman build --isolation=chroot --layers --secret "id=ca_bundle,src=$CA" --build-arg "BASE=$BASE" \
   -t "$IMAGE" -f Containerfile . >.image-build.log 2>&1 || { tail -30 .image-build.log >&2; log "build failed (.image-build.log)"; exit 1; }
-podman image prune -f >/dev/null 2>&1 || true  # the build stage's dangling image
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 log "built $IMAGE in $(( $(date +%s) - start )) s: $(( size / 1000000 )) MB; its biggest layers:"
-podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | awk -F'\t' '$1 != "0 B"' | cut -c1-110 | head -5 >&2
+podman history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | awk -F'\t' '$1 ~ / MB$/' | sort -rn | head -3 \
+  | awk -F'\t' '{ printf "  %8s  %s\n", $1, substr($2, 1, 90) }' >&2
