@@ -15,15 +15,15 @@ before stays as it was). Messages name the database as scheme://host:port/db, ne
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
-from runbook_lib.core.credentials import password_of, safe_endpoint
-from runbook_lib.core.errors import ConfigError, SourceError, SourceUnavailable
+from runbook_lib.clients.pg import connected
+from runbook_lib.core.credentials import safe_endpoint
+from runbook_lib.core.errors import ConfigError
+from runbook_lib.core.present import iso
 from runbook_lib.sre.oncall import (
     Override,
     Person,
@@ -58,7 +58,6 @@ IN_FORCE = "(cancelled_at IS NULL OR cancelled_at > since)"
 ENDS = "least(until, coalesce(cancelled_at, until))"
 NOT_IN_ROSTER = "(not in the roster)"
 MAX_LISTED = 1000
-STATEMENT_TIMEOUT_MS = 10000
 
 
 def table_exists(conn: psycopg.Connection[Any]) -> bool:
@@ -84,7 +83,7 @@ def add(
     by = (by or "").strip()
     draft = Override(who, role, since, until, by, created_at=datetime.now(UTC))
     validate_override(roster, draft)  # what needs no database first: a bad input costs no connection
-    with _connected(dsn, connect_timeout_s, "the override was not stored") as conn:
+    with connected(dsn, connect_timeout_s, "the override was not stored") as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         if not table_exists(conn):
             conn.execute(DDL)
@@ -103,7 +102,7 @@ def list_overlapping(
 ) -> list[Override]:
     """The overrides in force at some instant of [start, end) (not cancelled before then), by
     start. Names no longer in ``roster`` keep their override, with the handle "(not in the roster)"."""
-    with _connected(dsn, connect_timeout_s, "overrides not read", read_only=True) as conn:
+    with connected(dsn, connect_timeout_s, "overrides not read", read_only=True) as conn:
         return _overlapping(conn, roster, start, end) if table_exists(conn) else []
 
 
@@ -113,7 +112,7 @@ def list_overrides(
     """The overrides in force now or later (``include_past``: every one stored, cancelled and over
     included; the newest 1000), by start."""
     where = "" if include_past else f"WHERE {IN_FORCE} AND {ENDS} > now()"
-    with _connected(dsn, connect_timeout_s, "overrides not read", read_only=True) as conn:
+    with connected(dsn, connect_timeout_s, "overrides not read", read_only=True) as conn:
         if not table_exists(conn):
             return []
         rows = conn.execute(
@@ -131,7 +130,7 @@ def cancel(dsn: str, override_id: int, by: str, *, roster: Roster, connect_timeo
     by = (by or "").strip()
     if not by:
         raise ConfigError("cancelling an override needs who cancels it (--operator NAME or $RUNBOOK_OPERATOR)")
-    with _connected(dsn, connect_timeout_s, "nothing was cancelled") as conn:
+    with connected(dsn, connect_timeout_s, "nothing was cancelled") as conn:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         row = (
             conn.execute(f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s", (override_id,)).fetchone()
@@ -143,12 +142,12 @@ def cancel(dsn: str, override_id: int, by: str, *, roster: Roster, connect_timeo
         found = _override(roster, row)
         if found.cancelled_at is not None:
             raise ConfigError(
-                f"override {override_id} was cancelled already, at {_iso(found.cancelled_at)} by {found.cancelled_by}"
+                f"override {override_id} was cancelled already, at {iso(found.cancelled_at)} by {found.cancelled_by}"
             )
         now = _now(conn)
         if found.until <= now:
             raise ConfigError(
-                f"override {override_id} ended at {_iso(found.until)}: it is over, and who was on call stays as it was"
+                f"override {override_id} ended at {iso(found.until)}: it is over, and who was on call stays as it was"
             )
         others = _overlapping(conn, roster, max(now, found.since), found.until)
         check_cancel(roster, found, others, now)
@@ -188,26 +187,3 @@ def _now(conn: psycopg.Connection[Any]) -> datetime:
     row = conn.execute("SELECT clock_timestamp()").fetchone()
     assert row is not None
     return row[0].astimezone(UTC)
-
-
-@contextmanager
-def _connected(dsn: str, timeout_s: float, done: str, read_only: bool = False) -> Iterator[psycopg.Connection[Any]]:
-    """One transaction on ``dsn``, committed at the end; psycopg failures become RunbookErrors that
-    name the database safely (never its password) and say what was not done."""
-    try:
-        with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s))) as conn:
-            conn.read_only = read_only
-            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            yield conn
-    except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        for secret in password_of(dsn):
-            first = first.replace(secret, "[REDACTED]")
-        message = f"{safe_endpoint(dsn)}: {first}; {done}"
-        if isinstance(exc, psycopg.OperationalError):
-            raise SourceUnavailable("PostgreSQL", message) from None
-        raise SourceError("PostgreSQL", message) from None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,8 +10,7 @@ is flagged. Messages name the database as scheme://host:port/db only, never a pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -20,8 +19,9 @@ from typing import Any
 
 import psycopg
 
-from runbook_lib.core.credentials import password_of, safe_endpoint
-from runbook_lib.core.errors import ConfigError, SourceError, SourceUnavailable
+from runbook_lib.clients.pg import connected
+from runbook_lib.core.errors import ConfigError
+from runbook_lib.core.present import iso
 from runbook_lib.sre.oncall import read_config
 
 TABLE = "toil_entries"
@@ -99,8 +99,8 @@ class ToilWeek:
     def to_dict(self) -> dict[str, Any]:
         return {
             "week": self.week,
-            "start": _iso(self.start),
-            "end": _iso(self.end),
+            "start": iso(self.start),
+            "end": iso(self.end),
             "entries": self.entries,
             "minutes": self.minutes,
             "share": self.share,
@@ -181,7 +181,7 @@ def add(
     operator, value, category, text = check_entry(operator, minutes, category, text, categories)
     if at is not None and (at.tzinfo is None or at.utcoffset() is None):
         raise ValueError("at must be timezone-aware")
-    with _connected(dsn, connect_timeout_s, "the toil entry was not recorded") as conn:
+    with connected(dsn, connect_timeout_s, "the toil entry was not recorded") as conn:
         ensure_table(conn)
         row = conn.execute(
             f"INSERT INTO {TABLE} (at, operator, minutes, category, text)"
@@ -220,7 +220,7 @@ def report(
     first = last - (weeks - 1) * WEEK
     end = last + WEEK
     rows: list[Any] = []
-    with _connected(dsn, connect_timeout_s, "no report") as conn:
+    with connected(dsn, connect_timeout_s, "no report") as conn:
         if table_exists(conn):  # nothing logged yet: a report creates nothing
             rows = conn.execute(
                 f"SELECT date_trunc('week', at AT TIME ZONE 'UTC') AS week, category, sum(minutes), count(*)"
@@ -258,9 +258,9 @@ def period(
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise ValueError("since and until must be timezone-aware")
     if not since < until:
-        raise ValueError(f"an empty span: {_iso(since)} is not before {_iso(until)}")
+        raise ValueError(f"an empty span: {iso(since)} is not before {iso(until)}")
     rows: list[Any] = []
-    with _connected(dsn, connect_timeout_s, "no report") as conn:
+    with connected(dsn, connect_timeout_s, "no report") as conn:
         if table_exists(conn):  # nothing logged yet: a report creates nothing
             rows = conn.execute(
                 f"SELECT category, sum(minutes), count(*) FROM {TABLE} WHERE at >= %s AND at < %s GROUP BY 1",
@@ -297,25 +297,3 @@ def top_categories(weeks: Iterable[ToilWeek]) -> dict[str, int]:
         for category, minutes in w.by_category.items():
             total[category] = total.get(category, 0) + minutes
     return dict(sorted(total.items(), key=lambda cm: (-cm[1], cm[0])))
-
-
-@contextmanager
-def _connected(dsn: str, timeout_s: float, done: str) -> Iterator[psycopg.Connection[Any]]:
-    """One transaction on ``dsn``, committed at the end; psycopg failures become RunbookErrors that
-    name the database safely and say what was not done."""
-    try:
-        with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s))) as conn:
-            conn.execute("SET statement_timeout = 10000")
-            yield conn
-    except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        for secret in password_of(dsn):
-            first = first.replace(secret, "[REDACTED]")
-        message = f"{safe_endpoint(dsn)}: {first}; {done}"
-        if isinstance(exc, psycopg.OperationalError):
-            raise SourceUnavailable("PostgreSQL", message) from None
-        raise SourceError("PostgreSQL", message) from None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
