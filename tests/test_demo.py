@@ -14,6 +14,7 @@ import pytest
 from runbook_lib.record.archive import LocalArchive
 from runbook_lib.record.archive.verify import verify
 from runbook_lib.sandbox.database import ADMIN_DSN
+from runbook_lib.sre import lifecycle
 from tests.helpers import HOME
 
 pytestmark = pytest.mark.services
@@ -62,6 +63,11 @@ def test_make_demo_runs_the_chain(tmp_path: Path) -> None:
     assert resolved in (["HighErrorBudgetBurnRate"], sorted(["HighErrorBudgetBurnRate", *linked])), resolved
     # three hours of data are no 28-day budget: LowErrorBudget waits for a quarter of the window
     assert "LowErrorBudget" not in records
+    # on call acknowledged it and took IC (chained), within the deadline; the alert then resolved it
+    story = lifecycle.summarize(burn["events"], burn["alert"]["fingerprint"])
+    assert story["acknowledged"]["via"] == "demo" and story["first_ack"]["by"] == story["acknowledged"]["by"]
+    assert story["roles"]["ic"]["person"] == story["first_ack"]["by"] and story["state"] == "resolved"
+    assert "acknowledge met at" in done.stderr
     drill = records["dr-drill-database-restore"]
     [verdict] = [f for f in drill["findings"] if f["check"] == "DR drill verdict"]
     assert verdict["details"]["drill_verdict"] == "PASS"

@@ -1,7 +1,8 @@
 """`runbook demo`: the loopback chain end to end.
 
 Prometheus (backfilled incident + the catalog's rules) -> Alertmanager -> `runbook serve`
--> runbook notebooks -> archived records; then the incident is resolved (the burn-rate rule
+-> runbook notebooks -> archived records; on call acknowledges it and takes the incident
+commander role (chained events); then the incident is resolved (the burn-rate rule
 stops firing) and the resolution is chained onto the record; then the DR drill restores the
 sandbox database into a scratch one and says PASS or FAIL. Prints the record paths and stops
 everything it started.
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,9 +27,11 @@ from runbook_lib.core.settings import Settings, load_settings
 from runbook_lib.record.archive import archive_for
 from runbook_lib.record.archive.verify import verify
 from runbook_lib.record.build import ArchivedRecord
-from runbook_lib.record.events import event_text
+from runbook_lib.record.events import event_text, incident_line
+from runbook_lib.record.incidents import act
 from runbook_lib.sandbox import services
 from runbook_lib.sandbox.stack import Sandbox
+from runbook_lib.sre import oncall
 
 MAIN_ALERT = "HighErrorBudgetBurnRate"
 
@@ -104,6 +108,7 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
             for f in main["findings"]:
                 say(f"  {f['verdict'].upper():<9} {f['check']}: {f['summary'][:140]}")
 
+            take_it(archive, done[MAIN_ALERT], home, say)
             say(f"resolving: the {MAIN_ALERT} rule stops firing (rules reloaded)")
             sb.write_rules(drop=(MAIN_ALERT,))
             sb.reload_prometheus()
@@ -124,6 +129,17 @@ def run_chain(home: Path, workdir: Path, env: str | None = None) -> int:
         print(f"{archive.record_location(rid)}/record.html")
     print(drill.html_location)
     return 0 if not problems and drill.ok else 1
+
+
+def take_it(archive: Any, rid: str, home: Path, say: Callable[[str], None]) -> None:
+    """The human half: whoever the roster has on call now acknowledges the incident and takes the
+    incident commander role (as `runbook ack` and `runbook assign` would, or Slack's buttons)."""
+    roster = oncall.Roster.load(oncall.roster_path(home))
+    primary = oncall.who(roster, datetime.now(UTC)).primary.name
+    act(archive, rid, "acknowledged", primary, via="demo")
+    act(archive, rid, "assigned", primary, via="demo", role="ic", person=primary)
+    line = incident_line(archive.load(rid), datetime.now(UTC))
+    say(f"on call: {primary} acknowledges and takes IC. {line}")
 
 
 def dr_drill(sb: Sandbox, settings: Settings, say: Callable[[str], None]) -> ArchivedRecord:
