@@ -15,7 +15,7 @@ before stays as it was). Messages name the database as scheme://host:port/db, ne
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,6 +24,7 @@ from runbook_lib.clients.pg import connected
 from runbook_lib.core.credentials import safe_endpoint
 from runbook_lib.core.errors import ConfigError
 from runbook_lib.core.present import iso
+from runbook_lib.core.settings import Settings
 from runbook_lib.sre.oncall import (
     Override,
     Person,
@@ -104,6 +105,21 @@ def list_overlapping(
     start. Names no longer in ``roster`` keep their override, with the handle "(not in the roster)"."""
     with connected(dsn, connect_timeout_s, "overrides not read", read_only=True) as conn:
         return _overlapping(conn, roster, start, end) if table_exists(conn) else []
+
+
+def overrides_at(settings: Settings, roster: Roster, at: datetime) -> list[Override]:
+    """The overrides in force at ``at``: what records, escalation, approvals and the shift
+    checklists apply to the rotation. None without a PostgreSQL DSN; RunbookError (naming the
+    database safely) when they cannot be read: each caller says what it does then."""
+    if settings.postgres.dsn is None:
+        return []
+    return list_overlapping(
+        settings.postgres.dsn.get_secret_value(),
+        at,
+        at + timedelta(microseconds=1),
+        roster=roster,
+        connect_timeout_s=settings.postgres.connect_timeout_s,
+    )
 
 
 def list_overrides(

@@ -18,12 +18,12 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from runbook_lib.clients.oncall_overrides import overrides_at
 from runbook_lib.core.errors import ConfigError, Refused, RunbookError
 from runbook_lib.core.present import duration, iso, when
 from runbook_lib.core.settings import Settings
 from runbook_lib.intake.journal import Intake
 from runbook_lib.notify.messages import Notifier
-from runbook_lib.receiver.interact import read_overrides
 from runbook_lib.record.archive import Archive
 from runbook_lib.sre import incident, lifecycle, oncall
 from runbook_lib.sre.catalog import Catalog
@@ -149,7 +149,7 @@ class Escalator:
             log.warning("escalation: the roster cannot be read: %s", exc)
             return []
         try:
-            overrides = read_overrides(self.settings, roster, fired)
+            overrides = overrides_at(self.settings, roster, fired)
         except RunbookError as exc:  # better the rotation's people than nobody
             overrides = []
             log.warning("escalation: overrides not read, the rotation alone decides: %s", exc)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from runbook_lib.clients.oncall_overrides import overrides_at
 from runbook_lib.core.contract import pin
 from runbook_lib.core.errors import ArchiveError, ConfigError, JournalError, Refused, RunbookError
 from runbook_lib.core.present import iso, slack_text, when
@@ -88,7 +89,7 @@ class Interactions:
     def on_call(self, roster: oncall.Roster, at: datetime) -> oncall.OnCall:
         """Who is on call at ``at``: the rotation with the schedule overrides stored in
         PostgreSQL (when it is configured; without it, the rotation alone)."""
-        return oncall.effective(roster, at, read_overrides(self.settings, roster, at))
+        return oncall.effective(roster, at, overrides_at(self.settings, roster, at))
 
     def may_approve(self, roster: oncall.Roster, person: oncall.Person, at: datetime) -> str | None:
         """None when ``person`` may approve a fix now: primary, secondary or manager on call, or
@@ -374,20 +375,3 @@ class Interactions:
             if alert and dedup_key((rec.get("intake") or {}).get("group_key", ""), alert.get("fingerprint", "")) == key:
                 return [rid]
         return []
-
-
-def read_overrides(settings: Settings, roster: oncall.Roster, at: datetime) -> list[Any]:
-    """The schedule overrides around ``at`` from PostgreSQL; none when it is not configured."""
-    if settings.postgres.dsn is None:
-        return []
-    from datetime import timedelta
-
-    from runbook_lib.clients import oncall_overrides
-
-    return oncall_overrides.list_overlapping(
-        settings.postgres.dsn.get_secret_value(),
-        at - timedelta(days=1),
-        at + timedelta(days=1),
-        roster=roster,
-        connect_timeout_s=settings.postgres.connect_timeout_s,
-    )

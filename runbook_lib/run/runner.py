@@ -66,21 +66,12 @@ class Runner:
             return found
         fired = when(alert.get("startsAt"))
         overrides: list[oncall.Override] = []
-        dsn = self.settings.postgres.dsn
         path = oncall.roster_path(self.settings.home)
-        if fired and dsn is not None and path.is_file():
-            from datetime import timedelta
-
-            from runbook_lib.clients.oncall_overrides import list_overlapping
+        if fired and path.is_file():
+            from runbook_lib.clients.oncall_overrides import overrides_at
 
             try:
-                overrides = list_overlapping(
-                    dsn.get_secret_value(),
-                    fired,
-                    fired + timedelta(microseconds=1),
-                    roster=oncall.Roster.load(path),
-                    connect_timeout_s=self.settings.postgres.connect_timeout_s,
-                )
+                overrides = overrides_at(self.settings, oncall.Roster.load(path), fired)
             except Exception as exc:  # whatever it is, the record is written; the reason goes in it
                 found["on_call_error"] = f"on-call overrides not read, the plain rotation is shown: {exc}"[:300]
         try:

@@ -50,3 +50,32 @@ def test_at_a_monday_handover_the_toil_is_the_week_that_just_ended(fresh_db: str
     taking = next(f for f in rb.findings if f["check"] == "On call now")
     assert taking["details"]["primary"] == oncall.who(roster, handover).primary.name
     assert taking["details"]["at"] == iso(handover)
+
+
+def test_the_shift_checklist_names_who_an_override_put_on_call(fresh_db: str) -> None:
+    """The checklists use the effective schedule, as records and escalation do."""
+    from runbook_lib.clients import oncall_overrides
+
+    roster = oncall.Roster.load(HOME / "parameters" / "oncall.yaml")
+    at = roster.rotation_start + 20 * oncall.WEEK + timedelta(days=1)  # a Tuesday mid-shift
+    rotation = oncall.who(roster, at)
+    stand_in = next(p for p in roster.people if p.name not in (rotation.primary.name, rotation.secondary.name))
+    oncall_overrides.add(
+        fresh_db,
+        roster=roster,
+        person=stand_in.name,
+        role="primary",
+        since=at - timedelta(hours=2),
+        until=at + timedelta(hours=2),
+        by="Morgan Fictional",
+    )
+    rb = Runbook(load_settings(overrides={"postgres.dsn": fresh_db}), None, mode="diagnose")
+    rb.now = at
+    shift.on_call(rb)
+    now = next(f for f in rb.findings if f["check"] == "On call now")
+    assert now["details"]["primary"] == stand_in.name != rotation.primary.name
+    unreadable = Runbook(load_settings(overrides={"postgres.dsn": "postgresql://nobody@127.0.0.1:9/x"}), None)
+    unreadable.now = at
+    shift.on_call(unreadable)
+    plain = next(f for f in unreadable.findings if f["check"] == "On call now")
+    assert plain["details"]["primary"] == rotation.primary.name and "overrides not read" in plain["summary"]

@@ -11,8 +11,9 @@ from typing import Any
 import pandas as pd
 
 from runbook_lib.clients import toil
+from runbook_lib.clients.oncall_overrides import overrides_at
 from runbook_lib.clients.rabbitmq import QueueNotFound
-from runbook_lib.core.errors import ConfigError, SourceError, SourceNotConfigured
+from runbook_lib.core.errors import ConfigError, RunbookError, SourceError, SourceNotConfigured
 from runbook_lib.core.present import iso
 from runbook_lib.kernel.checks.base import Result, check
 from runbook_lib.kernel.protocol import RunbookLike
@@ -41,10 +42,19 @@ def on_call(rb: RunbookLike, next_shift: bool = False) -> Result:
     the handover that ends the shift that is ending (who takes over; just after a handover, the
     one that just happened: :func:`runbook_lib.sre.oncall.ending_shift`)."""
     at = rb.now
+    overrides: list[oncall.Override] = []
+    unread = ""
     try:
-        if next_shift and oncall.roster_path(rb.settings.home).is_file():
-            at = oncall.ending_shift(oncall.Roster.load(oncall.roster_path(rb.settings.home)), rb.now).until
-        now = oncall.on_call_at(rb.settings.home, at)
+        path = oncall.roster_path(rb.settings.home)
+        if path.is_file():
+            roster = oncall.Roster.load(path)
+            if next_shift:
+                at = oncall.ending_shift(roster, rb.now).until
+            try:
+                overrides = overrides_at(rb.settings, roster, at)
+            except RunbookError as exc:  # the rotation alone, saying so
+                unread = f" (schedule overrides not read, the plain rotation: {exc})"
+        now = oncall.on_call_at(rb.settings.home, at, overrides)
     except ConfigError as exc:
         rb.finding("On call now", "warning", f"parameters/oncall.yaml cannot be used: {exc}")
         return Result.unchecked(str(exc))
@@ -55,7 +65,7 @@ def on_call(rb: RunbookLike, next_shift: bool = False) -> Result:
     rb.finding(
         "On call now",
         "info",
-        f"{when_text} {now['primary']}, secondary {now['secondary']}, escalation manager {now['manager']}.",
+        f"{when_text} {now['primary']}, secondary {now['secondary']}, escalation manager {now['manager']}{unread}.",
         at=iso(at),
         **now,
     )
