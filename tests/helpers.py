@@ -103,6 +103,33 @@ def alert_payload(
     }
 
 
+@contextmanager
+def posts_received() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
+    """A loopback stand-in for Slack, PagerDuty or a response_url: (its base URL, every
+    (path, JSON body) POSTed to it, in order). Answers 200."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_a: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def write_json(path: Path, data: Any) -> Path:
     path.write_text(json.dumps(data))
     return path

@@ -14,6 +14,7 @@ from typing import Any
 
 from runbook_lib.cli.common import echo, print_table, settings_for
 from runbook_lib.core.errors import EXIT_FAILED, ConfigError, SourceError
+from runbook_lib.core.present import iso
 from runbook_lib.sre.oncall import (
     ROLES,
     WEEK,
@@ -223,7 +224,7 @@ def cmd_oncall(args: argparse.Namespace) -> int:
         return _write_ics(args.ics, roster, at, weeks or ICS_WEEKS, overrides) or failed
     now = effective(roster, at, overrides)
     if args.json:
-        out: dict[str, Any] = {"at": _iso(at), "roster": str(path), **now.to_dict()}
+        out: dict[str, Any] = {"at": iso(at), "roster": str(path), **now.to_dict()}
         out["overrides_read"] = note is None
         if note:
             out["overrides_note"] = note
@@ -234,7 +235,7 @@ def cmd_oncall(args: argparse.Namespace) -> int:
             out["half_weeks"] = [_segment_dict(s) for s in _segments(roster, at, weeks, overrides)]
         echo(json.dumps(out, indent=2))
         return failed
-    echo(f"On call at {_iso(at)} (roster {path}):")
+    echo(f"On call at {iso(at)} (roster {path}):")
     rows = [
         _role_row("primary", now.primary, now.primary_since, now.primary_until, now.primary_override),
         _role_row("secondary", now.secondary, now.secondary_since, now.secondary_until, now.secondary_override),
@@ -247,12 +248,12 @@ def cmd_oncall(args: argparse.Namespace) -> int:
     print_table(rows, ["role", "name", "handle", "since", "until", "override"])
     if weeks:
         echo()
-        echo(f"Schedule for {weeks} week{'s' if weeks != 1 else ''} from {_iso(at)} (UTC, one row per stretch):")
+        echo(f"Schedule for {weeks} week{'s' if weeks != 1 else ''} from {iso(at)} (UTC, one row per stretch):")
         print_table(
             [
                 {
-                    "from": _iso(s["since"]),
-                    "until": _iso(s["until"]),
+                    "from": iso(s["since"]),
+                    "until": iso(s["until"]),
                     "primary": s["primary"].name,
                     "secondary": s["secondary"].name,
                     "change": s["change"],
@@ -304,7 +305,7 @@ def _write_ics(target: str, roster: Roster, at: datetime, weeks: int, overrides:
         Path(target).write_bytes(data)
     except OSError as exc:
         raise ConfigError(f"--ics {target}: cannot be written ({exc.strerror})") from None
-    echo(f"{len(shifts)} shifts from {_iso(at)} for {weeks} week{'s' if weeks != 1 else ''} written to {target}")
+    echo(f"{len(shifts)} shifts from {iso(at)} for {weeks} week{'s' if weeks != 1 else ''} written to {target}")
     return 0
 
 
@@ -357,8 +358,8 @@ def _override_cell(s: dict[str, Any]) -> str:
 def _segment_dict(s: dict[str, Any]) -> dict[str, Any]:
     now: OnCall = s["now"]
     return {
-        "since": _iso(s["since"]),
-        "until": _iso(s["until"]),
+        "since": iso(s["since"]),
+        "until": iso(s["until"]),
         "primary": s["primary"].name,
         "secondary": s["secondary"].name,
         "change": s["change"],
@@ -372,8 +373,8 @@ def _role_row(role: str, person: Person, since: datetime, until: datetime, o: Ov
         "role": role,
         "name": person.name,
         "handle": person.handle,
-        "since": _iso(since),
-        "until": _iso(until),
+        "since": iso(since),
+        "until": iso(until),
         "override": f"#{o.id} by {o.by}" if o is not None else "",
     }
 
@@ -403,11 +404,11 @@ def cmd_override(args: argparse.Namespace) -> int:
     person = require_person(roster, args.person)
     since, until = parse_instant(args.since, "--from"), parse_instant(args.until, "--to")
     if until <= since:
-        raise ConfigError(f"--to {_iso(until)} is not after --from {_iso(since)}")
+        raise ConfigError(f"--to {iso(until)} is not after --from {iso(since)}")
     now = datetime.now(UTC)
     if until <= now:
         raise ConfigError(
-            f"--to {_iso(until)} is in the past: the override would be over already; who was on call stays as it was"
+            f"--to {iso(until)} is in the past: the override would be over already; who was on call stays as it was"
         )
     operator = _operator(args)
     validate_override(roster, Override(person, role, since, until, operator, now))  # before connecting
@@ -434,7 +435,7 @@ def cmd_override(args: argparse.Namespace) -> int:
         f" instead of {', '.join(replaced)} (the rotation)" if replaced else " (the rotation names them then anyway)"
     )
     echo(
-        f"override {oid} stored: {person.name} is {role} from {_iso(since)} until {_iso(until)}{instead}; "
+        f"override {oid} stored: {person.name} is {role} from {iso(since)} until {iso(until)}{instead}; "
         f"set by {operator} ({safe_endpoint(dsn)})"
     )
     return 0
@@ -451,12 +452,12 @@ def _cancel(args: argparse.Namespace) -> int:
     done = cancel(dsn, args.cancel, operator, roster=roster, connect_timeout_s=settings.postgres.connect_timeout_s)
     assert done.cancelled_at is not None
     if done.in_force:
-        what = f"it applied from {_iso(done.since)} until now, {_iso(done.cancelled_at)}; the rotation is back"
+        what = f"it applied from {iso(done.since)} until now, {iso(done.cancelled_at)}; the rotation is back"
     else:
         what = "it had not started and never applies"
     echo(
         f"override {done.id} cancelled by {operator}: {done.person.name} as {done.role} "
-        f"({_iso(done.since)} until {_iso(done.until)}); {what} ({safe_endpoint(dsn)})"
+        f"({iso(done.since)} until {iso(done.until)}); {what} ({safe_endpoint(dsn)})"
     )
     return 0
 
@@ -474,7 +475,7 @@ def cmd_overrides(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     if args.json:
         out = {
-            "at": _iso(now),
+            "at": iso(now),
             "database": safe_endpoint(dsn),
             "all": args.all,
             "overrides": [{**o.to_dict(), "state": _state(o, now)} for o in found],
@@ -493,8 +494,8 @@ def cmd_overrides(args: argparse.Namespace) -> int:
                 "role": o.role,
                 "person": o.person.name,
                 "handle": o.person.handle,
-                "from": _iso(o.since),
-                "until": _iso(o.until),
+                "from": iso(o.since),
+                "until": iso(o.until),
                 "by": o.by,
                 "state": _state(o, now),
             }
@@ -508,7 +509,7 @@ def cmd_overrides(args: argparse.Namespace) -> int:
 def _state(o: Override, now: datetime) -> str:
     if o.cancelled_at is not None and not o.in_force:
         return f"cancelled by {o.cancelled_by} (never applied)"
-    cut = f", cancelled by {o.cancelled_by} at {_iso(o.cancelled_at)}" if o.cancelled_at is not None else ""
+    cut = f", cancelled by {o.cancelled_by} at {iso(o.cancelled_at)}" if o.cancelled_at is not None else ""
     if o.ends <= now:
         return "over" + cut
     return ("current" if o.since <= now else "upcoming") + cut
@@ -533,7 +534,3 @@ def _dsn(settings: Any, what: str) -> str:
             f"(or RUNBOOK_POSTGRES_DSN_FILE); {what}"
         )
     return str(settings.postgres.dsn.get_secret_value())
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -227,8 +227,6 @@ def event_line(event: Mapping[str, Any]) -> str | None:
         return f"Resolved by {d.get('by')} at {at}{via}{note}"
     if kind == "continued":
         return f"Continued interactively by {d.get('by')} at {at} -> record {d.get('record')} ({d.get('summary')})."
-    if kind == "continued":
-        return f"Continued interactively by {d.get('by')} at {at} -> record {d.get('record')} ({d.get('summary')})."
     if kind == "reopened":
         why = f": {d.get('why')}" if d.get("why") else ""
         return f"Reopened by {d.get('by')} at {at}{via}{why}"

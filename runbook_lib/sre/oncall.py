@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 
 from runbook_lib.core.errors import ConfigError
+from runbook_lib.core.present import iso
 
 WEEK = timedelta(days=7)
 HALF_WEEK = timedelta(days=3, hours=12)
@@ -96,7 +97,7 @@ class Override:
                 object.__setattr__(self, key, _utc(getattr(self, key)))
         if self.until <= self.since:
             raise ConfigError(
-                f"the override's end {_iso(self.until)} is not after its start {_iso(self.since)}: --to must follow --from"
+                f"the override's end {iso(self.until)} is not after its start {iso(self.since)}: --to must follow --from"
             )
 
     @property
@@ -117,11 +118,11 @@ class Override:
             "id": self.id,
             "role": self.role,
             **self.person.to_dict(),
-            "since": _iso(self.since),
-            "until": _iso(self.until),
+            "since": iso(self.since),
+            "until": iso(self.until),
             "by": self.by,
-            "created_at": _iso(self.created_at),
-            "cancelled_at": _iso(self.cancelled_at) if self.cancelled_at else None,
+            "created_at": iso(self.created_at),
+            "cancelled_at": iso(self.cancelled_at) if self.cancelled_at else None,
             "cancelled_by": self.cancelled_by,
         }
 
@@ -146,14 +147,14 @@ class OnCall:
         out: dict[str, Any] = {
             "primary": {
                 **self.primary.to_dict(),
-                "since": _iso(self.primary_since),
-                "until": _iso(self.primary_until),
+                "since": iso(self.primary_since),
+                "until": iso(self.primary_until),
                 "override_id": self.primary_override.id if self.primary_override else None,
             },
             "secondary": {
                 **self.secondary.to_dict(),
-                "since": _iso(self.secondary_since),
-                "until": _iso(self.secondary_until),
+                "since": iso(self.secondary_since),
+                "until": iso(self.secondary_until),
                 "override_id": self.secondary_override.id if self.secondary_override else None,
             },
             "manager": self.manager.to_dict(),
@@ -183,8 +184,8 @@ class Shift:
         return {
             "role": self.role,
             **self.person.to_dict(),
-            "since": _iso(self.since),
-            "until": _iso(self.until),
+            "since": iso(self.since),
+            "until": iso(self.until),
             "overridden": self.override is not None,
             "override_id": self.override_id,
         }
@@ -337,7 +338,7 @@ def who(roster: Roster, at: datetime) -> OnCall:
     start = roster.rotation_start
     if t < start:
         raise ConfigError(
-            f"{_iso(t)} is before the roster's rotation_start {_iso(start)} ({roster.source}): "
+            f"{iso(t)} is before the roster's rotation_start {iso(start)} ({roster.source}): "
             "the rotation is not defined then"
         )
     n = len(roster.people)
@@ -356,7 +357,7 @@ def who(roster: Roster, at: datetime) -> OnCall:
             incident_commander=roster.incident_commander,
         )
     except OverflowError:  # a shift ending after year 9999
-        raise ConfigError(f"{_iso(t)} is too far in the future for the rotation") from None
+        raise ConfigError(f"{iso(t)} is too far in the future for the rotation") from None
 
 
 def ending_shift(roster: Roster, now: datetime, after: timedelta = ENDING_GRACE) -> Shift:
@@ -385,7 +386,7 @@ def schedule(roster: Roster, start: datetime, weeks: int) -> list[Shift]:
     try:
         end = _utc(start) + weeks * WEEK
     except OverflowError:
-        raise ConfigError(f"{weeks} weeks from {_iso(start)} is too far in the future for the rotation") from None
+        raise ConfigError(f"{weeks} weeks from {iso(start)} is too far in the future for the rotation") from None
     who(roster, end)  # the shifts in progress at the end end last: refused here if that is past year 9999
     n = len(roster.people)
     t0 = roster.rotation_start
@@ -540,8 +541,8 @@ def check_override(roster: Roster, override: Override, existing: Iterable[Overri
             how = getattr(now, f"{other}_override")
             source = f"by {how.label()} (set by {how.by})" if how is not None else "by the rotation"
             raise ConfigError(
-                f"{override.person.name} cannot be {override.role} from {_iso(override.since)} to "
-                f"{_iso(override.until)}: at {_iso(t)} they are {other} {source}, and nobody may be primary "
+                f"{override.person.name} cannot be {override.role} from {iso(override.since)} to "
+                f"{iso(override.until)}: at {iso(t)} they are {other} {source}, and nobody may be primary "
                 f"and secondary at once; override the {other} for that stretch first, or pick someone else"
             )
         t = getattr(now, f"{other}_until")
@@ -553,8 +554,8 @@ def validate_override(roster: Roster, override: Override) -> None:
     require_person(roster, override.person.name)
     if override.since < roster.rotation_start:
         raise ConfigError(
-            f"the override starts at {_iso(override.since)}, before the roster's rotation_start "
-            f"{_iso(roster.rotation_start)} ({roster.source})"
+            f"the override starts at {iso(override.since)}, before the roster's rotation_start "
+            f"{iso(roster.rotation_start)} ({roster.source})"
         )
     if override.until - override.since > MAX_OVERRIDE:
         raise ConfigError(
@@ -583,7 +584,7 @@ def check_cancel(roster: Roster, override: Override, remaining: Iterable[Overrid
             ]
             raise ConfigError(
                 f"cancelling {override.label()} would make {now.primary.name} primary and secondary at once at "
-                f"{_iso(t)} (by {' and '.join(sources)}); cancel or change that first, or add an override for "
+                f"{iso(t)} (by {' and '.join(sources)}); cancel or change that first, or add an override for "
                 f"the {override.role} instead"
             )
         t = min(now.primary_until, now.secondary_until)
@@ -701,7 +702,3 @@ def _utc(at: datetime) -> datetime:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{at.isoformat()} has no timezone: give an aware datetime")
     return at.astimezone(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

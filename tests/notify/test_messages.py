@@ -5,37 +5,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from runbook_lib.core.settings import load_settings
 from runbook_lib.notify.messages import Notifier
+from tests.helpers import posts_received
 
 HOSTILE = "<!channel> <https://evil.example|Open record>"
 
 
 @pytest.fixture
 def capture() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
-    received: list[tuple[str, dict[str, Any]]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.path, json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_a: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", received
-    server.shutdown()
+    """Slack and PagerDuty stand-ins on loopback, keeping what they are sent."""
+    with posts_received() as stand_in:
+        yield stand_in
 
 
 def record(alertname: str, summary: str) -> dict[str, Any]:

@@ -6,10 +6,8 @@ receiver at minute 20; an acknowledgement at minute 12 stops both."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from runbook_lib.record.archive import LocalArchive
 from runbook_lib.record.incidents import act
 from runbook_lib.sre import incident, oncall
 from runbook_lib.sre.alertmanager import parse_payload
-from tests.helpers import HOME, alert_payload, temp_database
+from tests.helpers import HOME, alert_payload, posts_received, temp_database
 from tests.web.test_records_page import make_record
 
 pytestmark = pytest.mark.services
@@ -32,21 +30,8 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture
 def slack() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    got: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_a: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/services/T0/B0/escalation", got
-    server.shutdown()
+    with posts_received() as (base, got):
+        yield f"{base}/services/T0/B0/escalation", got
 
 
 @pytest.fixture
@@ -114,7 +99,7 @@ def test_an_unacknowledged_sev1_escalates_once_at_15_and_once_at_30_minutes_acro
     assert escalator.tick(at(45)) == []
     events = [e for e in archive.load(rid)["events"] if e["event"] == "escalated"]
     assert [e["data"]["step"] for e in events] == [1, 2]
-    messages = [m["text"] for m in slack[1]]
+    messages = [body["text"] for _path, body in slack[1]]
     assert len(messages) == 2 and all("ESCALATED DatabaseDown (SEV-1)" in m for m in messages)
     assert f"<@{stand_in.slack}>" in messages[0] and f"<@{roster.senior_sre.slack}>" in messages[0]
     assert f"<@{rotation.secondary.slack}>" not in messages[0]
@@ -164,7 +149,7 @@ def test_with_no_record_yet_it_escalates_from_the_journal_and_its_own_resolution
     chained = [e for e in archive.entries() if e.get("event") == "escalated"]
     assert len(chained) == 1 and chained[0]["record"] is None
     assert chained[0]["data"]["fingerprint"] == "d" * 16 and "no record yet" in chained[0]["data"]["why"]
-    assert chained[0]["data"]["notified"] == "Slack" and "no record yet" in slack[1][0]["text"]
+    assert chained[0]["data"]["notified"] == "Slack" and "no record yet" in slack[1][0][1]["text"]
 
     # the alert resolves before minute 30 (the journal has its resolution): step 2 stops
     resolved = alert_payload("DatabaseDown", starts_at=fired, fingerprint="d" * 16, status="resolved")

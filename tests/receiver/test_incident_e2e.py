@@ -11,14 +11,12 @@ import hashlib
 import hmac
 import json
 import shutil
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import psycopg
@@ -29,7 +27,7 @@ from runbook_lib.record.archive import LocalArchive
 from runbook_lib.record.archive.verify import verify
 from runbook_lib.sandbox.services import start_alertmanager, start_receiver, wait_for
 from runbook_lib.sre import oncall
-from tests.helpers import HOME, cli, temp_database
+from tests.helpers import HOME, cli, posts_received, temp_database
 from tests.support.minimal import make_runbook
 
 pytestmark = pytest.mark.slow
@@ -45,18 +43,6 @@ FIX = (
     'rb.actions.disable_control(reason="incident drill: the switch was left on", recommended=True,'
     ' why="the kill switch is on")'
 )
-
-
-class Slack(BaseHTTPRequestHandler):
-    got: ClassVar[list[tuple[str, dict[str, Any]]]] = []
-
-    def do_POST(self) -> None:
-        Slack.got.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *_a: Any) -> None:
-        pass
 
 
 def signed(body: bytes, ts: int, secret: str = SIGNING) -> dict[str, str]:
@@ -81,10 +67,6 @@ def click(base: str, user: str, action_id: str, value: str, n: int) -> bytes:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    Slack.got = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slack)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    slack = f"http://127.0.0.1:{server.server_port}"
     home = tmp_path / "home"
     (home / "parameters").mkdir(parents=True)
     for item in (HOME / "parameters").iterdir():
@@ -101,7 +83,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     catalog = tmp_path / "catalog.yaml"
     alert = {"name": "KillSwitchStuck", "severity": "critical", "runbook": "kill-switch", "for": "0s"}
     catalog.write_text(yaml.safe_dump({"alerts": [{**alert, "expr": "vector(1)", "summary": "kill switch on"}]}))
-    with temp_database("incident") as dsn:
+    with temp_database("incident") as dsn, posts_received() as (slack, got):
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE emergency_controls SET omnihub_kill_switch = true")
         env = {
@@ -119,18 +101,16 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         receiver = start_receiver(tmp_path / "receiver", env, workers=1)
         am = start_alertmanager(tmp_path / "am", f"{receiver.url}/alerts", bearer_token=TOKEN)
         try:
-            yield {"env": env, "receiver": receiver, "am": am, "slack": slack, "dsn": dsn, "home": home}
+            yield {"env": env, "receiver": receiver, "am": am, "slack": slack, "dsn": dsn, "home": home, "got": got}
         finally:
             am.stop()
             receiver.stop()
-            server.shutdown()
-
-
-def posts(prefix: str) -> list[dict[str, Any]]:
-    return [body for path, body in Slack.got if path.startswith(prefix)]
 
 
 def test_page_acknowledge_and_approve_from_slack(stack: dict[str, Any]) -> None:
+    def posts(prefix: str) -> list[dict[str, Any]]:
+        return [body for path, body in stack["got"] if path.startswith(prefix)]
+
     env, receiver, slack = stack["env"], stack["receiver"], stack["slack"]
     archive = LocalArchive(Path(env["RUNBOOK_ARCHIVE"]))
     fired = datetime.now(UTC).replace(microsecond=0)

@@ -8,11 +8,9 @@ from __future__ import annotations
 import html
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -29,6 +27,7 @@ from runbook_lib.record.archive import LocalArchive
 from runbook_lib.sre import incident
 from runbook_lib.web import pages
 from runbook_lib.web.records import DEFAULT_LIMIT, MAX_LIMIT
+from tests.helpers import posts_received
 from tests.receiver.test_receiver import basic, bearer, make_client
 
 KEY = "link-signing-key-0123456789abcdef0123456789abcdef"
@@ -612,23 +611,8 @@ def test_with_a_key_messages_carry_a_valid_signed_link_and_never_the_key(
 @pytest.fixture
 def capture() -> Iterator[tuple[str, list[tuple[str, dict[str, Any]]]]]:
     """Slack and PagerDuty stand-ins on loopback, keeping what they are sent."""
-    received: list[tuple[str, dict[str, Any]]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.path, json.loads(body)))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_a: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", received
-    server.shutdown()
-    server.server_close()
+    with posts_received() as stand_in:
+        yield stand_in
 
 
 def notify_settings(base: str, **environ: str) -> Any:
